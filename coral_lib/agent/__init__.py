@@ -1,0 +1,1 @@
+"""The agent: discovery loop, registration with the colony, operation handlers."""

@@ -1,0 +1,1 @@
+"""The colony: registry, routing, RBAC, rate limits, audit and the gRPC server."""

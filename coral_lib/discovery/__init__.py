@@ -1,0 +1,1 @@
+"""Sources of service candidates: Kubernetes pods, /proc of a shared PID namespace, host sockets."""

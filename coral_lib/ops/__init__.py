@@ -1,0 +1,1 @@
+"""Operation backends (one per file): local, nsenter, cri, tap, trace."""

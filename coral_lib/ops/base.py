@@ -1,0 +1,62 @@
+"""The small interface every operation backend implements."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+DEFAULT_MAX_OUTPUT = 1 << 20  # bytes per stream before output is truncated
+
+
+class OperationError(Exception):
+    """A user-caused or environment failure of an operation, with a message fit to show."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecTarget:
+    """Where to run: empty fields mean "the agent's own host/process"."""
+
+    namespace: str = ""
+    pod_name: str = ""
+    container_name: str = ""
+    container_id: str = ""
+    pid: int = 0  # a process inside the target container (nsenter backend)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecRequest:
+    argv: Sequence[str]
+    shell: bool = False  # run argv[0] as a /bin/sh -c script
+    timeout: float = 30.0
+    max_output: int = DEFAULT_MAX_OUTPUT
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cwd: str = ""
+    stdin: bytes = b""
+    target: ExecTarget = ExecTarget()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    duration: float = 0.0
+    truncated: bool = False
+    timed_out: bool = False
+    error: str = ""  # set when the command could not be started at all
+
+
+class ExecBackend(Protocol):
+    """Runs one command to completion. Raises OperationError when it cannot start it."""
+
+    name: str
+
+    def run(self, request: ExecRequest) -> ExecResult: ...
+
+
+def effective_argv(request: ExecRequest) -> list[str]:
+    """The argv to execute: a shell only when the caller asked for one."""
+    if request.shell:
+        return ["/bin/sh", "-c", " ".join(request.argv)]
+    return list(request.argv)
