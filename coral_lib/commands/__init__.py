@@ -1,0 +1,1 @@
+"""Subcommands of the `coral` command: each module has register(subparsers)."""

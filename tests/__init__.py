@@ -1,0 +1,1 @@
+"""Coral test suite."""

@@ -1,0 +1,1 @@
+"""Test support: harnesses and fixtures shared by the test folders and bench/."""
