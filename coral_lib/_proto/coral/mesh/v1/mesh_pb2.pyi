@@ -1,0 +1,197 @@
+from coral_lib._proto.coral.agent.v1 import agent_pb2 as _agent_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ServiceProvenance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVICE_PROVENANCE_UNKNOWN: _ClassVar[ServiceProvenance]
+    SERVICE_PROVENANCE_EXPLICIT: _ClassVar[ServiceProvenance]
+    SERVICE_PROVENANCE_DISCOVERED: _ClassVar[ServiceProvenance]
+    SERVICE_PROVENANCE_OVERRIDDEN: _ClassVar[ServiceProvenance]
+SERVICE_PROVENANCE_UNKNOWN: ServiceProvenance
+SERVICE_PROVENANCE_EXPLICIT: ServiceProvenance
+SERVICE_PROVENANCE_DISCOVERED: ServiceProvenance
+SERVICE_PROVENANCE_OVERRIDDEN: ServiceProvenance
+
+class ServiceInfo(_message.Message):
+    __slots__ = ("component_name", "port", "health_endpoint", "service_type", "labels", "provenance", "node_name", "node_labels", "namespace", "pod_name", "container_name", "pid", "process_name", "health_interval_seconds", "sources")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMPONENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_NAME_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    component_name: str
+    port: int
+    health_endpoint: str
+    service_type: str
+    labels: _containers.ScalarMap[str, str]
+    provenance: ServiceProvenance
+    node_name: str
+    node_labels: _containers.ScalarMap[str, str]
+    namespace: str
+    pod_name: str
+    container_name: str
+    pid: int
+    process_name: str
+    health_interval_seconds: float
+    sources: _containers.ScalarMap[str, str]
+    def __init__(self, component_name: _Optional[str] = ..., port: _Optional[int] = ..., health_endpoint: _Optional[str] = ..., service_type: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[ServiceProvenance, str]] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., container_name: _Optional[str] = ..., pid: _Optional[int] = ..., process_name: _Optional[str] = ..., health_interval_seconds: _Optional[float] = ..., sources: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("agent_id", "component_name", "colony_id", "colony_secret", "version", "labels", "wireguard_pubkey", "services", "node_name", "node_labels", "runtime")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPONENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    COLONY_ID_FIELD_NUMBER: _ClassVar[int]
+    COLONY_SECRET_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    WIREGUARD_PUBKEY_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    component_name: str
+    colony_id: str
+    colony_secret: str
+    version: str
+    labels: _containers.ScalarMap[str, str]
+    wireguard_pubkey: str
+    services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
+    node_name: str
+    node_labels: _containers.ScalarMap[str, str]
+    runtime: _agent_pb2.RuntimeContext
+    def __init__(self, agent_id: _Optional[str] = ..., component_name: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ..., version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., wireguard_pubkey: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("accepted", "reason", "agent_id", "heartbeat_interval_seconds", "colony_id")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COLONY_ID_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    agent_id: str
+    heartbeat_interval_seconds: float
+    colony_id: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., agent_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., colony_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("agent_id", "colony_id", "colony_secret", "services_changed", "services")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COLONY_ID_FIELD_NUMBER: _ClassVar[int]
+    COLONY_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    colony_id: str
+    colony_secret: str
+    services_changed: bool
+    services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
+    def __init__(self, agent_id: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ..., services_changed: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("ok", "reregister", "reason")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REREGISTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    reregister: bool
+    reason: str
+    def __init__(self, ok: _Optional[bool] = ..., reregister: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class LinkHello(_message.Message):
+    __slots__ = ("agent_id", "colony_id", "colony_secret")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COLONY_ID_FIELD_NUMBER: _ClassVar[int]
+    COLONY_SECRET_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    colony_id: str
+    colony_secret: str
+    def __init__(self, agent_id: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ...) -> None: ...
+
+class AgentMessage(_message.Message):
+    __slots__ = ("op_id", "hello", "exec_result", "shell", "tap", "runtime", "error")
+    OP_ID_FIELD_NUMBER: _ClassVar[int]
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    EXEC_RESULT_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
+    TAP_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    op_id: str
+    hello: LinkHello
+    exec_result: _agent_pb2.ExecResult
+    shell: _agent_pb2.ShellOutput
+    tap: _agent_pb2.TapEvent
+    runtime: _agent_pb2.RuntimeContext
+    error: str
+    def __init__(self, op_id: _Optional[str] = ..., hello: _Optional[_Union[LinkHello, _Mapping]] = ..., exec_result: _Optional[_Union[_agent_pb2.ExecResult, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellOutput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapEvent, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ColonyMessage(_message.Message):
+    __slots__ = ("op_id", "exec", "shell", "tap", "runtime", "cancel")
+    OP_ID_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
+    TAP_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    op_id: str
+    exec: _agent_pb2.ExecRequest
+    shell: _agent_pb2.ShellInput
+    tap: _agent_pb2.TapRequest
+    runtime: _agent_pb2.GetRuntimeContextRequest
+    cancel: bool
+    def __init__(self, op_id: _Optional[str] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellInput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapRequest, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.GetRuntimeContextRequest, _Mapping]] = ..., cancel: _Optional[bool] = ...) -> None: ...
