@@ -1,0 +1,601 @@
+"""Agent and colony configuration: pydantic models, YAML loading, placeholders, CORAL_* env.
+
+Agent config file (`.coral/agent-config.yaml`), keys exactly as written::
+
+    agent: {mode: passive, id: "node-agent-{{ NODE_NAME }}", runtime: auto}
+    colony: {address: 127.0.0.1:9443, caFile: ..., id: ..., secret: ... | secretFile: ...}
+    discovery:
+      kubernetes: {includeNamespaces: [], includeLabels: {}, excludeNamespaces: [],
+                   excludeLabels: {}, pollInterval: 30s, resyncInterval: 5m}
+      host: {pollInterval: 5s}
+    overrides:
+      - selector: {podLabel: app=payments-api, namespace: ns, podName: p, process: x, port: 80}
+        service: {name: ..., port: ..., health: {endpoint: /healthz, interval: 5s}, type: http,
+                  labels: {}}
+    services:   # explicit services
+      - {name: api, port: 8080, health: {endpoint: /health, interval: 10s}, type: http, labels: {}}
+
+`agent.mode`: `passive` (default) registers services and answers operations; `active` also
+runs the configured health checks. `agent.runtime`: `auto` (default, detect), `host`,
+`daemonset` or `sidecar`.
+
+Colony settings file (flat): id, secret | secretFile, listen (host:port), dataDir,
+heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly.
+
+Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
+Placeholders: `{{ NAME }}` in any string value (even unquoted, even inside `{...}` flow
+mappings) is replaced by the environment variable NAME; a missing one is an error.
+
+Environment overrides (a set, non-empty variable beats the file; lists are comma
+separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV below:
+
+| variable                     | agent config key                         |
+|------------------------------|------------------------------------------|
+| CORAL_AGENT_ID               | agent.id                                 |
+| CORAL_AGENT_MODE             | agent.runtime (host, daemonset, sidecar) |
+| CORAL_AGENT_HEALTH_MODE      | agent.mode (passive, active)             |
+| CORAL_COLONY_ADDRESS         | colony.address                           |
+| CORAL_COLONY_ID              | colony.id                                |
+| CORAL_COLONY_SECRET          | colony.secret                            |
+| CORAL_COLONY_SECRET_FILE     | colony.secretFile                        |
+| CORAL_COLONY_CA_FILE         | colony.caFile                            |
+| CORAL_POLL_INTERVAL          | discovery.host.pollInterval              |
+| CORAL_K8S_POLL_INTERVAL      | discovery.kubernetes.pollInterval        |
+| CORAL_RESYNC_INTERVAL        | discovery.kubernetes.resyncInterval      |
+| CORAL_INCLUDE_NAMESPACES     | discovery.kubernetes.includeNamespaces   |
+| CORAL_EXCLUDE_NAMESPACES     | discovery.kubernetes.excludeNamespaces   |
+| CORAL_INCLUDE_LABELS         | discovery.kubernetes.includeLabels       |
+| CORAL_EXCLUDE_LABELS         | discovery.kubernetes.excludeLabels       |
+
+| variable                     | colony settings key |
+|------------------------------|---------------------|
+| CORAL_COLONY_ID              | id                  |
+| CORAL_COLONY_SECRET          | secret              |
+| CORAL_COLONY_SECRET_FILE     | secretFile          |
+| CORAL_COLONY_LISTEN          | listen              |
+| CORAL_COLONY_DATA_DIR        | dataDir             |
+| CORAL_COLONY_TOKENS_FILE     | tokensFile          |
+| CORAL_COLONY_OBSERVE_ONLY    | observeOnly         |
+| CORAL_HEARTBEAT_INTERVAL     | heartbeatInterval   |
+| CORAL_DEGRADED_AFTER         | degradedAfter       |
+| CORAL_UNHEALTHY_AFTER        | unhealthyAfter      |
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import socket
+import types
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import pydantic
+import yaml
+from pydantic import alias_generators
+
+from coral_lib import durations
+
+
+class ConfigError(Exception):
+    """A config problem the user can fix; str() is one line: source, key path, what is wrong."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: key {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+def _duration(value: object) -> float:
+    return durations.parse_duration(value)
+
+
+def _none_is_empty(value: object) -> object:
+    # `overrides:` with every entry commented out loads as None: treat it as empty.
+    return () if value is None else value
+
+
+def _check_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid address {value!r}: expected host:port, e.g. 127.0.0.1:9443")
+    return value
+
+
+def _check_pod_label(value: str | None) -> str | None:
+    if value is not None:
+        key, sep, _ = value.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"invalid podLabel {value!r}: expected key=value, e.g. app=payments")
+    return value
+
+
+def _check_endpoint(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise ValueError(f"invalid health endpoint {value!r}: expected a path like /healthz")
+    return value
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(_duration)]
+Port = Annotated[int, pydantic.Field(ge=1, le=65535)]
+Labels = Annotated[dict[str, str], pydantic.BeforeValidator(lambda v: {} if v is None else v)]
+Address = Annotated[str, pydantic.AfterValidator(_check_address)]
+
+
+class _Model(pydantic.BaseModel):
+    """camelCase keys in files, snake_case attributes in code; unknown keys are errors."""
+
+    model_config = pydantic.ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=alias_generators.to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        coerce_numbers_to_str=True,
+    )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _none_is_defaults(cls, data: object) -> object:
+        # `discovery:` with nothing under it loads as None: that means "all defaults".
+        return {} if data is None else data
+
+
+class Agent(_Model):
+    mode: Literal["passive", "active"] = "passive"
+    id: str = pydantic.Field(default_factory=socket.gethostname)
+    runtime: Literal["auto", "host", "daemonset", "sidecar"] = "auto"
+
+
+class ColonyClient(_Model):
+    """Where the agent finds its colony and how it authenticates."""
+
+    address: Address = "127.0.0.1:9443"
+    ca_file: str = ""
+    id: str = "default"
+    secret: pydantic.SecretStr = pydantic.SecretStr("")
+    secret_file: str = ""
+
+    @pydantic.model_validator(mode="after")
+    def _one_secret(self) -> ColonyClient:
+        if self.secret.get_secret_value() and self.secret_file:
+            raise ValueError("set only one of colony.secret and colony.secretFile")
+        return self
+
+
+class KubernetesDiscovery(_Model):
+    include_namespaces: Annotated[tuple[str, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
+    include_labels: Labels = pydantic.Field(default_factory=dict)
+    exclude_namespaces: Annotated[tuple[str, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
+    exclude_labels: Labels = pydantic.Field(default_factory=dict)
+    poll_interval: Duration = 30.0
+    resync_interval: Duration = 300.0
+
+
+class HostDiscovery(_Model):
+    poll_interval: Duration = 5.0
+
+
+class Discovery(_Model):
+    kubernetes: KubernetesDiscovery = pydantic.Field(default_factory=KubernetesDiscovery)
+    host: HostDiscovery = pydantic.Field(default_factory=HostDiscovery)
+
+
+class Health(_Model):
+    endpoint: Annotated[str, pydantic.AfterValidator(_check_endpoint)] = ""
+    interval: Duration | None = None
+
+
+class OverrideSelector(_Model):
+    """Which candidates a rule applies to; every given criterion must match."""
+
+    pod_label: Annotated[str | None, pydantic.AfterValidator(_check_pod_label)] = None
+    namespace: str | None = None
+    pod_name: str | None = None
+    process: str | None = None
+    port: Port | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _not_empty(self) -> OverrideSelector:
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError(
+                "empty selector: give at least one of podLabel, namespace, podName, process, port"
+            )
+        return self
+
+    @property
+    def pod_label_pair(self) -> tuple[str, str] | None:
+        if self.pod_label is None:
+            return None
+        key, _, value = self.pod_label.partition("=")
+        return key.strip(), value.strip()
+
+
+class ServiceFields(_Model):
+    """A partial service: only the fields given override the candidate's."""
+
+    name: str | None = None
+    port: Port | None = None
+    health: Health | None = None
+    type: str | None = None
+    labels: Labels = pydantic.Field(default_factory=dict)
+
+
+class OverrideRule(_Model):
+    selector: OverrideSelector
+    service: ServiceFields
+
+
+class ExplicitService(_Model):
+    name: Annotated[str, pydantic.Field(min_length=1)]
+    port: Port
+    health: Health = pydantic.Field(default_factory=Health)
+    type: str = ""
+    labels: Labels = pydantic.Field(default_factory=dict)
+
+
+def _resolve_secret(*, secret: pydantic.SecretStr, secret_file: str, key: str, source: str) -> str:
+    if secret.get_secret_value():
+        return secret.get_secret_value()
+    if not secret_file:
+        raise ConfigError(
+            source, key,
+            "no colony secret configured: set secret, secretFile or CORAL_COLONY_SECRET",
+        )
+    try:
+        text = pathlib.Path(secret_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            source, key + "File", f"cannot read secret file {secret_file}: {exc}"
+        ) from None
+    if not text:
+        raise ConfigError(source, key + "File", f"secret file {secret_file} is empty")
+    return text
+
+
+class AgentConfig(_Model):
+    agent: Agent = pydantic.Field(default_factory=Agent)
+    colony: ColonyClient = pydantic.Field(default_factory=ColonyClient)
+    discovery: Discovery = pydantic.Field(default_factory=Discovery)
+    overrides: Annotated[tuple[OverrideRule, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
+    services: Annotated[tuple[ExplicitService, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
+    _source: str = pydantic.PrivateAttr(default="<defaults>")
+
+    def colony_secret(self) -> str:
+        """The colony secret from colony.secret or the file colony.secretFile names.
+
+        Raises ConfigError when neither is set or the file cannot be read.
+        """
+        return _resolve_secret(
+            secret=self.colony.secret, secret_file=self.colony.secret_file,
+            key="colony.secret", source=self._source,
+        )
+
+
+def _default_data_dir() -> str:
+    return str(pathlib.Path.home() / ".coral" / "colony")
+
+
+class ColonySettings(_Model):
+    id: str = "default"
+    secret: pydantic.SecretStr = pydantic.SecretStr("")
+    secret_file: str = ""
+    listen: Address = "127.0.0.1:9443"
+    data_dir: str = pydantic.Field(default_factory=_default_data_dir)
+    heartbeat_interval: Duration = 10.0
+    degraded_after: Duration = 30.0
+    unhealthy_after: Duration = 90.0
+    tokens_file: str = ""
+    observe_only: bool = False
+    _source: str = pydantic.PrivateAttr(default="<defaults>")
+
+    @pydantic.field_validator("unhealthy_after")
+    @classmethod
+    def _after_degraded(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        degraded = info.data.get("degraded_after")
+        if degraded is not None and value <= degraded:
+            raise ValueError(f"unhealthyAfter ({value:g}s) must be longer than degradedAfter "
+                             f"({degraded:g}s)")
+        return value
+
+    def colony_secret(self) -> str:
+        """The colony secret from secret or secretFile; ConfigError when neither works."""
+        return _resolve_secret(
+            secret=self.secret, secret_file=self.secret_file, key="secret", source=self._source,
+        )
+
+
+# env var -> (key path in the file, kind). kind: str | list (a,b) | labels (k=v,k2=v2)
+AGENT_ENV: dict[str, tuple[tuple[str, ...], str]] = {
+    "CORAL_AGENT_ID": (("agent", "id"), "str"),
+    "CORAL_AGENT_MODE": (("agent", "runtime"), "str"),
+    "CORAL_AGENT_HEALTH_MODE": (("agent", "mode"), "str"),
+    "CORAL_COLONY_ADDRESS": (("colony", "address"), "str"),
+    "CORAL_COLONY_ID": (("colony", "id"), "str"),
+    "CORAL_COLONY_SECRET": (("colony", "secret"), "str"),
+    "CORAL_COLONY_SECRET_FILE": (("colony", "secretFile"), "str"),
+    "CORAL_COLONY_CA_FILE": (("colony", "caFile"), "str"),
+    "CORAL_POLL_INTERVAL": (("discovery", "host", "pollInterval"), "str"),
+    "CORAL_K8S_POLL_INTERVAL": (("discovery", "kubernetes", "pollInterval"), "str"),
+    "CORAL_RESYNC_INTERVAL": (("discovery", "kubernetes", "resyncInterval"), "str"),
+    "CORAL_INCLUDE_NAMESPACES": (("discovery", "kubernetes", "includeNamespaces"), "list"),
+    "CORAL_EXCLUDE_NAMESPACES": (("discovery", "kubernetes", "excludeNamespaces"), "list"),
+    "CORAL_INCLUDE_LABELS": (("discovery", "kubernetes", "includeLabels"), "labels"),
+    "CORAL_EXCLUDE_LABELS": (("discovery", "kubernetes", "excludeLabels"), "labels"),
+}
+
+COLONY_ENV: dict[str, tuple[tuple[str, ...], str]] = {
+    "CORAL_COLONY_ID": (("id",), "str"),
+    "CORAL_COLONY_SECRET": (("secret",), "str"),
+    "CORAL_COLONY_SECRET_FILE": (("secretFile",), "str"),
+    "CORAL_COLONY_LISTEN": (("listen",), "str"),
+    "CORAL_COLONY_DATA_DIR": (("dataDir",), "str"),
+    "CORAL_COLONY_TOKENS_FILE": (("tokensFile",), "str"),
+    "CORAL_COLONY_OBSERVE_ONLY": (("observeOnly",), "str"),
+    "CORAL_HEARTBEAT_INTERVAL": (("heartbeatInterval",), "str"),
+    "CORAL_DEGRADED_AFTER": (("degradedAfter",), "str"),
+    "CORAL_UNHEALTHY_AFTER": (("unhealthyAfter",), "str"),
+}
+
+
+def load_agent_config(
+    path: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Load the agent config file (None: defaults), then placeholders, then CORAL_* env.
+
+    Raises ConfigError (one line naming the file, the key path and what is accepted).
+    """
+    config = _load(path, model=AgentConfig, env_table=AGENT_ENV,
+                               environ=os.environ if environ is None else environ)
+    config._source = "<defaults>" if path is None else os.fspath(path)
+    return config
+
+
+def load_colony_config(
+    path: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None
+) -> ColonySettings:
+    """Load colony settings (None: defaults), placeholders and CORAL_* env; ConfigError."""
+    settings = _load(path, model=ColonySettings, env_table=COLONY_ENV,
+                                 environ=os.environ if environ is None else environ)
+    settings._source = "<defaults>" if path is None else os.fspath(path)
+    return settings
+
+
+# ---- loading: read -> placeholders to tokens -> YAML -> CORAL_* env -> fill -> validate
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# Placeholders become plain tokens before parsing: `{{` is not valid in YAML flow mappings.
+_TOKEN = "__coral_placeholder_{}__"
+_FILL = re.compile(r"__coral_placeholder_(\d+)__|" + _PLACEHOLDER.pattern)
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_KEYS = {"secret"}
+
+EnvTable = Mapping[str, tuple[tuple[str, ...], str]]
+
+
+def _load(
+    path: str | os.PathLike[str] | None, *, model: type[_Model], env_table: EnvTable,
+    environ: Mapping[str, str],
+) -> typing.Any:
+    source = "defaults" if path is None else f"config file {os.fspath(path)}"
+    names: list[str] = []
+    data: object = None
+    if path is not None:
+        text, names = _tokenize(_read(path, source))
+        data = _parse(text, source)
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", f"the top level must be a mapping with keys "
+                          f"{', '.join(_keys(model))}; got {_kind(data)}")
+    try:
+        env_keys = _apply_env(data, table=env_table, environ=environ)
+        data = _fill(data, path=(), names=names, environ=environ,
+                     origin=lambda p: _origin(p, source=source, env_keys=env_keys))
+    except RecursionError:
+        raise ConfigError(
+            source, "", "structure nested too deeply (or a recursive YAML alias)"
+        ) from None
+    return _validate(model, data, source=source, env_keys=env_keys)
+
+
+def _read(path: str | os.PathLike[str], source: str) -> str:
+    try:
+        raw = pathlib.Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found; pass an existing YAML file "
+                          "(or no file for the defaults)") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "", "is a directory; expected a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}; "
+                          "expected a readable YAML file") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "", f"not UTF-8 text (bad byte at offset {exc.start}); "
+                          "expected a YAML file") from None
+
+
+def _tokenize(text: str) -> tuple[str, list[str]]:
+    names: list[str] = []
+
+    def token(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        return _TOKEN.format(len(names) - 1)
+
+    return _PLACEHOLDER.sub(token, text), names
+
+
+def _parse(text: str, source: str) -> object:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "syntax error"
+        raise ConfigError(source, "", f"invalid YAML{where}: {problem}; "
+                          "expected a YAML mapping of keys") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise ConfigError(source, "", f"invalid YAML: {exc}; expected a YAML mapping") from None
+
+
+def _apply_env(
+    data: dict[typing.Any, typing.Any], *, table: EnvTable, environ: Mapping[str, str]
+) -> dict[tuple[str, ...], str]:
+    applied: dict[tuple[str, ...], str] = {}
+    for var, (keys, kind) in table.items():
+        raw = environ.get(var, "")
+        if not raw:
+            continue  # unset and empty mean the same: keep the file's value
+        node = data
+        for key in keys[:-1]:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                break  # the file's own type error is reported by validation
+        else:
+            node[keys[-1]] = _env_value(raw, kind=kind, var=var, key=".".join(keys))
+            applied[keys] = var
+    return applied
+
+
+def _env_value(raw: str, *, kind: str, var: str, key: str) -> object:
+    if kind == "str":
+        return raw
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if kind == "list":
+        return items
+    labels = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"environment variable {var}", key,
+                              f"invalid label {item!r}; expected k=v,k2=v2")
+        labels[name.strip()] = value.strip()
+    return labels
+
+
+def _fill(
+    node: object, *, path: tuple[object, ...], names: list[str], environ: Mapping[str, str],
+    origin: typing.Callable[[tuple[object, ...]], str],
+) -> object:
+    if isinstance(node, str):
+        def value(match: re.Match[str]) -> str:
+            name = names[int(match.group(1))] if match.group(1) is not None else match.group(2)
+            if name not in environ:
+                raise ConfigError(origin(path), format_path(path),
+                                  f"placeholder {{{{ {name} }}}} needs environment variable "
+                                  f"{name}, which is not set; set it or write the value literally")
+            return environ[name]
+        return _FILL.sub(value, node)
+    if isinstance(node, dict):
+        return {
+            _fill(k, path=path, names=names, environ=environ, origin=origin):
+            _fill(v, path=(*path, k), names=names, environ=environ, origin=origin)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_fill(v, path=(*path, i), names=names, environ=environ, origin=origin)
+                for i, v in enumerate(node)]
+    return node
+
+
+def _origin(
+    path: tuple[object, ...], *, source: str, env_keys: Mapping[tuple[str, ...], str]
+) -> str:
+    for keys, var in env_keys.items():
+        if path[: len(keys)] == keys:
+            return f"environment variable {var} (overriding {source})"
+    return source
+
+
+def _validate(
+    model: type[_Model], data: object, *, source: str, env_keys: Mapping[tuple[str, ...], str]
+) -> typing.Any:
+    try:
+        return model.model_validate(data, by_alias=True, by_name=False)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        loc = tuple(first["loc"])
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(_origin(loc, source=source, env_keys=env_keys), format_path(loc),
+                          _describe(first, model=model, loc=loc) + more) from None
+
+
+def format_path(loc: typing.Iterable[object]) -> str:
+    """Key path as users read it: `overrides[2].selector.podLabel`, `labels["a.b/c"]`."""
+    out = ""
+    for seg in loc:
+        if seg == "[key]":
+            out += " (the key itself)"
+        elif isinstance(seg, str) and _PLAIN_KEY.fullmatch(seg):
+            out += f".{seg}" if out else seg
+        elif isinstance(seg, int) and not isinstance(seg, bool):
+            out += f"[{seg}]"
+        else:
+            out += f"[{str(seg)!r}]" if isinstance(seg, str) else f"[{seg!r}]"
+    return out
+
+
+def _describe(error: typing.Any, *, model: type[_Model], loc: tuple[object, ...]) -> str:
+    kind, value = error["type"], error.get("input")
+    shown = "<hidden>" if loc and loc[-1] in _SECRET_KEYS else _short(value)
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        accepted = ", ".join(_keys(parent)) if parent else "none"
+        return f"unknown key {loc[-1]!r}; accepted keys here: {accepted}"
+    if kind == "missing":
+        return f"required key {loc[-1]!r} is missing"
+    if kind in ("value_error", "assertion_error"):
+        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    target = _model_at(model, loc)
+    if kind == "model_type" and target is not None:
+        return f"expected a mapping with keys {', '.join(_keys(target))}; got {_kind(value)}"
+    if kind == "string_type" and isinstance(value, bool):
+        return f"expected a string, got boolean {value}; quote it, e.g. \"{str(value).lower()}\""
+    msg = re.sub(r" or instance of \w+", "", str(error["msg"]))
+    return f"{msg}; got {_kind(value)} {shown}"
+
+
+def _model_at(model: type[_Model], loc: tuple[object, ...]) -> type[_Model] | None:
+    current: object = model
+    for seg in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
+            fields = current.model_fields.items()
+            match = [f.annotation for n, f in fields if seg in (n, f.alias)]
+            current = match[0] if match else None
+        else:
+            args = [a for a in typing.get_args(current) if a is not Ellipsis]
+            current = args[-1] if args else None
+    current = _unwrap(current)
+    is_model = isinstance(current, type) and issubclass(current, pydantic.BaseModel)
+    return current if is_model else None
+
+
+def _unwrap(tp: object) -> object:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next((a for a in typing.get_args(tp) if a is not type(None)), None)
+        return _unwrap(tp)
+    return tp
+
+
+def _keys(model: type[pydantic.BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _kind(value: object) -> str:
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
