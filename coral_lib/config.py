@@ -557,7 +557,7 @@ def _describe(error: typing.Any, *, model: type[_Model], loc: tuple[object, ...]
         return f"expected a mapping with keys {', '.join(_keys(target))}; got {_kind(value)}"
     if kind == "string_type" and isinstance(value, bool):
         return f"expected a string, got boolean {value}; quote it, e.g. \"{str(value).lower()}\""
-    msg = re.sub(r" or instance of \w+", "", str(error["msg"]))
+    msg = re.sub(r" or instance of \w+", "", str(error["msg"])).replace("valid tuple", "list")
     return f"{msg}; got {_kind(value)} {shown}"
 
 
