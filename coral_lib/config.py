@@ -83,6 +83,7 @@ class ConfigError(Exception):
     """A config problem the user can fix; str() is one line: source, key path, what is wrong."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
+        problem = " ".join(problem.split())  # one line, whatever a library put in it
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: key {key}" if key else source
         super().__init__(f"{where}: {problem}")
@@ -437,6 +438,10 @@ def _parse(text: str, source: str) -> object:
         problem = exc.problem or exc.context or "syntax error"
         raise ConfigError(source, "", f"invalid YAML{where}: {problem}; "
                           "expected a YAML mapping of keys") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(source, "", f"invalid YAML: unacceptable character "
+                          f"#x{exc.character:04x} at position {exc.position}; expected "
+                          "printable UTF-8 text") from None
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError(source, "", f"invalid YAML: {exc}; expected a YAML mapping") from None
 

@@ -1,0 +1,81 @@
+"""Colony settings file, and resolving the colony secret (secret or secretFile)."""
+
+from __future__ import annotations
+
+import pytest
+
+from coral_lib import config
+
+
+def test_colony_settings_good_file(testdata):
+    settings = config.load_colony_config(testdata / "colony.yaml",
+                                         environ={"COLONY_SECRET": "s1"})
+    assert settings.id == "prod"
+    assert settings.colony_secret() == "s1"
+    assert settings.listen == "0.0.0.0:9443"
+    assert settings.data_dir == "/var/lib/coral/colony"
+    assert (settings.heartbeat_interval, settings.degraded_after, settings.unhealthy_after) == (
+        5.0, 20.0, 60.0)
+    assert settings.tokens_file == "/etc/coral/tokens.yaml"
+    assert settings.observe_only is True
+
+
+def test_colony_settings_defaults():
+    settings = config.load_colony_config(None, environ={})
+    assert settings.listen == "127.0.0.1:9443"
+    assert settings.data_dir.endswith(".coral/colony")
+    assert settings.degraded_after < settings.unhealthy_after
+    assert settings.observe_only is False
+
+
+def test_bad_input_colony_unhealthy_not_after_degraded(write_config):
+    path = write_config("degradedAfter: 1m\nunhealthyAfter: 30s\n", name="colony.yaml")
+    with pytest.raises(config.ConfigError, match=f"config file {path}: key unhealthyAfter: "
+                       r"unhealthyAfter \(30s\) must be longer than degradedAfter \(60s\)"):
+        config.load_colony_config(path, environ={})
+
+
+def test_bad_input_colony_unknown_key_lists_accepted(write_config):
+    path = write_config("listen: 127.0.0.1:1\ndatadir: /x\n", name="colony.yaml")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_colony_config(path, environ={})
+    assert f"config file {path}: key datadir: unknown key 'datadir'" in str(caught.value)
+    assert "dataDir" in str(caught.value) and "heartbeatInterval" in str(caught.value)
+
+
+def test_bad_input_colony_listen_not_host_port(write_config):
+    path = write_config("listen: 9443\n", name="colony.yaml")
+    with pytest.raises(config.ConfigError, match="key listen: invalid address '9443': "
+                       "expected host:port"):
+        config.load_colony_config(path, environ={})
+
+
+def test_colony_secret_from_secret_file(tmp_path, write_config):
+    secret = tmp_path / "secret"
+    secret.write_text("from-file\n")
+    path = write_config(f"colony:\n  secretFile: {secret}\n")
+    assert config.load_agent_config(path, environ={}).colony_secret() == "from-file"
+
+
+def test_colony_secret_missing_is_a_clear_error(write_config):
+    path = write_config("colony: {id: x}\n")
+    cfg = config.load_agent_config(path, environ={})
+    with pytest.raises(config.ConfigError, match=f"{path}: key colony.secret: no colony secret "
+                       "configured: set secret, secretFile or CORAL_COLONY_SECRET"):
+        cfg.colony_secret()
+
+
+def test_colony_secret_file_unreadable_names_the_file(tmp_path, write_config):
+    path = write_config(f"colony:\n  secretFile: {tmp_path / 'absent'}\n")
+    cfg = config.load_agent_config(path, environ={})
+    with pytest.raises(config.ConfigError, match=f"key colony.secretFile: cannot read secret "
+                       f"file {tmp_path / 'absent'}"):
+        cfg.colony_secret()
+
+
+def test_colony_secret_file_empty_is_an_error(tmp_path):
+    (tmp_path / "s").write_text("\n")
+    settings = config.load_colony_config(
+        None, environ={"CORAL_COLONY_SECRET_FILE": str(tmp_path / "s")})
+    with pytest.raises(config.ConfigError, match="key secretFile: secret file .* is empty"):
+        settings.colony_secret()
