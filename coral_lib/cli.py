@@ -18,7 +18,8 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coral", description="Coral fleet discovery and operations")
+    parser = argparse.ArgumentParser(
+        prog="coral", description="Coral fleet discovery and operations")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -1,0 +1,136 @@
+"""The agent's main loop: discover, reconcile with what the colony has, heartbeat, reconnect."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import socket
+import threading
+from collections.abc import Callable
+
+import grpc
+
+from coral_lib import config as config_mod
+from coral_lib import convert, overrides, service
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from coral_lib.agent import handlers as handlers_mod
+from coral_lib.agent import session as session_mod
+from coral_lib.agent import state as state_mod
+
+log = logging.getLogger(__name__)
+
+Discover = Callable[[], list[service.ServiceInfo]]
+
+
+def desired_services(candidates: list[service.ServiceInfo], cfg: config_mod.AgentConfig, *,
+                     node_name: str) -> list[mesh_pb2.ServiceInfo]:
+    """Candidates + config overrides + explicit services -> the set the colony should hold."""
+    final = overrides.apply(candidates, rules=cfg.overrides, explicit=cfg.services,
+                            node_name=node_name)
+    for record in final:
+        if record.provenance == service.Provenance.OVERRIDDEN:
+            log.info("service %s", overrides.explain(record))
+    return [convert.service_to_proto(r) for r in final]
+
+
+def changed(previous: list[mesh_pb2.ServiceInfo] | None,
+            current: list[mesh_pb2.ServiceInfo]) -> bool:
+    """Whether the set differs from what was last sent (order does not matter)."""
+    if previous is None:
+        return True
+    key = convert.service_key
+    return sorted(previous, key=key) != sorted(current, key=key)
+
+
+def default_state_dir() -> pathlib.Path:
+    base = "/var/lib/coral" if os.geteuid() == 0 else str(pathlib.Path.home() / ".coral")
+    return pathlib.Path(base) / "agent"
+
+
+class Agent:
+    def __init__(self, cfg: config_mod.AgentConfig, *, discover: Discover,
+                 handlers: handlers_mod.Handlers, node_name: str = "",
+                 state_dir: pathlib.Path | None = None) -> None:
+        self.cfg, self.discover, self.handlers = cfg, discover, handlers
+        self.node_name = node_name or socket.gethostname()
+        self.stop = threading.Event()
+        self.registered = threading.Event()
+        self.state_path = (state_dir or default_state_dir()) / f"{cfg.agent.id}.json"
+        self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
+
+    def current(self) -> list[mesh_pb2.ServiceInfo]:
+        return desired_services(self.discover(), self.cfg, node_name=self.node_name)
+
+    def run(self) -> None:
+        if not self.cfg.colony.ca_file:
+            raise config_mod.ConfigError(self.cfg._source, "colony.caFile",
+                                         "the colony CA certificate file is required")
+        chan = session_mod.channel(self.cfg.colony.address, ca_file=self.cfg.colony.ca_file)
+        sess = session_mod.Session(
+            stub=mesh_pb2_grpc.MeshStub(chan), agent_id=self.cfg.agent.id,
+            colony_id=self.cfg.colony.id, secret=self.cfg.colony_secret(),
+            node_name=self.node_name,
+        )
+        link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
+        link_thread = threading.Thread(target=link.run_forever, name="link", daemon=True)
+        link_thread.start()
+        try:
+            self._loop(sess)
+        finally:
+            self.stop.set()
+            link_thread.join(timeout=5)
+            chan.close()
+
+    def _loop(self, sess: session_mod.Session) -> None:
+        attempt = 0
+        cached = state_mod.load(self.state_path)
+        while not self.stop.is_set():
+            try:
+                services = self.current() if self._last_sent is not None or not cached else cached
+                interval = sess.register(services=services, runtime=self.handlers.runtime)
+                self._sent(services)
+                self.registered.set()
+                log.info("registered with colony %s at %s as %s (%d services)",
+                         self.cfg.colony.id, self.cfg.colony.address, sess.agent_id, len(services))
+                attempt = 0
+                self._heartbeat_until_lost(sess, interval)
+            except session_mod.Refused as exc:
+                log.error("%s", exc)
+            except grpc.RpcError as exc:
+                log.warning("colony unreachable at %s: %s", self.cfg.colony.address,
+                            exc.details() if hasattr(exc, "details") else exc)
+            self.registered.clear()
+            self.stop.wait(session_mod.backoff(attempt))
+            attempt += 1
+
+    def _heartbeat_until_lost(self, sess: session_mod.Session, interval: float) -> None:
+        period = min(interval, self.cfg.discovery.host.poll_interval)
+        while not self.stop.wait(period):
+            services = self.current()
+            send = services if changed(self._last_sent, services) else None
+            reply = sess.heartbeat(services=send)
+            if reply.reregister or not reply.ok:
+                log.warning("colony asks to register again: %s", reply.reason)
+                return
+            if send is not None:
+                self._sent(send)
+                log.info("service set changed: sent %d services", len(send))
+
+    def _sent(self, services: list[mesh_pb2.ServiceInfo]) -> None:
+        self._last_sent = services
+        try:
+            state_mod.save(self.state_path, services)
+        except OSError as exc:
+            log.warning("cannot save agent state to %s: %s", self.state_path, exc)
+
+
+def host_runtime() -> agent_pb2.RuntimeContext:
+    ok = agent_pb2.Capability(available=True)
+    return agent_pb2.RuntimeContext(
+        mode=agent_pb2.RUNTIME_MODE_NATIVE, visibility="host", exec_backend="local",
+        can_exec=ok, can_shell=ok, hostname=socket.gethostname(),
+        can_tap=agent_pb2.Capability(available=False, reason="tap is not wired in host mode"),
+        can_trace=agent_pb2.Capability(available=False, reason="trace is not wired in host mode"),
+    )

@@ -1,0 +1,143 @@
+"""The agent's conversation with its colony: register, heartbeat, and the operation link."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable
+
+import grpc
+
+from coral_lib import __version__
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from coral_lib.agent import handlers as handlers_mod
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The colony refused the agent's credentials."""
+
+
+def channel(address: str, *, ca_file: str) -> grpc.Channel:
+    with open(ca_file, "rb") as handle:
+        creds = grpc.ssl_channel_credentials(root_certificates=handle.read())
+    return grpc.secure_channel(address, creds, options=[
+        ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_permit_without_calls", 1),
+    ])
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
+    """Exponential backoff with full jitter, so a restarted colony is not stampeded."""
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 10))))
+
+
+class Session:
+    """One agent's identity towards the colony, over one channel."""
+
+    def __init__(self, *, stub: mesh_pb2_grpc.MeshStub, agent_id: str, colony_id: str,
+                 secret: str, node_name: str = "", labels: dict[str, str] | None = None,
+                 node_labels: dict[str, str] | None = None) -> None:
+        self.stub, self.agent_id, self.colony_id, self._secret = stub, agent_id, colony_id, secret
+        self.node_name, self.labels, self.node_labels = node_name, labels or {}, node_labels or {}
+
+    def register(self, *, services: list[mesh_pb2.ServiceInfo],
+                 runtime: agent_pb2.RuntimeContext, timeout: float = 10.0) -> float:
+        """Register; returns the heartbeat interval. Raises Refused or grpc.RpcError."""
+        reply = self.stub.Register(mesh_pb2.RegisterRequest(
+            agent_id=self.agent_id, colony_id=self.colony_id, colony_secret=self._secret,
+            version=__version__, labels=self.labels, services=services,
+            node_name=self.node_name, node_labels=self.node_labels, runtime=runtime,
+        ), timeout=timeout)
+        if not reply.accepted:
+            raise Refused(f"colony refused agent {self.agent_id}: {reply.reason}")
+        return reply.heartbeat_interval_seconds or 10.0
+
+    def heartbeat(self, *, services: list[mesh_pb2.ServiceInfo] | None,
+                  timeout: float = 10.0) -> mesh_pb2.HeartbeatResponse:
+        return self.stub.Heartbeat(mesh_pb2.HeartbeatRequest(
+            agent_id=self.agent_id, colony_id=self.colony_id, colony_secret=self._secret,
+            services_changed=services is not None, services=services or [],
+        ), timeout=timeout)
+
+    def hello(self) -> mesh_pb2.AgentMessage:
+        return mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello(
+            agent_id=self.agent_id, colony_id=self.colony_id, colony_secret=self._secret))
+
+
+_END = object()
+
+
+class LinkWorker:
+    """Keeps the Link stream open and answers the operations the colony sends down it."""
+
+    def __init__(self, session: Session, handlers: handlers_mod.Handlers, *,
+                 stop: threading.Event, max_parallel: int = 16) -> None:
+        self.session, self.handlers, self.stop = session, handlers, stop
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
+        self._shells: dict[str, object] = {}
+        self.connected = threading.Event()
+
+    def run_forever(self) -> None:
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                self._run_once()
+                attempt = 0
+            except grpc.RpcError as exc:
+                log.debug("link to colony lost: %s", exc.code())
+            self.connected.clear()
+            if self.stop.wait(backoff(attempt)):
+                break
+            attempt += 1
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run_once(self) -> None:
+        outbox: queue.Queue = queue.Queue()
+        outbox.put(self.session.hello())
+
+        def requests():
+            while True:
+                item = outbox.get()
+                if item is _END:
+                    return
+                yield item
+
+        responses = self.session.stub.Link(requests())
+        watcher = threading.Thread(target=self._cancel_on_stop, args=(responses, outbox),
+                                   daemon=True)
+        watcher.start()
+        try:
+            for msg in responses:
+                self.connected.set()
+                self._dispatch(msg, outbox.put)
+        finally:
+            outbox.put(_END)
+
+    def _cancel_on_stop(self, responses, outbox: queue.Queue) -> None:
+        while not self.stop.wait(0.5):
+            if responses.done():
+                return
+        responses.cancel()
+        outbox.put(_END)
+
+    def _dispatch(self, msg: mesh_pb2.ColonyMessage, send: Callable) -> None:
+        kind = msg.WhichOneof("body")
+        if kind == "exec":
+            self._pool.submit(self._exec, msg, send)
+        elif kind == "runtime":
+            send(mesh_pb2.AgentMessage(op_id=msg.op_id, runtime=self.handlers.runtime))
+        else:
+            send(mesh_pb2.AgentMessage(op_id=msg.op_id, error=f"unsupported operation {kind}"))
+
+    def _exec(self, msg: mesh_pb2.ColonyMessage, send: Callable) -> None:
+        try:
+            result = self.handlers.exec(msg.exec)
+        except Exception as exc:  # a handler bug must not kill the link
+            log.exception("exec failed")
+            result = agent_pb2.ExecResult(exit_code=-1, error=f"agent error: {exc}")
+        send(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=result))

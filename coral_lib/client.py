@@ -1,0 +1,227 @@
+"""Operator client for the colony: what the CLI and the Ansible modules call."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from coral_lib import convert
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
+
+
+class CoralError(Exception):
+    """Anything the colony or the connection to it refused; the message is for users."""
+
+
+class Unreachable(CoralError):
+    pass
+
+
+class Unauthenticated(CoralError):
+    pass
+
+
+class PermissionDenied(CoralError):
+    pass
+
+
+class NoTargets(CoralError):
+    pass
+
+
+class InvalidRequest(CoralError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Targeting:
+    service: str | None = None
+    agent: str | None = None
+    selector: dict[str, str] | None = None
+    all: bool = False
+    pod: str | None = None
+    namespace: str | None = None
+    container: str | None = None
+    node: str | None = None
+
+    def to_proto(self) -> colony_pb2.Targeting:
+        return colony_pb2.Targeting(
+            service=self.service or "", agent=self.agent or "", selector=self.selector or {},
+            all=self.all, pod=self.pod or "", namespace=self.namespace or "",
+            container=self.container or "", node=self.node or "",
+        )
+
+
+@dataclasses.dataclass
+class ExecOutcome:
+    results: list[dict]
+    audit_ids: list[int]
+    operation_id: str = ""
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.results if r["status"] != "ok"]
+
+
+def _errors(address: str):
+    """Map gRPC failures to CoralError subclasses with messages that name the input."""
+
+    def translate(exc: grpc.RpcError) -> CoralError:
+        code, details = exc.code(), exc.details() or ""
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return Unreachable(f"colony unreachable at {address}: {details}")
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return Unauthenticated(f"colony at {address} refused the credentials: {details}")
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return PermissionDenied(details)
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NoTargets(details)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidRequest(details)
+        return CoralError(f"colony at {address}: {code.name}: {details}")
+
+    return translate
+
+
+class Client:
+    def __init__(self, channel: grpc.Channel, *, address: str, token: str,
+                 timeout: float = 15.0) -> None:
+        self._channel, self.address, self.timeout = channel, address, timeout
+        self._stub = colony_pb2_grpc.ColonyStub(channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._translate = _errors(address)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, request, *, timeout: float | None = None):
+        try:
+            return getattr(self._stub, method)(
+                request, metadata=self._metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def whoami(self) -> str:
+        return self._call("WhoAmI", colony_pb2.WhoAmIRequest()).identity
+
+    def list_agents(self, *, node: str | None = None) -> list[dict]:
+        reply = self._call("ListAgents", colony_pb2.ListAgentsRequest(node=node or ""))
+        return [_agent_dict(a) for a in reply.agents]
+
+    def list_services(self, *, name: str | None = None, labels: dict | None = None,
+                      provenance: str | None = None, agent: str | None = None,
+                      node: str | None = None, namespace: str | None = None) -> list[dict]:
+        try:
+            prov = int(convert.parse_provenance(provenance)) if provenance else 0
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        reply = self._call("ListServices", colony_pb2.ListServicesRequest(
+            name=name or "", labels=labels or {}, provenance=prov, agent=agent or "",
+            node=node or "", namespace=namespace or ""))
+        return [_service_dict(r) for r in reply.services]
+
+    def resolve(self, targeting: Targeting) -> list[dict]:
+        reply = self._call("ResolveTargets", targeting.to_proto())
+        return [convert.to_dict(t) for t in reply.targets]
+
+    def exec(self, targeting: Targeting, *, argv: list[str], shell: bool = False,
+             timeout: float = 30.0, max_output: int = 0, max_concurrency: int = 0,
+             stop_on_failure_percentage: float = 0.0,
+             on_result: Callable[[dict], None] | None = None) -> ExecOutcome:
+        request = colony_pb2.OperateRequest(
+            targeting=targeting.to_proto(), max_concurrency=max_concurrency,
+            stop_on_failure_percentage=stop_on_failure_percentage,
+            exec=agent_pb2.ExecRequest(argv=argv, shell=shell, timeout_seconds=timeout,
+                                       max_output_bytes=max_output),
+        )
+        outcome = ExecOutcome(results=[], audit_ids=[])
+        for event in self._stream("Operate", request, timeout=timeout + 60):
+            kind = event.WhichOneof("event")
+            if kind == "result":
+                row = _result_dict(event.result)
+                outcome.results.append(row)
+                if on_result:
+                    on_result(row)
+            elif kind == "summary":
+                outcome.audit_ids = list(event.summary.audit_ids)
+                outcome.operation_id = event.summary.operation_id
+        outcome.results.sort(key=lambda r: (r["agent"], r["namespace"], r["pod"], r["container"]))
+        return outcome
+
+    def _stream(self, method: str, request, *, timeout: float) -> Iterator:
+        try:
+            yield from getattr(self._stub, method)(request, metadata=self._metadata,
+                                                   timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def audit(self, *, kind: str | None = None, requester: str | None = None,
+              agent: str | None = None, since: float | None = None,
+              limit: int = 1000) -> list[dict]:
+        reply = self._call("ListAudit", colony_pb2.ListAuditRequest(
+            kind=kind or "", requester=requester or "", agent_id=agent or "",
+            since=since or 0.0, limit=limit))
+        return [{"id": r.id, "ts": r.ts, "kind": r.kind, "prev_hash": r.prev_hash,
+                 "hash": r.hash, **json.loads(r.fields_json)} for r in reply.records]
+
+    def verify_audit(self) -> dict:
+        return convert.to_dict(self._call("VerifyAudit", colony_pb2.VerifyAuditRequest()))
+
+
+def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.0,
+            client_cert: tuple[bytes, bytes] | None = None) -> Client:
+    """A client for the colony at address, trusting ca_file. Raises Unreachable."""
+    try:
+        with open(ca_file, "rb") as handle:
+            ca = handle.read()
+    except OSError as exc:
+        raise CoralError(f"cannot read colony CA file {ca_file}: {exc.strerror}") from None
+    key, cert = (client_cert[1], client_cert[0]) if client_cert else (None, None)
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                         certificate_chain=cert)
+    chan = grpc.secure_channel(address, creds)
+    try:
+        grpc.channel_ready_future(chan).result(timeout=min(timeout, 10.0))
+    except grpc.FutureTimeoutError:
+        chan.close()
+        raise Unreachable(f"colony unreachable at {address}: no TLS connection within "
+                          f"{min(timeout, 10.0):.0f}s (is it running, and is {ca_file} its CA?)"
+                          ) from None
+    return Client(chan, address=address, token=token, timeout=timeout)
+
+
+def _agent_dict(agent: colony_pb2.AgentRecord) -> dict:
+    row = convert.to_dict(agent)
+    row["runtime_mode"] = agent_pb2.RuntimeMode.Name(agent.runtime.mode).removeprefix(
+        "RUNTIME_MODE_").lower()
+    return row
+
+
+def _service_dict(record: colony_pb2.ServiceRecord) -> dict:
+    row = convert.to_dict(record.service)
+    row["provenance"] = convert.provenance_name(record.service.provenance)
+    row["agent"] = record.agent_id
+    return row
+
+
+def _result_dict(result: colony_pb2.TargetResult) -> dict:
+    r, t = result.result, result.target
+    return {
+        "agent": t.agent_id, "service": t.service, "namespace": t.namespace, "pod": t.pod,
+        "container": t.container, "node": t.node, "rc": r.exit_code,
+        "stdout": r.stdout.decode("utf-8", "replace"),
+        "stderr": r.stderr.decode("utf-8", "replace"),
+        "duration": round(r.duration_seconds, 6), "truncated": r.truncated,
+        "timed_out": r.timed_out, "error": r.error, "status": result.status,
+        "audit_id": result.audit_id,
+    }

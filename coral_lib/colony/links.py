@@ -1,0 +1,146 @@
+"""Open agent links: the colony's side of each agent's Link stream, and request/response on it."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator
+
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+
+_CLOSED = object()
+
+
+class LinkClosed(Exception):
+    """The agent's link went away while an operation was waiting on it."""
+
+
+class Operation:
+    """One operation's view of a link: messages the agent sends back for this op_id."""
+
+    def __init__(self, link: AgentLink, op_id: str) -> None:
+        self.link, self.op_id = link, op_id
+        self.inbox: queue.Queue = queue.Queue()
+
+    def send(self, **body) -> None:
+        self.link.send(mesh_pb2.ColonyMessage(op_id=self.op_id, **body))
+
+    def receive(self, timeout: float) -> mesh_pb2.AgentMessage:
+        try:
+            msg = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(
+                f"agent {self.link.agent_id} did not answer in {timeout:.0f}s") from None
+        if msg is _CLOSED:
+            raise LinkClosed(f"agent {self.link.agent_id} disconnected")
+        return msg
+
+    def close(self) -> None:
+        self.link.forget(self.op_id)
+
+
+class AgentLink:
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self._outbox: queue.Queue = queue.Queue()
+        self._ops: dict[str, Operation] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.closed = threading.Event()
+
+    def send(self, msg: mesh_pb2.ColonyMessage) -> None:
+        if self.closed.is_set():
+            raise LinkClosed(f"agent {self.agent_id} disconnected")
+        self._outbox.put(msg)
+
+    def outgoing(self) -> Iterator[mesh_pb2.ColonyMessage]:
+        """What the Link RPC yields to the agent, until the link closes."""
+        while True:
+            msg = self._outbox.get()
+            if msg is _CLOSED:
+                return
+            yield msg
+
+    def open(self) -> Operation:
+        with self._lock:
+            op = Operation(self, f"{self.agent_id}/{next(self._ids)}")
+            self._ops[op.op_id] = op
+        return op
+
+    def forget(self, op_id: str) -> None:
+        with self._lock:
+            self._ops.pop(op_id, None)
+
+    def deliver(self, msg: mesh_pb2.AgentMessage) -> None:
+        with self._lock:
+            op = self._ops.get(msg.op_id)
+        if op is not None:
+            op.inbox.put(msg)
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self._outbox.put(_CLOSED)
+        with self._lock:
+            ops, self._ops = list(self._ops.values()), {}
+        for op in ops:
+            op.inbox.put(_CLOSED)
+
+    def exec(self, request: agent_pb2.ExecRequest, *, timeout: float) -> agent_pb2.ExecResult:
+        """Run one exec on the agent and wait for its result."""
+        op = self.open()
+        try:
+            op.send(exec=request)
+            reply = op.receive(timeout)
+            if reply.WhichOneof("body") == "error":
+                return agent_pb2.ExecResult(exit_code=-1, error=reply.error)
+            return reply.exec_result
+        finally:
+            op.close()
+
+    def runtime(self, *, timeout: float = 10.0) -> agent_pb2.RuntimeContext:
+        op = self.open()
+        try:
+            op.send(runtime=agent_pb2.GetRuntimeContextRequest())
+            return op.receive(timeout).runtime
+        finally:
+            op.close()
+
+
+class Links:
+    """Agent id -> its open link. A new link from the same agent replaces the old one."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, AgentLink] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, agent_id: str) -> AgentLink:
+        link = AgentLink(agent_id)
+        with self._lock:
+            old, self._links[agent_id] = self._links.get(agent_id), link
+        if old is not None:
+            old.close()
+        return link
+
+    def detach(self, link: AgentLink) -> None:
+        with self._lock:
+            if self._links.get(link.agent_id) is link:
+                del self._links[link.agent_id]
+        link.close()
+
+    def get(self, agent_id: str) -> AgentLink | None:
+        with self._lock:
+            return self._links.get(agent_id)
+
+    def connected(self) -> set[str]:
+        with self._lock:
+            return set(self._links)
+
+    def close_all(self) -> None:
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.close()

@@ -1,0 +1,146 @@
+"""Fan-out of one exec to many targets: authorize, audit, run on each agent's link, collect."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import shlex
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.colony.v1 import colony_pb2
+from coral_lib.colony import audit as audit_mod
+from coral_lib.colony import auth, links, registry
+
+log = logging.getLogger(__name__)
+LINK_MARGIN = 10.0  # seconds beyond the command's timeout before the colony gives up on an agent
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    rule: str = ""
+    reason: str = ""
+
+
+Authorize = Callable[[auth.Identity, str, colony_pb2.Target], Verdict]
+
+
+def allow_all(identity: auth.Identity, verb: str, target: colony_pb2.Target) -> Verdict:
+    return Verdict(True, rule="embedded-default", reason="no policy file: every operator allowed")
+
+
+@dataclasses.dataclass
+class FanOut:
+    registry: registry.Registry
+    audit: audit_mod.AuditLog
+    links: links.Links
+    authorize: Authorize = allow_all
+
+    def run(
+        self, *, identity: auth.Identity, request: colony_pb2.OperateRequest,
+        targets: list[colony_pb2.Target],
+    ) -> Iterator[colony_pb2.OperateEvent]:
+        """Yield one result event per target as each finishes, then a summary."""
+        op_id = uuid.uuid4().hex[:16]
+        yield colony_pb2.OperateEvent(targets=colony_pb2.ResolveResponse(targets=targets))
+        workers = max(1, min(request.max_concurrency or 64, len(targets)))
+        results: list[colony_pb2.TargetResult] = []
+        stop_pct = request.stop_on_failure_percentage
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fanout") as pool:
+            futures = {pool.submit(self._one, op_id, identity, request, t): t for t in targets}
+            for future in concurrent.futures.as_completed(futures):
+                result = _skipped(futures[future]) if future.cancelled() else future.result()
+                results.append(result)
+                yield colony_pb2.OperateEvent(result=result)
+                failed = sum(r.status != "ok" for r in results)
+                if stop_pct and failed * 100.0 / len(targets) > stop_pct:
+                    for pending in futures:
+                        pending.cancel()
+        yield colony_pb2.OperateEvent(summary=_summary(op_id, targets, results))
+
+    def _one(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
+             target: colony_pb2.Target) -> colony_pb2.TargetResult:
+        command = shlex.join(request.exec.argv)
+        verb = request.verb or "exec"
+        verdict = self.authorize(identity, verb, target)
+        if not verdict.allowed:
+            audit_id = self.audit.refused(
+                requester=identity.name, verb=verb, target=_describe(target), command=command,
+                reason=verdict.reason, rule=verdict.rule,
+            )
+            return _refused(target, audit_id, verdict.reason)
+        agent = self.registry.get_agent(target.agent_id)
+        runtime = agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown"
+        audit_id = self.audit.started(
+            op_id=f"{op_id}/{target.agent_id}/{target.pod}/{target.container}",
+            requester=identity.name, verb=verb, agent_id=target.agent_id, runtime=runtime,
+            service=target.service, namespace=target.namespace, pod=target.pod,
+            provenance="", command=command, approval_id=request.approval_id,
+            decision_rule=verdict.rule,
+        )
+        result = self._execute(request.exec, target)
+        status = _status(result)
+        self.audit.finished(
+            op_id=f"{op_id}/{target.agent_id}/{target.pod}/{target.container}", status=status,
+            exit_code=result.exit_code, duration=result.duration_seconds,
+            bytes_out=len(result.stdout) + len(result.stderr), error=result.error,
+        )
+        return colony_pb2.TargetResult(target=target, result=result, audit_id=audit_id,
+                                       status=status)
+
+    def _execute(self, exec_request: agent_pb2.ExecRequest,
+                 target: colony_pb2.Target) -> agent_pb2.ExecResult:
+        link = self.links.get(target.agent_id)
+        if link is None:
+            return agent_pb2.ExecResult(
+                exit_code=-1, error=f"agent {target.agent_id} is not connected")
+        request = agent_pb2.ExecRequest()
+        request.CopyFrom(exec_request)
+        request.target.namespace, request.target.pod_name = target.namespace, target.pod
+        request.target.container_name, request.service = target.container, target.service
+        timeout = (request.timeout_seconds or 30.0) + LINK_MARGIN
+        started = time.monotonic()
+        try:
+            return link.exec(request, timeout=timeout)
+        except (links.LinkClosed, TimeoutError) as exc:
+            return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
+                                        duration_seconds=time.monotonic() - started)
+
+
+def _status(result: agent_pb2.ExecResult) -> str:
+    if result.error:
+        return "error"
+    if result.timed_out:
+        return "timeout"
+    return "ok" if result.exit_code == 0 else "failed"
+
+
+def _skipped(target: colony_pb2.Target) -> colony_pb2.TargetResult:
+    return colony_pb2.TargetResult(
+        target=target, status="skipped",
+        result=agent_pb2.ExecResult(exit_code=-1, error="skipped: failure threshold reached"),
+    )
+
+
+def _refused(target: colony_pb2.Target, audit_id: int, reason: str) -> colony_pb2.TargetResult:
+    return colony_pb2.TargetResult(
+        target=target, audit_id=audit_id, status="refused",
+        result=agent_pb2.ExecResult(exit_code=-1, error=f"refused: {reason}"),
+    )
+
+
+def _describe(target: colony_pb2.Target) -> str:
+    where = "/".join(p for p in (target.namespace, target.pod, target.container) if p)
+    return f"{target.agent_id}:{where}" if where else target.agent_id
+
+
+def _summary(op_id: str, targets, results) -> colony_pb2.OperateSummary:
+    ok = sum(r.status == "ok" for r in results)
+    return colony_pb2.OperateSummary(
+        targets=len(targets), succeeded=ok, failed=len(targets) - ok,
+        audit_ids=[r.audit_id for r in results if r.audit_id], operation_id=op_id,
+    )

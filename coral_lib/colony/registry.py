@@ -1,0 +1,192 @@
+"""The colony registry: agents and their services in SQLite (WAL), surviving restarts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+import time
+
+from coral_lib import convert
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+  agent_id TEXT PRIMARY KEY, version TEXT NOT NULL, runtime BLOB NOT NULL,
+  node_name TEXT NOT NULL, node_labels TEXT NOT NULL, labels TEXT NOT NULL,
+  registered_at REAL NOT NULL, last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+  agent_id TEXT NOT NULL, key TEXT NOT NULL, component_name TEXT NOT NULL,
+  namespace TEXT NOT NULL, node_name TEXT NOT NULL, provenance INTEGER NOT NULL,
+  labels TEXT NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY (agent_id, key)
+);
+CREATE INDEX IF NOT EXISTS services_name ON services(component_name);
+CREATE INDEX IF NOT EXISTS services_namespace ON services(namespace);
+CREATE INDEX IF NOT EXISTS services_node ON services(node_name);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentRow:
+    agent_id: str
+    version: str
+    runtime: agent_pb2.RuntimeContext
+    node_name: str
+    node_labels: dict[str, str]
+    labels: dict[str, str]
+    registered_at: float
+    last_seen: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceDiff:
+    added: list[mesh_pb2.ServiceInfo]
+    removed: list[mesh_pb2.ServiceInfo]
+    changed: list[mesh_pb2.ServiceInfo]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceFilter:
+    name: str = ""
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    provenance: int = 0  # 0 = any
+    agent: str = ""
+    node: str = ""
+    namespace: str = ""
+
+
+def agent_status(*, last_seen: float, now: float, degraded_after: float,
+                 unhealthy_after: float) -> str:
+    """healthy / degraded / unhealthy from the age of the last heartbeat."""
+    age = now - last_seen
+    if age < degraded_after:
+        return "healthy"
+    return "degraded" if age < unhealthy_after else "unhealthy"
+
+
+class Registry:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def upsert_agent(self, row: AgentRow) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
+                "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
+                " node_labels=excluded.node_labels, labels=excluded.labels,"
+                " last_seen=excluded.last_seen",
+                (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
+                 json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
+                 row.last_seen),
+            )
+
+    def touch(self, agent_id: str, *, now: float | None = None) -> bool:
+        """Record a heartbeat; False when the agent is unknown."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE agents SET last_seen=? WHERE agent_id=?", (now or time.time(), agent_id)
+            )
+            return cur.rowcount == 1
+
+    def agents(self, *, node: str = "") -> list[AgentRow]:
+        sql, args = "SELECT * FROM agents", ()
+        if node:
+            sql, args = sql + " WHERE node_name=?", (node,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY agent_id", args).fetchall()
+        return [_agent_row(r) for r in rows]
+
+    def get_agent(self, agent_id: str) -> AgentRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
+        return _agent_row(row) if row else None
+
+    def service_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT agent_id, COUNT(*) FROM services GROUP BY agent_id")
+            return dict(rows.fetchall())
+
+    def replace_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
+        """Make the agent's stored set equal `services`, in one transaction; return the diff."""
+        wanted = {convert.service_key(s): s for s in services}
+        with self._lock:
+            stored = {
+                key: _service(body) for key, body in self._db.execute(
+                    "SELECT key, body FROM services WHERE agent_id=?", (agent_id,)
+                )
+            }
+            diff = ServiceDiff(
+                added=[s for k, s in wanted.items() if k not in stored],
+                removed=[s for k, s in stored.items() if k not in wanted],
+                changed=[s for k, s in wanted.items() if k in stored and stored[k] != s],
+            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for key in (convert.service_key(s) for s in diff.removed):
+                    self._db.execute(
+                        "DELETE FROM services WHERE agent_id=? AND key=?", (agent_id, key)
+                    )
+                for svc in diff.added + diff.changed:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO services VALUES (?,?,?,?,?,?,?,?)",
+                        (agent_id, convert.service_key(svc), svc.component_name, svc.namespace,
+                         svc.node_name, svc.provenance, json.dumps(dict(svc.labels)),
+                         svc.SerializeToString()),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return diff
+
+    def services(self, flt: ServiceFilter | None = None) -> list[tuple[str, mesh_pb2.ServiceInfo]]:
+        sql, args = _service_query(flt or ServiceFilter())
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [(agent_id, _service(body)) for agent_id, body in rows]
+
+
+def _service_query(flt: ServiceFilter) -> tuple[str, list]:
+    clauses, args = [], []
+    for column, value in (("component_name", flt.name), ("agent_id", flt.agent),
+                          ("node_name", flt.node), ("namespace", flt.namespace)):
+        if value:
+            clauses.append(f"{column}=?")
+            args.append(value)
+    if flt.provenance:
+        clauses.append("provenance=?")
+        args.append(flt.provenance)
+    for key, value in flt.labels.items():
+        clauses.append("json_extract(labels, ?)=?")
+        args += [f'$."{key}"', value]
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT agent_id, body FROM services{where} ORDER BY agent_id, key", args
+
+
+def _service(body: bytes) -> mesh_pb2.ServiceInfo:
+    msg = mesh_pb2.ServiceInfo()
+    msg.ParseFromString(body)
+    return msg
+
+
+def _agent_row(row: tuple) -> AgentRow:
+    runtime = agent_pb2.RuntimeContext()
+    runtime.ParseFromString(row[2])
+    return AgentRow(
+        agent_id=row[0], version=row[1], runtime=runtime, node_name=row[3],
+        node_labels=json.loads(row[4]), labels=json.loads(row[5]), registered_at=row[6],
+        last_seen=row[7],
+    )

@@ -1,0 +1,107 @@
+"""Which agents (and pods/containers) an operator's targeting selects. Pure functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+
+from coral_lib._proto.coral.colony.v1 import colony_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+
+
+class NoTargets(Exception):
+    """Targeting selected nothing; the message says what exists that is close."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentView:
+    agent_id: str
+    node_name: str
+    labels: dict[str, str]
+
+
+def resolve(
+    targeting: colony_pb2.Targeting,
+    *,
+    agents: Sequence[AgentView],
+    services: Sequence[tuple[str, mesh_pb2.ServiceInfo]],
+) -> list[colony_pb2.Target]:
+    """Targets for one operation, one per (agent, namespace, pod, container), in stable order."""
+    kinds = [k for k in ("service", "agent", "pod", "node") if getattr(targeting, k)]
+    if targeting.all:
+        kinds.append("all")
+    if targeting.selector:
+        kinds.append("selector")
+    if not kinds:
+        raise NoTargets("no targeting given: use a service, agent, selector, pod, node or all")
+    if targeting.agent and not any(a.agent_id == targeting.agent for a in agents):
+        raise NoTargets(_unknown("agent", targeting.agent, [a.agent_id for a in agents]))
+    if targeting.pod or targeting.service or targeting.selector:
+        targets = _service_targets(targeting, agents=agents, services=services)
+    else:
+        targets = _agent_targets(targeting, agents)
+    if not targets:
+        raise NoTargets(_nothing_message(targeting, agents=agents, services=services))
+    return targets
+
+
+def _agent_targets(targeting: colony_pb2.Targeting, agents: Sequence[AgentView]):
+    chosen = [
+        a for a in agents
+        if (not targeting.agent or a.agent_id == targeting.agent)
+        and (not targeting.node or a.node_name == targeting.node)
+    ]
+    return [
+        colony_pb2.Target(agent_id=a.agent_id, node=a.node_name, container=targeting.container)
+        for a in sorted(chosen, key=lambda a: a.agent_id)
+    ]
+
+
+def _service_matches(targeting: colony_pb2.Targeting, agent: str, svc: mesh_pb2.ServiceInfo,
+                     agent_labels: dict[str, str]) -> bool:
+    checks = (
+        (targeting.service, svc.component_name), (targeting.agent, agent),
+        (targeting.pod, svc.pod_name), (targeting.namespace, svc.namespace),
+        (targeting.node, svc.node_name),
+    )
+    if any(want and want != have for want, have in checks):
+        return False
+    labels = {**agent_labels, **svc.labels}
+    return all(labels.get(k) == v for k, v in targeting.selector.items())
+
+
+def _service_targets(targeting, *, agents, services) -> list[colony_pb2.Target]:
+    by_id = {a.agent_id: a for a in agents}
+    seen: dict[tuple, colony_pb2.Target] = {}
+    for agent_id, svc in services:
+        agent = by_id.get(agent_id)
+        if agent is None or not _service_matches(targeting, agent_id, svc, agent.labels):
+            continue
+        container = targeting.container or svc.container_name
+        key = (agent_id, svc.namespace, svc.pod_name, container)
+        seen.setdefault(key, colony_pb2.Target(
+            agent_id=agent_id, service=svc.component_name, namespace=svc.namespace,
+            pod=svc.pod_name, container=container, node=svc.node_name or agent.node_name,
+        ))
+    return [seen[k] for k in sorted(seen)]
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(set(known)), n=5, cutoff=0.5)
+    hint = f"; did you mean: {', '.join(close)}" if close else ""
+    listing = f" (known: {', '.join(sorted(set(known))[:20]) or 'none'})" if not close else ""
+    return f"unknown {kind} {name!r}{hint}{listing}"
+
+
+def _nothing_message(targeting, *, agents, services) -> str:
+    if targeting.service:
+        return _unknown("service", targeting.service, [s.component_name for _, s in services])
+    if targeting.pod:
+        return _unknown("pod", targeting.pod, [s.pod_name for _, s in services if s.pod_name])
+    if targeting.node:
+        return _unknown("node", targeting.node, [a.node_name for a in agents if a.node_name])
+    if targeting.selector:
+        wanted = ",".join(f"{k}={v}" for k, v in sorted(targeting.selector.items()))
+        return f"no service or agent matches selector {wanted}"
+    return "no agents are registered"

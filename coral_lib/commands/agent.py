@@ -1,0 +1,57 @@
+"""`coral agent start|status`: run the agent in the foreground, or report its runtime."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import signal
+
+from coral_lib import config
+from coral_lib.agent import modes
+from coral_lib.commands import common
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    agent = sub.add_parser("agent", help="run the agent")
+    verbs = agent.add_subparsers(dest="agent_command", metavar="VERB")
+    start = verbs.add_parser("start", help="run the agent in the foreground")
+    start.add_argument("--config", default=None,
+                       help="agent config YAML (default: .coral/agent-config.yaml if present)")
+    start.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    start.add_argument("--monitor-all", action="store_true",
+                       help="sidecar: discover every container of the pod")
+    start.set_defaults(func=start_command)
+
+
+def _config_path(given: str | None) -> str | None:
+    if given:
+        return given
+    default = pathlib.Path(".coral/agent-config.yaml")
+    return str(default) if default.exists() else None
+
+
+def start_command(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load_agent_config(_config_path(args.config))
+        agent = modes.build(cfg, monitor_all=args.monitor_all,
+                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
+        cfg.colony_secret()  # fail now, clearly, rather than on the first registration
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    except modes.ModeError as exc:
+        return common.fail(str(exc), 2)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop.set())
+    try:
+        agent.run()
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    except OSError as exc:
+        return common.fail(f"agent cannot start: {exc}")
+    return 0
+
+
+

@@ -1,0 +1,183 @@
+"""Operator commands: `coral agents`, `coral services`, `coral exec`, `coral audit`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from coral_lib import client, selection
+from coral_lib.commands import common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    agents = sub.add_parser("agents", help="list registered agents")
+    agents.add_argument("--node", default=None)
+    _output_arg(agents)
+    common.add_connection_args(agents)
+    agents.set_defaults(func=agents_command)
+
+    services = sub.add_parser("services", help="list registered services")
+    services.add_argument("--name", default=None)
+    services.add_argument("--label", action="append", default=[], metavar="K=V")
+    services.add_argument("--provenance", default=None,
+                          help="explicit | discovered | overridden")
+    services.add_argument("--agent", default=None)
+    services.add_argument("--node", default=None)
+    services.add_argument("-n", "--namespace", default=None)
+    _output_arg(services)
+    common.add_connection_args(services)
+    services.set_defaults(func=services_command)
+
+    exe = sub.add_parser("exec", help="run a command on the selected targets")
+    add_targeting_args(exe)
+    exe.add_argument("--timeout", type=float, default=30.0, help="seconds per target")
+    exe.add_argument("--shell", action="store_true", help="run the command through /bin/sh -c")
+    exe.add_argument("--max-concurrency", type=int, default=0)
+    _output_arg(exe)
+    common.add_connection_args(exe)
+    exe.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    exe.set_defaults(func=exec_command)
+
+    audit = sub.add_parser("audit", help="read and verify the audit log")
+    verbs = audit.add_subparsers(dest="audit_command", metavar="VERB")
+    listing = verbs.add_parser("list", help="audit records, oldest first")
+    listing.add_argument("--kind", default=None)
+    listing.add_argument("--requester", default=None)
+    listing.add_argument("--agent", default=None)
+    listing.add_argument("--limit", type=int, default=1000)
+    _output_arg(listing)
+    common.add_connection_args(listing)
+    listing.set_defaults(func=audit_list_command)
+    verify = verbs.add_parser("verify", help="check the hash chain of the audit log")
+    common.add_connection_args(verify)
+    verify.set_defaults(func=audit_verify_command)
+
+
+def _output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+
+def add_targeting_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("targets (combine to narrow)")
+    group.add_argument("--service", default=None)
+    group.add_argument("--agent", default=None)
+    group.add_argument("--selector", action="append", default=[], metavar="K=V")
+    group.add_argument("--all", action="store_true", help="every registered agent")
+    group.add_argument("--pod", default=None)
+    group.add_argument("-n", "--namespace", default=None)
+    group.add_argument("-c", "--container", default=None)
+    group.add_argument("--node", default=None)
+
+
+def labels_arg(values: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise client.InvalidRequest(f"{flag} {value!r}: expected key=value")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def targeting_from_args(args: argparse.Namespace) -> client.Targeting:
+    return client.Targeting(
+        service=args.service, agent=args.agent, selector=labels_arg(args.selector, "--selector"),
+        all=args.all, pod=args.pod, namespace=args.namespace, container=args.container,
+        node=args.node,
+    )
+
+
+def _run(action) -> int:
+    try:
+        return action()
+    except client.CoralError as exc:
+        return common.fail(str(exc))
+
+
+def agents_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            rows = colony.list_agents(node=args.node)
+        if args.output == "json":
+            common.print_json(rows)
+        else:
+            common.print_table(rows, ["agent_id", "status", "connected", "runtime_mode",
+                                      "node_name", "service_count", "version"])
+        return 0
+    return _run(action)
+
+
+def services_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            rows = colony.list_services(
+                name=args.name, labels=labels_arg(args.label, "--label"),
+                provenance=args.provenance, agent=args.agent, node=args.node,
+                namespace=args.namespace)
+            if not rows and args.name:
+                known = [s["component_name"] for s in colony.list_services()]
+                close = selection.close_matches(args.name, known)
+                hint = f"; did you mean: {', '.join(close)}" if close else ""
+                return common.fail(f"unknown service {args.name!r}{hint}")
+        if args.output == "json":
+            common.print_json(rows)
+        else:
+            common.print_table(rows, ["component_name", "port", "provenance", "agent",
+                                      "namespace", "pod_name", "service_type",
+                                      "health_endpoint"])
+        return 0
+    return _run(action)
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        return common.fail("no command given: coral exec --service S -- CMD...", 2)
+
+    def action() -> int:
+        targeting = targeting_from_args(args)
+        with common.connect(args) as colony:
+            outcome = colony.exec(targeting, argv=argv, shell=args.shell, timeout=args.timeout,
+                                  max_concurrency=args.max_concurrency)
+        if args.output == "json":
+            common.print_json({"results": outcome.results, "audit_ids": outcome.audit_ids})
+        else:
+            for row in outcome.results:
+                _print_result(row)
+        return 1 if outcome.failed else 0
+    return _run(action)
+
+
+def _print_result(row: dict) -> None:
+    where = "/".join(p for p in (row["namespace"], row["pod"], row["container"]) if p)
+    name = f"{row['agent']}{' ' + where if where else ''}"
+    status = row["error"] or f"exit {row['rc']}"
+    flags = " (output truncated)" if row["truncated"] else ""
+    print(f"=== {name} [{row['service'] or '-'}]: {status}{flags}")
+    if row["stdout"]:
+        sys.stdout.write(row["stdout"] if row["stdout"].endswith("\n") else row["stdout"] + "\n")
+    if row["stderr"]:
+        sys.stderr.write(row["stderr"] if row["stderr"].endswith("\n") else row["stderr"] + "\n")
+
+
+def audit_list_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            rows = colony.audit(kind=args.kind, requester=args.requester, agent=args.agent,
+                                limit=args.limit)
+        if args.output == "json":
+            common.print_json(rows)
+        else:
+            common.print_table(rows, ["id", "kind", "requester", "agent_id", "service",
+                                      "command", "status", "exit_code"])
+        return 0
+    return _run(action)
+
+
+def audit_verify_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            result = colony.verify_audit()
+        common.print_json(result)
+        return 0 if result.get("ok") else 1
+    return _run(action)
