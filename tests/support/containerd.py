@@ -26,6 +26,7 @@ from coral_lib.ops import cri
 from tests.support import oci_image
 
 BUSYBOX_IMAGE = oci_image.image_ref("busybox")
+DEFAULT_CGROUP_PARENT = "/k8s.io"  # containerd's parent when the sandbox names none
 PAUSE_IMAGE = oci_image.image_ref(oci_image.PAUSE_NAME)
 
 CONFIG_TEMPLATE = """\
@@ -151,6 +152,7 @@ class Containerd:
         self._proc: subprocess.Popen | None = None
         self._log = None
         self._channel: grpc.Channel | None = None
+        self._used_default_parent = False
 
     # ---- lifecycle ----
 
@@ -221,6 +223,8 @@ class Containerd:
         self._stop_process()
         self._kill_shims()
         self._unmount_leftovers()
+        if self._used_default_parent:
+            remove_cgroup_parents(DEFAULT_CGROUP_PARENT)  # rmdir: only when nobody else uses it
         shutil.rmtree(self.base, ignore_errors=True)
 
     def _stop_process(self) -> None:
@@ -299,6 +303,7 @@ class Containerd:
         pod = PodHandle(name=name, namespace=namespace, uid=uid, sandbox_id=reply.pod_sandbox_id,
                         containers={}, cgroup_parent=cgroup_parent, config=config)
         self.pods.append(pod)
+        self._used_default_parent |= not cgroup_parent
         for spec in containers:
             pod.containers[spec["name"]] = self._start_container(pod, spec, share_pid=share_pid)
         return pod
