@@ -1,0 +1,247 @@
+"""Sidecar discovery: the containers of a pod, seen through a shared PID namespace's /proc.
+
+Processes are grouped into containers by the container id in their cgroup path (the
+mount namespace when there is none); the pause process and the agent's own container
+are skipped. Per container: its pids, its listening TCP ports, a service name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+from coral_lib import runtime, service
+from coral_lib.ops import base
+
+SERVICE_NAME_VARS = ("OTEL_SERVICE_NAME", "SERVICE_NAME")
+CONTAINER_NAME_VAR = "CORAL_CONTAINER_NAME"  # set per app container by the webhook
+ENVIRON_PIDS = 3  # how many of a container's first pids are read for names (bounds cost)
+TCP_LISTEN = "0A"
+
+
+@dataclasses.dataclass(frozen=True)
+class Container:
+    key: str  # container id, else "mnt:[inode]"
+    container_id: str  # "" when the cgroup names none
+    name: str
+    service_name: str
+    pids: tuple[int, ...]
+    ports: tuple[int, ...]
+    process_name: str = ""
+    pod_uid: str = ""
+
+    @property
+    def main_pid(self) -> int:
+        return self.pids[0]
+
+
+class ContainerNotFound(base.OperationError):
+    """The requested container is not one of the pod's app containers."""
+
+
+@dataclasses.dataclass
+class _Proc:
+    pid: int
+    cid: str | None
+    mnt: str
+    cgroup: str
+
+
+def _read(path: str) -> bytes:
+    """Whole small /proc file; os-level calls because this runs for every process."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _processes(proc_root: str) -> list[_Proc]:
+    out = []
+    for name in os.listdir(proc_root):
+        if not name.isdigit():
+            continue
+        cgroup = _read(f"{proc_root}/{name}/cgroup").decode(errors="replace")
+        if not cgroup:
+            continue  # exited meanwhile
+        cid = runtime.container_id_from_cgroup(cgroup)
+        mnt = "" if cid else _readlink(f"{proc_root}/{name}/ns/mnt")  # fallback key only
+        out.append(_Proc(int(name), cid, mnt, cgroup))
+    out.sort(key=lambda p: p.pid)
+    return out
+
+
+def _is_pause(proc_root: str, pid: int) -> bool:
+    cmdline = _read(f"{proc_root}/{pid}/cmdline").decode(errors="replace").split("\0")
+    return runtime.is_pause(cmdline)
+
+
+def parse_listen_inodes(text: str) -> dict[int, int]:
+    """socket inode -> port of the LISTEN sockets in a /proc/net/tcp or tcp6 table."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == TCP_LISTEN:
+            out[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return out
+
+
+def _listen_table(proc_root: str, pid: int, cache: dict[str, dict[int, int]]) -> dict[int, int]:
+    """Listening sockets of pid's network namespace not yet claimed, read once per namespace.
+
+    Claimed inodes are removed from the cached table, so once every listener of a
+    namespace has its owner the remaining processes need no fd walk (scan speed).
+    """
+    netns = _readlink(f"{proc_root}/{pid}/ns/net") or f"pid:{pid}"
+    if netns not in cache:
+        table: dict[int, int] = {}
+        for name in ("tcp", "tcp6"):
+            table.update(parse_listen_inodes(_read(f"{proc_root}/{pid}/net/{name}").decode()))
+        cache[netns] = table
+    return cache[netns]
+
+
+def _socket_inodes(proc_root: str, pid: int) -> set[int]:
+    out = set()
+    fd_dir = f"{proc_root}/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return out
+    for fd in names:
+        link = _readlink(f"{fd_dir}/{fd}")
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+def parse_environ(data: bytes) -> dict[str, str]:
+    env = {}
+    for item in data.decode(errors="replace").split("\0"):
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def _names(proc_root: str, pids: Sequence[int]) -> tuple[str, str]:
+    """(service name, container name) from the environment of the container's first pids."""
+    svc = cname = ""
+    for pid in pids[:ENVIRON_PIDS]:
+        env = parse_environ(_read(f"{proc_root}/{pid}/environ"))
+        svc = svc or next((env[k] for k in SERVICE_NAME_VARS if env.get(k)), "")
+        cname = cname or env.get(CONTAINER_NAME_VAR, "")
+        if svc and cname:
+            break
+    return svc, cname
+
+
+def _claim_ports(proc_root: str, groups: dict[str, list[_Proc]]) -> dict[str, set[int]]:
+    """Listening ports per group: each LISTEN socket's inode found among the group's fds.
+
+    Every group's first process goes first (it usually holds the listener), then the
+    rest, and the fd walk stops once no listener is unclaimed (the bulk of scan cost).
+    """
+    cache: dict[str, dict[int, int]] = {}
+    tables = {key: _listen_table(proc_root, procs[0].pid, cache) for key, procs in groups.items()}
+    ports: dict[str, set[int]] = {key: set() for key in groups}
+    firsts = [(key, procs[0].pid) for key, procs in groups.items()]
+    rest = [(key, p.pid) for key, procs in groups.items() for p in procs[1:]]
+    for key, pid in firsts + rest:
+        if not any(cache.values()):
+            break
+        table = tables[key]
+        for inode in _socket_inodes(proc_root, pid) & table.keys() if table else ():
+            ports[key].add(table.pop(inode))
+    return ports
+
+
+def _container(proc_root: str, key: str, procs: list[_Proc], *, names: Mapping[str, str],
+               ports: set[int]) -> Container:
+    pids = tuple(p.pid for p in procs)
+    cid = procs[0].cid or ""
+    svc, env_name = _names(proc_root, pids)
+    name = names.get(cid) or env_name or (cid[:12] if cid else key)
+    comm = _read(f"{proc_root}/{pids[0]}/comm").decode(errors="replace").strip()
+    return Container(key=key, container_id=cid, name=name, service_name=svc or name, pids=pids,
+                     ports=tuple(sorted(ports)), process_name=comm,
+                     pod_uid=runtime.pod_uid_from_cgroup(procs[0].cgroup) or "")
+
+
+def scan(
+    *,
+    proc_root: str = "/proc",
+    self_pid: int | None = None,
+    names: Mapping[str, str] | None = None,
+) -> list[Container]:
+    """The app containers visible in proc_root, ordered by their first pid.
+
+    `self_pid` is the agent's pid as seen in proc_root (default: /proc/self); its container
+    is skipped, as is every container whose first process is a pause. `names` maps
+    container ids to names (e.g. from CRI); else CORAL_CONTAINER_NAME in a process's env.
+    """
+    groups: dict[str, list[_Proc]] = {}
+    for proc in _processes(proc_root):
+        groups.setdefault(proc.cid or proc.mnt or f"pid:{proc.pid}", []).append(proc)
+    me = str(self_pid) if self_pid else "self"
+    self_cid, self_mnt = runtime.process_key(proc_root, me)
+    self_key = self_cid or self_mnt
+    ports = _claim_ports(proc_root, groups)  # the agent's own listeners are claimed too
+    out = [
+        _container(proc_root, key, procs, names=names or {}, ports=ports[key])
+        for key, procs in groups.items()
+        if key != self_key and not _is_pause(proc_root, procs[0].pid)
+    ]
+    return sorted(out, key=lambda c: c.main_pid)
+
+
+def services(
+    containers: Iterable[Container],
+    *,
+    node_name: str = "",
+    namespace: str = "",
+    pod_name: str = "",
+) -> list[service.ServiceInfo]:
+    """One DISCOVERED ServiceInfo per container port (port 0 for a container without ports)."""
+    out = []
+    for c in containers:
+        for port in c.ports or (0,):
+            out.append(service.ServiceInfo(
+                component_name=c.service_name, port=port, provenance=service.Provenance.DISCOVERED,
+                node_name=node_name, namespace=namespace, pod_name=pod_name,
+                container_name=c.name, pid=c.main_pid, process_name=c.process_name,
+            ))
+    return out
+
+
+def select_container(containers: Sequence[Container], name: str = "") -> Container:
+    """The container called `name` (or with that id / id prefix); the first one when empty."""
+    if not containers:
+        raise ContainerNotFound("no app container is visible in this pod"
+                                " (is shareProcessNamespace enabled?)")
+    if not name:
+        return containers[0]
+    for c in containers:
+        if name in (c.name, c.container_id, c.key):
+            return c
+    prefixed = [c for c in containers if len(name) >= 6 and c.container_id.startswith(name)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    listing = ", ".join(c.name for c in containers)
+    raise ContainerNotFound(f"no container {name!r} in this pod; containers: {listing}")
