@@ -12,7 +12,7 @@ from coral_lib.ops import cri
 from tests.support import containerd
 
 
-def _why_not_runnable() -> str:
+def why_not_runnable() -> str:
     missing = [b for b in ("containerd", "containerd-shim-runc-v2", "runc", "ctr")
                if shutil.which(b) is None]
     if missing:
@@ -36,7 +36,7 @@ def marker_container(name: str, **extra) -> dict:
 @pytest.fixture(scope="session")
 def node(tmp_path_factory):
     """A running private containerd; a start failure is an error with its log, not a skip."""
-    reason = _why_not_runnable()
+    reason = why_not_runnable()
     if reason:
         pytest.skip(f"containerd cannot run here: {reason}")
     with containerd.Containerd(tmp_path_factory.mktemp("cri")) as runtime:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pathlib
 
+import pytest
+
 from coral_lib._proto.cri.runtime.v1 import api_pb2
 from coral_lib.ops import cri
 from tests.cri import conftest
@@ -67,3 +69,19 @@ def test_remove_pod_stops_it_and_removes_cgroup_parents(node, backend):
     for mount in containerd.cgroup_mounts():
         assert not os.path.exists(os.path.join(mount, "coral-cri-gc"))
     assert backend.list_pod_containers(namespace="tmp", pod_name="short") == []
+
+
+def test_containerd_start_failure_raises_with_log_tail(tmp_path):
+    """Robustness of the harness: a containerd that cannot start is an error carrying its
+    log, and leaves nothing behind (here: a socket path longer than a unix socket allows)."""
+    reason = conftest.why_not_runnable()
+    if reason:
+        pytest.skip(f"containerd cannot run here: {reason}")
+    deep = tmp_path / ("x" * 100)
+    deep.mkdir()
+    with pytest.raises(RuntimeError) as err:
+        with containerd.Containerd(deep, start_timeout=15):
+            pass
+    assert "containerd exited" in str(err.value)
+    assert "socket path too long" in str(err.value)
+    assert list(deep.iterdir()) == []
