@@ -66,7 +66,8 @@ def _check(content: str | bytes) -> None:
             assert result is not None
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ

@@ -194,7 +194,7 @@ layers_strategy = st.lists(st.builds(
     fields=st.fixed_dictionaries({}, optional=FIELD_VALUES)), max_size=4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(layers_strategy)
 def test_merge_fuzz_provenance_matches_changed_fields(layers):
     pod = conftest.pod_candidate()
