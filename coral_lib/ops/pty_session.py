@@ -1,0 +1,133 @@
+"""An interactive command on a new pseudo-terminal, optionally inside another container.
+
+The child becomes a session leader with the PTY as its controlling terminal through
+util-linux `setsid --ctty` (no Python runs between fork and exec, which keeps this safe
+inside a threaded gRPC server). Ctrl-C written as input reaches the remote foreground
+process group through the terminal's line discipline; resize uses TIOCSWINSZ, on which
+the kernel sends SIGWINCH to the foreground process group.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+from collections.abc import Mapping, Sequence
+
+from coral_lib.ops import base, nsenter
+
+READ_CHUNK = 65536
+
+
+def _winsize(rows: int, cols: int) -> bytes:
+    return struct.pack("HHHH", rows, cols, 0, 0)
+
+
+class PtySession:
+    def __init__(self, proc: subprocess.Popen, master_fd: int) -> None:
+        self.proc = proc
+        self.master_fd = master_fd
+        self.eof = False
+
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        *,
+        target_pid: int | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "",
+        rows: int = 24,
+        cols: int = 80,
+        proc_root: str = "/proc",
+    ) -> PtySession:
+        """Start argv on a new PTY (in target_pid's container when given)."""
+        if not argv:
+            raise base.OperationError("shell needs a command to run (e.g. ['/bin/sh'])")
+        setsid = shutil.which("setsid")
+        if setsid is None:
+            raise base.OperationError("the PTY backend needs the setsid binary (util-linux)")
+        extra = {"TERM": "xterm", **(env or {})}
+        if target_pid:
+            prefix, full_env = nsenter.prepare(target_pid, env=extra, cwd=cwd, proc_root=proc_root)
+            cwd_arg = None
+        else:
+            prefix, full_env, cwd_arg = [], {**os.environ, **extra}, cwd or None
+        master, slave = os.openpty()
+        try:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, _winsize(rows, cols))
+            proc = subprocess.Popen(
+                [setsid, "--ctty", *prefix, *argv], stdin=slave, stdout=slave, stderr=slave,
+                env=full_env, cwd=cwd_arg, close_fds=True,
+            )
+        except OSError as exc:
+            os.close(master)
+            raise base.OperationError(f"cannot start {argv[0]!r} on a PTY: {exc}") from exc
+        finally:
+            os.close(slave)  # the child holds it; EOF on master once the child side closes
+        return cls(proc, master)
+
+    def read(self, timeout: float = 0.1) -> bytes:
+        """Output available within timeout; b"" on timeout or at end of output (see .eof)."""
+        if self.eof:
+            return b""
+        ready, _, _ = select.select([self.master_fd], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            data = os.read(self.master_fd, READ_CHUNK)
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: every slave fd closed, i.e. end of output
+                raise
+            data = b""
+        self.eof = not data
+        return data
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.master_fd, view)
+            view = view[written:]
+
+    def resize(self, rows: int, cols: int) -> None:
+        if not (0 < rows < 65536 and 0 < cols < 65536):
+            raise base.OperationError(f"terminal size {rows}x{cols} out of range 1..65535")
+        fcntl.ioctl(self.master_fd, termios.TIOCSWINSZ, _winsize(rows, cols))
+
+    def send_signal(self, sig: int) -> None:
+        """Deliver sig to the terminal's foreground process group (the running command)."""
+        try:
+            pgrp = os.tcgetpgrp(self.master_fd)
+        except OSError:
+            pgrp = self.proc.pid  # terminal already gone: the session leader's group
+        try:
+            os.killpg(pgrp, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code (128+N when killed by signal N); raises TimeoutError if still running."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"command still running after {timeout}s") from exc
+        return code if code >= 0 else 128 - code
+
+    def close(self, *, grace: float = 1.0) -> int:
+        """Hang up the terminal, kill what remains, and return the exit code."""
+        if self.proc.poll() is None:
+            self.send_signal(signal.SIGHUP)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.master_fd >= 0:
+            os.close(self.master_fd)
+            self.master_fd = -1
+        return self.wait()
