@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -81,9 +82,14 @@ def record_hash(*, prev_hash: str, seq: int, ts: float, kind: str, fields_json: 
     The body is the canonical JSON of {"fields", "kind", "seq", "ts"}, built by hand so
     verifying needs no JSON parsing and any change to the stored text changes the hash.
     """
-    body = (f'{{"fields":{fields_json},"kind":{json.dumps(kind, ensure_ascii=False)},'
+    body = (f'{{"fields":{fields_json},"kind":{_json_str(kind)},'
             f'"seq":{int(seq)},"ts":{float(ts)!r}}}')
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _json_str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 def jsonable(value: object) -> object:

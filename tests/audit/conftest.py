@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -43,6 +46,20 @@ def log_1000(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     assert log.head()[0] == RECORDS
     log.close()
     return path
+
+
+@pytest.fixture
+def scratch_dir(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A directory in memory (/dev/shm) when there is one: thousands of scratch copies."""
+    shm = pathlib.Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        yield tmp_path
+        return
+    path = pathlib.Path(tempfile.mkdtemp(prefix="coral-audit-", dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
