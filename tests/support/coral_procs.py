@@ -1,0 +1,146 @@
+"""Start real colony and agent processes on loopback for tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+CORAL = [sys.executable, "-m", "coral_lib.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def coral(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+          check: bool = False) -> subprocess.CompletedProcess:
+    """Run the `coral` command as a user would, capturing text output."""
+    return subprocess.run([*CORAL, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=check)
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+class Colony:
+    def __init__(self, data_dir: pathlib.Path, *, port: int | None = None) -> None:
+        self.data_dir, self.port = data_dir, port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def colony_id(self) -> str:
+        return (self.data_dir / "colony.id").read_text().strip()
+
+    @property
+    def operator_env(self) -> dict[str, str]:
+        return {"CORAL_COLONY_ADDRESS": self.address,
+                "CORAL_CA_FILE": str(self.data_dir / "ca.crt"),
+                "CORAL_TOKEN_FILE": str(self.data_dir / "admin.token")}
+
+    def start(self) -> Colony:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*CORAL, "colony", "start", "--data-dir", str(self.data_dir), "--listen", self.address],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, what=f"colony on {self.address}")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"colony exited: {self.log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            return (self.data_dir / "admin.token").exists()
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def client(self):
+        from coral_lib import client
+        token = (self.data_dir / "admin.token").read_text().strip()
+        return client.connect(self.address, ca_file=str(self.data_dir / "ca.crt"), token=token)
+
+
+class Agent:
+    def __init__(self, work_dir: pathlib.Path, colony: Colony, *, agent_id: str,
+                 services: list[dict] | None = None, secret: str | None = None,
+                 extra: dict | None = None) -> None:
+        self.work_dir, self.colony, self.agent_id = work_dir, colony, agent_id
+        self.config_path = work_dir / f"{agent_id}.yaml"
+        self.log_path = work_dir / f"{agent_id}.log"
+        body = {
+            "agent": {"id": agent_id},
+            "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
+                       "id": colony.colony_id},
+            "discovery": {"host": {"pollInterval": "1s"}},
+            "services": services or [],
+            **(extra or {}),
+        }
+        if secret is None:
+            body["colony"]["secretFile"] = str(colony.data_dir / "colony.secret")
+        else:
+            body["colony"]["secret"] = secret
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(body))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Agent:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*CORAL, "agent", "start", "--config", str(self.config_path),
+             "--state-dir", str(self.work_dir / f"{self.agent_id}-state")],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_registered(colony: Colony, agent_ids: list[str], *, timeout: float = 30.0) -> None:
+    def ready() -> bool:
+        try:
+            with colony.client() as c:
+                agents = {a["agent_id"]: a for a in c.list_agents()}
+        except Exception:
+            return False
+        return all(agents.get(a, {}).get("connected") for a in agent_ids)
+    wait_for(ready, timeout=timeout, what=f"agents {agent_ids} registered and linked")
