@@ -66,7 +66,6 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import socket
 import types
 import typing
 from collections.abc import Mapping
@@ -146,7 +145,7 @@ class _Model(pydantic.BaseModel):
 
 class Agent(_Model):
     mode: Literal["passive", "active"] = "passive"
-    id: str = pydantic.Field(default_factory=socket.gethostname)
+    id: str = pydantic.Field(default_factory=lambda: os.uname().nodename)
     runtime: Literal["auto", "host", "daemonset", "sidecar"] = "auto"
 
 
@@ -376,9 +375,24 @@ _SECRET_KEYS = {"secret"}
 EnvTable = Mapping[str, tuple[tuple[str, ...], str]]
 
 
+class OverrideFile(_Model):
+    overrides: Annotated[tuple[OverrideRule, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
+
+
+def load_override_file(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> tuple[OverrideRule, ...]:
+    """Rules from an override file (`--override-file`): `overrides: [...]` as in the agent
+    config, or just the list. Errors name the entry, e.g. `overrides[2].selector.podLabel`.
+    Callers append these after the config's own overrides[] (later rules win)."""
+    loaded = _load(path, model=OverrideFile, env_table={}, list_key="overrides",
+                   environ=os.environ if environ is None else environ)
+    return loaded.overrides
+
+
 def _load(
     path: str | os.PathLike[str] | None, *, model: type[_Model], env_table: EnvTable,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str], list_key: str = "",
 ) -> typing.Any:
     source = "defaults" if path is None else f"config file {os.fspath(path)}"
     names: list[str] = []
@@ -387,9 +401,12 @@ def _load(
         text, names = _tokenize(_read(path, source))
         data = _parse(text, source)
     data = {} if data is None else data
+    if list_key and isinstance(data, list):
+        data = {list_key: data}
     if not isinstance(data, dict):
+        also = f" (or a list of {list_key})" if list_key else ""
         raise ConfigError(source, "", f"the top level must be a mapping with keys "
-                          f"{', '.join(_keys(model))}; got {_kind(data)}")
+                          f"{', '.join(_keys(model))}{also}; got {_kind(data)}")
     try:
         env_keys = _apply_env(data, table=env_table, environ=environ)
         data = _fill(data, path=(), names=names, environ=environ,

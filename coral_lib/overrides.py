@@ -25,9 +25,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import typing
 from collections.abc import Callable, Mapping, Sequence
 
-from coral_lib import config, durations, service
+from coral_lib import durations, service
+
+if typing.TYPE_CHECKING:  # models only: this module stays free of the config loader's I/O
+    from coral_lib import config
 
 ANNOTATION = "annotation"
 EXPLICIT = "explicit"

@@ -29,9 +29,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import typing
 from collections.abc import Iterable, Mapping
 
-from coral_lib import config
+if typing.TYPE_CHECKING:  # models only: this module stays free of the config loader's I/O
+    from coral_lib import config
 
 DISCOVER_ANNOTATION = "coral.io/discover"
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
@@ -134,6 +136,18 @@ def _term_matches(term: Term, labels: Mapping[str, str]) -> bool:
     if term.op == "exists":
         return term.key in labels
     return term.key not in labels
+
+
+def parse_label_pairs(items: Iterable[str], *, what: str) -> dict[str, str]:
+    """`["k=v", "k2=v2"]` (e.g. repeated --include-label flags) -> dict; ValueError naming
+    `what` (the flag) and the bad item."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not _KEY.fullmatch(key.strip()) or not _VALUE.fullmatch(value.strip()):
+            raise ValueError(f"invalid {what} {item!r}: expected k=v, e.g. coral.io/enabled=true")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -206,3 +206,46 @@ def test_merge_fuzz_provenance_matches_changed_fields(layers):
         last = [layer for layer in layers if field in layer.fields][-1]
         assert getattr(merged, field) == last.fields[field]
         assert merged.sources[field] == last.source
+
+
+def test_override_file_mapping_or_list_loads_rules(tmp_path):
+    mapping = tmp_path / "a.yaml"
+    mapping.write_text("overrides:\n  - selector: {podLabel: app=x}\n    service: {type: grpc}\n")
+    bare = tmp_path / "b.yaml"
+    bare.write_text("- selector: {podName: 'x-*'}\n  service: {name: '{{ SVC }}'}\n")
+    (rule_a,) = config.load_override_file(mapping, environ={})
+    (rule_b,) = config.load_override_file(bare, environ={"SVC": "x"})
+    assert rule_a.service.type == "grpc" and rule_b.service.name == "x"
+    assert config.load_override_file(_empty_file(tmp_path), environ={}) == ()
+
+
+def _empty_file(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize(("text", "key", "accepted"), [
+    ("- selector: {podLabel: a=b}\n  service: {}\n- selector: {podLabel: ab}\n  service: {}\n",
+     "overrides[1].selector.podLabel", "expected key=value"),
+    ("overrides:\n  - selector: {podLabel: a=b}\n    service: {nmae: x}\n",
+     "overrides[0].service.nmae", "accepted keys here: name, port, health, type, labels"),
+    ("overrides:\n  - selector: {podLabel: a=b}\n    service: {port: 0}\n",
+     "overrides[0].service.port", "greater than or equal to 1"),
+    ("- {selector: {namespace: a}}\n", "overrides[0].service", "required key 'service'"),
+])
+def test_override_file_errors_name_the_entry_index(tmp_path, text, key, accepted):
+    path = tmp_path / "overrides.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_override_file(path, environ={})
+    assert str(caught.value).startswith(f"config file {path}: key {key}: ")
+    assert accepted in str(caught.value)
+
+
+def test_override_file_top_level_scalar_is_a_clear_error(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text("nope\n")
+    with pytest.raises(config.ConfigError, match=r"top level must be a mapping with keys "
+                       r"overrides \(or a list of overrides\); got a string"):
+        config.load_override_file(path, environ={})

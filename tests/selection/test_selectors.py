@@ -55,3 +55,15 @@ def test_unknown_service_close_matches(name, expected):
 def test_close_matches_limits_to_n():
     candidates = [f"svc-{i}" for i in range(20)]
     assert len(selection.close_matches("svc", candidates, n=3)) == 3
+
+
+def test_parse_label_pairs_for_include_label_flags():
+    assert selection.parse_label_pairs(["coral.io/enabled=true", "tier = web"],
+                                       what="--include-label") == {
+        "coral.io/enabled": "true", "tier": "web"}
+
+
+@pytest.mark.parametrize("item", ["tier", "=x", "a b=c", "k=v w"])
+def test_parse_label_pairs_bad_item_names_flag(item):
+    with pytest.raises(ValueError, match=f"invalid --exclude-label {item!r}: expected k=v"):
+        selection.parse_label_pairs([item], what="--exclude-label")
