@@ -1,0 +1,89 @@
+"""`coral webhook serve|certs`: run the sidecar injector, or write TLS files for it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pathlib
+import sys
+
+from coral_lib.webhook import certs, server
+from coral_lib.webhook import settings as settings_mod
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    webhook = sub.add_parser("webhook", help="the sidecar auto-injection webhook")
+    verbs = webhook.add_subparsers(dest="webhook_command", metavar="VERB")
+    serve = verbs.add_parser("serve", help="serve AdmissionReviews over HTTPS")
+    serve.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT (default %(default)s)")
+    serve.add_argument("--cert", required=True, help="serving certificate PEM (reloaded on change)")
+    serve.add_argument("--key", required=True, help="serving private key PEM")
+    serve.add_argument("--settings", default=None, help="injector settings YAML/JSON file")
+    serve.add_argument("--namespace-labels", default=None,
+                       help="YAML/JSON file {namespace: {label: value}} used instead of the "
+                       "Kubernetes API (offline runs, tests)")
+    serve.set_defaults(func=serve_command)
+    gen = verbs.add_parser("certs", help="write a CA and a serving cert for the webhook Service")
+    gen.add_argument("--service", default="coral-webhook")
+    gen.add_argument("--namespace", default="coral-system")
+    gen.add_argument("--ip", action="append", default=[], help="extra IP SAN (repeatable)")
+    gen.add_argument("--out", required=True, help="directory for ca.crt, tls.crt, tls.key")
+    gen.set_defaults(func=certs_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        cfg = settings_mod.load_file(args.settings) if args.settings else \
+            settings_mod.InjectSettings()
+        labels = _labels_file(args.namespace_labels) if args.namespace_labels else None
+        srv = server.make_server(listen=args.listen, cert_file=args.cert, key_file=args.key,
+                                 settings=cfg, namespace_labels=labels)
+    except (settings_mod.SettingsError, ValueError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot start webhook on {args.listen} with {args.cert}/{args.key}: {exc}")
+    log.info("coral webhook listening on %s", args.listen)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
+    return 0
+
+
+def certs_command(args: argparse.Namespace) -> int:
+    try:
+        tls = certs.generate(service=args.service, namespace=args.namespace, ips=args.ip)
+    except ValueError as exc:
+        return _fail(f"--ip: {exc}")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in (("ca.crt", tls.ca_pem), ("tls.crt", tls.cert_pem), ("tls.key", tls.key_pem)):
+        path = out / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    print(out)
+    return 0
+
+
+def _labels_file(path: str) -> dict[str, dict[str, str]]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"namespace labels file {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"namespace labels file {path}: expected {{namespace: {{label: value}}}}")
+    return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in data.items()}
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"coral webhook: {message}", file=sys.stderr)
+    return code
