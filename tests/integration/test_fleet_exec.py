@@ -47,7 +47,8 @@ def test_exec_by_selector_and_agent(colony, fleet):
 def test_argv_is_not_run_through_a_shell_unless_asked(colony, fleet):
     plain = _exec(colony, "--agent", "web-1", "-o", "json", "--", "echo", "$HOME;", "id")
     assert json.loads(plain.stdout)["results"][0]["stdout"] == "$HOME; id\n"
-    shelled = _exec(colony, "--agent", "web-1", "-o", "json", "--shell", "--", "echo", "a;", "echo b")
+    shelled = _exec(colony, "--agent", "web-1", "-o", "json", "--shell", "--",
+                    "echo", "a;", "echo b")
     assert json.loads(shelled.stdout)["results"][0]["stdout"] == "a\nb\n"
 
 

@@ -1,0 +1,24 @@
+# Thin wrappers; the scripts in tools/ do the work (so a machine without make works too).
+.PHONY: setup test demo proto lint bench resilience
+
+setup:
+	bash tools/setup.sh
+
+test:
+	bash tools/test.sh
+
+demo:
+	bash tools/main-job.sh
+
+proto:
+	.venv/bin/python tools/gen_proto.py
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+bench:
+	.venv/bin/python -m bench
+
+resilience:
+	.venv/bin/pytest -q tests/resilience

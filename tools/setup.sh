@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up everything Coral needs on a fresh Debian 12 machine, as root: Debian packages,
+# the virtualenv .venv with coral-lib and the pinned Python packages, and the coral.mesh
+# collection linked where ansible finds it. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(python3 python3-venv python3-dev gcc make git iproute2 util-linux procps
+              containerd runc busybox-static tcpdump)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to install Debian packages: ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The distribution's containerd service is not used (tests start private instances).
+systemctl disable --now containerd >/dev/null 2>&1 || true
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -c constraints.txt -r requirements-dev.txt
+.venv/bin/pip install -q -c constraints.txt --no-deps -e .
+
+# The repository root is the collection coral.mesh; link it where ansible.cfg looks.
+mkdir -p .collections/ansible_collections/coral
+ln -sfn ../../.. .collections/ansible_collections/coral/mesh
+echo "setup: done ($(.venv/bin/coral --help >/dev/null && echo coral ok), $(.venv/bin/ansible --version 2>/dev/null | sed -n 1p))"
