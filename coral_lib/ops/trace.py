@@ -1,0 +1,337 @@
+"""eBPF tracing (bcc, tracepoints only) of exec and connect events, scoped to a target.
+
+bcc is Debian's python3-bpfcc, importable only by the system interpreter, so the tracer
+runs as a `/usr/bin/python3` subprocess that prints one JSON object per line. Scope is
+decided in the kernel: the cgroup v2 id of the task (the target cgroup or any cgroup
+below it, via bpf_get_current_ancestor_cgroup_id) and/or its PID namespace (via
+bpf_get_ns_current_pid_tgid). Both avoid reading kernel structs, which matters here:
+the installed headers are a distribution kernel's, not the running one's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+from coral_lib.ops import base
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+BCC_PACKAGE = "/usr/lib/python3/dist-packages/bcc/__init__.py"
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+KINDS = {"exec": "sched/sched_process_exec", "connect": "syscalls/sys_enter_connect"}
+LOAD_TIMEOUT = 120.0  # compiling the program with clang takes seconds on a busy machine
+MAX_DURATION = 24 * 3600.0
+
+_BPF_TEXT = r"""
+struct event_t {
+    u64 cgroup_id;
+    u32 pid, tid, ns_pid, uid;
+    u16 family, port;
+    u8 addr[16];
+    char comm[16];
+    char filename[256];
+};
+BPF_PERF_OUTPUT(events);
+BPF_PERCPU_ARRAY(scratch, struct event_t, 1);
+
+static __always_inline struct event_t *scoped_event(void) {
+    int zero = 0;
+    struct event_t *ev = scratch.lookup(&zero);
+    if (!ev)
+        return 0;
+    __builtin_memset(ev, 0, sizeof(*ev));
+#if CGROUP_LEVEL >= 0
+    if (bpf_get_current_ancestor_cgroup_id(CGROUP_LEVEL) != CGROUP_ID)
+        return 0;
+#endif
+#if PIDNS_INO
+    struct bpf_pidns_info ns = {};
+    if (bpf_get_ns_current_pid_tgid(PIDNS_DEV, PIDNS_INO, &ns, sizeof(ns)))
+        return 0;
+    ev->ns_pid = ns.tgid;
+#endif
+    u64 id = bpf_get_current_pid_tgid();
+    ev->pid = id >> 32;
+    ev->tid = (u32)id;
+    ev->uid = (u32)bpf_get_current_uid_gid();
+    ev->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+    return ev;
+}
+
+#if KIND_EXEC
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    struct event_t *ev = scoped_event();
+    if (!ev)
+        return 0;
+    u16 off = args->data_loc_filename & 0xFFFF;  /* __data_loc: offset in the low half */
+    bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), (char *)args + off);
+    events.perf_submit(args, ev, sizeof(*ev));
+    return 0;
+}
+#else
+TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
+    struct event_t *ev = scoped_event();
+    if (!ev)
+        return 0;
+    u8 sa[28] = {};  /* sockaddr_in (16) or sockaddr_in6 (28), read as bytes */
+    if (bpf_probe_read_user(sa, 16, (void *)args->uservaddr))
+        return 0;
+    ev->family = sa[0] | (sa[1] << 8);
+    ev->port = (sa[2] << 8) | sa[3];
+    if (ev->family == 2) {
+        __builtin_memcpy(ev->addr, sa + 4, 4);
+    } else if (ev->family == 10 && args->addrlen >= 24) {
+        if (bpf_probe_read_user(sa, 24, (void *)args->uservaddr))
+            return 0;
+        __builtin_memcpy(ev->addr, sa + 8, 16);
+    } else {
+        return 0;  /* unix and other families: not network connections */
+    }
+    events.perf_submit(args, ev, sizeof(*ev));
+    return 0;
+}
+#endif
+"""
+
+# Runs under /usr/bin/python3 (has bcc). argv[1] is a JSON config.
+_TRACER = r"""
+import ipaddress, json, signal, sys, time
+cfg = json.loads(sys.argv[1])
+from bcc import BPF
+b = BPF(text=cfg["text"], cflags=cfg["cflags"])
+lost = [0]
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+def on_event(cpu, data, size):
+    ev = b["events"].event(data)
+    out = {"type": cfg["kind"], "ts": time.time(), "pid": ev.pid, "tid": ev.tid,
+           "uid": ev.uid, "cgroup_id": ev.cgroup_id,
+           "comm": bytes(ev.comm).split(b"\0")[0].decode(errors="replace")}
+    if cfg["pidns"]:
+        out["ns_pid"] = ev.ns_pid
+    if cfg["kind"] == "exec":
+        out["filename"] = bytes(ev.filename).split(b"\0")[0].decode(errors="replace")
+    else:
+        raw = bytes(ev.addr)
+        addr = ipaddress.ip_address(raw[:4] if ev.family == 2 else raw)
+        out.update(family="inet" if ev.family == 2 else "inet6", addr=str(addr), port=ev.port)
+    emit(out)
+def on_lost(count):
+    lost[0] += count
+b["events"].open_perf_buffer(on_event, page_cnt=64, lost_cb=on_lost)
+emit({"type": "ready"})
+deadline = time.monotonic() + cfg["duration"]
+while not stopping and time.monotonic() < deadline:
+    b.perf_buffer_poll(timeout=100)
+emit({"type": "end", "lost": lost[0], "reason": "stopped" if stopping else "duration"})
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceSummary:
+    events: int
+    lost: int  # events the kernel could not hand over (perf buffer full)
+    reason: str  # duration | max_events | stopped
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when tracepoint programs can load here, else (False, the precise reason)."""
+    reason = _missing_piece()
+    return (not reason, reason and f"eBPF tracing is not available here because {reason}")
+
+
+def _missing_piece() -> str:
+    if os.geteuid() != 0:
+        return "the agent does not run as root (loading BPF programs needs it)"
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} is missing (bcc is used through the system interpreter)"
+    if not os.path.exists(BCC_PACKAGE):
+        return "bcc is not installed (Debian package python3-bpfcc)"
+    build = f"/lib/modules/{os.uname().release}/build"
+    if not os.path.isdir(build):
+        return (f"kernel headers are missing: {build} does not exist "
+                "(install linux-headers-amd64 and link it, see tools/setup_bcc.sh)")
+    if tracefs() is None:
+        return "tracefs is not mounted (mount -t tracefs none /sys/kernel/tracing)"
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import bcc"], capture_output=True,
+                           text=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        return f"bcc does not import: {probe.stderr.strip().splitlines()[-1:]}"
+    return ""
+
+
+def tracefs() -> str | None:
+    return next((p for p in TRACEFS if os.path.isdir(f"{p}/events")), None)
+
+
+def cgroup2_mount(mountinfo: str) -> str | None:
+    """Mount point of the cgroup v2 hierarchy in a /proc/self/mountinfo text."""
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if sep and right.split()[0] == "cgroup2":
+            return left.split()[4]
+    return None
+
+
+def cgroup_scope(path: str, *, mount: str) -> tuple[str, int]:
+    """(directory, level below the v2 root) for a v2 directory or a /proc/PID/cgroup path."""
+    if path == mount or path.startswith(mount.rstrip("/") + "/"):
+        rel = path[len(mount):]
+    else:
+        rel = path
+    parts = [p for p in rel.split("/") if p]
+    if ".." in parts:
+        raise base.OperationError(f"trace cgroup path {path!r} must not contain '..'")
+    return os.path.join(mount, *parts), len(parts)
+
+
+def build_cflags(*, kind: str, cgroup: tuple[int, int] | None,
+                 pidns: tuple[int, int] | None) -> list[str]:
+    """cgroup is (id, level), pidns is (nsfs device, inode); None means not scoped by it."""
+    cg_id, cg_level = cgroup or (0, -1)
+    ns_dev, ns_ino = pidns or (0, 0)
+    return [f"-DKIND_EXEC={int(kind == 'exec')}", f"-DCGROUP_ID={cg_id}ULL",
+            f"-DCGROUP_LEVEL={cg_level}", f"-DPIDNS_DEV={ns_dev}ULL", f"-DPIDNS_INO={ns_ino}ULL"]
+
+
+def run(
+    kind: str,
+    *,
+    cgroup_path: str | None,
+    pidns_inode: int | None,
+    duration: float,
+    on_event: Callable[[dict], None],
+    max_events: int = 10000,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> TraceSummary:
+    """Trace `kind` events in the scope for `duration` seconds (counted once attached).
+
+    cgroup_path: a cgroup v2 directory or the path from a `0::` line of /proc/PID/cgroup;
+    events of that cgroup and every cgroup below it. pidns_inode: only tasks of that PID
+    namespace (events then carry ns_pid). Both None traces the whole host.
+    """
+    cflags = _checked_cflags(kind, cgroup_path=cgroup_path, pidns_inode=pidns_inode,
+                             duration=duration, max_events=max_events)
+    ok, reason = available()
+    if not ok:
+        raise base.OperationError(reason)
+    config = {"text": _BPF_TEXT, "cflags": cflags, "kind": kind, "duration": duration,
+              "pidns": pidns_inode is not None}
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen([SYSTEM_PYTHON, "-c", _TRACER, json.dumps(config)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=errfile, start_new_session=True)
+        try:
+            return _follow(proc, duration=duration, max_events=max_events, on_event=on_event,
+                           stop=stop or threading.Event(), on_ready=on_ready, errfile=errfile)
+        finally:
+            _end(proc)
+
+
+def _checked_cflags(kind, *, cgroup_path, pidns_inode, duration, max_events) -> list[str]:
+    if kind not in KINDS:
+        raise base.OperationError(f"trace kind {kind!r} is not one of {', '.join(KINDS)}")
+    if not 0 < duration <= MAX_DURATION:
+        raise base.OperationError(f"trace duration {duration!r} must be > 0 and at most "
+                                  f"{MAX_DURATION:.0f} seconds")
+    if max_events < 1:
+        raise base.OperationError(f"trace max_events {max_events!r} must be at least 1")
+    cgroup = _cgroup_id(cgroup_path) if cgroup_path is not None else None
+    pidns = None
+    if pidns_inode is not None:
+        if pidns_inode < 1:
+            raise base.OperationError(f"trace pidns_inode {pidns_inode!r} is not an inode")
+        pidns = (os.stat("/proc/self/ns/pid").st_dev, pidns_inode)  # nsfs: one device
+    return build_cflags(kind=kind, cgroup=cgroup, pidns=pidns)
+
+
+def _cgroup_id(path: str) -> tuple[int, int]:
+    with open("/proc/self/mountinfo") as f:
+        mount = cgroup2_mount(f.read())
+    if mount is None:
+        raise base.OperationError("trace by cgroup needs a cgroup v2 mount; none is mounted")
+    directory, level = cgroup_scope(path, mount=mount)
+    try:
+        return os.stat(directory).st_ino, level  # a v2 cgroup's id is its inode number
+    except OSError as exc:
+        raise base.OperationError(f"trace cgroup {path!r}: {directory} is not a cgroup "
+                                  f"({exc.strerror})") from exc
+
+
+def _follow(proc, *, duration, max_events, on_event, stop, on_ready, errfile) -> TraceSummary:
+    events, ready = 0, False
+    deadline = [time.monotonic() + LOAD_TIMEOUT]  # moved on once the program is attached
+    for msg in _lines(proc, deadline=deadline, stop=stop):
+        if msg.get("type") == "ready":
+            ready, deadline[0] = True, time.monotonic() + duration + 10
+            if on_ready:
+                on_ready()
+        elif msg.get("type") == "end":
+            return TraceSummary(events=events, lost=msg.get("lost", 0), reason=msg["reason"])
+        elif msg.get("type") in KINDS:
+            on_event(msg)
+            events += 1
+            if events >= max_events:
+                return TraceSummary(events=events, lost=0, reason="max_events")
+    if stop.is_set() and ready:
+        return TraceSummary(events=events, lost=0, reason="stopped")
+    raise base.OperationError(_failure(ready=ready, errfile=errfile))
+
+
+def _lines(proc, *, deadline: list[float], stop):
+    """JSON objects from the tracer's stdout until EOF, the deadline or stop (SIGTERM)."""
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline[0]:
+            if stop.is_set():
+                _signal(proc, signal.SIGTERM)
+            if not sel.select(timeout=0.2):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                return
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue  # not ours (a library printing to stdout): ignore
+
+
+def _failure(*, ready: bool, errfile) -> str:
+    errfile.seek(0)
+    tail = errfile.read()[-2000:].decode(errors="replace").strip().splitlines()[-5:]
+    what = "stopped unexpectedly" if ready else "could not load its BPF program"
+    return f"the eBPF tracer {what}: " + (" | ".join(tail) or "no error output")
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        _signal(proc, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            _signal(proc, signal.SIGKILL)
+            proc.wait()
+    proc.stdout.close()
