@@ -1,0 +1,378 @@
+"""HTTP request handler: auth, faults, routing, verbs, watch streaming. Never crashes."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import select
+import socket
+import ssl
+import time
+import urllib.parse
+
+import yaml
+
+from tests.support.kubeapi import errors, exec_ws, resources, routes, selectors
+from tests.support.kubeapi import watch as watch_
+
+log = logging.getLogger(__name__)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/json-patch+json": "json",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+cbor": "apply-cbor",
+}
+_MAX_BODY = 16 * 1024 * 1024
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "coral-kubeapi-fixture"
+    app = None  # the KubeAPIServer, set on a subclass by the server
+
+    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    def do_PATCH(self):
+        self._dispatch("PATCH")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    # ---- plumbing -----------------------------------------------------------------------
+    def _dispatch(self, method: str) -> None:
+        try:
+            url = urllib.parse.urlsplit(self.path)
+            self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(
+                url.query, keep_blank_values=True).items()}
+            self.query_all = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+            self._handle(method, url.path)
+        except errors.ApiError as exc:
+            self._send_json(exc.code, exc.status())
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:  # a fixture bug must show up as a 500, not a dead server
+            log.exception("kubeapi fixture: internal error on %s %s", method, self.path)
+            self._send_json(500, errors.ApiError(500, f"internal error: {exc!r}").status())
+
+    def _handle(self, method: str, path: str) -> None:
+        app = self.app
+        if not self._authorized():
+            raise errors.ApiError(401, "Unauthorized")
+        is_watch = self.query.get("watch") in ("1", "true", "True")
+        code, delay = app.faults.check(method, self.path, is_watch)
+        if delay:
+            time.sleep(delay)
+        if code:
+            self._read_body_bytes()
+            raise errors.ApiError(code, f"injected fault: HTTP {code}")
+        route = routes.parse(path)
+        if route is None:
+            self._non_resource(method, path)
+        else:
+            self._resource(method, route, is_watch)
+
+    def _authorized(self) -> bool:
+        token = self.app.token
+        return not token or self.headers.get("Authorization", "") == f"Bearer {token}"
+
+    def _send_bytes(self, code: int, body: bytes, content_type: str = "application/json"):
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, code: int, doc: object) -> None:
+        try:
+            self._send_bytes(code, json.dumps(doc).encode())
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            self.close_connection = True
+
+    def _read_body_bytes(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise errors.bad_request("invalid Content-Length header") from None
+        if length > _MAX_BODY:
+            raise errors.ApiError(413, f"request body of {length} bytes exceeds {_MAX_BODY}",
+                                  reason="RequestEntityTooLarge")
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes:
+        out = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()
+                return bytes(out)
+            out += self.rfile.read(size)
+            self.rfile.readline()
+            if len(out) > _MAX_BODY:
+                raise errors.ApiError(413, "request body too large")
+
+    def _body(self, *, yaml_ok: bool = False) -> object:
+        raw = self._read_body_bytes()
+        if not raw.strip():
+            raise errors.bad_request("the request body is empty; expected a JSON object")
+        ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise errors.ApiError(415, f"the body content type {ctype!r} is not supported; "
+                                  "send application/json")
+        try:
+            if yaml_ok or ctype.endswith("yaml"):
+                return yaml.load(raw, Loader=_LOADER)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise errors.bad_request(f"the request body is not valid "
+                                     f"{'YAML' if yaml_ok else 'JSON'}: {exc}") from None
+
+    # ---- non-resource endpoints ---------------------------------------------------------
+    def _non_resource(self, method: str, path: str) -> None:
+        path = path.rstrip("/") or "/"
+        if method != "GET":
+            raise errors.ApiError(405, f"method {method} not allowed on {path}")
+        doc = self._discovery(path)
+        if doc is None:
+            raise errors.ApiError(404, f"the server could not find the requested resource "
+                                  f"({path})", reason="NotFound")
+        if isinstance(doc, str):
+            self._send_bytes(200, doc.encode(), "text/plain; charset=utf-8")
+        else:
+            self._send_json(200, doc)
+
+    def _discovery(self, path: str) -> object:
+        parts = path.strip("/").split("/")
+        if path in ("/healthz", "/readyz", "/livez"):
+            return "ok"
+        if path == "/version":
+            return resources.VERSION
+        if path == "/api":
+            return resources.api_versions(f"127.0.0.1:{self.app.port}")
+        if path == "/apis":
+            return resources.api_group_list()
+        if path == "/api/v1":
+            return resources.api_resource_list("", "v1")
+        if parts[0] == "apis" and len(parts) == 2:
+            return resources.api_group(parts[1])
+        if parts[0] == "apis" and len(parts) == 3:
+            return resources.api_resource_list(parts[1], parts[2])
+        if path == "/":
+            return {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/version"]}
+        return None
+
+    # ---- resources ---------------------------------------------------------------------
+    def _resource(self, method: str, route: routes.Route, is_watch: bool) -> None:
+        store, rt, q = self.app.store, route.rt, self.query
+        ns = route.namespace or ""
+        dry = q.get("dryRun") == "All"
+        fm = q.get("fieldManager") or None
+        if route.sub == "exec":
+            if method not in ("GET", "POST"):
+                raise errors.ApiError(405, "pods/exec accepts GET or POST with a WebSocket "
+                                      "upgrade")
+            pod, _raw = store.get_raw(rt, ns, route.name)
+            exec_ws.serve(self, pod=pod, app=self.app)
+            return
+        if route.name is None:
+            self._collection(method, route, is_watch, dry=dry, fm=fm)
+            return
+        if method == "GET":
+            self._send_bytes(200, store.get_raw(rt, ns, route.name)[1])
+        elif method == "PUT":
+            obj, raw = store.update_raw(rt, ns, route.name, self._body(),
+                                        subresource=route.sub, field_manager=fm, dry_run=dry)
+            self._send_bytes(200, raw)
+        elif method == "PATCH":
+            self._patch(route, dry=dry, fm=fm)
+        elif method == "DELETE":
+            body = self._read_body_bytes()
+            opts = self._delete_options(body)
+            doc = store.delete_obj(rt, ns, route.name, preconditions=opts.get("preconditions"),
+                                   propagation=opts.get("propagationPolicy")
+                                   or q.get("propagationPolicy"), dry_run=dry)
+            self._send_json(200, doc)
+        else:
+            raise errors.ApiError(405, f"method {method} not allowed on a {rt.kind}")
+
+    def _delete_options(self, body: bytes) -> dict:
+        if not body.strip():
+            return {}
+        try:
+            opts = json.loads(body)
+        except ValueError as exc:
+            raise errors.bad_request(f"DeleteOptions body is not valid JSON: {exc}") from None
+        if not isinstance(opts, dict):
+            raise errors.bad_request("DeleteOptions body must be a JSON object")
+        return opts
+
+    def _patch(self, route: routes.Route, *, dry: bool, fm: str | None) -> None:
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
+        ptype = _PATCH_TYPES.get(ctype)
+        if ptype is None or ptype == "apply-cbor":
+            raise errors.ApiError(415, f"the body of the request was in an unknown format "
+                                  f"{ctype!r}; accepted: {', '.join(list(_PATCH_TYPES)[:4])}")
+        body = self._body(yaml_ok=ptype == "apply")
+        force = self.query.get("force") in ("true", "1")
+        _obj, raw = self.app.store.patch_raw(
+            route.rt, route.namespace or "", route.name, body, patch_type=ptype,
+            field_manager=fm, force=force, subresource=route.sub, dry_run=dry)
+        self._send_bytes(200, raw)
+
+    def _collection(self, method, route, is_watch, *, dry, fm) -> None:
+        store, rt = self.app.store, route.rt
+        if method == "POST":
+            if not rt.namespaced and route.namespace:
+                raise errors.ApiError(404, f"{rt.plural} is not namespaced")
+            _obj, raw = store.create_raw(rt, route.namespace or "", self._body(),
+                                         dry_run=dry, field_manager=fm)
+            self._send_bytes(201, raw)
+            return
+        pred = selectors.both(selectors.parse_label_selector(self.query.get("labelSelector")),
+                              selectors.parse_field_selector(self.query.get("fieldSelector")))
+        if method == "GET" and is_watch:
+            self._watch(route, pred)
+        elif method == "GET":
+            self._list(route, pred)
+        elif method == "DELETE":
+            self._read_body_bytes()
+            items, _rv, _t = store.list_raw(rt, namespace=route.namespace, pred=pred)
+            for obj, _raw in items:
+                meta = obj["metadata"]
+                store.delete_obj(rt, meta.get("namespace", ""), meta["name"], dry_run=dry)
+            self._send_json(200, errors.success_doc())
+        else:
+            raise errors.ApiError(405, f"method {method} not allowed on a {rt.kind} list")
+
+    def _list(self, route: routes.Route, pred) -> None:
+        try:
+            limit = int(self.query.get("limit") or 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid limit {self.query.get('limit')!r}") from None
+        items, rv, token = self.app.store.list_raw(
+            route.rt, namespace=route.namespace, pred=pred, limit=max(limit, 0),
+            continue_token=self.query.get("continue") or None)
+        meta = f'"resourceVersion":"{rv}"'
+        if token:
+            meta += f',"continue":"{token}"'
+        head = (f'{{"kind":"{route.rt.kind}List","apiVersion":"{route.rt.api_version}",'
+                f'"metadata":{{{meta}}},"items":[').encode()
+        self._send_bytes(200, head + b",".join(raw for _o, raw in items) + b"]}")
+
+    # ---- watch ---------------------------------------------------------------------------
+    def _watch(self, route: routes.Route, pred) -> None:
+        app, q = self.app, self.query
+        try:
+            timeout = float(q.get("timeoutSeconds") or app.watch_timeout)
+        except ValueError:
+            raise errors.bad_request(
+                f"invalid timeoutSeconds {q.get('timeoutSeconds')!r}: expected seconds") from None
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        gone = None
+        if app.faults.take_gone():
+            gone = errors.gone("too old resource version: injected fault")
+        else:
+            try:
+                w = app.store.open_watch(route.rt, namespace=route.namespace, pred=pred,
+                                         resource_version=q.get("resourceVersion"))
+            except errors.ApiError as exc:
+                if exc.code != 410:
+                    raise
+                gone = exc
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        if gone is not None:
+            self._chunk(watch_.error_line(gone.status()))
+            self._chunk(b"")
+            return
+        try:
+            self._stream(w, route.rt, deadline=time.monotonic() + timeout, bookmarks=bookmarks)
+        finally:
+            app.store.close_watch(w)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _stream(self, w: watch_.Watcher, rt: resources.ResourceType, *, deadline: float,
+                bookmarks: bool) -> None:
+        interval = self.app.bookmark_interval
+        next_bm = time.monotonic() + interval
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                self._chunk(b"")  # clean end of the stream; the connection stays usable
+                return
+            wait = min(deadline, next_bm if bookmarks else now + 1.0) - now
+            batch = self._take(w, max(wait, 0.0))
+            if batch is watch_.CLOSED:
+                self._abort()
+                return
+            if batch:
+                self._chunk(b"".join(batch))
+            elif self._peer_closed():
+                self.close_connection = True
+                return
+            if bookmarks and time.monotonic() >= next_bm:
+                rv = self.app.store.bookmark_rv(w)
+                if rv is not None:
+                    self._chunk(watch_.bookmark_line(api_version=rt.api_version, kind=rt.kind,
+                                                     rv=rv))
+                next_bm = time.monotonic() + interval
+
+    def _take(self, w: watch_.Watcher, wait: float):
+        try:
+            first = w.queue.get(timeout=wait) if wait > 0 else w.queue.get_nowait()
+        except Exception:  # queue.Empty
+            return []
+        batch = [first]
+        while len(batch) < 512:
+            try:
+                batch.append(w.queue.get_nowait())
+            except Exception:
+                break
+        if any(item is watch_.CLOSED for item in batch):
+            return watch_.CLOSED
+        return batch
+
+    def _peer_closed(self) -> bool:
+        sock = self.connection
+        try:
+            readable, _w, _x = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            finally:
+                sock.setblocking(True)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def _abort(self) -> None:
+        """Drop the connection mid-stream, with no final chunk."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -1,0 +1,158 @@
+"""KubeAPIServer: the fixture's public face. HTTPS on 127.0.0.1, token auth, kubeconfig.
+
+    with KubeAPIServer(tmp_path) as server:
+        subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig_path, "get", "pods"])
+        server.store.create({...})          # direct, no HTTP
+        server.faults.force_gone()          # fault injection
+"""
+
+from __future__ import annotations
+
+import http.server
+import pathlib
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+
+from tests.support.kubeapi import admission, exec_ws, faults, handler, store, tls
+
+ServiceResolver = Callable[[str, str, int], str]
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+    ssl_context: ssl.SSLContext
+
+    def finish_request(self, request, client_address):
+        # TLS handshake in the connection's own thread, never in the accept loop.
+        try:
+            request.settimeout(30)
+            tls_sock = self.ssl_context.wrap_socket(request, server_side=True)
+            tls_sock.settimeout(None)
+        except (OSError, ssl.SSLError):
+            return
+        try:
+            self.RequestHandlerClass(tls_sock, client_address, self)
+        finally:
+            try:
+                tls_sock.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address):
+        pass  # a client dropping its connection is not the fixture's business
+
+
+class KubeAPIServer:
+    """An in-process Kubernetes API server fixture (see the package docstring)."""
+
+    def __init__(self, state_dir: str | pathlib.Path, *, port: int = 0,
+                 nodes: tuple[str, ...] | list[str] = ("node-1",), history_size: int = 10_000,
+                 bookmark_interval: float = 1.0, watch_timeout: float = 1800.0,
+                 context: str = "kubeapi-fixture",
+                 service_resolver: ServiceResolver | None = None):
+        self.state_dir = pathlib.Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.requested_port = port
+        self.port = 0
+        self.context = context
+        self.token = secrets.token_urlsafe(24)
+        self.bookmark_interval = bookmark_interval
+        self.watch_timeout = watch_timeout
+        self.store = store.Store(history_size=history_size)
+        self.faults = faults.Faults(self.store)
+        self.exec_handler = exec_ws.local_exec
+        self.admission = admission.Admission(self.store, service_resolver=service_resolver)
+        self.store.admit = self.admission.admit
+        for name in nodes:
+            self.add_node(name)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self) -> KubeAPIServer:
+        ca_pem, ca_key = tls.make_ca()
+        cert, key = tls.issue_cert(ca_pem, ca_key, common_name="kube-apiserver",
+                                   dns_names=["localhost", "kubernetes", "kubernetes.default",
+                                              "kubernetes.default.svc"],
+                                   ip_addresses=["127.0.0.1"])
+        self.ca_pem = ca_pem
+        for name, data in (("ca.crt", ca_pem), ("ca.key", ca_key), ("server.crt", cert),
+                           ("server.key", key)):
+            tls.write_private(self.state_dir / name, data)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.state_dir / "server.crt", self.state_dir / "server.key")
+        ctx.set_alpn_protocols(["http/1.1"])
+        handler_cls = type("BoundHandler", (handler.Handler,), {"app": self})
+        httpd = _HTTPServer(("127.0.0.1", self.requested_port), handler_cls,
+                            bind_and_activate=False)
+        httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        httpd.server_bind()
+        httpd.server_activate()
+        httpd.ssl_context = ctx
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        tls.write_kubeconfig(pathlib.Path(self.kubeconfig_path), tls.kubeconfig(
+            url=self.url, ca_pem=ca_pem, token=self.token, context=self.context))
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="kubeapi-fixture", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self.store.drop_watches()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd = None
+
+    def __enter__(self) -> KubeAPIServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- facts for clients ----------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> str:
+        return str(self.state_dir / "kubeconfig")
+
+    @property
+    def ca_path(self) -> str:
+        return str(self.state_dir / "ca.crt")
+
+    @property
+    def service_resolver(self) -> ServiceResolver | None:
+        return self.admission.service_resolver
+
+    @service_resolver.setter
+    def service_resolver(self, fn: ServiceResolver | None) -> None:
+        self.admission.service_resolver = fn
+
+    def compact(self) -> int:
+        return self.store.compact()
+
+    def add_node(self, name: str, *, labels: dict[str, str] | None = None) -> dict:
+        """A Ready node (fixture data; nothing runs there)."""
+        node_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", **(labels or {})}
+        return self.store.create({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": node_labels},
+            "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "True",
+                                       "reason": "KubeletReady"}],
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                     {"type": "Hostname", "address": name}],
+                       "nodeInfo": {"kubeletVersion": "v1.32.0", "architecture": "amd64",
+                                    "operatingSystem": "linux",
+                                    "containerRuntimeVersion": "containerd://1.6.20"}},
+        })
