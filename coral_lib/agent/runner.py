@@ -56,6 +56,7 @@ class Agent:
         self.cfg, self.discover, self.handlers = cfg, discover, handlers
         self.node_name = node_name or socket.gethostname()
         self.stop = threading.Event()
+        self.wake = threading.Event()  # a discovery source saw a change: send it now
         self.registered = threading.Event()
         self.state_path = (state_dir or default_state_dir()) / f"{cfg.agent.id}.json"
         self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
@@ -107,7 +108,7 @@ class Agent:
 
     def _heartbeat_until_lost(self, sess: session_mod.Session, interval: float) -> None:
         period = min(interval, self.cfg.discovery.host.poll_interval)
-        while not self.stop.wait(period):
+        while not self._sleep(period):
             services = self.current()
             send = services if changed(self._last_sent, services) else None
             reply = sess.heartbeat(services=send)
@@ -117,6 +118,16 @@ class Agent:
             if send is not None:
                 self._sent(send)
                 log.info("service set changed: sent %d services", len(send))
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def _sleep(self, period: float) -> bool:
+        """Wait one period or until woken by a change; True when the agent is stopping."""
+        self.wake.wait(period)
+        self.wake.clear()
+        return self.stop.is_set()
 
     def _sent(self, services: list[mesh_pb2.ServiceInfo]) -> None:
         self._last_sent = services

@@ -44,7 +44,7 @@ def start_command(args: argparse.Namespace) -> int:
     except modes.ModeError as exc:
         return common.fail(str(exc), 2)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop.set())
+        signal.signal(sig, lambda *_: agent.shutdown())
     try:
         agent.run()
     except config.ConfigError as exc:
