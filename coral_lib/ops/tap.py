@@ -106,6 +106,7 @@ def capture(
     """Capture in the namespace until a limit or `stop`; each packet goes to on_packet.
 
     interface None captures on every interface of the namespace, loopback included.
+    Frames still queued when a limit or `stop` ends the tap are discarded.
     max_bytes caps the captured bytes handed out (a packet that would pass it ends the tap).
     """
     check_limits(duration=duration, max_packets=max_packets, max_bytes=max_bytes)
@@ -160,7 +161,7 @@ def _socket_from_child(ns_fd: int, *, netns: str) -> socket.socket:
         except TimeoutError:
             msg, fds = b"", []
         finally:
-            _, err = proc.communicate(timeout=30)
+            err = _reap(proc)
     if msg == b"OK" and len(fds) == 1:
         return socket.socket(fileno=fds[0])
     for fd in fds:
@@ -168,6 +169,15 @@ def _socket_from_child(ns_fd: int, *, netns: str) -> socket.socket:
     detail = msg.removeprefix(b"ERR ") or err.strip()[-300:] or b"no answer"
     raise base.OperationError(f"cannot open a capture socket in network namespace {netns}: "
                               f"{detail.decode(errors='replace')}")
+
+
+def _reap(proc: subprocess.Popen) -> bytes:
+    """The helper's stderr; a helper still running after its answer (or none) is killed."""
+    try:
+        return proc.communicate(timeout=10)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
 
 
 def _prepare(sock: socket.socket, *, program: bpf_filter.Program, interface: str | None) -> None:

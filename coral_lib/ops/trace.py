@@ -286,7 +286,7 @@ def _follow(proc, *, duration, max_events, on_event, stop, on_ready, errfile) ->
             events += 1
             if events >= max_events:
                 return TraceSummary(events=events, lost=0, reason="max_events")
-    if stop.is_set() and ready:
+    if stop.is_set():
         return TraceSummary(events=events, lost=0, reason="stopped")
     raise base.OperationError(_failure(ready=ready, errfile=errfile))
 
