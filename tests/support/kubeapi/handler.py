@@ -13,7 +13,7 @@ import urllib.parse
 
 import yaml
 
-from tests.support.kubeapi import errors, exec_ws, resources, routes, selectors
+from tests.support.kubeapi import errors, exec_ws, openapi, resources, routes, selectors
 from tests.support.kubeapi import watch as watch_
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return resources.api_group(parts[1])
         if parts[0] == "apis" and len(parts) == 3:
             return resources.api_resource_list(parts[1], parts[2])
+        if path == "/openapi/v3":
+            return openapi.index()
+        if path.startswith("/openapi/v3/"):
+            return openapi.group_version(path[len("/openapi/v3/"):])
         if path == "/":
             return {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/version"]}
         return None
