@@ -1,7 +1,8 @@
 """A minimal OpenAPI v3 discovery: enough for kubectl to see that the server validates
-fields itself (`fieldValidation` among each kind's PATCH operation parameters), so `kubectl apply` validates
-server-side instead of downloading schemas. No component schemas are served: kubectl's
-client-side apply then computes strategic merge patches from its compiled-in types.
+fields itself (`fieldValidation` among each kind's PATCH operation parameters), so
+`kubectl apply` validates server-side instead of downloading schemas. No component
+schemas are served: kubectl's client-side apply then computes strategic merge patches
+from its compiled-in types.
 """
 
 from __future__ import annotations
