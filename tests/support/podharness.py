@@ -163,11 +163,12 @@ class Pod:
     # -- containers ----------------------------------------------------------------------
 
     def add_container(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                      port: int = 0, name_env: bool = True, timeout: float = 10.0,
-                      **popen_kwargs) -> PodContainer:
+                      port: int = 0, name_env: bool = True, wait: bool = True,
+                      timeout: float = 10.0, **popen_kwargs) -> PodContainer:
         """Start a container; wait until it runs argv (and listens on port when given).
 
-        name_env sets CORAL_CONTAINER_NAME as the Coral webhook does for app containers.
+        name_env sets CORAL_CONTAINER_NAME as the Coral webhook does for app containers;
+        wait=False returns at once (for short-lived processes; host_pid stays 0).
         """
         if name in self.containers:
             raise ValueError(f"pod {self.name} already has a container {name!r}")
@@ -184,6 +185,8 @@ class Pod:
             env=full_env, start_new_session=True, **popen_kwargs)
         container = PodContainer(name, cid, cgroup, popen)
         self.containers[name] = container
+        if not wait:
+            return container
         container.host_pid = _wait_for(f"container {name} to start", lambda: self._started(
             container, argv), timeout=timeout)
         if port:
@@ -208,7 +211,8 @@ class Pod:
                    env: Mapping[str, str] | None = None, **popen_kwargs) -> subprocess.Popen:
         """Start a process as a sidecar container of this pod (own cgroup and mount ns,
         the pod's PID namespace and /proc); returns its Popen (stdout etc. as asked)."""
-        container = self.add_container(name, argv, env=env, name_env=False, **popen_kwargs)
+        container = self.add_container(name, argv, env=env, name_env=False, wait=False,
+                                       **popen_kwargs)
         return container.popen
 
     def stop_container(self, name: str, *, timeout: float = 10.0) -> None:
