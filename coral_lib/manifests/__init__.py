@@ -1,0 +1,27 @@
+"""Kubernetes objects for each deployment mode, rendered as data by pure functions.
+
+render(mode, settings) -> [objects]: "daemonset", "webhook" or "sidecar". No I/O and no
+randomness: TLS material for the webhook comes in through the settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coral_lib.manifests import daemonset, sidecar, webhook
+from coral_lib.manifests import settings as settings_mod
+
+ManifestSettings = settings_mod.ManifestSettings
+ManifestError = settings_mod.ManifestError
+MODES = {"daemonset": daemonset.render, "webhook": webhook.render, "sidecar": sidecar.render}
+
+
+def render(mode: str, settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
+    """The objects for `mode`, in the order they should be applied."""
+    try:
+        renderer = MODES[mode]
+    except KeyError:
+        raise ManifestError(
+            f"unknown mode {mode!r}: expected one of {', '.join(MODES)}"
+        ) from None
+    return renderer(settings)

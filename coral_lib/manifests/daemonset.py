@@ -1,0 +1,92 @@
+"""Daemonset mode: one agent pod per node with hostPID, seeing every pod on its node.
+
+The full variant is privileged with NET_ADMIN, SYS_PTRACE and BPF and mounts the CRI
+socket (exec through CRI ExecSync); the observe-only variant has none of those: no
+ptrace, no NET_ADMIN, no runtime socket (it can discover and watch, not exec).
+Pod Security Standard: the full variant needs `privileged`; observe-only still uses
+hostPID, so it needs `privileged` as well (baseline forbids host namespaces).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coral_lib.manifests import objects
+from coral_lib.manifests import settings as settings_mod
+
+NAME = "coral-agent"
+SOCKET_VOLUME = "cri-socket"
+
+
+def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
+    ns = settings.namespace
+    return [
+        objects.namespace(ns, **{"pod-security.kubernetes.io/enforce": "privileged"}),
+        objects.service_account(NAME, ns),
+        objects.cluster_role(NAME, [
+            {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+        ]),
+        objects.cluster_role_binding(NAME, ns),
+        daemon_set(settings),
+    ]
+
+
+def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
+    selector = {"app.kubernetes.io/name": NAME}
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": NAME,
+        "hostPID": True,
+        "tolerations": [{"operator": "Exists"}],  # every node, tainted or not
+        "priorityClassName": "system-node-critical",
+        "containers": [_container(settings)],
+    }
+    if not settings.observe_only:
+        pod_spec["volumes"] = [{"name": SOCKET_VOLUME, "hostPath": {
+            "path": settings.cri_socket, "type": "Socket"}}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": objects.meta(NAME, settings.namespace),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": objects.labels(NAME)}, "spec": pod_spec},
+        },
+    }
+
+
+def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
+    env = [
+        {"name": "CORAL_AGENT_MODE", "value": "daemonset"},
+        objects.field_env("NODE_NAME", "spec.nodeName"),
+        objects.field_env("POD_NAME", "metadata.name"),
+        objects.field_env("POD_NAMESPACE", "metadata.namespace"),
+        *objects.colony_env(settings.colony_secret_name),
+        {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
+    ]
+    container: dict[str, Any] = {
+        "name": NAME,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["coral", "agent", "start"],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+            "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
+        },
+    }
+    if settings.observe_only:
+        container["securityContext"] = {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]},
+        }
+        return container
+    env.append({"name": "CORAL_CRI_SOCKET", "value": settings.cri_socket})
+    container["securityContext"] = {
+        "privileged": True,
+        "capabilities": {"add": ["NET_ADMIN", "SYS_PTRACE", "BPF"]},
+    }
+    container["volumeMounts"] = [{"name": SOCKET_VOLUME, "mountPath": settings.cri_socket}]
+    return container

@@ -1,0 +1,117 @@
+"""Settings of the rendered manifests: defaults that work, `--set key=value` parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from coral_lib.webhook import certs
+from coral_lib.webhook import settings as inject_settings
+
+
+class ManifestError(ValueError):
+    """A manifest setting is not acceptable; the message names it and what would be."""
+
+
+_CHOICES = {
+    "failure_policy": ("Ignore", "Fail"),
+    "cert_mode": ("secret", "cert-manager"),
+    "image_pull_policy": ("Always", "IfNotPresent", "Never"),
+}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestSettings:
+    namespace: str = "coral-system"
+    image: str = "coral/agent:0.1.0"
+    agent_version: str = "0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    colony_secret_name: str = "coral-colony"
+    # daemonset
+    observe_only: bool = False
+    cri_socket: str = "/run/containerd/containerd.sock"
+    # webhook
+    webhook_name: str = "coral-webhook"
+    webhook_replicas: int = 2
+    failure_policy: str = "Ignore"
+    timeout_seconds: int = 5
+    cert_mode: str = "secret"
+    tls: certs.TLSMaterial | None = None
+    # injected sidecar (also used by the webhook's settings file)
+    kubernetes_version: str = "1.30"
+    allow_host_network: bool = False
+    enable_bpf: bool = False
+    cpu_request: str = "50m"
+    memory_request: str = "64Mi"
+    cpu_limit: str = "500m"
+    memory_limit: str = "256Mi"
+    # sidecar template
+    app_name: str = "app"
+    app_image: str = "registry.example.com/team/app:latest"
+
+    def __post_init__(self) -> None:
+        for name, kind in settable().items():
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is str and not value.strip()):
+                raise ManifestError(f"setting {name}={value!r} is invalid: expected a "
+                                    f"{'non-empty string' if kind is str else kind.__name__}")
+        for key, accepted in _CHOICES.items():
+            if getattr(self, key) not in accepted:
+                raise ManifestError(f"setting {key}={getattr(self, key)!r} is invalid: "
+                                    f"expected one of {', '.join(accepted)}")
+        if self.webhook_replicas < 1:
+            raise ManifestError("setting webhook_replicas must be at least 1")
+        if not 1 <= self.timeout_seconds <= 30:
+            raise ManifestError("setting timeout_seconds must be between 1 and 30 "
+                                "(the API server's limit)")
+        try:
+            self.inject_settings()
+        except inject_settings.SettingsError as exc:
+            raise ManifestError(str(exc)) from None
+
+    def inject_settings(self) -> inject_settings.InjectSettings:
+        """The injector's settings, derived so the webhook and the template agree."""
+        shared = {f.name for f in dataclasses.fields(inject_settings.InjectSettings)}
+        return inject_settings.InjectSettings(
+            **{name: getattr(self, name) for name in shared}
+        )
+
+
+def settable() -> dict[str, type]:
+    """Field name -> type for every setting `--set` may change (TLS comes from files)."""
+    types = {"bool": bool, "int": int, "str": str}
+    return {f.name: types[str(f.type)] for f in dataclasses.fields(ManifestSettings)
+            if str(f.type) in types}
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """["key=value", ...] -> typed values; ManifestError names the bad pair."""
+    fields, values = settable(), {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise ManifestError(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                                f"{', '.join(sorted(fields))}")
+        values[key] = _coerce(key, raw.strip(), fields[key])
+    return values
+
+
+def _coerce(key: str, raw: str, kind: type) -> Any:
+    if kind is bool:
+        if raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise ManifestError(f"--set {key}={raw!r}: expected true or false")
+    if kind is int:
+        if raw.lstrip("-").isdigit():
+            return int(raw)
+        raise ManifestError(f"--set {key}={raw!r}: expected a whole number")
+    return raw
+
+
+def build(values: dict[str, Any], *, tls: certs.TLSMaterial | None = None) -> ManifestSettings:
+    try:
+        return ManifestSettings(**values, tls=tls)
+    except TypeError as exc:
+        raise ManifestError(str(exc)) from None

@@ -1,0 +1,195 @@
+"""Manifest renderers (issue 5): every rendered object validates against the Kubernetes
+OpenAPI schema; DaemonSet least privilege and observe-only; webhook Deployment, PDB,
+Service and MutatingWebhookConfiguration fields; sidecar template == inject()."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+
+import kubernetes_validate
+import pytest
+from cryptography import x509
+
+from coral_lib import manifests
+from coral_lib.webhook import certs, inject
+from coral_lib.webhook import settings as inject_settings
+from tests.manifests.conftest import VARIANTS, by_kind
+from tests.webhook import conftest as webhook_conftest
+
+CRDS = {"Issuer", "Certificate"}  # cert-manager kinds: no schema in kubernetes-validate
+
+
+def test_every_rendered_object_validates_against_schema(rendered) -> None:
+    """Issue 5 acceptance: each object validates (strict) against the 1.30 schema."""
+    _, objects = rendered
+    for obj in objects:
+        if obj["kind"] in CRDS:
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(obj, webhook_conftest.SCHEMA_VERSION, strict=True)
+            continue
+        webhook_conftest.validate_schema(obj)
+        assert obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("mode,overrides", [v[1:] for v in VARIANTS], ids=[v[0] for v in VARIANTS])
+def test_render_is_pure_and_deterministic(mode, overrides, tls) -> None:
+    settings = manifests.ManifestSettings(tls=tls, **overrides)
+    first = manifests.render(mode, settings)
+    assert manifests.render(mode, settings) == first
+    first[-1]["metadata"]["name"] = "changed"  # callers may mutate what they get
+    assert manifests.render(mode, settings)[-1]["metadata"]["name"] != "changed"
+
+
+def _agent(objects: list[dict]) -> dict:
+    return by_kind(objects, "DaemonSet")[0]["spec"]["template"]["spec"]
+
+
+def test_daemonset_least_privilege_and_node_access() -> None:
+    objects = manifests.render("daemonset", manifests.ManifestSettings())
+    assert [o["kind"] for o in objects] == [
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]
+    assert by_kind(objects, "ClusterRole")[0]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]
+    binding = by_kind(objects, "ClusterRoleBinding")[0]
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "coral-agent",
+                                      "namespace": "coral-system"}
+    spec = _agent(objects)
+    assert spec["hostPID"] is True and spec["serviceAccountName"] == "coral-agent"
+    container = spec["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["CORAL_COLONY_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "coral-colony"
+    assert env["CORAL_COLONY_ADDRESS"]["valueFrom"]["secretKeyRef"]["key"] == "address"
+    assert container["securityContext"]["privileged"] is True
+    assert set(container["securityContext"]["capabilities"]["add"]) == {
+        "NET_ADMIN", "SYS_PTRACE", "BPF"}
+    assert spec["volumes"][0]["hostPath"] == {"path": "/run/containerd/containerd.sock",
+                                              "type": "Socket"}
+    assert container["volumeMounts"][0]["mountPath"] == "/run/containerd/containerd.sock"
+
+
+def test_daemonset_observe_only_has_no_ptrace_net_admin_or_socket() -> None:
+    spec = _agent(manifests.render("daemonset", manifests.ManifestSettings(observe_only=True)))
+    container = spec["containers"][0]
+    text = json.dumps(spec)
+    assert "SYS_PTRACE" not in text and "NET_ADMIN" not in text
+    assert "containerd.sock" not in text and "volumes" not in spec
+    assert container["securityContext"]["privileged"] is False
+
+
+def test_webhook_objects(tls) -> None:
+    objects = manifests.render("webhook", manifests.ManifestSettings(tls=tls))
+    kinds = [o["kind"] for o in objects]
+    for kind in ("Namespace", "ServiceAccount", "Deployment", "PodDisruptionBudget", "Service",
+                 "MutatingWebhookConfiguration", "Secret", "ConfigMap"):
+        assert kind in kinds
+    assert kinds[-1] == "MutatingWebhookConfiguration"  # registered only after the server
+    deployment = by_kind(objects, "Deployment")[0]
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert by_kind(objects, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
+    service = by_kind(objects, "Service")[0]
+    assert service["spec"]["ports"][0]["port"] == 443
+    secret = by_kind(objects, "Secret")[0]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(secret["data"]["tls.crt"]) == tls.cert_pem
+    config = json.loads(by_kind(objects, "ConfigMap")[0]["data"]["settings.json"])
+    assert inject_settings.from_mapping(config) == inject_settings.InjectSettings()
+
+
+def test_mutating_webhook_configuration_fields(tls) -> None:
+    mwc = by_kind(manifests.render("webhook", manifests.ManifestSettings(tls=tls)),
+                  "MutatingWebhookConfiguration")[0]
+    assert len(mwc["webhooks"]) == 2
+    for hook in mwc["webhooks"]:
+        assert hook["failurePolicy"] == "Ignore"
+        assert hook["timeoutSeconds"] == 5
+        assert hook["reinvocationPolicy"] == "IfNeeded"
+        assert hook["sideEffects"] == "None"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == tls.ca_pem
+        assert hook["clientConfig"]["service"] == {
+            "name": "coral-webhook", "namespace": "coral-system", "path": "/mutate", "port": 443}
+        assert hook["rules"][0]["resources"] == ["pods"]
+        keys = {e["key"] for e in hook["namespaceSelector"]["matchExpressions"]}
+        assert "coral.io/inject" in keys
+        own = hook["objectSelector"]["matchExpressions"][0]
+        assert own["operator"] == "NotIn" and "coral-agent" in own["values"]
+    by_ns = mwc["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
+    assert by_ns == {"key": "coral.io/inject", "operator": "In", "values": ["true"]}
+
+
+def test_failure_policy_configurable(tls) -> None:
+    mwc = by_kind(manifests.render("webhook", manifests.ManifestSettings(
+        tls=tls, failure_policy="Fail")), "MutatingWebhookConfiguration")[0]
+    assert {h["failurePolicy"] for h in mwc["webhooks"]} == {"Fail"}
+
+
+def test_cert_manager_mode() -> None:
+    objects = manifests.render("webhook", manifests.ManifestSettings(cert_mode="cert-manager"))
+    mwc = by_kind(objects, "MutatingWebhookConfiguration")[0]
+    assert mwc["metadata"]["annotations"][certs.INJECT_CA_FROM] == "coral-system/coral-webhook"
+    assert all("caBundle" not in h["clientConfig"] for h in mwc["webhooks"])
+    certificate = by_kind(objects, "Certificate")[0]
+    assert certificate["spec"]["secretName"] == "coral-webhook-tls"
+    assert "coral-webhook.coral-system.svc" in certificate["spec"]["dnsNames"]
+    assert by_kind(objects, "Issuer") and not by_kind(objects, "Secret")
+
+
+def test_webhook_without_tls_names_what_is_needed() -> None:
+    with pytest.raises(manifests.ManifestError, match="TLS material"):
+        manifests.render("webhook", manifests.ManifestSettings())
+
+
+def test_unknown_mode_is_an_error() -> None:
+    with pytest.raises(manifests.ManifestError, match="daemonset, webhook, sidecar"):
+        manifests.render("host", manifests.ManifestSettings())
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"failure_policy": "Maybe"}, "Ignore, Fail"), ({"cert_mode": "vault"}, "cert-manager"),
+    ({"webhook_replicas": 0}, "at least 1"), ({"timeout_seconds": 60}, "between 1 and 30"),
+    ({"kubernetes_version": "new"}, "major.minor"), ({"cri_socket": ""}, "non-empty"),
+])
+def test_bad_settings_name_the_setting(overrides, message) -> None:
+    with pytest.raises(manifests.ManifestError, match=message):
+        manifests.ManifestSettings(**overrides)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"kubernetes_version": "1.28", "enable_bpf": True}])
+def test_sidecar_template_is_inject_output(overrides) -> None:
+    """One source of truth: the template's agent is exactly what the webhook injects."""
+    settings = manifests.ManifestSettings(**overrides)
+    template = manifests.render("sidecar", settings)[0]["template"]
+    app = {"metadata": {"labels": {"app.kubernetes.io/name": "app"}},
+           "spec": {"containers": [{"name": "app", "image": settings.app_image}]}}
+    patch = inject.inject(app, {"coral.io/inject": "true"}, settings.inject_settings(),
+                          namespace="default")
+    assert template == inject.apply_patch(app, patch)
+    assert inject.inject(template, {"coral.io/inject": "true"}, settings.inject_settings(),
+                         namespace="default") == []
+    webhook_conftest.validate_schema({"apiVersion": "v1", "kind": "Pod", **template})
+
+
+def test_serving_cert_sans_and_chain(tls) -> None:
+    cert = x509.load_pem_x509_certificate(tls.cert_pem)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == certs.dns_names(
+        "coral-webhook", "coral-system")
+    ca = x509.load_pem_x509_certificate(tls.ca_pem)
+    cert.verify_directly_issued_by(ca)
+    context = ssl.create_default_context(cadata=tls.ca_pem.decode())
+    assert context.get_ca_certs()[0]["subject"]
+
+
+def test_serving_cert_ip_sans() -> None:
+    ca, key = certs.generate_ca()
+    pem, _ = certs.serving_cert(ca_cert_pem=ca, ca_key_pem=key, service="s", namespace="n",
+                                ips=["10.0.0.7", "::1"])
+    sans = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7", "::1"]
