@@ -88,15 +88,14 @@ def test_wait_wakes_when_another_store_on_the_same_file_approves(tmp_path) -> No
                                  ttl=30)
     result: list[approvals.Approval] = []
     waiter = threading.Thread(target=lambda: result.append(colony.wait(approval_id, 10.0)))
-    started = time.monotonic()
     waiter.start()
     time.sleep(0.3)
     operator = approvals.ApprovalStore(path)
     operator.approve(approval_id, approver="bob")
     operator.close()
     waiter.join(10)
+    # Had the wait run out its 10 s instead of waking, the state would still be pending.
     assert result and result[0].state == "approved" and result[0].decided_by == "bob"
-    assert time.monotonic() - started < 5
     colony.close()
 
 
