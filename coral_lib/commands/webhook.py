@@ -36,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     try:
-        cfg = settings_mod.load_file(args.settings) if args.settings else \
-            settings_mod.InjectSettings()
+        cfg = _settings_file(args.settings) if args.settings else settings_mod.InjectSettings()
         labels = _labels_file(args.namespace_labels) if args.namespace_labels else None
         srv = server.make_server(listen=args.listen, cert_file=args.cert, key_file=args.key,
                                  settings=cfg, namespace_labels=labels)
@@ -71,14 +70,26 @@ def certs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels_file(path: str) -> dict[str, dict[str, str]]:
+def _settings_file(path: str) -> settings_mod.InjectSettings:
+    """Injector settings from a YAML or JSON file (JSON is YAML: one parser reads both)."""
+    data = _read_yaml(path, what="settings file")
+    return settings_mod.from_mapping(data or {}, source=f"settings file {path}")
+
+
+def _read_yaml(path: str, *, what: str) -> object:
     import yaml
 
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"namespace labels file {path}: {exc}") from None
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise settings_mod.SettingsError(f"{what} {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise settings_mod.SettingsError(f"{what} {path}: not valid YAML/JSON: {exc}") from None
+
+
+def _labels_file(path: str) -> dict[str, dict[str, str]]:
+    data = _read_yaml(path, what="namespace labels file") or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"namespace labels file {path}: expected {{namespace: {{label: value}}}}")
     return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in data.items()}

@@ -97,19 +97,5 @@ def to_mapping(settings: InjectSettings) -> dict[str, Any]:
     return dataclasses.asdict(settings)
 
 
-def load_file(path: str) -> InjectSettings:
-    """Read settings from a YAML or JSON file (JSON is YAML, so one parser reads both)."""
-    import yaml  # the only reader of files here; kept out of the pure import path
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except OSError as exc:
-        raise SettingsError(f"settings file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"settings file {path}: not valid YAML/JSON: {exc}") from None
-    return from_mapping(data, source=f"settings file {path}")
-
-
 def dumps(settings: InjectSettings) -> str:
     return json.dumps(to_mapping(settings), sort_keys=True, indent=2)
