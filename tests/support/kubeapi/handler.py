@@ -53,6 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # ---- plumbing -----------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
+        self._consumed = False
         try:
             url = urllib.parse.urlsplit(self.path)
             self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(
@@ -60,6 +61,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.query_all = urllib.parse.parse_qs(url.query, keep_blank_values=True)
             self._handle(method, url.path)
         except errors.ApiError as exc:
+            self._drain()
             self._send_json(exc.code, exc.status())
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
@@ -102,7 +104,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             self.close_connection = True
 
+    def _drain(self) -> None:
+        """Read an unread request body, so the connection stays in step (and no RST
+        swallows the error response)."""
+        if not self._consumed:
+            try:
+                self._read_body_bytes()
+            except (errors.ApiError, ValueError, OSError):
+                self.close_connection = True
+
     def _read_body_bytes(self) -> bytes:
+        self._consumed = True
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return self._read_chunked()
         try:

@@ -153,6 +153,9 @@ class KubeAPIServer:
                        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                                      {"type": "Hostname", "address": name}],
                        "nodeInfo": {"kubeletVersion": "v1.32.0", "architecture": "amd64",
-                                    "operatingSystem": "linux",
-                                    "containerRuntimeVersion": "containerd://1.6.20"}},
+                                    "operatingSystem": "linux", "bootID": name,
+                                    "containerRuntimeVersion": "containerd://1.6.20",
+                                    "kernelVersion": "6.1.0", "kubeProxyVersion": "",
+                                    "machineID": name, "osImage": "Debian GNU/Linux 12",
+                                    "systemUUID": name}},
         })
