@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES = (
-    "colony", "agent", "operator", "daemon", "webhook", "manifests",
+    "colony", "agent", "operator", "shell", "daemon", "webhook", "manifests",
 )
 
 

@@ -165,6 +165,23 @@ class Client:
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
+    def shell(self, targeting: Targeting, *, inputs: Iterator[agent_pb2.ShellInput],
+              argv: list[str] | None = None, rows: int = 24, cols: int = 80,
+              term: str = "xterm") -> Iterator[agent_pb2.ShellOutput]:
+        """An interactive shell on one target: send `inputs`, iterate over its output."""
+        start = agent_pb2.ShellStart(argv=argv or [], rows=rows, cols=cols, term=term)
+
+        def frames():
+            yield colony_pb2.ShellFrame(targeting=targeting.to_proto(),
+                                        input=agent_pb2.ShellInput(start=start))
+            for item in inputs:
+                yield colony_pb2.ShellFrame(input=item)
+
+        try:
+            yield from self._stub.Shell(frames(), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
     def audit(self, *, kind: str | None = None, requester: str | None = None,
               agent: str | None = None, since: float | None = None,
               limit: int = 1000) -> list[dict]:

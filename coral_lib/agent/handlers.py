@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
-from coral_lib.ops import base
+from coral_lib.ops import base, pty_session
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,6 @@ Resolver = Callable[[base.ExecRequest], tuple[base.ExecBackend, base.ExecRequest
 class Handlers:
     runtime: agent_pb2.RuntimeContext
     resolve: Resolver  # picks the backend and fills the target details (pid, container id)
-    shell_factory: Callable[[agent_pb2.ShellStart], object] | None = None
     tap_runner: Callable[[agent_pb2.TapRequest], Iterator[agent_pb2.TapEvent]] | None = None
 
     def exec(self, request: agent_pb2.ExecRequest) -> agent_pb2.ExecResult:
@@ -37,6 +36,23 @@ class Handlers:
             return exec_result_to_proto(backend.run(req))
         except base.OperationError as exc:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc))
+
+
+    def shell(self, start: agent_pb2.ShellStart) -> pty_session.PtySession:
+        """Start an interactive command on a PTY in the target (the agent's host if none)."""
+        if not self.runtime.can_shell.available:
+            raise base.OperationError(f"shell not available here: {self.runtime.can_shell.reason}")
+        argv = list(start.argv) or ["/bin/sh"]
+        probe = exec_request_from_proto(agent_pb2.ExecRequest(argv=argv, target=start.target))
+        backend, request = self.resolve(probe)
+        if not request.target.pid and backend.name != "local":
+            raise base.OperationError(f"shell needs a process to enter; the {backend.name} "
+                                      "backend found none for this target")
+        env = {"TERM": start.term or "xterm", **dict(start.env)}
+        log.info("shell %s target=%s", argv, request.target)
+        return pty_session.PtySession.spawn(
+            argv, target_pid=request.target.pid or None, env=env,
+            rows=start.rows or 24, cols=start.cols or 80)
 
 
 def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:

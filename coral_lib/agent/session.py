@@ -15,6 +15,7 @@ from coral_lib import __version__
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
+from coral_lib.agent import shells as shells_mod
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ class LinkWorker:
                  stop: threading.Event, max_parallel: int = 16) -> None:
         self.session, self.handlers, self.stop = session, handlers, stop
         self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
-        self._shells: dict[str, object] = {}
         self.connected = threading.Event()
 
     def run_forever(self) -> None:
@@ -107,6 +107,7 @@ class LinkWorker:
                     return
                 yield item
 
+        shells = shells_mod.ShellOps(self.handlers, outbox.put)
         responses = self.session.stub.Link(requests())
         watcher = threading.Thread(target=self._cancel_on_stop, args=(responses, outbox),
                                    daemon=True)
@@ -114,9 +115,10 @@ class LinkWorker:
         try:
             for msg in responses:
                 self.connected.set()
-                self._dispatch(msg, outbox.put)
+                self._dispatch(msg, outbox.put, shells)
         finally:
             outbox.put(_END)
+            shells.close_all()
 
     def _cancel_on_stop(self, responses, outbox: queue.Queue) -> None:
         while not self.stop.wait(0.5):
@@ -125,9 +127,14 @@ class LinkWorker:
         responses.cancel()
         outbox.put(_END)
 
-    def _dispatch(self, msg: mesh_pb2.ColonyMessage, send: Callable) -> None:
+    def _dispatch(self, msg: mesh_pb2.ColonyMessage, send: Callable,
+                  shells: shells_mod.ShellOps) -> None:
         kind = msg.WhichOneof("body")
-        if kind == "exec":
+        if kind == "shell":
+            shells.handle(msg.op_id, msg.shell)
+        elif kind == "cancel":
+            shells.cancel(msg.op_id)
+        elif kind == "exec":
             self._pool.submit(self._exec, msg, send)
         elif kind == "runtime":
             send(mesh_pb2.AgentMessage(op_id=msg.op_id, runtime=self.handlers.runtime))

@@ -12,10 +12,12 @@ import time
 import grpc
 
 from coral_lib import convert
+from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import auth, links, operations, pki, registry, routing, secrets
+from coral_lib.colony import shell as shell_mod
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +230,35 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec.argv is empty: give a command")
         targets = self._resolve(request.targeting, context)
         yield from self.fanout.run(identity=who, request=request, targets=targets)
+
+    def Shell(self, request_iterator, context):
+        who = self._who(context)
+        try:
+            first = next(request_iterator)
+        except StopIteration:
+            return
+        if first.input.WhichOneof("input") != "start":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first shell frame must start it")
+        targets = self._resolve(first.targeting, context)
+        if len(targets) != 1:
+            names = ", ".join(f"{t.agent_id}:{t.pod or '-'}/{t.container or '-'}" for t in targets)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"a shell needs exactly one target; {len(targets)} matched: {names}")
+        target = targets[0]
+        verdict = self.state.authorize(who, "shell", target)
+        if not verdict.allowed:
+            self.state.audit.refused(requester=who.name, verb="shell", target=target.agent_id,
+                                     command="", reason=verdict.reason, rule=verdict.rule)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"shell refused: {verdict.reason}")
+        link = self.state.links.get(target.agent_id)
+        if link is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {target.agent_id} is not connected")
+        agent = self.state.registry.get_agent(target.agent_id)
+        yield from shell_mod.relay(
+            identity=who, target=target, first=first, frames=request_iterator, link=link,
+            audit=self.state.audit, rule=verdict.rule, is_active=context.is_active,
+            runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
+        )
 
     def ListAudit(self, request, context):
         self._who(context)

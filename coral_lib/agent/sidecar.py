@@ -1,0 +1,71 @@
+"""Sidecar mode: the containers of the agent's own pod, found in the shared PID namespace.
+
+The agent never reaches outside its pod: a target naming another pod or namespace is
+refused, so one tenant's sidecar cannot be used against another tenant's workload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from coral_lib import service
+from coral_lib.discovery import procfs
+from coral_lib.ops import base, nsenter
+
+
+@dataclasses.dataclass(frozen=True)
+class PodIdentity:
+    name: str
+    namespace: str
+    node: str
+    default_container: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PodIdentity:
+        return cls(name=env.get("POD_NAME", ""), namespace=env.get("POD_NAMESPACE", ""),
+                   node=env.get("NODE_NAME", ""),
+                   default_container=env.get("CORAL_DEFAULT_CONTAINER", ""))
+
+
+def outside_pod(target: base.ExecTarget, pod: PodIdentity) -> str:
+    """Why a target is outside this pod ('' when it is inside). Pure."""
+    if target.pod_name and target.pod_name != pod.name:
+        return f"pod {target.namespace or pod.namespace}/{target.pod_name}"
+    if target.namespace and target.namespace != pod.namespace:
+        return f"namespace {target.namespace}"
+    return ""
+
+
+class SidecarScope:
+    """Discovery and exec targeting inside one pod, from the shared /proc."""
+
+    def __init__(self, pod: PodIdentity, *, proc_root: str = "/proc") -> None:
+        self.pod, self.proc_root = pod, proc_root
+
+    def containers(self) -> list[procfs.Container]:
+        return procfs.scan(proc_root=self.proc_root, self_pid=_self_pid(self.proc_root))
+
+    def discover(self) -> list[service.ServiceInfo]:
+        return procfs.services(self.containers(), node_name=self.pod.node,
+                               namespace=self.pod.namespace, pod_name=self.pod.name)
+
+    def target_pid(self, target: base.ExecTarget) -> int:
+        where = outside_pod(target, self.pod)
+        if where:
+            raise base.OperationError(
+                f"refused: this sidecar agent serves pod {self.pod.namespace}/{self.pod.name} "
+                f"only, not {where}")
+        name = target.container_name or target.container_id or self.pod.default_container
+        return procfs.select_container(self.containers(), name).main_pid
+
+    def resolve(self, request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
+        pid = self.target_pid(request.target)
+        target = dataclasses.replace(request.target, pid=pid)
+        return nsenter.NsenterBackend(proc_root=self.proc_root), dataclasses.replace(
+            request, target=target)
+
+
+def _self_pid(proc_root: str) -> int | None:
+    return None if proc_root == "/proc" else os.getpid()

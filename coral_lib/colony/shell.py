@@ -1,0 +1,80 @@
+"""The colony's side of an interactive shell: one target, audited, frames relayed both ways."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.colony.v1 import colony_pb2
+from coral_lib.colony import audit as audit_mod
+from coral_lib.colony import auth, links
+
+
+def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_pb2.ShellFrame,
+          frames: Iterator[colony_pb2.ShellFrame], link: links.AgentLink,
+          audit: audit_mod.AuditLog, runtime: str, rule: str,
+          is_active) -> Iterator[agent_pb2.ShellOutput]:
+    """Start the shell on the agent, pump operator input to it, yield its output."""
+    start = agent_pb2.ShellStart()
+    start.CopyFrom(first.input.start)
+    start.target.namespace, start.target.pod_name = target.namespace, target.pod
+    start.target.container_name = target.container
+    op_key = f"shell-{uuid.uuid4().hex[:12]}"
+    command = shlex.join(start.argv) or "/bin/sh"
+    audit.started(op_id=op_key, requester=identity.name, verb="shell", agent_id=target.agent_id,
+                  runtime=runtime, service=target.service, namespace=target.namespace,
+                  pod=target.pod, provenance="", command=command, decision_rule=rule)
+    op, began, sent, code, error = link.open(), time.monotonic(), 0, None, ""
+    try:
+        op.send(shell=agent_pb2.ShellInput(start=start))
+        threading.Thread(target=_forward, args=(frames, op), daemon=True).start()
+        while code is None and not error and is_active():
+            try:
+                reply = op.receive(timeout=1.0)
+            except TimeoutError:
+                continue
+            out = reply.shell if reply.WhichOneof("body") == "shell" else agent_pb2.ShellOutput(
+                error=reply.error or "unexpected reply from agent")
+            kind = out.WhichOneof("output")
+            sent += len(out.data)
+            code = out.exit_code if kind == "exit_code" else None
+            error = out.error if kind == "error" else ""
+            yield out
+    except links.LinkClosed as exc:
+        error = str(exc)
+        yield agent_pb2.ShellOutput(error=error)
+    finally:
+        if code is None:
+            _cancel(op)
+        op.close()
+        audit.finished(op_id=op_key, status=_status(code, error, is_active()), exit_code=code,
+                       duration=time.monotonic() - began, bytes_out=sent, error=error)
+
+
+def _status(code: int | None, error: str, active: bool) -> str:
+    if error:
+        return "error"
+    if code is None:
+        return "interrupted" if not active else "error"
+    return "ok" if code == 0 else "failed"
+
+
+def _forward(frames: Iterator[colony_pb2.ShellFrame], op: links.Operation) -> None:
+    try:
+        for frame in frames:
+            op.send(shell=frame.input)
+    except Exception:  # the operator went away; the finally in relay cancels the shell
+        pass
+
+
+def _cancel(op: links.Operation) -> None:
+    try:
+        op.send(cancel=True)
+    except links.LinkClosed:
+        pass
+
+
