@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--namespace-labels", default=None,
                        help="YAML/JSON file {namespace: {label: value}} used instead of the "
                        "Kubernetes API (offline runs, tests)")
+    serve.add_argument("--kubeconfig", default=None,
+                       help="kubeconfig for namespace label lookups (default: in-cluster, "
+                       "then KUBECONFIG / ~/.kube/config)")
     serve.set_defaults(func=serve_command)
     gen = verbs.add_parser("certs", help="write a CA and a serving cert for the webhook Service")
     gen.add_argument("--service", default="coral-webhook")
@@ -37,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     try:
         cfg = _settings_file(args.settings) if args.settings else settings_mod.InjectSettings()
-        labels = _labels_file(args.namespace_labels) if args.namespace_labels else None
+        labels = (_labels_file(args.namespace_labels) if args.namespace_labels
+                  else server.KubernetesNamespaceLabels(kubeconfig=args.kubeconfig))
         srv = server.make_server(listen=args.listen, cert_file=args.cert, key_file=args.key,
                                  settings=cfg, namespace_labels=labels)
     except (settings_mod.SettingsError, ValueError) as exc:

@@ -191,11 +191,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class KubernetesNamespaceLabels:
-    """Namespace labels from the Kubernetes API (in-cluster config, else kubeconfig),
-    cached for `ttl` seconds so a burst of pod creations costs one API call."""
+    """Namespace labels from the Kubernetes API, cached for `ttl` seconds so a burst of
+    pod creations costs one API call. Config: `kubeconfig` when given, else in-cluster,
+    else the default kubeconfig. The client's global configuration is left alone."""
 
-    def __init__(self, *, ttl: float = 10.0) -> None:
-        self.ttl = ttl
+    def __init__(self, *, ttl: float = 10.0, kubeconfig: str | None = None) -> None:
+        self.ttl, self.kubeconfig = ttl, kubeconfig
         self._cache: dict[str, tuple[float, dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._api: Any = None
@@ -212,14 +213,10 @@ class KubernetesNamespaceLabels:
         return labels
 
     def _fetch(self, name: str) -> dict[str, str]:
-        from kubernetes import client, config  # imported on first use: tests never need it
+        from kubernetes import client  # imported on first use: offline runs never need it
 
         if self._api is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            self._api = client.CoreV1Api()
+            self._api = client.CoreV1Api(self._api_client())
         try:
             namespace = self._api.read_namespace(name, _request_timeout=2)
         except client.ApiException as exc:
@@ -227,6 +224,18 @@ class KubernetesNamespaceLabels:
                 return {}
             raise
         return dict(namespace.metadata.labels or {})
+
+    def _api_client(self) -> Any:
+        from kubernetes import client, config
+
+        if self.kubeconfig is None:
+            try:
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+                return client.ApiClient(configuration)
+            except config.ConfigException:
+                pass
+        return config.new_client_from_config(config_file=self.kubeconfig)
 
 
 def labels_lookup(source: NamespaceLabels | None) -> review.LabelsLookup:
