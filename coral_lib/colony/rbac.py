@@ -250,6 +250,9 @@ def _parse_scope(data: object, where: str) -> tuple[dict, selection.Selector | N
     for key in NAME_SCOPES + ("runtime",):
         if key in data:
             scope[key] = tuple(_names(data[key], f"{where}: key 'scope.{key}'", allow_one=True))
+            if not scope[key]:
+                raise PolicyError(f"{where}: key 'scope.{key}': empty list would match nothing; "
+                                  "list values or leave the key out to match all")
     bad = [r for r in scope.get("runtime", ()) if r not in RUNTIMES]
     if bad:
         raise PolicyError(f"{where}: key 'scope.runtime': {bad}; accepted: {', '.join(RUNTIMES)}")

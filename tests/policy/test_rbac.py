@@ -154,6 +154,9 @@ BAD = [
      "rules[1] (d): key 'name': duplicate name"),
     ("bad-group-members", {"groups": {"sre": "alice"}}, "groups.sre: expected a list"),
     ("bad-observe-only", {"observeOnly": "no"}, "key 'observeOnly': expected true or false"),
+    ("empty-scope-list", {"rules": [{"identities": ["a"], "verbs": ["read"],
+                                     "scope": {"namespace": []}}]},
+     "rules[0]: key 'scope.namespace': empty list would match nothing"),
     ("rule-not-mapping", {"rules": ["allow all"]}, "rules[0]: expected a mapping"),
 ]
 
