@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from coral_lib.webhook import inject
 from coral_lib.webhook import settings as settings_mod
 
-EXAMPLES = int(os.environ.get("CORAL_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("CORAL_FUZZ_EXAMPLES", "500"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 text = st.text(max_size=12)

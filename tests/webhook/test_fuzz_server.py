@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.webhook import conftest
 from tests.webhook import test_fuzz_inject as pure
 
-EXAMPLES = int(os.environ.get("CORAL_FUZZ_EXAMPLES", "1000"))
+EXAMPLES = int(os.environ.get("CORAL_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 kinds = st.fixed_dictionaries(
