@@ -246,27 +246,29 @@ class AuditLog:
     def list(
         self, *, kind: str | None = None, requester: str | None = None,
         agent_id: str | None = None, op_id: str | None = None, since: float | None = None,
-        after_id: int | None = None, limit: int = 1000,
+        after_id: int | None = None, limit: int = 1000, tail: bool = False,
     ) -> list[dict]:
-        """Matching records, oldest first (the first `limit`; page with since/after_id)."""
+        """Matching records, oldest first: the first `limit` of them (page with since or
+        after_id), or with `tail=True` the newest `limit`. Empty strings filter nothing
+        (proto3 defaults)."""
         where, args = ["1=1"], []
         for column, value in (("kind", kind), ("json_extract(fields, '$.requester')", requester),
                               ("json_extract(fields, '$.agent_id')", agent_id),
                               ("json_extract(fields, '$.op_id')", op_id)):
-            if value is not None:
+            if value:
                 where.append(f"{column} = ?")
                 args.append(value)
-        if since is not None:
+        if since:
             where.append("ts >= ?")
             args.append(float(since))
         if after_id is not None:
             where.append("seq > ?")
             args.append(int(after_id))
         sql = (f"SELECT seq, ts, kind, fields, prev_hash, hash FROM audit "
-               f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?")
+               f"WHERE {' AND '.join(where)} ORDER BY seq {'DESC' if tail else ''} LIMIT ?")
         with self._lock:
             rows = self._read(sql, (*args, max(0, int(limit))))
-        return [_as_dict(row) for row in rows]
+        return [_as_dict(row) for row in (reversed(rows) if tail else rows)]
 
     def head(self) -> tuple[int, str]:
         """(last seq, last hash): anchor this outside the database to catch full rewrites."""
@@ -274,12 +276,25 @@ class AuditLog:
             return tuple(self._read("SELECT seq, hash FROM audit_head WHERE id = 1", ())[0])
 
     def verify(self) -> VerifyResult:
-        """Walk the chain in seq order; report the first modified, missing or moved record."""
-        with self._lock:
-            rows = self._read(
-                "SELECT seq, ts, kind, fields, prev_hash, hash FROM audit ORDER BY seq", ())
-            head = self._read("SELECT seq, hash FROM audit_head WHERE id = 1", ())
-        return verify_rows(rows, head[0] if head else None)
+        """Walk the chain in seq order; report the first modified, missing or moved record.
+
+        Reads through its own connection inside one read transaction: a consistent WAL
+        snapshot, streamed in batches, while appends carry on.
+        """
+        try:
+            reader = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise AuditError(self._explain("cannot read the audit log", exc)) from exc
+        try:
+            reader.execute("BEGIN")
+            head = reader.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            cursor = reader.execute(
+                "SELECT seq, ts, kind, fields, prev_hash, hash FROM audit ORDER BY seq")
+            return verify_rows(_batches(cursor), head)
+        except sqlite3.Error as exc:
+            raise AuditError(self._explain("cannot read the audit log", exc)) from exc
+        finally:
+            reader.close()
 
     def _read(self, sql: str, args: tuple) -> list[tuple]:
         try:
@@ -330,6 +345,11 @@ def _check_row(*, expected_seq: int, prev: str, row: tuple) -> str:
     if expected != digest:
         return f"record {seq}: content does not match its hash (modified)"
     return ""
+
+
+def _batches(cursor: sqlite3.Cursor, size: int = 2000) -> Iterable[tuple]:
+    while rows := cursor.fetchmany(size):
+        yield from rows
 
 
 def _as_dict(row: tuple) -> dict:

@@ -168,6 +168,8 @@ def test_list_filters_and_since_with_a_fake_clock(tmp_path) -> None:
     assert [r["id"] for r in log.list(since=1500.0)] == [2, 3]
     assert [r["id"] for r in log.list(kind="started", limit=1)] == [1]
     assert [r["id"] for r in log.list(after_id=2)] == [3]
+    assert [r["id"] for r in log.list(limit=2, tail=True)] == [2, 3]
+    assert len(log.list(kind="", requester="", agent_id="", op_id="", since=0)) == 3
     log.close()
 
 
@@ -190,6 +192,9 @@ def test_concurrent_appends_from_many_threads_keep_the_chain(log: audit.AuditLog
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
+    # verify reads a consistent snapshot while the appends go on
+    while any(t.is_alive() for t in threads):
+        assert log.verify().ok
     for t in threads:
         t.join()
     assert sorted(ids) == list(range(1, 401))
