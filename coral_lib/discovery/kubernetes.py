@@ -1,0 +1,232 @@
+"""DaemonSet discovery: list + watch the pods of one node, keep a local cache, say when it changes.
+
+The loop (PodWatcher.run), as client-go's reflector does it:
+1. list pods with `fieldSelector=spec.nodeName=<node>`; reconcile the cache with the list
+   by diff (nothing is wiped first, so the agent never reports an empty set in between);
+   read the node object for its labels (cached until the next list);
+2. watch from the list's resourceVersion with bookmarks; every event and bookmark moves
+   the resourceVersion on; a dropped or timed-out watch resumes from it without a list;
+3. `410 Gone` (HTTP or an ERROR event) -> back to 1; every `resync_interval` -> back to 1;
+4. errors back off exponentially with jitter (base 0.2 s, cap 30 s); a watch that ends
+   within a second without events counts as an error, so nothing loops tightly.
+
+The cache logic (apply_event, reconcile, backoff_delay) is pure; I/O is in PodWatcher's
+`_list`, `_watch` and `_node_labels`, through the official `kubernetes` client with
+`_preload_content=False` (pods stay plain dicts: no model objects to build or keep).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from coral_lib.discovery import pods as pods_mod
+
+log = logging.getLogger(__name__)
+
+Pod = dict[str, Any]
+BACKOFF_BASE, BACKOFF_CAP = 0.2, 30.0
+
+
+class Gone(Exception):
+    """The resourceVersion we watch from is compacted away: list again."""
+
+
+# ---- pure --------------------------------------------------------------------------------
+
+def backoff_delay(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
+                  rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter: a delay in [d/2, d], d = min(cap, base * 2**attempt)."""
+    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def _rv_of(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def apply_event(cache: dict[str, Pod], *, etype: str, obj: Pod) -> bool:
+    """Apply one watch event to the cache (in place); True when the pod set changed."""
+    key = pods_mod.pod_key(obj)
+    if etype == "DELETED":
+        return cache.pop(key, None) is not None
+    if etype not in ("ADDED", "MODIFIED"):
+        return False
+    old = cache.get(key)
+    cache[key] = obj
+    return old is None or _content(old) != _content(obj)
+
+
+def _content(pod: Mapping[str, Any]) -> tuple:
+    """What discovery reads from a pod: a status-only change (conditions) is no change."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    return (meta.get("uid"), meta.get("labels"), meta.get("annotations"),
+            meta.get("ownerReferences"), meta.get("deletionTimestamp"), pod.get("spec"),
+            status.get("phase"))
+
+
+def reconcile(cache: Mapping[str, Pod], listed: list[Pod]) -> tuple[dict[str, Pod], bool]:
+    """The cache a full list says we should have, and whether it differs from `cache`."""
+    fresh = {pods_mod.pod_key(p): p for p in listed}
+    if fresh.keys() != cache.keys():
+        return fresh, True
+    return fresh, any(_content(cache[k]) != _content(p) for k, p in fresh.items())
+
+
+# ---- edge ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Stats:
+    """Counters for logs and tests: how often the watcher listed, watched, resumed."""
+
+    lists: int = 0
+    watches: int = 0
+    events: int = 0
+    bookmarks: int = 0
+    gone: int = 0
+    errors: int = 0
+    node_reads: int = 0
+
+
+def api_from(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A CoreV1Api from a kubeconfig file, or the in-cluster service account when None."""
+    from kubernetes import client, config  # heavy import: only the DaemonSet agent pays it
+
+    if kubeconfig:
+        return client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig,
+                                                              context=context))
+    configuration = client.Configuration()
+    config.load_incluster_config(client_configuration=configuration)
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+class PodWatcher:
+    """Keeps `pods` (key "ns/name" -> pod dict) equal to the node's pods; calls on_change."""
+
+    def __init__(self, api: Any, *, node_name: str, resync_interval: float = 300.0,
+                 watch_timeout: float = 300.0, on_change: Callable[[], None] | None = None
+                 ) -> None:
+        self.api, self.node_name = api, node_name
+        self.resync_interval, self.watch_timeout = resync_interval, watch_timeout
+        self.on_change = on_change or (lambda: None)
+        self.lock = threading.Lock()
+        self.pods: dict[str, Pod] = {}
+        self.node_labels: dict[str, str] = {}
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self.stats = Stats()
+        self._field_selector = f"spec.nodeName={node_name}"
+
+    def snapshot(self) -> tuple[list[Pod], dict[str, str]]:
+        with self.lock:
+            return list(self.pods.values()), dict(self.node_labels)
+
+    def run(self, stop: threading.Event) -> None:
+        attempt, need_list, listed_at = 0, True, 0.0
+        while not stop.is_set():
+            try:
+                if need_list or time.monotonic() - listed_at >= self.resync_interval:
+                    self._list()
+                    need_list, listed_at = False, time.monotonic()
+                quick = self._watch(stop, timeout=self._watch_seconds(listed_at))
+                attempt = attempt + 1 if quick else 0
+            except Gone as exc:
+                self.stats.gone += 1
+                log.info("watch of pods on %s: %s; listing again", self.node_name, exc)
+                need_list, attempt = True, attempt + 1
+            except Exception as exc:  # noqa: BLE001 - any API/network failure: back off, retry
+                self.stats.errors += 1
+                attempt += 1
+                need_list = need_list or _status(exc) == 410
+                log.warning("pods on %s: %s (retry %d)", self.node_name, _describe(exc), attempt)
+            if attempt:
+                stop.wait(backoff_delay(attempt - 1))
+
+    def _watch_seconds(self, listed_at: float) -> int:
+        left = self.resync_interval - (time.monotonic() - listed_at)
+        return max(1, int(min(self.watch_timeout, left)))
+
+    def _list(self) -> None:
+        resp = self.api.list_pod_for_all_namespaces(
+            field_selector=self._field_selector, _preload_content=False, _request_timeout=30)
+        body = json.loads(resp.data)
+        labels = self._node_labels()
+        with self.lock:
+            self.pods, changed = reconcile(self.pods, body.get("items") or [])
+            changed = changed or labels != self.node_labels
+            self.node_labels = labels
+            self.resource_version = _rv_of(body)
+        self.stats.lists += 1
+        self.synced.set()
+        log.info("listed %d pods on node %s at resourceVersion %s", len(self.pods),
+                 self.node_name, self.resource_version)
+        if changed:
+            self.on_change()
+
+    def _node_labels(self) -> dict[str, str]:
+        self.stats.node_reads += 1
+        try:
+            resp = self.api.read_node(self.node_name, _preload_content=False,
+                                      _request_timeout=30)
+        except Exception as exc:  # noqa: BLE001 - labels are extra facts: keep the last ones
+            log.warning("cannot read node %s: %s", self.node_name, _describe(exc))
+            return dict(self.node_labels)
+        return dict((json.loads(resp.data).get("metadata") or {}).get("labels") or {})
+
+    def _watch(self, stop: threading.Event, *, timeout: int) -> bool:
+        """One watch until it ends; True when it ended quickly with nothing (back off)."""
+        started, seen = time.monotonic(), 0
+        resp = self.api.list_pod_for_all_namespaces(
+            field_selector=self._field_selector, watch=True, allow_watch_bookmarks=True,
+            resource_version=self.resource_version, timeout_seconds=timeout,
+            _preload_content=False, _request_timeout=(10, timeout + 30))
+        self.stats.watches += 1
+        try:
+            for event in _lines(resp):
+                if stop.is_set():
+                    break
+                seen += 1
+                self._handle(event)
+        finally:
+            resp.release_conn()
+        return not seen and time.monotonic() - started < 1.0
+
+    def _handle(self, event: Mapping[str, Any]) -> None:
+        etype, obj = event.get("type"), event.get("object") or {}
+        if etype == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone(obj.get("message") or "410 Gone")
+            raise RuntimeError(f"watch error {obj.get('code')}: {obj.get('message')}")
+        if etype == "BOOKMARK":
+            self.stats.bookmarks += 1
+        else:
+            self.stats.events += 1
+        with self.lock:
+            changed = apply_event(self.pods, etype=str(etype), obj=obj)
+            self.resource_version = _rv_of(obj) or self.resource_version
+        if changed:
+            self.on_change()
+
+
+def _lines(resp: Any) -> Iterator[dict]:
+    from kubernetes.watch import watch as watch_mod
+
+    for line in watch_mod.iter_resp_lines(resp):
+        if line.strip():
+            yield json.loads(line)
+
+
+def _status(exc: BaseException) -> int:
+    return int(getattr(exc, "status", 0) or 0)
+
+
+def _describe(exc: BaseException) -> str:
+    if _status(exc):
+        return f"HTTP {_status(exc)} {getattr(exc, 'reason', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,133 @@
+"""Fixtures: the Kubernetes API server fixture, a real colony process, DaemonSet agent processes."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.support import coral_procs
+from tests.support.kubeapi import KubeAPIServer
+
+NODES = ("node-a", "node-b", "node-c")
+
+
+def pod(name: str, *, namespace: str = "shop", node: str = "node-a", port: int = 8080,
+        labels: dict | None = None, annotations: dict | None = None, phase: str | None = None,
+        containers: list[dict] | None = None, owner: dict | None = None) -> dict:
+    """A pod body as a user (or a controller) would create it."""
+    meta: dict = {"name": name, "namespace": namespace,
+                  "labels": {"app": name} if labels is None else labels}
+    if annotations:
+        meta["annotations"] = annotations
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "controller": True, "uid": "u-1",
+                                    **owner}]
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {
+        "nodeName": node,
+        "containers": containers or [{"name": "app", "image": "docker.io/local/busybox",
+                                      "ports": [{"containerPort": port, "name": "http"}]}]}}
+    if phase:
+        body["status"] = {"phase": phase}
+    return body
+
+
+def namespace(server: KubeAPIServer, name: str) -> None:
+    server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+@pytest.fixture
+def kubeapi(tmp_path):
+    """The API server fixture with three nodes, quick bookmarks and namespace "shop"."""
+    with KubeAPIServer(tmp_path / "kubeapi", nodes=NODES, bookmark_interval=0.2) as server:
+        namespace(server, "shop")
+        yield server
+
+
+@pytest.fixture
+def colony(tmp_path):
+    colony = coral_procs.Colony(tmp_path / "colony").start()
+    yield colony
+    colony.stop()
+
+
+class NodeAgentProc:
+    """A real `coral agent node` process (run as `python -m coral_lib.commands.agent_node`
+    until `coral agent` registers the verb)."""
+
+    def __init__(self, work_dir: pathlib.Path, colony: coral_procs.Colony, *, node: str,
+                 kubeconfig: str, extra: dict | None = None, flags: list[str] | None = None
+                 ) -> None:
+        self.node, self.agent_id = node, f"ds-{node}"
+        self.work_dir = work_dir
+        self.config_path = work_dir / f"{self.agent_id}.yaml"
+        self.log_path = work_dir / f"{self.agent_id}.log"
+        self.state_dir = work_dir / f"{self.agent_id}-state"
+        body = {"agent": {"id": self.agent_id, "runtime": "daemonset"},
+                "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
+                           "id": colony.colony_id,
+                           "secretFile": str(colony.data_dir / "colony.secret")},
+                "discovery": {"kubernetes": {"resyncInterval": "5m"}},
+                **(extra or {})}
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(body))
+        self.argv = [sys.executable, "-m", "coral_lib.commands.agent_node",
+                     "--config", str(self.config_path), "--kubeconfig", kubeconfig,
+                     "--node-name", node, "--state-dir", str(self.state_dir), *(flags or [])]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> NodeAgentProc:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def node_agents(tmp_path, colony, kubeapi):
+    """Start DaemonSet agent processes on demand: `node_agents("node-a", flags=[...])`."""
+    started: list[NodeAgentProc] = []
+
+    def start(node: str, **kwargs) -> NodeAgentProc:
+        agent = NodeAgentProc(tmp_path / "agents", colony, node=node,
+                              kubeconfig=kubeapi.kubeconfig_path, **kwargs).start()
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+def registry(colony: coral_procs.Colony, **filters) -> list[dict]:
+    with colony.client() as c:
+        return c.list_services(**filters)
+
+
+def added_counts(colony: coral_procs.Colony) -> dict[tuple[str, str], int]:
+    """How often the colony's audit says each (agent, service key) was added."""
+    with colony.client() as c:
+        rows = c.audit(kind="discovery", limit=100_000)
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if row.get("event") == "added":
+            svc = row["service"]
+            key = (row["agent_id"], f"{svc.get('namespace', '')}/{svc.get('pod_name', '')}/"
+                   f"{svc.get('container_name', '')}/{svc['component_name']}:{svc.get('port', 0)}")
+            counts[key] = counts.get(key, 0) + 1
+    return counts
