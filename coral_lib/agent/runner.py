@@ -13,9 +13,9 @@ import grpc
 
 from coral_lib import config as config_mod
 from coral_lib import convert, overrides, service
-from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
+from coral_lib.agent import local_server
 from coral_lib.agent import session as session_mod
 from coral_lib.agent import state as state_mod
 
@@ -59,6 +59,7 @@ class Agent:
         self.wake = threading.Event()  # a discovery source saw a change: send it now
         self.registered = threading.Event()
         self.state_path = (state_dir or default_state_dir()) / f"{cfg.agent.id}.json"
+        self.socket_path: pathlib.Path | None = None  # serve the local Agent API when set
         self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
 
     def current(self) -> list[mesh_pb2.ServiceInfo]:
@@ -74,6 +75,7 @@ class Agent:
             colony_id=self.cfg.colony.id, secret=self.cfg.colony_secret(),
             node_name=self.node_name,
         )
+        local = local_server.serve(self.handlers, self.socket_path) if self.socket_path else None
         link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
         link_thread = threading.Thread(target=link.run_forever, name="link", daemon=True)
         link_thread.start()
@@ -83,6 +85,8 @@ class Agent:
             self.stop.set()
             link_thread.join(timeout=5)
             chan.close()
+            if local is not None:
+                local.stop(1)
 
     def _loop(self, sess: session_mod.Session) -> None:
         attempt = 0
@@ -135,13 +139,3 @@ class Agent:
             state_mod.save(self.state_path, services)
         except OSError as exc:
             log.warning("cannot save agent state to %s: %s", self.state_path, exc)
-
-
-def host_runtime() -> agent_pb2.RuntimeContext:
-    ok = agent_pb2.Capability(available=True)
-    return agent_pb2.RuntimeContext(
-        mode=agent_pb2.RUNTIME_MODE_NATIVE, visibility="host", exec_backend="local",
-        can_exec=ok, can_shell=ok, hostname=socket.gethostname(),
-        can_tap=agent_pb2.Capability(available=False, reason="tap is not wired in host mode"),
-        can_trace=agent_pb2.Capability(available=False, reason="trace is not wired in host mode"),
-    )

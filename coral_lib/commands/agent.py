@@ -7,8 +7,10 @@ import logging
 import pathlib
 import signal
 
-from coral_lib import config
-from coral_lib.agent import modes
+import grpc
+
+from coral_lib import config, convert
+from coral_lib.agent import context, local_server, modes
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--state-dir", default=None, help="where the last-known set is kept")
     start.add_argument("--monitor-all", action="store_true",
                        help="sidecar: discover every container of the pod")
+    start.add_argument("--socket", default=None,
+                       help="local agent API socket (default /run/coral/agent.sock as root)")
     start.set_defaults(func=start_command)
+    status = verbs.add_parser("status", help="runtime context and capabilities of the agent")
+    status.add_argument("--socket", default=None, help="the running agent's socket")
+    status.add_argument("--config", default=None)
+    status.set_defaults(func=status_command)
 
 
 def _config_path(given: str | None) -> str | None:
@@ -43,6 +51,7 @@ def start_command(args: argparse.Namespace) -> int:
         return common.fail(str(exc), 2)
     except modes.ModeError as exc:
         return common.fail(str(exc), 2)
+    agent.socket_path = pathlib.Path(args.socket) if args.socket else local_server.default_socket()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.shutdown())
     try:
@@ -55,3 +64,21 @@ def start_command(args: argparse.Namespace) -> int:
 
 
 
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """Ask the running agent; without one, detect here and say that no agent answered."""
+    path = pathlib.Path(args.socket) if args.socket else local_server.default_socket()
+    try:
+        ctx, source = local_server.runtime_context(path), f"agent at {path}"
+    except grpc.RpcError:
+        try:
+            cfg = config.load_agent_config(_config_path(args.config))
+        except config.ConfigError as exc:
+            return common.fail(str(exc), 2)
+        ctx, source = context.to_proto(modes.detect(cfg)), f"detected here (no agent at {path})"
+    body = convert.to_dict(ctx)
+    body["mode"] = context.mode_name(ctx)
+    body["source"] = source
+    common.print_json(body)
+    return 0

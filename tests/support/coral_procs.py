@@ -97,6 +97,7 @@ class Agent:
         self.work_dir, self.colony, self.agent_id = work_dir, colony, agent_id
         self.config_path = work_dir / f"{agent_id}.yaml"
         self.log_path = work_dir / f"{agent_id}.log"
+        self.socket_path = work_dir / f"{agent_id}.sock"
         body = {
             "agent": {"id": agent_id},
             "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
@@ -117,7 +118,8 @@ class Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*CORAL, "agent", "start", "--config", str(self.config_path),
-             "--state-dir", str(self.work_dir / f"{self.agent_id}-state")],
+             "--state-dir", str(self.work_dir / f"{self.agent_id}-state"),
+             "--socket", str(self.socket_path)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         return self
