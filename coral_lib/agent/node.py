@@ -1,0 +1,196 @@
+"""The DaemonSet agent (`coral agent node`): every pod of one node, exec through CRI or nsenter.
+
+Data flow: PodWatcher cache -> filters (selection.pod_decision) -> pods.candidates ->
+overrides (annotations < config overrides[] then --override-file rules < explicit
+services[]) -> the runner, which diffs against the last sent set. The watcher sets
+`agent.wake` on every change, so a pod event reaches the colony without waiting a period.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import socket
+import threading
+
+from coral_lib import config, convert, overrides, selection, service
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+from coral_lib.agent import handlers, runner
+from coral_lib.discovery import kubernetes, pods
+from coral_lib.ops import base, cri, nsenter
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeOptions:
+    """What `coral agent node` adds to the config file (flags)."""
+
+    node_name: str = ""
+    kubeconfig: str | None = None
+    include_namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+    include_labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    exclude_labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    override_file: str | None = None
+    cri_socket: str | None = None  # None: the well-known sockets; "" : never CRI
+
+
+def effective_filters(cfg: config.KubernetesDiscovery, opts: NodeOptions
+                      ) -> config.KubernetesDiscovery:
+    """Config filters plus flags: lists are joined, label pairs from flags win per key."""
+    def joined(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a + b))
+
+    return cfg.model_copy(update={
+        "include_namespaces": joined(cfg.include_namespaces, opts.include_namespaces),
+        "exclude_namespaces": joined(cfg.exclude_namespaces, opts.exclude_namespaces),
+        "include_labels": {**cfg.include_labels, **opts.include_labels},
+        "exclude_labels": {**cfg.exclude_labels, **opts.exclude_labels},
+    })
+
+
+def discovered(pod_list: list[dict], *, node_labels: dict[str, str],
+               filters: config.KubernetesDiscovery) -> list[service.ServiceInfo]:
+    """Pure: the candidates of every pod the filters include."""
+    out: list[service.ServiceInfo] = []
+    for pod in pod_list:
+        meta = pod.get("metadata") or {}
+        decision = selection.pod_decision(
+            namespace=meta.get("namespace", ""), labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {}, filters=filters)
+        if decision.included:
+            out.extend(pods.candidates(pod, node_labels=node_labels))
+    return out
+
+
+def final_services(candidates: list[service.ServiceInfo], *, annotations: dict[str, dict],
+                   rules: tuple[config.OverrideRule, ...],
+                   explicit: tuple[config.ExplicitService, ...], node_name: str
+                   ) -> list[service.ServiceInfo]:
+    """Pure: candidates -> the final set, with each pod's annotations as the lowest layer."""
+    def layer(candidate: service.ServiceInfo) -> overrides.Layer | None:
+        found = annotations.get(f"{candidate.namespace}/{candidate.pod_name}")
+        return overrides.annotation_layer(found) if found else None
+
+    return overrides.apply(candidates, rules=rules, explicit=explicit,
+                           annotation_layers=layer, node_name=node_name)
+
+
+class NodeAgent(runner.Agent):
+    """runner.Agent fed by a PodWatcher; until the first list it repeats what it last sent."""
+
+    def __init__(self, cfg: config.AgentConfig, *, watcher: kubernetes.PodWatcher,
+                 filters: config.KubernetesDiscovery, rules: tuple[config.OverrideRule, ...],
+                 handlers_: handlers.Handlers, state_dir: pathlib.Path | None) -> None:
+        super().__init__(cfg, discover=self._discover, handlers=handlers_,
+                         node_name=watcher.node_name, state_dir=state_dir)
+        self.watcher, self.filters, self.rules = watcher, filters, rules
+        watcher.on_change = self.wake.set
+        self._explained: set[str] = set()
+
+    def _discover(self) -> list[service.ServiceInfo]:
+        pod_list, node_labels = self.watcher.snapshot()
+        return discovered(pod_list, node_labels=node_labels, filters=self.filters)
+
+    def current(self) -> list[mesh_pb2.ServiceInfo]:
+        if not self.watcher.synced.is_set() and self._last_sent is not None:
+            return self._last_sent
+        pod_list, _labels = self.watcher.snapshot()
+        notes = {pods.pod_key(p): (p.get("metadata") or {}).get("annotations") or {}
+                 for p in pod_list}
+        final = final_services(self._discover(), annotations=notes, rules=self.rules,
+                               explicit=self.cfg.services, node_name=self.node_name)
+        self._explain(final)
+        return [convert.service_to_proto(r) for r in final]
+
+    def _explain(self, final: list[service.ServiceInfo]) -> None:
+        """One logfmt line per overridden service, when it first appears or changes."""
+        lines = {overrides.explain(r) for r in final
+                 if r.provenance == service.Provenance.OVERRIDDEN}
+        for line in sorted(lines - self._explained):
+            log.info("service %s", line)
+        self._explained = lines
+
+    def run(self) -> None:
+        thread = threading.Thread(target=self.watcher.run, args=(self.stop,),
+                                  name="pod-watch", daemon=True)
+        thread.start()
+        try:
+            super().run()
+        finally:
+            self.stop.set()
+
+
+def build(cfg: config.AgentConfig, opts: NodeOptions, *,
+          state_dir: pathlib.Path | None = None, api: object | None = None) -> NodeAgent:
+    """The DaemonSet agent. Raises ConfigError (override file, missing node name)."""
+    node_name = opts.node_name or os.environ.get("NODE_NAME", "")
+    if not node_name:
+        raise config.ConfigError("coral agent node", "--node-name",
+                                 "no node name: pass --node-name or set NODE_NAME "
+                                 "(the downward API's spec.nodeName)")
+    rules = tuple(cfg.overrides)
+    if opts.override_file:
+        rules += config.load_override_file(opts.override_file)
+    k8s = cfg.discovery.kubernetes
+    watcher = kubernetes.PodWatcher(
+        api or kubernetes.api_from(kubeconfig=opts.kubeconfig), node_name=node_name,
+        resync_interval=k8s.resync_interval)
+    resolver = exec_resolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
+    return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
+                     state_dir=state_dir,
+                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name),
+                                                 resolve=resolver))
+
+
+def _cri_socket(given: str | None) -> str:
+    if given is not None:
+        return given if cri.probe(given) else ""
+    return next((p for p in cri.default_socket_paths() if cri.probe(p)), "")
+
+
+class exec_resolver:  # noqa: N801 - a callable, named for what it is used as
+    """Resolver: CRI ExecSync when a CRI socket answered at start, else nsenter via /proc."""
+
+    def __init__(self, watcher: kubernetes.PodWatcher, *, cri_socket: str,
+                 proc_root: str = "/proc") -> None:
+        self.watcher, self.proc_root = watcher, proc_root
+        self.cri = cri.CRIBackend(cri_socket) if cri_socket else None
+        self.nsenter = nsenter.NsenterBackend(proc_root=proc_root)
+        self.backend_name = "cri" if self.cri else "nsenter"
+
+    def __call__(self, request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
+        target = request.target
+        if not target.pod_name:
+            raise base.OperationError("this is a DaemonSet agent: name a pod (--pod NAME -n NS)")
+        key = f"{target.namespace or 'default'}/{target.pod_name}"
+        with self.watcher.lock:
+            pod = self.watcher.pods.get(key)
+        if pod is None:
+            raise base.OperationError(f"pod {key} is not on node {self.watcher.node_name}")
+        if self.cri is not None:
+            return self.cri, request
+        return self.nsenter, dataclasses.replace(
+            request, target=dataclasses.replace(target, pid=self._pid(pod, target)))
+
+    def _pid(self, pod: dict, target: base.ExecTarget) -> int:
+        containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+        wanted = target.container_id or target.container_name or (containers[:1] or [""])[0]
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        names = {str(s.get("containerID", "")).split("://", 1)[-1]: s.get("name", "")
+                 for s in statuses if s.get("containerID")}
+        return nsenter.find_pod_container_pid(
+            pod_uid=(pod.get("metadata") or {}).get("uid", ""), container_name_or_id=wanted,
+            proc_root=self.proc_root, names=names)
+
+
+def node_runtime(backend: str) -> agent_pb2.RuntimeContext:
+    ok = agent_pb2.Capability(available=True)
+    off = agent_pb2.Capability(available=False, reason="not wired in DaemonSet mode yet")
+    return agent_pb2.RuntimeContext(
+        mode=agent_pb2.RUNTIME_MODE_K8S_DAEMONSET, visibility="node", exec_backend=backend,
+        can_exec=ok, can_shell=off, can_tap=off, can_trace=off, hostname=socket.gethostname())

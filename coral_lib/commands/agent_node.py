@@ -1,0 +1,86 @@
+"""`coral agent node`: run the DaemonSet agent for one node in the foreground.
+
+`register(verbs)` adds the verb to `coral agent`'s subparsers; `python -m
+coral_lib.commands.agent_node ARGS` runs the same command on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import signal
+import sys
+
+from coral_lib import config, selection
+from coral_lib.agent import node
+from coral_lib.commands import common
+
+log = logging.getLogger(__name__)
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser("node", help="run the DaemonSet agent for one Kubernetes node")
+    add_arguments(parser)
+    parser.set_defaults(func=node_command)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="agent config YAML")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="kubeconfig file (default: the in-cluster service account)")
+    parser.add_argument("--node-name", default="", help="this node (default: $NODE_NAME)")
+    for flag, what in (("--include-namespace", "discover only these namespaces"),
+                       ("--exclude-namespace", "never discover these namespaces"),
+                       ("--include-label", "discover only pods with this label k=v"),
+                       ("--exclude-label", "never discover pods with this label k=v")):
+        parser.add_argument(flag, action="append", default=[], help=f"{what} (repeatable)")
+    parser.add_argument("--override-file", default=None,
+                        help="YAML list of override rules, as the config's overrides[]")
+    parser.add_argument("--cri-socket", default=None,
+                        help="CRI runtime socket for exec (default: the well-known sockets)")
+    parser.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+
+
+def options(args: argparse.Namespace) -> node.NodeOptions:
+    """Flags -> NodeOptions; ValueError naming the bad flag value."""
+    return node.NodeOptions(
+        node_name=args.node_name, kubeconfig=args.kubeconfig,
+        include_namespaces=tuple(args.include_namespace),
+        exclude_namespaces=tuple(args.exclude_namespace),
+        include_labels=selection.parse_label_pairs(args.include_label, what="--include-label"),
+        exclude_labels=selection.parse_label_pairs(args.exclude_label, what="--exclude-label"),
+        override_file=args.override_file, cri_socket=args.cri_socket,
+    )
+
+
+def node_command(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load_agent_config(args.config)
+        agent = node.build(cfg, options(args),
+                           state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
+        cfg.colony_secret()  # fail now, clearly, rather than on the first registration
+    except (config.ConfigError, ValueError) as exc:
+        return common.fail(str(exc), 2)
+    except Exception as exc:  # noqa: BLE001 - kubeconfig / in-cluster loading failures
+        return common.fail(f"cannot reach the Kubernetes API: {exc}", 2)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.shutdown())
+    try:
+        agent.run()
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    except OSError as exc:
+        return common.fail(f"agent cannot start: {exc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="coral agent node")
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return node_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
