@@ -43,13 +43,18 @@ def target_environ(pid: int, *, proc_root: str = "/proc") -> dict[str, str]:
     return env
 
 
-def nsenter_argv(pid: int, *, cwd: str = "", proc_root: str = "/proc") -> list[str]:
-    """The nsenter prefix: all namespaces of pid, its root, and its cwd (or cwd in its root)."""
+def nsenter_argv(pid: int, *, cwd: str = "", proc_root: str = "/proc",
+                 namespaces: tuple[str, ...] = NAMESPACES, enter_root: bool = True) -> list[str]:
+    """The nsenter prefix: namespaces of pid, then (enter_root) its root and its cwd (or
+    `cwd` inside its root)."""
     binary = shutil.which("nsenter")
     if binary is None:
         raise base.OperationError("namespace entry needs the nsenter binary (util-linux)")
-    wd = f"--wd={proc_root}/{pid}/root/{cwd.lstrip('/')}" if cwd else "--wd"
-    return [binary, f"--target={pid}", *NAMESPACES, "--root", wd, "--"]
+    argv = [binary, f"--target={pid}", *namespaces]
+    if enter_root:
+        wd = f"--wd={proc_root}/{pid}/root/{cwd.lstrip('/')}" if cwd else "--wd"
+        argv += ["--root", wd]
+    return argv + ["--"]
 
 
 def _check_target(pid: int, proc_root: str) -> None:

@@ -2,9 +2,13 @@
 
 The child becomes a session leader with the PTY as its controlling terminal through
 util-linux `setsid --ctty` (no Python runs between fork and exec, which keeps this safe
-inside a threaded gRPC server). Ctrl-C written as input reaches the remote foreground
-process group through the terminal's line discipline; resize uses TIOCSWINSZ, on which
-the kernel sends SIGWINCH to the foreground process group.
+inside a threaded gRPC server). In a container the session is made inside its PID
+namespace: nsenter --pid (fork) -> setsid --ctty -> nsenter into the other namespaces ->
+the command. A session leader outside the PID namespace would leave a job-control shell
+with an invisible original process group (dash: "Cannot set tty process group").
+Ctrl-C written as input reaches the remote foreground process group through the
+terminal's line discipline; resize uses TIOCSWINSZ, on which the kernel sends SIGWINCH
+to the foreground process group.
 """
 
 from __future__ import annotations
@@ -55,16 +59,23 @@ class PtySession:
             raise base.OperationError("the PTY backend needs the setsid binary (util-linux)")
         extra = {"TERM": "xterm", **(env or {})}
         if target_pid:
-            prefix, full_env = nsenter.prepare(target_pid, env=extra, cwd=cwd, proc_root=proc_root)
+            _, full_env = nsenter.prepare(target_pid, env=extra, cwd=cwd, proc_root=proc_root)
+            outer = nsenter.nsenter_argv(target_pid, namespaces=("--pid",), enter_root=False)
+            inner_ns = tuple(ns for ns in nsenter.NAMESPACES if ns != "--pid")
+            inner = nsenter.nsenter_argv(target_pid, cwd=cwd, proc_root=proc_root,
+                                         namespaces=inner_ns)
+            argv_full = [*outer, setsid, "--ctty", *inner, *argv]
             cwd_arg = None
         else:
-            prefix, full_env, cwd_arg = [], {**os.environ, **extra}, cwd or None
+            full_env, cwd_arg = {**os.environ, **extra}, cwd or None
+            argv_full = [setsid, "--ctty", *argv]
         master, slave = os.openpty()
         try:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, _winsize(rows, cols))
+            # target: a new session for the outer nsenter so close() can kill its group
             proc = subprocess.Popen(
-                [setsid, "--ctty", *prefix, *argv], stdin=slave, stdout=slave, stderr=slave,
-                env=full_env, cwd=cwd_arg, close_fds=True,
+                argv_full, stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=cwd_arg,
+                close_fds=True, start_new_session=bool(target_pid),
             )
         except OSError as exc:
             os.close(master)
@@ -105,11 +116,17 @@ class PtySession:
         try:
             pgrp = os.tcgetpgrp(self.master_fd)
         except OSError:
-            pgrp = self.proc.pid  # terminal already gone: the session leader's group
-        try:
-            os.killpg(pgrp, sig)
-        except ProcessLookupError:
-            pass
+            pgrp = 0
+        # 0: no foreground group yet (the child has not taken the terminal) or any more;
+        # killpg(0) would signal our own group, so signal our direct child instead.
+        if pgrp > 0 and pgrp != os.getpgrp():
+            try:
+                os.killpg(pgrp, sig)
+                return
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+N when killed by signal N); raises TimeoutError if still running."""
@@ -126,7 +143,8 @@ class PtySession:
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
+                self.proc.kill()
         if self.master_fd >= 0:
             os.close(self.master_fd)
             self.master_fd = -1

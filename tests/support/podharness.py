@@ -10,6 +10,7 @@ container can read the marker. Each one lives in its own cgroup named like conta
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import secrets
@@ -24,6 +25,7 @@ from collections.abc import Mapping, Sequence
 UNIFIED = "/sys/fs/cgroup/unified"
 CGROUP_ROOT = UNIFIED if os.path.isdir(UNIFIED) else "/sys/fs/cgroup"
 MARKER = "/srv/coral-marker"
+PR_SET_PDEATHSIG = 1
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 # Runs inside the pod's PID/net/UTS/IPC namespaces and a fresh mount namespace.
@@ -126,7 +128,7 @@ class Pod:
         try:
             self._unshare = subprocess.Popen(
                 ["unshare", "--pid", "--fork", "--net", "--uts", "--ipc", "--mount-proc",
-                 "--kill-child", pause, "infinity"], env=BASE_ENV)
+                 "--kill-child", pause, "infinity"], env=BASE_ENV, preexec_fn=_die_with_parent)
             self.pause_pid = _wait_for("the pause process", self._find_pause)
             sandbox = os.path.join(self.cgroup, self.sandbox_id)
             _makedirs(sandbox)
@@ -250,6 +252,11 @@ class Pod:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = ""
+
+
+def _die_with_parent() -> None:
+    """If the test process dies without cleanup, unshare dies and takes the pod with it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill(pid: int) -> None:

@@ -1,0 +1,98 @@
+"""Issue 3 acceptance: a PTY shell round-trips input, resize and the exit code, inside
+the chosen container; Ctrl-C and signals reach the remote foreground process."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from coral_lib.ops import base, pty_session
+
+
+def _until(session: pty_session.PtySession, needle: bytes, *, timeout: float = 10) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while needle not in out and time.monotonic() < deadline and not session.eof:
+        out += session.read(0.1)
+    assert needle in out, out
+    return out
+
+
+@pytest.fixture
+def web_shell(shop_pod):
+    session = pty_session.PtySession.spawn(
+        ["/bin/sh"], target_pid=shop_pod.containers["web"].host_pid, rows=24, cols=80)
+    yield session
+    session.close()
+
+
+def test_shell_round_trips_input_resize_and_exit_code(web_shell):
+    web_shell.write(b"cat /srv/coral-marker; echo; hostname; echo $OTEL_SERVICE_NAME\n")
+    out = _until(web_shell, b"checkout\r\n")
+    assert b"web\r\nshop-7d9f\r\n" in out  # inside the container, with the pod's hostname
+    web_shell.write(b"stty size\n")
+    _until(web_shell, b"24 80")
+    web_shell.resize(50, 132)
+    web_shell.write(b"stty size\n")
+    _until(web_shell, b"50 132")
+    web_shell.write(b"exit 7\n")
+    assert web_shell.wait(10) == 7
+
+
+def test_ctrl_c_and_signals_reach_the_remote_foreground_process(web_shell):
+    # An interactive shell drops the rest of a line whose command died of a signal, so
+    # the status is asked for on the next line.
+    web_shell.write(b"sleep 1000\n")
+    time.sleep(0.3)
+    web_shell.write(b"\x03")  # Ctrl-C through the line discipline
+    web_shell.write(b"echo after-$?\n")
+    _until(web_shell, b"after-130")
+    web_shell.write(b"sleep 1000\n")
+    time.sleep(0.3)
+    web_shell.send_signal(signal.SIGTERM)
+    web_shell.write(b"echo after-$?\n")
+    _until(web_shell, b"after-143")
+
+
+def test_shell_killed_remotely_reports_the_signal(shop_pod):
+    session = pty_session.PtySession.spawn(["sh", "-c", "kill -9 $$"],
+                                           target_pid=shop_pod.containers["cache"].host_pid)
+    try:
+        assert session.wait(10) == 128 + signal.SIGKILL
+    finally:
+        session.close()
+
+
+def test_close_hangs_up_a_running_shell(web_shell):
+    web_shell.write(b"echo ready\n")
+    _until(web_shell, b"ready\r\n# ")  # the output, not just the terminal's echo
+    assert web_shell.close() in (128 + signal.SIGHUP, 128 + signal.SIGKILL)
+
+
+def test_close_right_after_spawn_never_signals_the_caller(shop_pod):
+    """Before the child owns the terminal there is no foreground group to signal."""
+    session = pty_session.PtySession.spawn(["/bin/sh"],
+                                           target_pid=shop_pod.containers["web"].host_pid)
+    assert session.close() > 0  # and this test process is still alive
+
+
+def test_local_pty_without_target(tmp_path):
+    session = pty_session.PtySession.spawn(["sh", "-c", "pwd; stty size; exit 4"],
+                                           cwd=str(tmp_path), rows=10, cols=33)
+    try:
+        out = _until(session, b"10 33")
+        assert str(tmp_path).encode() in out
+        assert session.wait(10) == 4
+        while not session.eof:
+            session.read(0.1)
+    finally:
+        session.close()
+
+
+def test_bad_shell_input_is_a_clear_error(web_shell):
+    with pytest.raises(base.OperationError, match="out of range"):
+        web_shell.resize(0, 80)
+    with pytest.raises(base.OperationError, match="needs a command"):
+        pty_session.PtySession.spawn([])
