@@ -112,6 +112,8 @@ class FanOut:
 
 
 def _status(result: agent_pb2.ExecResult) -> str:
+    if result.error.startswith("refused:"):
+        return "refused"
     if result.error:
         return "error"
     if result.timed_out:

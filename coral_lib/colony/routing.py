@@ -39,6 +39,10 @@ def resolve(
         raise NoTargets(_unknown("agent", targeting.agent, [a.agent_id for a in agents]))
     if targeting.pod or targeting.service or targeting.selector:
         targets = _service_targets(targeting, agents=agents, services=services)
+        if not targets and targeting.agent and targeting.pod:
+            # The operator named the agent: let it judge the pod (a sidecar refuses others').
+            targets = [colony_pb2.Target(agent_id=targeting.agent, namespace=targeting.namespace,
+                                         pod=targeting.pod, container=targeting.container)]
     else:
         targets = _agent_targets(targeting, agents)
     if not targets:

@@ -1,0 +1,97 @@
+"""A real pod (namespaces + containerd-style cgroups) with the Coral agent as its sidecar.
+
+The agent joins the pod's PID, UTS and IPC namespaces and gets its own mount namespace and
+cgroup, like a native sidecar with shareProcessNamespace. It stays in the host network
+namespace so it reaches the test colony on loopback; discovery reads each container's
+sockets from /proc/<pid>/net, which follows the container's own network namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+
+import pytest
+import yaml
+
+from tests.sidecar.conftest import why_not_runnable
+from tests.support import coral_procs, podharness
+
+SETUP = 'set -e; echo $$ > "$1/cgroup.procs"; mount -t proc proc /proc; shift; exec "$@"'
+
+
+class SidecarAgent:
+    def __init__(self, pod: podharness.Pod, colony: coral_procs.Colony, work) -> None:
+        self.pod, self.colony, self.agent_id = pod, colony, f"sidecar-{pod.name}"
+        self.config = work / "agent.yaml"
+        self.log_path = work / "agent.log"
+        self.config.write_text(yaml.safe_dump({
+            "agent": {"id": self.agent_id},
+            "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
+                       "id": colony.colony_id,
+                       "secretFile": str(colony.data_dir / "colony.secret")},
+            "discovery": {"host": {"pollInterval": "500ms"}},
+        }))
+        self.cgroup = os.path.join(pod.cgroup, secrets.token_hex(32))
+        self.work = work
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> SidecarAgent:
+        os.makedirs(self.cgroup, exist_ok=True)
+        env = {**os.environ, "POD_NAME": self.pod.name, "POD_NAMESPACE": self.pod.namespace,
+               "POD_UID": self.pod.uid, "NODE_NAME": "node-1", "CORAL_AGENT_MODE": "sidecar",
+               "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+        argv = [*coral_procs.CORAL, "agent", "start", "--monitor-all", "--config",
+                str(self.config), "--state-dir", str(self.work / "state"),
+                "--socket", str(self.work / "agent.sock")]
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--target={self.pod.pause_pid}", "--pid", "--uts", "--ipc", "--",
+             "unshare", "--mount", "--propagation", "private", "--",
+             "sh", "-c", SETUP, "sh", self.cgroup, *argv],
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        podharness._kill_cgroup(self.cgroup)
+        podharness._rmdir(self.cgroup)
+
+
+@pytest.fixture
+def colony(tmp_path):
+    colony = coral_procs.Colony(tmp_path / "colony").start()
+    yield colony
+    colony.stop()
+
+
+@pytest.fixture
+def shop(tmp_path, colony):
+    reason = why_not_runnable()
+    if reason:
+        pytest.skip(reason)
+    pod = podharness.Pod("shop-7d9f", "payments").start()
+    agent = None
+    try:
+        pod.add_container("web", ["sh", "-c", "busybox httpd -f -p 8080 & wait"], port=8080,
+                          env={"OTEL_SERVICE_NAME": "checkout"})
+        pod.add_container("cache", ["python3", "-m", "http.server", "9090", "--bind",
+                                    "127.0.0.1"], port=9090)
+        pod.add_container("worker", ["sleep", "100000"])
+        agent = SidecarAgent(pod, colony, tmp_path).start()
+        coral_procs.wait_registered(colony, [agent.agent_id])
+        yield pod, agent
+    finally:
+        if agent:
+            agent.stop()
+        pod.stop()
