@@ -134,4 +134,7 @@ def find_pod_container_pid(
     if not in_pod:
         raise base.OperationError(f"no container of pod {pod_uid} on this node")
     wanted = container_name_or_id.split("://", 1)[-1]
-    return procfs.select_container(in_pod, wanted).main_pid
+    try:
+        return procfs.select_container(in_pod, wanted).main_pid
+    except procfs.ContainerNotFound as exc:
+        raise base.OperationError(str(exc)) from exc

@@ -66,10 +66,15 @@ def pod():
 
 def run_probe(pod: podharness.Pod, *args: str, env: dict | None = None,
               timeout: float = 30) -> dict:
-    """Run in_pod_probe.py as a sidecar container of pod and return its JSON answer."""
+    """Run in_pod_probe.py as a sidecar container "coral-agent" of pod and return its JSON
+    answer, plus the probe's container id under "_agent_container_id"."""
     proc = pod.run_in_pod(
-        [sys.executable, PROBE, *args], name=f"coral-agent-{len(pod.containers)}",
+        [sys.executable, PROBE, *args], name="coral-agent",
         env={"PYTHONPATH": REPO, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=timeout)
+    agent_id = pod.containers["coral-agent"].container_id
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        pod.stop_container("coral-agent")
     assert proc.returncode == 0, err.decode()
-    return json.loads(out)
+    return {**json.loads(out), "_agent_container_id": agent_id}
