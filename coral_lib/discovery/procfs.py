@@ -230,13 +230,18 @@ def services(
     return out
 
 
-def select_container(containers: Sequence[Container], name: str = "") -> Container:
-    """The container called `name` (or with that id / id prefix); the first one when empty."""
+def select_container(containers: Sequence[Container], name: str = "", *,
+                     default: str = "") -> Container:
+    """The container called `name` (or with that id / a unique id prefix of >= 6 chars).
+
+    Without a name: the `default` container when given and present (the pod's
+    kubectl.kubernetes.io/default-container annotation), else the first app container.
+    """
     if not containers:
         raise ContainerNotFound("no app container is visible in this pod"
                                 " (is shareProcessNamespace enabled?)")
     if not name:
-        return containers[0]
+        return next((c for c in containers if default and c.name == default), containers[0])
     for c in containers:
         if name in (c.name, c.container_id, c.key):
             return c

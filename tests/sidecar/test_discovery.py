@@ -94,6 +94,8 @@ def test_select_container_by_name_id_prefix_and_default(shop_pod):
     assert procfs.select_container(found, "cache").container_id == cache_id
     assert procfs.select_container(found, cache_id[:12]).name == "cache"
     assert procfs.select_container(found).name == "web"  # first app container by start
+    assert procfs.select_container(found, default="cache").name == "cache"
+    assert procfs.select_container(found, default="gone").name == "web"
 
 
 def test_no_visible_container_is_a_clear_error():
