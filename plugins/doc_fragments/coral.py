@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: Coral maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+# The option groups every coral module shares, documented once. The matching argument
+# specs live in plugins/module_utils/coral.py; validate-modules checks they agree.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Connection to the colony (the default fragment).
+    DOCUMENTATION = r"""
+options:
+  colony_address:
+    description:
+      - Address of the colony's gRPC endpoint, as C(host:port).
+      - Can also be set with the E(CORAL_COLONY_ADDRESS) environment variable.
+    type: str
+    default: 127.0.0.1:9443
+  colony_ca_file:
+    description:
+      - CA certificate the colony's TLS certificate is checked against.
+      - Can also be set with the E(CORAL_CA_FILE) environment variable.
+      - When not set, the local colony's C(ca.crt) in its data directory is used
+        (E(CORAL_COLONY_DATA_DIR), default C(~/.coral/colony)).
+    type: path
+  colony_token:
+    description:
+      - Operator token that identifies the caller to the colony (RBAC and audit use it).
+      - Can also be set with the E(CORAL_TOKEN) environment variable.
+      - Takes precedence over O(colony_token_file).
+    type: str
+  colony_token_file:
+    description:
+      - File holding the operator token.
+      - Can also be set with the E(CORAL_TOKEN_FILE) environment variable.
+      - When neither O(colony_token) nor this is set, the local colony's C(admin.token) in
+        its data directory is used.
+    type: path
+requirements:
+  - coral-lib (the Python library of this collection) in the Python that runs the module.
+    Point C(ansible_python_interpreter) at the virtualenv the M(coral.mesh.colony) or
+    M(coral.mesh.agent_host) role created, for example C(/opt/coral/venv/bin/python).
+notes:
+  - The module runs where Ansible runs it (usually C(localhost) or a jump host) and
+    talks to the colony over TLS; it does not need to run on the targets.
+"""
+
+    # Which agents and services an operation goes to.
+    TARGETING = r"""
+options:
+  service:
+    description:
+      - Run on every agent that reports a service of this name.
+      - Exactly one of O(service), O(agent), O(selector) or O(all=true) is required.
+    type: str
+  agent:
+    description:
+      - Run on the agent with this id.
+    type: str
+  selector:
+    description:
+      - Run on every service whose labels match all of these C(key=value) pairs, given as a dictionary.
+    type: dict
+  all:
+    description:
+      - Run on every registered agent.
+    type: bool
+    default: false
+"""

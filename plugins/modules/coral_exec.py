@@ -1,0 +1,270 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Coral maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: coral_exec
+short_description: Run a command on the services and agents registered in a Coral colony
+version_added: 0.1.0
+author:
+  - Coral maintainers
+description:
+  - Asks the colony to run one command on every selected target (an agent and, where the
+    target was chosen by service, that service) and returns one result per target.
+  - The colony authenticates the caller, audits the operation (a C(started) record before
+    and a C(finished) record after each target) and fans it out to the agents.
+  - The command runs as an argument vector; a shell is used only with O(shell=true).
+  - The task fails when any target fails (non-zero exit, timeout, or could not start)
+    unless O(allow_failures=true).
+extends_documentation_fragment:
+  - coral.mesh.coral
+  - coral.mesh.coral.targeting
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  action_group:
+    support: full
+    membership: [coral.mesh.coral]
+  check_mode:
+    support: full
+    details: Resolves the targets with the colony and returns them; runs nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  command:
+    description:
+      - The command as one string, split into arguments with shell-like quoting rules
+        (Python C(shlex)); no shell runs it unless O(shell=true).
+      - With O(shell=true) the string is passed to C(/bin/sh -c) as it is.
+      - Exactly one of O(command) and O(argv) is required.
+    type: str
+  argv:
+    description:
+      - The command as a list of arguments, run without a shell.
+      - With O(shell=true) the items are joined with spaces into one shell script.
+    type: list
+    elements: str
+  shell:
+    description:
+      - Run the command with C(/bin/sh -c) on each target.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds each target may run before it is killed and reported as timed out.
+    type: float
+    default: 30
+  allow_failures:
+    description:
+      - Do not fail the task when some targets fail; their results still show it.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Uptime of every host running the api service
+  coral.mesh.coral_exec:
+    colony_address: 127.0.0.1:9443
+    colony_ca_file: /var/lib/coral/colony/ca.crt
+    colony_token_file: /var/lib/coral/colony/admin.token
+    service: api
+    command: uptime
+  vars:
+    ansible_python_interpreter: /opt/coral/venv/bin/python
+
+- name: Disk usage on all agents, tolerate failures
+  coral.mesh.coral_exec:
+    all: true
+    argv: [df, -h, /]
+    allow_failures: true
+  register: disk
+
+- name: A shell pipeline on the services labelled env=staging
+  coral.mesh.coral_exec:
+    selector:
+      env: staging
+    command: "ps aux | wc -l"
+    shell: true
+    timeout: 10
+
+- name: Show which targets would run the command, without running it
+  coral.mesh.coral_exec:
+    agent: web-01
+    command: systemctl restart nginx
+  check_mode: true
+"""
+
+RETURN = r"""
+results:
+  description: One entry per target, in agent order. Empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    agent:
+      description: Id of the agent that ran the command.
+      type: str
+      sample: web-01
+    service:
+      description: The service the target was chosen by (empty when targeted by agent or all).
+      type: str
+      sample: api
+    node:
+      description: Node (host) name the agent reported.
+      type: str
+    namespace:
+      description: Kubernetes namespace of the target, empty on hosts.
+      type: str
+    pod:
+      description: Pod of the target, empty on hosts.
+      type: str
+    container:
+      description: Container of the target, empty on hosts.
+      type: str
+    rc:
+      description: Exit code of the command (128+N when killed by signal N).
+      type: int
+      sample: 0
+    stdout:
+      description: Standard output (UTF-8, undecodable bytes replaced), up to the output cap.
+      type: str
+    stderr:
+      description: Standard error, up to the output cap.
+      type: str
+    duration:
+      description: Seconds the command ran.
+      type: float
+      sample: 0.012
+    truncated:
+      description: Whether output was cut at the output cap.
+      type: bool
+    timed_out:
+      description: Whether the command was killed at O(timeout).
+      type: bool
+    error:
+      description: Why the command could not run on this target (empty when it ran).
+      type: str
+    status:
+      description: C(ok) when the command ran and exited 0, otherwise why not (for example C(failed)).
+      type: str
+      sample: ok
+    audit_id:
+      description: Id of this target's audit record in the colony.
+      type: int
+targets:
+  description: The targets the colony resolved (in check mode, the ones that would run).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{agent: web-01, service: api, node: web-01, namespace: "", pod: "", container: ""}]
+audit_ids:
+  description: Ids of the colony audit records of this operation (empty in check mode).
+  returned: always
+  type: list
+  elements: int
+  sample: [41, 42]
+operation_id:
+  description: Id the colony gave this fan-out operation (empty in check mode).
+  returned: always
+  type: str
+argv:
+  description: The argument vector that was (or would be) sent.
+  returned: always
+  type: list
+  elements: str
+  sample: [uptime]
+failed_targets:
+  description: Number of targets that failed.
+  returned: always
+  type: int
+  sample: 0
+error_kind:
+  description: Kind of colony error when the colony refused the request (for example C(NoTargets), C(Unreachable)).
+  returned: failure
+  type: str
+  sample: NoTargets
+"""
+
+import shlex
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.coral.mesh.plugins.module_utils import coral
+
+
+def argspec():
+    spec = coral.connection_spec()
+    spec.update(coral.targeting_spec())
+    spec.update(
+        command=dict(type="str"),
+        argv=dict(type="list", elements="str"),
+        shell=dict(type="bool", default=False),
+        timeout=dict(type="float", default=30),
+        allow_failures=dict(type="bool", default=False),
+    )
+    return spec
+
+
+def command_argv(params):
+    """argv from command (shlex-split, or whole for a shell) or from argv."""
+    if params.get("argv"):
+        return list(params["argv"])
+    if params["shell"]:
+        return [params["command"]]
+    try:
+        argv = shlex.split(params["command"])
+    except ValueError as exc:
+        raise ValueError("cannot split command %r: %s" % (params["command"], exc))
+    if not argv:
+        raise ValueError("command is empty")
+    return argv
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argspec(),
+        mutually_exclusive=[("command", "argv")],
+        required_one_of=[("command", "argv")],
+        supports_check_mode=True,
+    )
+    coral.require_coral_lib(module)
+    params = module.params
+    try:
+        targeting = coral.targeting(params)
+        argv = command_argv(params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds, got %s"
+                         % params["timeout"])
+    result = dict(changed=False, results=[], targets=[], audit_ids=[], operation_id="",
+                  argv=argv, failed_targets=0)
+    colony = coral.connect(module)
+    try:
+        result["targets"] = [coral.target_row(t) for t in colony.resolve(targeting)]
+        if module.check_mode:
+            result["msg"] = "check mode: would run on %d targets" % len(result["targets"])
+            module.exit_json(**result)
+        outcome = colony.exec(targeting, argv=argv, shell=params["shell"],
+                              timeout=params["timeout"])
+    except coral.client.CoralError as exc:
+        coral.fail_coral(module, exc, **result)
+    finally:
+        colony.close()
+    rows = [coral.result_row(r) for r in outcome.results]
+    failed = coral.failed_rows(rows)
+    result.update(changed=bool(rows), results=rows, audit_ids=list(outcome.audit_ids),
+                  operation_id=outcome.operation_id, failed_targets=len(failed))
+    if failed and not params["allow_failures"]:
+        module.fail_json(msg=coral.failure_message(failed, len(rows)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
