@@ -33,6 +33,16 @@ def test_exec_runs_inside_the_chosen_container(shop_pod, name):
         assert " /srv " not in fh.read()  # the marker really is container-only
 
 
+def test_exec_enters_all_six_namespaces_of_the_target(shop_pod):
+    """Not just a chroot through /proc/<pid>/root: the very same namespace objects."""
+    pid = shop_pod.containers["cache"].host_pid
+    kinds = ["mnt", "uts", "ipc", "net", "pid", "cgroup"]
+    script = "for n in " + " ".join(kinds) + "; do readlink /proc/self/ns/$n; done"
+    result = _run(pid, ["sh", "-c", script])
+    assert result.stdout.decode().split() == [os.readlink(f"/proc/{pid}/ns/{k}") for k in kinds]
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+
+
 def test_exec_enters_the_pod_pid_and_network_namespaces(shop_pod):
     pid = shop_pod.containers["worker"].host_pid
     result = _run(pid, ["sh", "-c", "cat /proc/1/comm; busybox wget -qO- http://127.0.0.1:9090/"
