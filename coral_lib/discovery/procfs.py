@@ -88,6 +88,10 @@ def _processes(proc_root: str) -> list[_Proc]:
 
 
 def _is_pause(proc_root: str, pid: int) -> bool:
+    # PID 1 of a pod's shared PID namespace is always the sandbox (pause) process, whatever
+    # its image runs; elsewhere it is recognised by name.
+    if pid == 1:
+        return True
     cmdline = _read(f"{proc_root}/{pid}/cmdline").decode(errors="replace").split("\0")
     return runtime.is_pause(cmdline)
 
