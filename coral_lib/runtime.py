@@ -293,7 +293,11 @@ def _visible(proc_root: str) -> tuple[set[str], set[str]]:
     """Container keys (id, else mount ns) of all visible non-pause processes, and pod uids."""
     keys: set[str] = set()
     pods: set[str] = set()
-    for name in os.listdir(proc_root):
+    try:
+        names = os.listdir(proc_root)
+    except OSError:
+        names = []  # no procfs: nothing visible, detection falls back on the other signals
+    for name in names:
         if not name.isdigit():
             continue
         cgroup = _read(f"{proc_root}/{name}/cgroup")

@@ -74,7 +74,12 @@ def _readlink(path: str) -> str:
 
 def _processes(proc_root: str) -> list[_Proc]:
     out = []
-    for name in os.listdir(proc_root):
+    try:
+        names = os.listdir(proc_root)
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot list the /proc root {proc_root!r}: {exc.strerror}"
+                                " (give the procfs mount of the pod's PID namespace)") from exc
+    for name in names:
         if not name.isdigit():
             continue
         cgroup = _read(f"{proc_root}/{name}/cgroup").decode(errors="replace")

@@ -84,6 +84,14 @@ class PtySession:
             os.close(slave)  # the child holds it; EOF on master once the child side closes
         return cls(proc, master)
 
+    def fileno(self) -> int:
+        """The PTY master, for callers that multiplex with select/selectors."""
+        return self.master_fd
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def read(self, timeout: float = 0.1) -> bytes:
         """Output available within timeout; b"" on timeout or at end of output (see .eof)."""
         if self.eof:

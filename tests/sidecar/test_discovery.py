@@ -98,6 +98,11 @@ def test_select_container_by_name_id_prefix_and_default(shop_pod):
     assert procfs.select_container(found, default="gone").name == "web"
 
 
+def test_missing_proc_root_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot list the /proc root"):
+        procfs.scan(proc_root=str(tmp_path / "nope"))
+
+
 def test_no_visible_container_is_a_clear_error():
     with pytest.raises(procfs.ContainerNotFound, match="shareProcessNamespace"):
         procfs.select_container([], "web")

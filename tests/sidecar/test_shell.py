@@ -9,6 +9,7 @@ import time
 import pytest
 
 from coral_lib.ops import base, pty_session
+from tests.sidecar import conftest
 
 
 def _until(session: pty_session.PtySession, needle: bytes, *, timeout: float = 10) -> bytes:
@@ -96,3 +97,11 @@ def test_bad_shell_input_is_a_clear_error(web_shell):
         web_shell.resize(0, 80)
     with pytest.raises(base.OperationError, match="needs a command"):
         pty_session.PtySession.spawn([])
+
+
+def test_shell_from_a_sidecar_agent_inside_the_pod(shop_pod):
+    """The agent in its own container opens a shell in "cache" with pod-local pids."""
+    answer = conftest.run_probe(shop_pod, "shell", "cache",
+                                "cat /srv/coral-marker; echo; stty size; exit 5\n")
+    assert "cache\r\n33 99\r\n" in answer["output"]
+    assert answer["exit_code"] == 5
