@@ -11,6 +11,7 @@ import enum
 import logging
 import os
 import re
+import socket
 from collections.abc import Mapping, Sequence
 
 from coral_lib.ops import capabilities
@@ -121,6 +122,7 @@ class Signals:
     pod_namespace: str = ""
     pod_uid: str = ""
     node_name: str = ""
+    hostname: str = ""
 
     @property
     def in_kubernetes(self) -> bool:
@@ -170,6 +172,7 @@ class RuntimeContext:
     pod_namespace: str = ""
     pod_uid: str = ""
     node_name: str = ""
+    hostname: str = ""
     container_id: str = ""
     forced: bool = False
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -180,6 +183,14 @@ class RuntimeContext:
         data["visibility"] = self.visibility.value
         data["exec_backend"] = self.exec_backend.value
         return data
+
+    def details(self) -> dict[str, str]:
+        """The extra facts as strings (agent.proto RuntimeContext.details)."""
+        return {
+            "container_id": self.container_id, "cri_socket": self.cri_socket,
+            "cgroup_version": str(self.cgroup_version), "forced": str(self.forced).lower(),
+            "capabilities": ",".join(self.capabilities),
+        }
 
 
 def observed_mode(sig: Signals) -> Mode:
@@ -260,7 +271,8 @@ def decide(sig: Signals) -> RuntimeContext:
         cri_socket=sig.cri_sockets[0] if sig.cri_sockets else "",
         cgroup_version=sig.cgroup_version, pod_name=sig.pod_name,
         pod_namespace=sig.pod_namespace, pod_uid=sig.pod_uid or (sig.self_pod_uid or ""),
-        node_name=sig.node_name, container_id=sig.self_container_id or "", forced=forced,
+        node_name=sig.node_name, hostname=sig.hostname,
+        container_id=sig.self_container_id or "", forced=forced,
         warnings=warnings,
     )
 
@@ -345,6 +357,7 @@ def collect(
         cgroup_version=2 if v2_only else (1 if os.path.isdir(cgroup_root) else 0),
         pod_name=env.get("POD_NAME", ""), pod_namespace=env.get("POD_NAMESPACE", ""),
         pod_uid=env.get("POD_UID", ""), node_name=env.get("NODE_NAME", ""),
+        hostname=socket.gethostname(),
     )
 
 

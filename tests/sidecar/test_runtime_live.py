@@ -28,6 +28,7 @@ def test_agent_inside_a_pod_detects_sidecar(shop_pod, tmp_path):
     assert (ctx["pod_name"], ctx["pod_namespace"], ctx["node_name"]) == (
         "shop-7d9f", "shop", "node-a")
     assert ctx["warnings"] == []
+    assert ctx["hostname"] == "shop-7d9f"  # the pod's UTS namespace
 
 
 def test_forcing_daemonset_inside_a_pod_warns_about_hostpid(shop_pod, tmp_path):
