@@ -8,7 +8,9 @@ import json
 import logging
 import pathlib
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from coral_lib import runtime
 from coral_lib.ops import capabilities
@@ -143,3 +145,30 @@ def test_live_detection_on_this_machine_is_not_kubernetes(tmp_path):
     ctx = runtime.detect(environ={}, sa_dir=str(tmp_path / "none"), cri_sockets=[])
     assert ctx.mode in (runtime.Mode.NATIVE, runtime.Mode.CONTAINER)
     assert ctx.exec_backend is runtime.ExecBackendKind.LOCAL and ctx.can_exec
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(text=st.text(alphabet=st.sampled_from("0123456789abcdef:/-_.\nkubepodscrio"),
+                               max_size=300))
+def test_cgroup_parsers_never_crash_and_return_well_formed_ids(text):
+    cid = runtime.container_id_from_cgroup(text)
+    assert cid is None or (len(cid) == 64 and cid in text)
+    uid = runtime.pod_uid_from_cgroup(text)
+    assert uid is None or len(uid) == 36
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(signals=st.builds(
+    runtime.Signals, sa_dir_present=st.booleans(), kubernetes_service_host=st.text(max_size=5),
+    forced_mode=st.sampled_from(["", "host", "sidecar", "daemonset", "bogus"]),
+    self_container_id=st.none() | st.just(CID), pid1_cmdline=st.sampled_from(
+        [(), ("/pause",), ("/sbin/init",), ("nginx",)]),
+    pid1_container_id=st.none() | st.just(CID), pid1_shares_self_mntns=st.booleans(),
+    other_containers=st.integers(0, 3), cap_eff=st.integers(0, (1 << 41) - 1),
+    cri_sockets=st.sampled_from([(), ("/run/containerd/containerd.sock",)])))
+def test_decide_always_gives_reasons_for_what_it_cannot_do(signals):
+    ctx = runtime.decide(signals)
+    for what in ("exec", "shell", "tap", "trace"):
+        assert getattr(ctx, f"can_{what}") == (getattr(ctx, f"{what}_reason") == "")
+    assert ctx.mode is not runtime.Mode.UNKNOWN
+    json.dumps(ctx.to_dict())
