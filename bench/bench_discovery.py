@@ -1,0 +1,164 @@
+"""DaemonSet discovery latency and relist cost.
+
+1. Pod event -> colony registry: a real colony process and a real `coral agent node`
+   process watch the in-repo API server fixture; one pod at a time is created (a rolling
+   window keeps 110 pods on the node, as kubelet's default max), and the time until the
+   colony's ListServices shows it is taken. Median and p99 over 1,000 events
+   (target: p99 < 500 ms).
+2. Full relist CPU for a node with 110 pods: the calling thread's CPU time
+   (time.thread_time, so the fixture's server threads are not counted) for one list +
+   reconcile + node read, and for computing the final service set from the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coral_lib import config  # noqa: E402
+from coral_lib.agent import node  # noqa: E402
+from coral_lib.discovery import kubernetes  # noqa: E402
+from tests.support import coral_procs  # noqa: E402
+from tests.support.kubeapi import KubeAPIServer  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_DISCOVERY_EVENTS", "1000"))
+WINDOW = 110
+NODE = "node-a"
+
+
+def make_pod(name: str, *, port: int = 8080) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "bench", "labels": {"app": name}},
+            "spec": {"nodeName": NODE, "containers": [
+                {"name": "app", "image": "docker.io/local/busybox",
+                 "ports": [{"containerPort": port, "name": "http"}],
+                 "readinessProbe": {"httpGet": {"path": "/ready", "port": port}}}]}}
+
+
+def start_server(base: Path, *, pods: int = 0) -> KubeAPIServer:
+    server = KubeAPIServer(base, nodes=(NODE,), bookmark_interval=1.0).start()
+    server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
+    for i in range(pods):
+        server.store.create(make_pod(f"pre-{i}"))
+    return server
+
+
+class AgentProc:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_world(base: Path, *, pods: int = 0):
+    """(API server fixture, colony process, node agent process) with `pods` pods on NODE."""
+    server = start_server(base / "kubeapi", pods=pods)
+    colony = coral_procs.Colony(base / "colony").start()
+    cfg = base / "agent.yaml"
+    cfg.write_text(
+        f"agent: {{id: bench-{NODE}, runtime: daemonset}}\n"
+        f"colony: {{address: '{colony.address}', caFile: '{colony.data_dir / 'ca.crt'}', "
+        f"id: '{colony.colony_id}', secretFile: '{colony.data_dir / 'colony.secret'}'}}\n")
+    log = open(base / "agent.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coral_lib.commands.agent_node", "--config", str(cfg),
+         "--kubeconfig", server.kubeconfig_path, "--node-name", NODE,
+         "--cri-socket", "/nonexistent", "--state-dir", str(base / "state")],
+        stdout=log, stderr=log, cwd=str(ROOT))
+    log.close()
+    return server, colony, AgentProc(proc)
+
+
+def _wait_named(client, name: str, *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.list_services(name=name):
+            return
+        time.sleep(0.001)
+    raise TimeoutError(f"pod {name} never reached the registry")
+
+
+def event_latency(server, colony) -> list[float]:
+    samples = []
+    coral_procs.wait_registered(colony, [f"bench-{NODE}"])
+    with colony.client() as c:
+        for i in range(EVENTS):
+            name = f"ev-{i}"
+            start = time.perf_counter()
+            server.store.create(make_pod(name))
+            _wait_named(c, name)
+            samples.append(time.perf_counter() - start)
+            if i >= WINDOW - 1:
+                server.store.delete("pods", f"ev-{i - WINDOW + 1}", namespace="bench")
+    return samples
+
+
+def relist_cpu(server) -> dict:
+    for i in range(WINDOW):
+        server.store.create(make_pod(f"relist-{i}"))
+    watcher = kubernetes.PodWatcher(kubernetes.api_from(kubeconfig=server.kubeconfig_path),
+                                    node_name=NODE)
+    filters = config.KubernetesDiscovery()
+    list_ms, build_ms = [], []
+    for _ in range(20):
+        t0 = time.thread_time()
+        watcher._list()
+        t1 = time.thread_time()
+        pods, labels = watcher.snapshot()
+        notes = {f"bench/{p['metadata']['name']}": {} for p in pods}
+        final = node.final_services(node.discovered(pods, node_labels=labels, filters=filters),
+                                    annotations=notes, rules=(), explicit=(), node_name=NODE)
+        t2 = time.thread_time()
+        list_ms.append((t1 - t0) * 1000)
+        build_ms.append((t2 - t1) * 1000)
+    assert len(final) == WINDOW, len(final)
+    return {"relist_pods": len(pods), "relist_cpu_ms": round(statistics.median(list_ms), 2),
+            "service_set_cpu_ms": round(statistics.median(build_ms), 2)}
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-discovery-") as tmp:
+        server, colony, agent = start_world(Path(tmp))
+        try:
+            samples = sorted(event_latency(server, colony))
+        finally:
+            agent.stop()
+            colony.stop()
+            server.stop()
+        quiet = start_server(Path(tmp) / "kubeapi-relist")
+        try:
+            figures = relist_cpu(quiet)
+        finally:
+            quiet.stop()
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return {"events": len(samples),
+            "event_to_registry_median_ms": round(statistics.median(samples) * 1000, 1),
+            "event_to_registry_p99_ms": round(p99 * 1000, 1),
+            "event_to_registry_max_ms": round(samples[-1] * 1000, 1),
+            "p99_target_ms": 500, **figures}
+
+
+def main() -> None:
+    figures = run()
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    ok = figures["event_to_registry_p99_ms"] < figures["p99_target_ms"]
+    print("p99 target met" if ok else "p99 target NOT met")
+
+
+if __name__ == "__main__":
+    main()
