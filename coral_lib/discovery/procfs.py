@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from coral_lib import runtime, service
+from coral_lib.ops import base
 
 SERVICE_NAME_VARS = ("OTEL_SERVICE_NAME", "SERVICE_NAME")
 CONTAINER_NAME_VAR = "CORAL_CONTAINER_NAME"  # set per app container by the webhook
@@ -35,9 +36,9 @@ class Container:
         return self.pids[0]
 
 
-class ContainerNotFound(LookupError):
-    """The requested container is not one of the pod's app containers (message fit to show;
-    callers that run operations turn it into base.OperationError)."""
+class ContainerNotFound(base.OperationError, LookupError):
+    """The requested container is not one of the pod's app containers (message fit to show).
+    An OperationError so the agent's exec/shell handlers report it like any other refusal."""
 
 
 @dataclasses.dataclass
