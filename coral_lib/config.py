@@ -154,6 +154,7 @@ class ColonyClient(_Model):
 
     address: Address = "127.0.0.1:9443"
     ca_file: str = ""
+    ca: str = ""  # the CA certificate itself (PEM), e.g. from a Secret in a pod's env
     id: str = "default"
     secret: pydantic.SecretStr = pydantic.SecretStr("")
     secret_file: str = ""
@@ -317,6 +318,7 @@ AGENT_ENV: dict[str, tuple[tuple[str, ...], str]] = {
     "CORAL_COLONY_SECRET": (("colony", "secret"), "str"),
     "CORAL_COLONY_SECRET_FILE": (("colony", "secretFile"), "str"),
     "CORAL_COLONY_CA_FILE": (("colony", "caFile"), "str"),
+    "CORAL_COLONY_CA": (("colony", "ca"), "str"),
     "CORAL_POLL_INTERVAL": (("discovery", "host", "pollInterval"), "str"),
     "CORAL_K8S_POLL_INTERVAL": (("discovery", "kubernetes", "pollInterval"), "str"),
     "CORAL_RESYNC_INTERVAL": (("discovery", "kubernetes", "resyncInterval"), "str"),

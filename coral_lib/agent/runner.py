@@ -44,6 +44,22 @@ def changed(previous: list[mesh_pb2.ServiceInfo] | None,
     return sorted(previous, key=key) != sorted(current, key=key)
 
 
+def colony_ca(cfg: config_mod.AgentConfig) -> bytes:
+    """The colony CA certificate from colony.ca (PEM) or the file colony.caFile names."""
+    if cfg.colony.ca.strip():
+        return cfg.colony.ca.encode()
+    if not cfg.colony.ca_file:
+        raise config_mod.ConfigError(cfg._source, "colony.caFile",
+                                     "the colony CA certificate is required: set caFile, ca, "
+                                     "CORAL_COLONY_CA_FILE or CORAL_COLONY_CA")
+    try:
+        with open(cfg.colony.ca_file, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise config_mod.ConfigError(cfg._source, "colony.caFile",
+                                     f"cannot read {cfg.colony.ca_file}: {exc.strerror}") from None
+
+
 def default_state_dir() -> pathlib.Path:
     base = "/var/lib/coral" if os.geteuid() == 0 else str(pathlib.Path.home() / ".coral")
     return pathlib.Path(base) / "agent"
@@ -66,10 +82,7 @@ class Agent:
         return desired_services(self.discover(), self.cfg, node_name=self.node_name)
 
     def run(self) -> None:
-        if not self.cfg.colony.ca_file:
-            raise config_mod.ConfigError(self.cfg._source, "colony.caFile",
-                                         "the colony CA certificate file is required")
-        chan = session_mod.channel(self.cfg.colony.address, ca_file=self.cfg.colony.ca_file)
+        chan = session_mod.channel(self.cfg.colony.address, ca_pem=colony_ca(self.cfg))
         sess = session_mod.Session(
             stub=mesh_pb2_grpc.MeshStub(chan), agent_id=self.cfg.agent.id,
             colony_id=self.cfg.colony.id, secret=self.cfg.colony_secret(),

@@ -24,9 +24,8 @@ class Refused(Exception):
     """The colony refused the agent's credentials."""
 
 
-def channel(address: str, *, ca_file: str) -> grpc.Channel:
-    with open(ca_file, "rb") as handle:
-        creds = grpc.ssl_channel_credentials(root_certificates=handle.read())
+def channel(address: str, *, ca_pem: bytes) -> grpc.Channel:
+    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
     return grpc.secure_channel(address, creds, options=[
         ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_permit_without_calls", 1),
     ])

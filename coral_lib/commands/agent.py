@@ -10,7 +10,7 @@ import signal
 import grpc
 
 from coral_lib import config, convert
-from coral_lib.agent import context, local_server, modes
+from coral_lib.agent import context, local_server, modes, runner
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def start_command(args: argparse.Namespace) -> int:
         agent = modes.build(cfg, monitor_all=args.monitor_all,
                             state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
         cfg.colony_secret()  # fail now, clearly, rather than on the first registration
+        runner.colony_ca(cfg)
     except config.ConfigError as exc:
         return common.fail(str(exc), 2)
     except modes.ModeError as exc:

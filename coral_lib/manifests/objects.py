@@ -60,4 +60,5 @@ def colony_env(secret: str) -> list[dict[str, Any]]:
         secret_env("CORAL_COLONY_ADDRESS", secret, "address"),
         secret_env("CORAL_COLONY_SECRET", secret, "secret"),
         secret_env("CORAL_COLONY_ID", secret, "colony-id", optional=True),
+        secret_env("CORAL_COLONY_CA", secret, "ca.crt"),
     ]

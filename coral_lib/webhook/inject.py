@@ -27,7 +27,9 @@ _SECRET_KEYS = (
     ("CORAL_COLONY_ADDRESS", "address", False),
     ("CORAL_COLONY_SECRET", "secret", False),
     ("CORAL_COLONY_ID", "colony-id", True),
+    ("CORAL_COLONY_CA", "ca.crt", False),
 )
+CONTAINER_NAME_ENV = "CORAL_CONTAINER_NAME"  # tells the sidecar's /proc scan each app's name
 
 
 class InvalidPod(ValueError):
@@ -75,17 +77,34 @@ def inject(
     if not annotations.get(policy.DEFAULT_CONTAINER):
         new_annotations[policy.DEFAULT_CONTAINER] = app_names[0]
     agent = agent_container(
-        image=image, app_names=app_names, observe_only=observe_only, settings=settings
+        image=image, app_names=app_names, observe_only=observe_only, settings=settings,
+        default_container=str(annotations.get(policy.DEFAULT_CONTAINER) or app_names[0]),
     )
     return [
         *_annotation_ops(pod, new_annotations),
         *([] if spn == "unchanged" else [_add("/spec/shareProcessNamespace", True)]),
+        *_container_name_ops(spec),
         _agent_op(spec, agent, native=settings.native_sidecar),
     ]
 
 
+def _container_name_ops(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Give each app container its own name in its environment (no downward API field
+    carries a container's name), unless it already has one."""
+    ops = []
+    for index, container in enumerate(spec["containers"]):
+        entry = {"name": CONTAINER_NAME_ENV, "value": container["name"]}
+        env = container.get("env")
+        if not isinstance(env, list):
+            ops.append(_add(f"/spec/containers/{index}/env", [entry]))
+        elif not any(isinstance(e, Mapping) and e.get("name") == CONTAINER_NAME_ENV for e in env):
+            ops.append(_add(f"/spec/containers/{index}/env/-", entry))
+    return ops
+
+
 def agent_container(
-    *, image: str, app_names: list[str], observe_only: bool, settings: settings_mod.InjectSettings
+    *, image: str, app_names: list[str], observe_only: bool,
+    settings: settings_mod.InjectSettings, default_container: str = "",
 ) -> dict[str, Any]:
     """The agent container as data (native sidecar form when the cluster supports it)."""
     caps = [] if observe_only else ["SYS_PTRACE"]
@@ -95,7 +114,8 @@ def agent_container(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": list(COMMAND),
-        "env": _env(app_names, observe_only=observe_only, settings=settings),
+        "env": _env(app_names, observe_only=observe_only, settings=settings,
+                    default_container=default_container or app_names[0]),
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
@@ -108,7 +128,8 @@ def agent_container(
 
 
 def _env(
-    app_names: list[str], *, observe_only: bool, settings: settings_mod.InjectSettings
+    app_names: list[str], *, observe_only: bool, settings: settings_mod.InjectSettings,
+    default_container: str,
 ) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "CORAL_AGENT_MODE", "value": "sidecar"}]
     env += [
@@ -121,6 +142,7 @@ def _env(
             ref["optional"] = True
         env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
     env.append({"name": "CORAL_CONTAINER_NAMES", "value": ",".join(app_names)})
+    env.append({"name": "CORAL_DEFAULT_CONTAINER", "value": default_container})
     env.append({"name": "CORAL_OBSERVE_ONLY", "value": "true" if observe_only else "false"})
     return env
 

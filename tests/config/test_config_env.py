@@ -15,6 +15,8 @@ AGENT_CASES = [
     ("CORAL_COLONY_SECRET", "s3cret", lambda c: c.colony_secret(), "s3cret"),
     ("CORAL_COLONY_SECRET_FILE", "/x/secret", lambda c: c.colony.secret_file, "/x/secret"),
     ("CORAL_COLONY_CA_FILE", "/x/ca.pem", lambda c: c.colony.ca_file, "/x/ca.pem"),
+    ("CORAL_COLONY_CA", "-----BEGIN CERTIFICATE-----", lambda c: c.colony.ca,
+     "-----BEGIN CERTIFICATE-----"),
     ("CORAL_POLL_INTERVAL", "2m", lambda c: c.discovery.host.poll_interval, 120.0),
     ("CORAL_K8S_POLL_INTERVAL", "15s", lambda c: c.discovery.kubernetes.poll_interval, 15.0),
     ("CORAL_RESYNC_INTERVAL", "10m", lambda c: c.discovery.kubernetes.resync_interval, 600.0),
