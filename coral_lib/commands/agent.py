@@ -11,7 +11,7 @@ import grpc
 
 from coral_lib import config, convert
 from coral_lib.agent import context, local_server, modes, runner
-from coral_lib.commands import common
+from coral_lib.commands import agent_node, common
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--socket", default=None,
                        help="local agent API socket (default /run/coral/agent.sock as root)")
     start.set_defaults(func=start_command)
+    agent_node.register(verbs)
     status = verbs.add_parser("status", help="runtime context and capabilities of the agent")
     status.add_argument("--socket", default=None, help="the running agent's socket")
     status.add_argument("--config", default=None)
