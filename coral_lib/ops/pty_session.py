@@ -146,6 +146,11 @@ class PtySession:
 
     def close(self, *, grace: float = 1.0) -> int:
         """Hang up the terminal, kill what remains, and return the exit code."""
+        if self.eof and self.proc.poll() is None:
+            try:  # output ended: the command is exiting on its own; keep its exit code
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.send_signal(signal.SIGHUP)
             try:

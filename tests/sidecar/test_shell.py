@@ -105,3 +105,13 @@ def test_shell_from_a_sidecar_agent_inside_the_pod(shop_pod):
                                 "cat /srv/coral-marker; echo; stty size; exit 5\n")
     assert "cache\r\n33 99\r\n" in answer["output"]
     assert answer["exit_code"] == 5
+
+
+def test_close_after_end_of_output_keeps_the_exit_code(shop_pod):
+    """The agent's stream loop reads until EOF then closes: the code must survive that."""
+    for _ in range(5):
+        session = pty_session.PtySession.spawn(
+            ["sh", "-c", "echo bye; exit 9"], target_pid=shop_pod.containers["web"].host_pid)
+        while not session.eof:
+            session.read(0.1)
+        assert session.close() == 9
