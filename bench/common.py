@@ -1,0 +1,111 @@
+"""Shared helpers for the benchmarks: percentiles and the facts of the machine they ran on."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+
+PACKAGES = ("coral-lib", "grpcio", "protobuf", "ansible-core", "ansible", "kubernetes",
+            "pydantic", "psutil", "cryptography", "websockets", "hypothesis")
+
+
+def quick() -> bool:
+    """True when the runner was asked for a fast pass (`python -m bench --quick`)."""
+    return os.environ.get("BENCH_QUICK", "") == "1"
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of unsorted samples; nan when empty."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summary_ms(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
+    """median / p99 / max in milliseconds (and the count) of samples given in seconds."""
+    return {f"{prefix}_median_ms": round(percentile(seconds, 50) * 1000, 2),
+            f"{prefix}_p99_ms": round(percentile(seconds, 99) * 1000, 2),
+            f"{prefix}_max_ms": round(max(seconds) * 1000, 2) if seconds else math.nan,
+            f"{prefix}_samples": len(seconds)}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / (1 << 20), 1)
+    except OSError:
+        pass
+    return math.nan
+
+
+def _tool_version(argv: list[str]) -> str:
+    if not shutil.which(argv[0]):
+        return "not installed"
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) \
+        else "unknown"
+
+
+def _git_commit() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def machine() -> dict[str, object]:
+    """CPU model, cores, memory, kernel, OS: what a reader needs to compare figures."""
+    return {"cpu_model": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
+            "kernel": platform.release(), "os": _os_name(), "arch": platform.machine()}
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as fh:
+            for line in fh:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0], "git_commit": _git_commit()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found["containerd"] = _tool_version(["containerd", "--version"])
+    found["runc"] = _tool_version(["runc", "--version"])
+    return found
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
