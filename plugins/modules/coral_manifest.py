@@ -158,14 +158,14 @@ def setting_values(raw):
     pairs = []
     for key, value in raw.items():
         if key not in accepted:
-            raise ValueError("settings.%s is not a setting; expected one of %s"
-                             % (key, ", ".join(sorted(accepted))))
+            raise ValueError(f"settings.{key} is not a setting; expected one of "
+                             f"{', '.join(sorted(accepted))}")
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        pairs.append("%s=%s" % (key, text))
+        pairs.append(f"{key}={text}")
     try:
         return settings_mod.parse_sets(pairs)
     except settings_mod.ManifestError as exc:
-        raise ValueError(str(exc).replace("--set ", "settings: "))
+        raise ValueError(str(exc).replace("--set ", "settings: ")) from None
 
 
 def tls_material(params, values, check_mode):
@@ -176,8 +176,8 @@ def tls_material(params, values, check_mode):
         data = params["tls_secret"]
         missing = [key for key in TLS_KEYS if not data.get(key)]
         if missing:
-            raise ValueError("tls_secret lacks %s; expected the data of a kubernetes.io/tls "
-                             "Secret with %s" % (", ".join(missing), ", ".join(TLS_KEYS)))
+            raise ValueError(f"tls_secret lacks {', '.join(missing)}; expected the data of a "
+                             f"kubernetes.io/tls Secret with {', '.join(TLS_KEYS)}")
         pems = [base64.b64decode(data[key]) for key in TLS_KEYS]
         return certs.TLSMaterial(ca_pem=pems[0], cert_pem=pems[1], key_pem=pems[2]), False
     folder = params["tls_dir"]
@@ -193,7 +193,7 @@ def write_if_changed(path, text, check_mode):
         with open(path) as handle:
             if handle.read() == text:
                 return False
-    except (IOError, OSError):
+    except OSError:
         pass
     if check_mode:
         return True
@@ -221,15 +221,15 @@ def main():
         tls, generated = tls_material(params, values, module.check_mode)
         objects = manifests.render(params["mode"], settings_mod.build(values, tls=tls))
     except (ValueError, OSError) as exc:  # ManifestError is a ValueError
-        module.fail_json(msg="coral_manifest mode=%s: %s" % (params["mode"], exc))
+        module.fail_json(msg=f"coral_manifest mode={params['mode']}: {exc}")
     result = dict(changed=generated, objects=objects, tls_generated=generated)
     if params["dest"]:
         text = manifests_cmd.dumps(objects, output="yaml")
         try:
             result["changed"] = write_if_changed(params["dest"], text, module.check_mode) \
                 or generated
-        except (IOError, OSError) as exc:
-            module.fail_json(msg="cannot write dest %s: %s" % (params["dest"], exc))
+        except OSError as exc:
+            module.fail_json(msg=f"cannot write dest {params['dest']}: {exc}")
         result["dest"] = params["dest"]
     module.exit_json(**result)
 
