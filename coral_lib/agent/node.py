@@ -140,7 +140,7 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     watcher = kubernetes.PodWatcher(
         api or kubernetes.api_from(kubeconfig=opts.kubeconfig), node_name=node_name,
         resync_interval=k8s.resync_interval)
-    resolver = exec_resolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
+    resolver = ExecResolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
     return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
                      state_dir=state_dir,
                      handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name),
@@ -153,7 +153,7 @@ def _cri_socket(given: str | None) -> str:
     return next((p for p in cri.default_socket_paths() if cri.probe(p)), "")
 
 
-class exec_resolver:  # noqa: N801 - a callable, named for what it is used as
+class ExecResolver:
     """Resolver: CRI ExecSync when a CRI socket answered at start, else nsenter via /proc."""
 
     def __init__(self, watcher: kubernetes.PodWatcher, *, cri_socket: str,
