@@ -12,7 +12,7 @@ module: coral_exec
 short_description: Run a command on the services and agents registered in a Coral colony
 version_added: 0.1.0
 author:
-  - Coral maintainers
+  - Coral maintainers (@coral-maintainers)
 description:
   - Asks the colony to run one command on every selected target (an agent and, where the
     target was chosen by service, that service) and returns one result per target.

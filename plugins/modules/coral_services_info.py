@@ -12,7 +12,7 @@ module: coral_services_info
 short_description: List the services and agents registered in a Coral colony
 version_added: 0.1.0
 author:
-  - Coral maintainers
+  - Coral maintainers (@coral-maintainers)
 description:
   - Reads the colony registry; every filter given must match.
   - Each service says where its fields came from (provenance C(explicit), C(discovered)
