@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES = (
-    "colony", "agent", "operator", "shell", "daemon", "webhook", "manifests",
+    "colony", "agent", "operator", "shell", "daemon", "webhook", "manifests", "approve",
+    "tap", "trace", "policy",
 )
 
 

@@ -37,6 +37,23 @@ class InvalidRequest(CoralError):
     pass
 
 
+class RateLimited(CoralError):
+    """Over the colony's rate limit; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ApprovalPending(CoralError):
+    """The operation waits for another identity's approval (`coral approve ID`)."""
+
+    def __init__(self, approval_id: str, *, expires_at: float = 0.0, reason: str = "") -> None:
+        super().__init__(f"waiting for approval {approval_id} (coral approve {approval_id})"
+                         + (f": {reason}" if reason else ""))
+        self.approval_id, self.expires_at = approval_id, expires_at
+
+
 @dataclasses.dataclass(frozen=True)
 class Targeting:
     service: str | None = None
@@ -82,6 +99,15 @@ def _errors(address: str):
             return NoTargets(details)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return InvalidRequest(details)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            trailers = dict(exc.trailing_metadata() or ())
+            try:
+                retry = float(trailers.get("retry-after", 0))
+            except ValueError:
+                retry = 0.0
+            return RateLimited(details, retry_after=retry)
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return CoralError(details)
         return CoralError(f"colony at {address}: {code.name}: {details}")
 
     return translate
@@ -137,17 +163,26 @@ class Client:
     def exec(self, targeting: Targeting, *, argv: list[str], shell: bool = False,
              timeout: float = 30.0, max_output: int = 0, max_concurrency: int = 0,
              stop_on_failure_percentage: float = 0.0,
-             on_result: Callable[[dict], None] | None = None) -> ExecOutcome:
+             on_result: Callable[[dict], None] | None = None, approval_id: str = "",
+             wait_for_approval: bool = True, approval_timeout: float = 3600.0,
+             on_pending: Callable[[ApprovalPending], None] | None = None) -> ExecOutcome:
+        """Run argv on every target. When the colony holds it for approval: on_pending is
+        called and the call waits (up to approval_timeout), or with wait_for_approval=False
+        raises ApprovalPending; redeem an approved id later with approval_id."""
         request = colony_pb2.OperateRequest(
             targeting=targeting.to_proto(), max_concurrency=max_concurrency,
             stop_on_failure_percentage=stop_on_failure_percentage,
             exec=agent_pb2.ExecRequest(argv=argv, shell=shell, timeout_seconds=timeout,
                                        max_output_bytes=max_output),
+            approval_id=approval_id, no_wait=not wait_for_approval,
         )
         outcome = ExecOutcome(results=[], audit_ids=[])
-        for event in self._stream("Operate", request, timeout=timeout + 60):
+        wait = approval_timeout if wait_for_approval else 0.0
+        for event in self._stream("Operate", request, timeout=timeout + 60 + wait):
             kind = event.WhichOneof("event")
-            if kind == "result":
+            if kind == "pending":
+                _pending(event.pending, wait=wait_for_approval, on_pending=on_pending)
+            elif kind == "result":
                 row = _result_dict(event.result)
                 outcome.results.append(row)
                 if on_result:
@@ -184,15 +219,115 @@ class Client:
 
     def audit(self, *, kind: str | None = None, requester: str | None = None,
               agent: str | None = None, since: float | None = None,
-              limit: int = 1000) -> list[dict]:
+              limit: int = 1000, op_id: str | None = None, tail: bool = False) -> list[dict]:
         reply = self._call("ListAudit", colony_pb2.ListAuditRequest(
             kind=kind or "", requester=requester or "", agent_id=agent or "",
-            since=since or 0.0, limit=limit))
-        return [{"id": r.id, "ts": r.ts, "kind": r.kind, "prev_hash": r.prev_hash,
-                 "hash": r.hash, **json.loads(r.fields_json)} for r in reply.records]
+            since=since or 0.0, limit=limit, op_id=op_id or "", tail=tail))
+        return [_audit_dict(r) for r in reply.records]
 
     def verify_audit(self) -> dict:
         return convert.to_dict(self._call("VerifyAudit", colony_pb2.VerifyAuditRequest()))
+
+    def audit_records(self, *, kind: str | None = None, requester: str | None = None,
+                      agent: str | None = None, op_id: str | None = None,
+                      since: float | None = None, page: int = 1000) -> Iterator[dict]:
+        """Every matching record, oldest first, fetched a page at a time (for export)."""
+        after = 0
+        while True:
+            reply = self._call("ListAudit", colony_pb2.ListAuditRequest(
+                kind=kind or "", requester=requester or "", agent_id=agent or "",
+                op_id=op_id or "", since=since or 0.0, limit=page, after_id=after))
+            for r in reply.records:
+                yield _audit_dict(r)
+            if len(reply.records) < page:
+                return
+            after = reply.records[-1].id
+
+    # -- approvals --------------------------------------------------------------------------
+
+    def approve(self, approval_id: str) -> dict:
+        return _approval_dict(self._call("Decide", colony_pb2.ApprovalDecision(
+            approval_id=approval_id, approve=True)))
+
+    def deny(self, approval_id: str) -> dict:
+        return _approval_dict(self._call("Decide", colony_pb2.ApprovalDecision(
+            approval_id=approval_id, approve=False)))
+
+    def approval(self, approval_id: str) -> dict:
+        return _approval_dict(self._call("GetApproval", colony_pb2.ApprovalRequest(
+            approval_id=approval_id)))
+
+    def approvals(self) -> list[dict]:
+        reply = self._call("ListApprovals", colony_pb2.ListApprovalsRequest())
+        return [_approval_dict(a) for a in reply.approvals]
+
+    # -- streamed operations ----------------------------------------------------------------
+
+    def tap(self, targeting: Targeting, *, filter_expr: str = "", duration: float = 10.0,
+            max_packets: int = 1000, max_bytes: int = 10 << 20, headers_only: bool = False,
+            approval_id: str = "", wait_for_approval: bool = True,
+            on_pending: Callable[[ApprovalPending], None] | None = None,
+            approval_timeout: float = 3600.0) -> Iterator[tuple[str, object]]:
+        """Capture on every target. Yields ("targets", [target dicts]) first, then
+        (target key, TapEvent) per packet/summary/error; see tap_key()."""
+        request = colony_pb2.TapOperateRequest(
+            targeting=targeting.to_proto(), approval_id=approval_id,
+            no_wait=not wait_for_approval, tap=agent_pb2.TapRequest(
+                filter=filter_expr, duration_seconds=duration, max_packets=max_packets,
+                max_bytes=max_bytes, headers_only=headers_only))
+        wait = approval_timeout if wait_for_approval else 0.0
+        yield from self._streamed("Tap", request, timeout=duration + 90 + wait,
+                                  wait=wait_for_approval, on_pending=on_pending)
+
+    def trace(self, targeting: Targeting, *, kind: str, duration: float = 10.0,
+              max_events: int = 10000, approval_id: str = "", wait_for_approval: bool = True,
+              on_pending: Callable[[ApprovalPending], None] | None = None,
+              approval_timeout: float = 3600.0) -> Iterator[tuple[str, object]]:
+        """Trace exec or connect events on every target; the same shape as tap()."""
+        request = colony_pb2.TraceOperateRequest(
+            targeting=targeting.to_proto(), approval_id=approval_id,
+            no_wait=not wait_for_approval, trace=agent_pb2.TraceRequest(
+                kind=kind, duration_seconds=duration, max_events=max_events))
+        wait = approval_timeout if wait_for_approval else 0.0
+        yield from self._streamed("Trace", request, timeout=duration + 240 + wait,
+                                  wait=wait_for_approval, on_pending=on_pending)
+
+    def _streamed(self, method: str, request, *, timeout: float, wait: bool,
+                  on_pending) -> Iterator[tuple[str, object]]:
+        for event in self._stream(method, request, timeout=timeout):
+            if event.HasField("pending"):
+                _pending(event.pending, wait=wait, on_pending=on_pending)
+            elif event.HasField("targets"):
+                yield "targets", [convert.to_dict(t) for t in event.targets.targets]
+            else:
+                yield tap_key(convert.to_dict(event.target)), event.event
+
+
+def tap_key(target: dict) -> str:
+    """One name per target: the agent, then the pod (and container) when there is one."""
+    parts = [target.get("agent_id", ""), target.get("pod", ""), target.get("container", "")]
+    return "-".join(p for p in parts if p)
+
+
+def _pending(pending: colony_pb2.PendingApproval, *, wait: bool, on_pending) -> None:
+    info = ApprovalPending(pending.approval_id, expires_at=pending.expires_at,
+                           reason=pending.reason)
+    if on_pending:
+        on_pending(info)
+    if not wait:
+        raise info
+
+
+def _audit_dict(r: colony_pb2.AuditRecord) -> dict:
+    return {"id": r.id, "ts": r.ts, "kind": r.kind, "prev_hash": r.prev_hash,
+            "hash": r.hash, **json.loads(r.fields_json)}
+
+
+def _approval_dict(record: colony_pb2.ApprovalRecord) -> dict:
+    return {"approval_id": record.approval_id, "requester": record.requester,
+            "verb": record.verb, "target": record.target, "command": record.command,
+            "state": record.state, "decided_by": record.decided_by,
+            "expires_at": record.expires_at, "created_at": record.created_at}
 
 
 def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.0,

@@ -290,6 +290,10 @@ class ColonySettings(_Model):
     unhealthy_after: Duration = 90.0
     tokens_file: str = ""
     observe_only: bool = False
+    observe_only_agents: tuple[str, ...] = ()
+    policy_file: str = ""  # RBAC + rate limits + approvals (coral_lib/colony/policy.py)
+    rate_limits: dict[str, str] = pydantic.Field(default_factory=dict)
+    approval_ttl: Duration = 900.0
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.field_validator("unhealthy_after")

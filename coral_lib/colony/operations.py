@@ -1,4 +1,4 @@
-"""Fan-out of one exec to many targets: authorize, audit, run on each agent's link, collect."""
+"""Fan-out of one exec to the targets the gate admitted: audit, run on each link, collect."""
 
 from __future__ import annotations
 
@@ -8,29 +8,15 @@ import logging
 import shlex
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
-from coral_lib.colony import auth, links, registry
+from coral_lib.colony import auth, links, policy, registry
 
 log = logging.getLogger(__name__)
 LINK_MARGIN = 10.0  # seconds beyond the command's timeout before the colony gives up on an agent
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    rule: str = ""
-    reason: str = ""
-
-
-Authorize = Callable[[auth.Identity, str, colony_pb2.Target], Verdict]
-
-
-def allow_all(identity: auth.Identity, verb: str, target: colony_pb2.Target) -> Verdict:
-    return Verdict(True, rule="embedded-default", reason="no policy file: every operator allowed")
 
 
 @dataclasses.dataclass
@@ -38,20 +24,24 @@ class FanOut:
     registry: registry.Registry
     audit: audit_mod.AuditLog
     links: links.Links
-    authorize: Authorize = allow_all
 
     def run(
         self, *, identity: auth.Identity, request: colony_pb2.OperateRequest,
-        targets: list[colony_pb2.Target],
+        targets: list[colony_pb2.Target], admission: policy.Admission,
     ) -> Iterator[colony_pb2.OperateEvent]:
-        """Yield one result event per target as each finishes, then a summary."""
+        """Yield one result event per target as each finishes, then a summary. Targets the
+        gate refused are reported first, as refused, and never run."""
         op_id = uuid.uuid4().hex[:16]
         yield colony_pb2.OperateEvent(targets=colony_pb2.ResolveResponse(targets=targets))
-        workers = max(1, min(request.max_concurrency or 64, len(targets)))
-        results: list[colony_pb2.TargetResult] = []
+        results = [_refused(t, audit_id, reason) for t, audit_id, reason in admission.refused]
+        for result in results:
+            yield colony_pb2.OperateEvent(result=result)
+        allowed = admission.allowed
+        workers = max(1, min(request.max_concurrency or 64, len(allowed) or 1))
         stop_pct = request.stop_on_failure_percentage
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fanout") as pool:
-            futures = {pool.submit(self._one, op_id, identity, request, t): t for t in targets}
+            futures = {pool.submit(self._one, op_id, identity, request, t, rule,
+                                   admission.approval_id): t for t, rule in allowed}
             for future in concurrent.futures.as_completed(futures):
                 result = _skipped(futures[future]) if future.cancelled() else future.result()
                 results.append(result)
@@ -63,32 +53,32 @@ class FanOut:
         yield colony_pb2.OperateEvent(summary=_summary(op_id, targets, results))
 
     def _one(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
-             target: colony_pb2.Target) -> colony_pb2.TargetResult:
+             target: colony_pb2.Target, rule: str, approval_id: str) -> colony_pb2.TargetResult:
         command = shlex.join(request.exec.argv)
         verb = request.verb or "exec"
-        verdict = self.authorize(identity, verb, target)
-        if not verdict.allowed:
-            audit_id = self.audit.refused(
-                requester=identity.name, verb=verb, target=_describe(target), command=command,
-                reason=verdict.reason, rule=verdict.rule,
-            )
-            return _refused(target, audit_id, verdict.reason)
         agent = self.registry.get_agent(target.agent_id)
         runtime = agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown"
-        audit_id = self.audit.started(
-            op_id=f"{op_id}/{target.agent_id}/{target.pod}/{target.container}",
-            requester=identity.name, verb=verb, agent_id=target.agent_id, runtime=runtime,
-            service=target.service, namespace=target.namespace, pod=target.pod,
-            provenance="", command=command, approval_id=request.approval_id,
-            decision_rule=verdict.rule,
-        )
+        key = f"{op_id}/{target.agent_id}/{target.pod}/{target.container}"
+        try:
+            audit_id = self.audit.started(
+                op_id=key, requester=identity.name, verb=verb, agent_id=target.agent_id,
+                runtime=runtime, service=target.service, namespace=target.namespace,
+                pod=target.pod, provenance="", command=command, approval_id=approval_id,
+                decision_rule=rule,
+            )
+        except audit_mod.AuditError as exc:
+            log.error("%s on %s not run: %s", verb, target.agent_id, exc)
+            return _refused(target, 0, f"not run because it could not be audited: {exc}")
         result = self._execute(request.exec, target)
         status = _status(result)
-        self.audit.finished(
-            op_id=f"{op_id}/{target.agent_id}/{target.pod}/{target.container}", status=status,
-            exit_code=result.exit_code, duration=result.duration_seconds,
-            bytes_out=len(result.stdout) + len(result.stderr), error=result.error,
-        )
+        try:
+            self.audit.finished(
+                op_id=key, status=status, exit_code=result.exit_code,
+                duration=result.duration_seconds,
+                bytes_out=len(result.stdout) + len(result.stderr), error=result.error,
+            )
+        except audit_mod.AuditError as exc:  # it ran; restart marks the record interrupted
+            log.error("audit end record of %s lost: %s", key, exc)
         return colony_pb2.TargetResult(target=target, result=result, audit_id=audit_id,
                                        status=status)
 
@@ -133,11 +123,6 @@ def _refused(target: colony_pb2.Target, audit_id: int, reason: str) -> colony_pb
         target=target, audit_id=audit_id, status="refused",
         result=agent_pb2.ExecResult(exit_code=-1, error=f"refused: {reason}"),
     )
-
-
-def _describe(target: colony_pb2.Target) -> str:
-    where = "/".join(p for p in (target.namespace, target.pod, target.container) if p)
-    return f"{target.agent_id}:{where}" if where else target.agent_id
 
 
 def _summary(op_id: str, targets, results) -> colony_pb2.OperateSummary:

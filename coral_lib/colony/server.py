@@ -6,6 +6,7 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import shlex
 import threading
 import time
 
@@ -15,8 +16,19 @@ from coral_lib import convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from coral_lib.colony import approvals as approvals_mod
 from coral_lib.colony import audit as audit_mod
-from coral_lib.colony import auth, links, operations, pki, registry, routing, secrets
+from coral_lib.colony import (
+    auth,
+    links,
+    operations,
+    pki,
+    policy,
+    registry,
+    routing,
+    secrets,
+    tap_relay,
+)
 from coral_lib.colony import shell as shell_mod
 
 log = logging.getLogger(__name__)
@@ -33,27 +45,34 @@ class ColonyState:
     audit: audit_mod.AuditLog
     links: links.Links
     tokens: auth.TokenBook
+    approvals: approvals_mod.ApprovalStore
+    gate: policy.Gate
     heartbeat_interval: float = 10.0
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
-    authorize: operations.Authorize = operations.allow_all
 
     def close(self) -> None:
         self.links.close_all()
         self.registry.close()
+        self.approvals.close()
         self.audit.close()
 
 
 def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
                tokens_file: str = "", heartbeat_interval: float = 10.0,
-               degraded_after: float = 30.0, unhealthy_after: float = 90.0) -> ColonyState:
+               degraded_after: float = 30.0, unhealthy_after: float = 90.0,
+               settings: policy.Settings | None = None) -> ColonyState:
+    """Open the data directory's stores; `settings` None is the embedded default policy."""
     files = pki.ensure(data_dir)
+    reg, audit = registry.Registry(files.registry_db), audit_mod.AuditLog(files.audit_db)
+    approvals = approvals_mod.ApprovalStore(files.approvals_db)
+    gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
+                       approvals=approvals, registry=reg)
     state = ColonyState(
         colony_id=colony_id or files.colony_id.read_text().strip(),
         colony_secret=colony_secret or files.colony_secret.read_text().strip(),
-        files=files, registry=registry.Registry(files.registry_db),
-        audit=audit_mod.AuditLog(files.audit_db), links=links.Links(),
-        tokens=auth.TokenBook(tokens_file or files.tokens),
+        files=files, registry=reg, audit=audit, links=links.Links(),
+        tokens=auth.TokenBook(tokens_file or files.tokens), approvals=approvals, gate=gate,
         heartbeat_interval=heartbeat_interval, degraded_after=degraded_after,
         unhealthy_after=unhealthy_after,
     )
@@ -172,18 +191,32 @@ def _legacy_service(request: mesh_pb2.RegisterRequest) -> list[mesh_pb2.ServiceI
 class ColonyServicer(colony_pb2_grpc.ColonyServicer):
     def __init__(self, state: ColonyState) -> None:
         self.state = state
+        self.gate = state.gate
         self.fanout = operations.FanOut(registry=state.registry, audit=state.audit,
-                                        links=state.links, authorize=state.authorize)
+                                        links=state.links)
+        self.streams = tap_relay.Relay(registry=state.registry, audit=state.audit,
+                                       links=state.links, gate=state.gate)
 
     def _who(self, context) -> auth.Identity:
         return auth.operator(context, self.state.tokens)
+
+    def _reader(self, context, what: str) -> auth.Identity:
+        """The caller, when the policy lets them read; else abort PERMISSION_DENIED."""
+        who = self._who(context)
+        try:
+            self.gate.check_read(who, what)
+        except policy.Refused as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"read refused: {exc}")
+        return who
 
     def WhoAmI(self, request, context):
         who = self._who(context)
         return colony_pb2.WhoAmIResponse(identity=who.name, groups=list(who.groups))
 
     def ListAgents(self, request, context):
-        self._who(context)
+        self._reader(context, "agents")
         now, counts = time.time(), self.state.registry.service_counts()
         connected = self.state.links.connected()
         return colony_pb2.ListAgentsResponse(agents=[
@@ -200,7 +233,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         ])
 
     def ListServices(self, request, context):
-        self._who(context)
+        self._reader(context, "services")
         flt = registry.ServiceFilter(
             name=request.name, labels=dict(request.labels), provenance=request.provenance,
             agent=request.agent, node=request.node, namespace=request.namespace,
@@ -221,15 +254,31 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             raise
 
     def ResolveTargets(self, request, context):
-        self._who(context)
+        self._reader(context, "targets")
         return colony_pb2.ResolveResponse(targets=self._resolve(request, context))
+
+    def _admit(self, context, wrap, **request):
+        """Run the gate; pending approvals go out through `wrap`; refusals abort the RPC."""
+        try:
+            return (yield from _translated(
+                self.gate.admit(is_active=context.is_active, **request), wrap))
+        except policy.Refused as exc:
+            _abort(context, exc)
+        except (audit_mod.AuditError, approvals_mod.ApprovalError) as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not run: {exc}")
 
     def Operate(self, request, context):
         who = self._who(context)
         if not request.exec.argv:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec.argv is empty: give a command")
         targets = self._resolve(request.targeting, context)
-        yield from self.fanout.run(identity=who, request=request, targets=targets)
+        admission = yield from self._admit(
+            context, lambda p: colony_pb2.OperateEvent(pending=p), identity=who,
+            verb=request.verb or "exec", targets=targets, command=shlex.join(request.exec.argv),
+            approval_id=request.approval_id, no_wait=request.no_wait)
+        if admission is not None:
+            yield from self.fanout.run(identity=who, request=request, targets=targets,
+                                       admission=admission)
 
     def Shell(self, request_iterator, context):
         who = self._who(context)
@@ -245,38 +294,119 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"a shell needs exactly one target; {len(targets)} matched: {names}")
         target = targets[0]
-        verdict = self.state.authorize(who, "shell", target)
-        if not verdict.allowed:
-            self.state.audit.refused(requester=who.name, verb="shell", target=target.agent_id,
-                                     command="", reason=verdict.reason, rule=verdict.rule)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"shell refused: {verdict.reason}")
+        admission = yield from self._admit(
+            context, _pending_text, identity=who, verb="shell", targets=targets,
+            command=shlex.join(first.input.start.argv) or "/bin/sh")
         link = self.state.links.get(target.agent_id)
         if link is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {target.agent_id} is not connected")
         agent = self.state.registry.get_agent(target.agent_id)
         yield from shell_mod.relay(
             identity=who, target=target, first=first, frames=request_iterator, link=link,
-            audit=self.state.audit, rule=verdict.rule, is_active=context.is_active,
+            audit=self.state.audit, rule=admission.allowed[0][1], is_active=context.is_active,
+            approval_id=admission.approval_id,
             runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
         )
 
+    def Tap(self, request, context):
+        who = self._who(context)
+        targets = self._resolve(request.targeting, context)
+        admission = yield from self._admit(
+            context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb="tap",
+            targets=targets, command=tap_relay.tap_command(request.tap),
+            approval_id=request.approval_id, no_wait=request.no_wait)
+        if admission is not None:
+            yield from self.streams.tap(identity=who, request=request, targets=targets,
+                                        admission=admission, is_active=context.is_active)
+
+    def Trace(self, request, context):
+        who = self._who(context)
+        targets = self._resolve(request.targeting, context)
+        admission = yield from self._admit(
+            context, lambda p: colony_pb2.TraceOperateEvent(pending=p), identity=who,
+            verb="trace", targets=targets, command=tap_relay.trace_command(request.trace),
+            approval_id=request.approval_id, no_wait=request.no_wait)
+        if admission is not None:
+            yield from self.streams.trace(identity=who, request=request, targets=targets,
+                                          admission=admission, is_active=context.is_active)
+
     def ListAudit(self, request, context):
-        self._who(context)
-        rows = self.state.audit.list(
-            kind=request.kind or None, requester=request.requester or None,
-            agent_id=request.agent_id or None, op_id=request.op_id or None,
-            since=request.since or None, limit=request.limit or 1000,
-        )
+        self._reader(context, "audit")
+        try:
+            rows = self.state.audit.list(
+                kind=request.kind or None, requester=request.requester or None,
+                agent_id=request.agent_id or None, op_id=request.op_id or None,
+                since=request.since or None, limit=request.limit or 1000,
+                after_id=request.after_id or None, tail=request.tail,
+            )
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return colony_pb2.ListAuditResponse(records=[_audit_record(r) for r in rows])
 
     def VerifyAudit(self, request, context):
-        self._who(context)
-        result = self.state.audit.verify()
+        self._reader(context, "audit")
+        try:
+            result = self.state.audit.verify()
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return colony_pb2.VerifyAuditResponse(
             ok=result.ok, checked=result.checked, first_bad_id=result.first_bad_id or 0,
             reason=result.reason,
         )
 
+    def Decide(self, request, context):
+        who = self._who(context)
+        try:
+            record = self.gate.decide_approval(who, request.approval_id, approve=request.approve)
+        except policy.Refused as exc:
+            _abort(context, exc)
+        except approvals_mod.ApprovalError as exc:
+            _abort_approval(context, exc)
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"decision not recorded: {exc}")
+        return policy.approval_record(record)
+
+    def GetApproval(self, request, context):
+        self._reader(context, "approvals")
+        try:
+            return policy.approval_record(self.state.approvals.get(request.approval_id))
+        except approvals_mod.ApprovalError as exc:
+            _abort_approval(context, exc)
+
+    def ListApprovals(self, request, context):
+        self._reader(context, "approvals")
+        return colony_pb2.ListApprovalsResponse(
+            approvals=[policy.approval_record(a) for a in self.state.approvals.pending()])
+
+
+def _translated(gen, wrap):
+    """Re-yield a generator's items through `wrap` and return its return value."""
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield wrap(item)
+
+
+def _pending_text(pending: colony_pb2.PendingApproval) -> agent_pb2.ShellOutput:
+    text = (f"coral: waiting for approval {pending.approval_id} "
+            f"(coral approve {pending.approval_id})\r\n")
+    return agent_pb2.ShellOutput(data=text.encode())
+
+
+def _abort(context, exc: policy.Refused) -> None:
+    if exc.retry_after:
+        context.set_trailing_metadata((("retry-after", f"{exc.retry_after:.1f}"),))
+    context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+
+
+def _abort_approval(context, exc: approvals_mod.ApprovalError) -> None:
+    text = str(exc)
+    code = (grpc.StatusCode.NOT_FOUND if text.startswith("unknown approval")
+            else grpc.StatusCode.PERMISSION_DENIED if "own request" in text
+            else grpc.StatusCode.FAILED_PRECONDITION)
+    context.abort(code, text)
 
 _AUDIT_META = ("id", "ts", "kind", "prev_hash", "hash")
 
@@ -292,7 +422,11 @@ def _audit_record(row: dict) -> colony_pb2.AuditRecord:
 class ColonyServer:
     """A running colony: start() binds and serves in background threads; stop() ends it."""
 
-    def __init__(self, state: ColonyState, *, listen: str, max_workers: int = 512) -> None:
+    def __init__(self, state: ColonyState, *, listen: str, max_workers: int = 512,
+                 mtls_listen: str = "") -> None:
+        """listen: TLS for agents and token operators. mtls_listen: a second port that
+        requires a client certificate signed by the colony CA (identity = its CN); gRPC
+        Python cannot ask for an optional client certificate on one port."""
         self.state, self.listen = state, listen
         self._server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
@@ -309,6 +443,14 @@ class ColonyServer:
         self.port = self._server.add_secure_port(listen, creds)
         if not self.port:
             raise OSError(f"cannot listen on {listen}: address in use or not available")
+        self.mtls_port = 0
+        if mtls_listen:
+            mtls = grpc.ssl_server_credentials(
+                [(state.files.server_key.read_bytes(), state.files.server_cert.read_bytes())],
+                root_certificates=state.files.ca_cert.read_bytes(), require_client_auth=True)
+            self.mtls_port = self._server.add_secure_port(mtls_listen, mtls)
+            if not self.mtls_port:
+                raise OSError(f"cannot listen on {mtls_listen}: address in use or not available")
 
     def start(self) -> ColonyServer:
         self._server.start()

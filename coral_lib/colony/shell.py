@@ -16,8 +16,8 @@ from coral_lib.colony import auth, links
 
 def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_pb2.ShellFrame,
           frames: Iterator[colony_pb2.ShellFrame], link: links.AgentLink,
-          audit: audit_mod.AuditLog, runtime: str, rule: str,
-          is_active) -> Iterator[agent_pb2.ShellOutput]:
+          audit: audit_mod.AuditLog, runtime: str, rule: str, is_active,
+          approval_id: str = "") -> Iterator[agent_pb2.ShellOutput]:
     """Start the shell on the agent, pump operator input to it, yield its output."""
     start = agent_pb2.ShellStart()
     start.CopyFrom(first.input.start)
@@ -25,9 +25,15 @@ def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_p
     start.target.container_name = target.container
     op_key = f"shell-{uuid.uuid4().hex[:12]}"
     command = shlex.join(start.argv) or "/bin/sh"
-    audit.started(op_id=op_key, requester=identity.name, verb="shell", agent_id=target.agent_id,
-                  runtime=runtime, service=target.service, namespace=target.namespace,
-                  pod=target.pod, provenance="", command=command, decision_rule=rule)
+    try:
+        audit.started(op_id=op_key, requester=identity.name, verb="shell",
+                      agent_id=target.agent_id, runtime=runtime, service=target.service,
+                      namespace=target.namespace, pod=target.pod, provenance="",
+                      command=command, decision_rule=rule, approval_id=approval_id)
+    except audit_mod.AuditError as exc:
+        yield agent_pb2.ShellOutput(error=f"shell not started because it could not be "
+                                          f"audited: {exc}")
+        return
     op, began, sent, code, error = link.open(), time.monotonic(), 0, None, ""
     try:
         op.send(shell=agent_pb2.ShellInput(start=start))

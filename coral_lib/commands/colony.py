@@ -8,7 +8,7 @@ import signal
 import threading
 
 from coral_lib import config
-from coral_lib.colony import pki, server
+from coral_lib.colony import pki, policy, rbac, server
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -24,13 +24,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--data-dir", default=None)
     start.add_argument("--listen", default=None, help="host:port (default 127.0.0.1:9443)")
     start.add_argument("--config", default=None, help="colony settings YAML")
+    start.add_argument("--policy", default=None,
+                       help="RBAC/approval/rate-limit policy YAML (config policyFile); "
+                            "without one only the admin identity may do anything")
+    start.add_argument("--mtls-listen", default="",
+                       help="host:port that requires client certificates (identity = CN)")
+    start.add_argument("--observe-only", action="store_true", default=None,
+                       help="refuse exec/shell/tap/trace on every agent; reads still work")
     start.set_defaults(func=start_command)
+    token = verbs.add_parser("token", help="operator tokens (tokens.json in the data dir)")
+    token_verbs = token.add_subparsers(dest="token_command", metavar="VERB")
+    add = token_verbs.add_parser("add", help="add or replace an identity's token; prints it")
+    add.add_argument("--data-dir", default=None)
+    add.add_argument("--config", default=None)
+    add.add_argument("--identity", required=True)
+    add.add_argument("--group", action="append", default=[], help="repeatable")
+    add.set_defaults(func=token_add_command)
 
 
 def _settings(args: argparse.Namespace) -> config.ColonySettings:
     settings = config.load_colony_config(getattr(args, "config", None))
     updates = {k: v for k, v in (("data_dir", args.data_dir),
-                                 ("listen", getattr(args, "listen", None))) if v}
+                                 ("listen", getattr(args, "listen", None)),
+                                 ("policy_file", getattr(args, "policy", None)),
+                                 ("observe_only", getattr(args, "observe_only", None))) if v}
     return settings.model_copy(update=updates)
 
 
@@ -55,13 +72,18 @@ def start_command(args: argparse.Namespace) -> int:
             colony_secret=secret, tokens_file=settings.tokens_file,
             heartbeat_interval=settings.heartbeat_interval,
             degraded_after=settings.degraded_after, unhealthy_after=settings.unhealthy_after,
+            settings=policy.load_settings(
+                settings.policy_file or None, observe_only=settings.observe_only,
+                observe_only_agents=settings.observe_only_agents,
+                rate_limits=settings.rate_limits, approval_ttl=settings.approval_ttl),
         )
-    except config.ConfigError as exc:
+    except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
     except (OSError, ValueError) as exc:
         return common.fail(f"colony cannot start: {exc}")
     try:
-        colony = server.ColonyServer(state, listen=settings.listen).start()
+        colony = server.ColonyServer(state, listen=settings.listen,
+                                     mtls_listen=args.mtls_listen).start()
     except (OSError, RuntimeError) as exc:
         state.close()
         return common.fail(f"colony cannot listen on {settings.listen}: {exc}")
@@ -71,4 +93,19 @@ def start_command(args: argparse.Namespace) -> int:
     stopping.wait()
     log.info("colony stopping")
     colony.stop()
+    return 0
+
+
+def token_add_command(args: argparse.Namespace) -> int:
+    """Restart the colony (or start it) to load the new token."""
+    try:
+        settings = _settings(args)
+        files = pki.ensure(settings.data_dir)
+        token = policy.add_token(settings.tokens_file or files.tokens,
+                                 identity=args.identity, groups=args.group)
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    except (OSError, ValueError) as exc:
+        return common.fail(f"cannot add the token: {exc}")
+    print(token)
     return 0

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from coral_lib import client, selection
-from coral_lib.commands import common
+from coral_lib.colony import audit
+from coral_lib.commands import approve, common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     exe.add_argument("--timeout", type=float, default=30.0, help="seconds per target")
     exe.add_argument("--shell", action="store_true", help="run the command through /bin/sh -c")
     exe.add_argument("--max-concurrency", type=int, default=0)
+    exe.add_argument("--approval-id", default="", help="run what this approved request allowed")
+    exe.add_argument("--no-wait", action="store_true",
+                     help="when approval is needed, print its id and exit 3 instead of waiting")
     _output_arg(exe)
     common.add_connection_args(exe)
     exe.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
@@ -44,10 +48,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--kind", default=None)
     listing.add_argument("--requester", default=None)
     listing.add_argument("--agent", default=None)
+    listing.add_argument("--op-id", default=None)
+    listing.add_argument("--since", type=float, default=None, help="unix time")
     listing.add_argument("--limit", type=int, default=1000)
+    listing.add_argument("--tail", action="store_true", help="the newest --limit records")
     _output_arg(listing)
     common.add_connection_args(listing)
     listing.set_defaults(func=audit_list_command)
+    export = verbs.add_parser("export", help="every matching record as JSON lines")
+    for flag in ("--kind", "--requester", "--agent", "--op-id"):
+        export.add_argument(flag, default=None)
+    export.add_argument("--since", type=float, default=None, help="unix time")
+    export.add_argument("-o", "--output", default="-", help="file (default: stdout)")
+    common.add_connection_args(export)
+    export.set_defaults(func=audit_export_command)
     verify = verbs.add_parser("verify", help="check the hash chain of the audit log")
     common.add_connection_args(verify)
     verify.set_defaults(func=audit_verify_command)
@@ -90,6 +104,9 @@ def targeting_from_args(args: argparse.Namespace) -> client.Targeting:
 def _run(action) -> int:
     try:
         return action()
+    except client.ApprovalPending as exc:
+        print(exc.approval_id)
+        return 3
     except client.CoralError as exc:
         return common.fail(str(exc))
 
@@ -138,7 +155,10 @@ def exec_command(args: argparse.Namespace) -> int:
         targeting = targeting_from_args(args)
         with common.connect(args) as colony:
             outcome = colony.exec(targeting, argv=argv, shell=args.shell, timeout=args.timeout,
-                                  max_concurrency=args.max_concurrency)
+                                  max_concurrency=args.max_concurrency,
+                                  approval_id=args.approval_id,
+                                  wait_for_approval=not args.no_wait,
+                                  on_pending=approve.print_pending)
         if args.output == "json":
             common.print_json({"results": outcome.results, "audit_ids": outcome.audit_ids})
         else:
@@ -164,7 +184,8 @@ def audit_list_command(args: argparse.Namespace) -> int:
     def action() -> int:
         with common.connect(args) as colony:
             rows = colony.audit(kind=args.kind, requester=args.requester, agent=args.agent,
-                                limit=args.limit)
+                                limit=args.limit, op_id=args.op_id, since=args.since,
+                                tail=args.tail)
         if args.output == "json":
             common.print_json(rows)
         else:
@@ -180,4 +201,18 @@ def audit_verify_command(args: argparse.Namespace) -> int:
             result = colony.verify_audit()
         common.print_json(result)
         return 0 if result.get("ok") else 1
+    return _run(action)
+
+
+def audit_export_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            records = colony.audit_records(kind=args.kind, requester=args.requester,
+                                           agent=args.agent, op_id=args.op_id, since=args.since)
+            if args.output == "-":
+                count = audit.export_jsonl(records, sys.stdout)
+            else:
+                count = approve.write_atomic(args.output, lambda f: audit.export_jsonl(records, f))
+        print(f"exported {count} records", file=sys.stderr)
+        return 0
     return _run(action)

@@ -242,3 +242,35 @@ class TapEvent(_message.Message):
     summary: TapSummary
     error: str
     def __init__(self, packet: _Optional[_Union[TapPacket, _Mapping]] = ..., summary: _Optional[_Union[TapSummary, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class TraceRequest(_message.Message):
+    __slots__ = ("target", "kind", "duration_seconds", "max_events")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    target: ExecTarget
+    kind: str
+    duration_seconds: float
+    max_events: int
+    def __init__(self, target: _Optional[_Union[ExecTarget, _Mapping]] = ..., kind: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., max_events: _Optional[int] = ...) -> None: ...
+
+class TraceSummary(_message.Message):
+    __slots__ = ("events", "lost", "reason")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    events: int
+    lost: int
+    reason: str
+    def __init__(self, events: _Optional[int] = ..., lost: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TraceEvent(_message.Message):
+    __slots__ = ("json", "summary", "error")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    summary: TraceSummary
+    error: str
+    def __init__(self, json: _Optional[str] = ..., summary: _Optional[_Union[TraceSummary, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...

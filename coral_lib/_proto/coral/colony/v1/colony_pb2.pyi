@@ -147,20 +147,22 @@ class ResolveResponse(_message.Message):
     def __init__(self, targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ...) -> None: ...
 
 class OperateRequest(_message.Message):
-    __slots__ = ("targeting", "exec", "max_concurrency", "stop_on_failure_percentage", "approval_id", "verb")
+    __slots__ = ("targeting", "exec", "max_concurrency", "stop_on_failure_percentage", "approval_id", "verb", "no_wait")
     TARGETING_FIELD_NUMBER: _ClassVar[int]
     EXEC_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     STOP_ON_FAILURE_PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     VERB_FIELD_NUMBER: _ClassVar[int]
+    NO_WAIT_FIELD_NUMBER: _ClassVar[int]
     targeting: Targeting
     exec: _agent_pb2.ExecRequest
     max_concurrency: int
     stop_on_failure_percentage: float
     approval_id: str
     verb: str
-    def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., stop_on_failure_percentage: _Optional[float] = ..., approval_id: _Optional[str] = ..., verb: _Optional[str] = ...) -> None: ...
+    no_wait: bool
+    def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., stop_on_failure_percentage: _Optional[float] = ..., approval_id: _Optional[str] = ..., verb: _Optional[str] = ..., no_wait: _Optional[bool] = ...) -> None: ...
 
 class TargetResult(_message.Message):
     __slots__ = ("target", "result", "audit_id", "status")
@@ -189,12 +191,14 @@ class OperateSummary(_message.Message):
     def __init__(self, targets: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., audit_ids: _Optional[_Iterable[int]] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class PendingApproval(_message.Message):
-    __slots__ = ("approval_id", "reason")
+    __slots__ = ("approval_id", "reason", "expires_at")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     reason: str
-    def __init__(self, approval_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    expires_at: float
+    def __init__(self, approval_id: _Optional[str] = ..., reason: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class OperateEvent(_message.Message):
     __slots__ = ("targets", "result", "summary", "pending")
@@ -217,36 +221,76 @@ class ShellFrame(_message.Message):
     def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., input: _Optional[_Union[_agent_pb2.ShellInput, _Mapping]] = ...) -> None: ...
 
 class TapOperateRequest(_message.Message):
-    __slots__ = ("targeting", "tap")
+    __slots__ = ("targeting", "tap", "approval_id", "no_wait")
     TARGETING_FIELD_NUMBER: _ClassVar[int]
     TAP_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    NO_WAIT_FIELD_NUMBER: _ClassVar[int]
     targeting: Targeting
     tap: _agent_pb2.TapRequest
-    def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapRequest, _Mapping]] = ...) -> None: ...
+    approval_id: str
+    no_wait: bool
+    def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapRequest, _Mapping]] = ..., approval_id: _Optional[str] = ..., no_wait: _Optional[bool] = ...) -> None: ...
 
 class TapOperateEvent(_message.Message):
-    __slots__ = ("target", "event")
+    __slots__ = ("target", "event", "targets", "pending", "audit_id")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
     target: Target
     event: _agent_pb2.TapEvent
-    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., event: _Optional[_Union[_agent_pb2.TapEvent, _Mapping]] = ...) -> None: ...
+    targets: ResolveResponse
+    pending: PendingApproval
+    audit_id: int
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., event: _Optional[_Union[_agent_pb2.TapEvent, _Mapping]] = ..., targets: _Optional[_Union[ResolveResponse, _Mapping]] = ..., pending: _Optional[_Union[PendingApproval, _Mapping]] = ..., audit_id: _Optional[int] = ...) -> None: ...
+
+class TraceOperateRequest(_message.Message):
+    __slots__ = ("targeting", "trace", "approval_id", "no_wait")
+    TARGETING_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    NO_WAIT_FIELD_NUMBER: _ClassVar[int]
+    targeting: Targeting
+    trace: _agent_pb2.TraceRequest
+    approval_id: str
+    no_wait: bool
+    def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., trace: _Optional[_Union[_agent_pb2.TraceRequest, _Mapping]] = ..., approval_id: _Optional[str] = ..., no_wait: _Optional[bool] = ...) -> None: ...
+
+class TraceOperateEvent(_message.Message):
+    __slots__ = ("target", "event", "targets", "pending", "audit_id")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    event: _agent_pb2.TraceEvent
+    targets: ResolveResponse
+    pending: PendingApproval
+    audit_id: int
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., event: _Optional[_Union[_agent_pb2.TraceEvent, _Mapping]] = ..., targets: _Optional[_Union[ResolveResponse, _Mapping]] = ..., pending: _Optional[_Union[PendingApproval, _Mapping]] = ..., audit_id: _Optional[int] = ...) -> None: ...
 
 class ListAuditRequest(_message.Message):
-    __slots__ = ("kind", "requester", "agent_id", "since", "limit", "op_id")
+    __slots__ = ("kind", "requester", "agent_id", "since", "limit", "op_id", "after_id", "tail")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OP_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
     kind: str
     requester: str
     agent_id: str
     since: float
     limit: int
     op_id: str
-    def __init__(self, kind: _Optional[str] = ..., requester: _Optional[str] = ..., agent_id: _Optional[str] = ..., since: _Optional[float] = ..., limit: _Optional[int] = ..., op_id: _Optional[str] = ...) -> None: ...
+    after_id: int
+    tail: bool
+    def __init__(self, kind: _Optional[str] = ..., requester: _Optional[str] = ..., agent_id: _Optional[str] = ..., since: _Optional[float] = ..., limit: _Optional[int] = ..., op_id: _Optional[str] = ..., after_id: _Optional[int] = ..., tail: _Optional[bool] = ...) -> None: ...
 
 class AuditRecord(_message.Message):
     __slots__ = ("id", "ts", "kind", "fields_json", "prev_hash", "hash")
@@ -294,8 +338,14 @@ class ApprovalDecision(_message.Message):
     approve: bool
     def __init__(self, approval_id: _Optional[str] = ..., approve: _Optional[bool] = ...) -> None: ...
 
+class ApprovalRequest(_message.Message):
+    __slots__ = ("approval_id",)
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    approval_id: str
+    def __init__(self, approval_id: _Optional[str] = ...) -> None: ...
+
 class ApprovalRecord(_message.Message):
-    __slots__ = ("approval_id", "requester", "verb", "target", "command", "state", "decided_by", "expires_at")
+    __slots__ = ("approval_id", "requester", "verb", "target", "command", "state", "decided_by", "expires_at", "created_at")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     VERB_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +354,7 @@ class ApprovalRecord(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     requester: str
     verb: str
@@ -312,7 +363,8 @@ class ApprovalRecord(_message.Message):
     state: str
     decided_by: str
     expires_at: float
-    def __init__(self, approval_id: _Optional[str] = ..., requester: _Optional[str] = ..., verb: _Optional[str] = ..., target: _Optional[str] = ..., command: _Optional[str] = ..., state: _Optional[str] = ..., decided_by: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+    created_at: float
+    def __init__(self, approval_id: _Optional[str] = ..., requester: _Optional[str] = ..., verb: _Optional[str] = ..., target: _Optional[str] = ..., command: _Optional[str] = ..., state: _Optional[str] = ..., decided_by: _Optional[str] = ..., expires_at: _Optional[float] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class ListApprovalsRequest(_message.Message):
     __slots__ = ()

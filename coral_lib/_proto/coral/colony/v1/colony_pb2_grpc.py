@@ -90,6 +90,16 @@ class ColonyStub:
                 request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.ListApprovalsRequest.SerializeToString,
                 response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.ListApprovalsResponse.FromString,
                 _registered_method=True)
+        self.Trace = channel.unary_stream(
+                '/coral.colony.v1.Colony/Trace',
+                request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.TraceOperateRequest.SerializeToString,
+                response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.TraceOperateEvent.FromString,
+                _registered_method=True)
+        self.GetApproval = channel.unary_unary(
+                '/coral.colony.v1.Colony/GetApproval',
+                request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRequest.SerializeToString,
+                response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRecord.FromString,
+                _registered_method=True)
 
 
 class ColonyServicer:
@@ -161,6 +171,18 @@ class ColonyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Trace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApproval(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ColonyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +240,16 @@ def add_ColonyServicer_to_server(servicer, server):
                     servicer.ListApprovals,
                     request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.ListApprovalsRequest.FromString,
                     response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.ListApprovalsResponse.SerializeToString,
+            ),
+            'Trace': grpc.unary_stream_rpc_method_handler(
+                    servicer.Trace,
+                    request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.TraceOperateRequest.FromString,
+                    response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.TraceOperateEvent.SerializeToString,
+            ),
+            'GetApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApproval,
+                    request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRequest.FromString,
+                    response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +549,60 @@ class Colony:
             '/coral.colony.v1.Colony/ListApprovals',
             coral_dot_colony_dot_v1_dot_colony__pb2.ListApprovalsRequest.SerializeToString,
             coral_dot_colony_dot_v1_dot_colony__pb2.ListApprovalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Trace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/coral.colony.v1.Colony/Trace',
+            coral_dot_colony_dot_v1_dot_colony__pb2.TraceOperateRequest.SerializeToString,
+            coral_dot_colony_dot_v1_dot_colony__pb2.TraceOperateEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.colony.v1.Colony/GetApproval',
+            coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRequest.SerializeToString,
+            coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -163,7 +163,7 @@ class LinkHello(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("op_id", "hello", "exec_result", "shell", "tap", "runtime", "error")
+    __slots__ = ("op_id", "hello", "exec_result", "shell", "tap", "runtime", "error", "trace")
     OP_ID_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     EXEC_RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +171,7 @@ class AgentMessage(_message.Message):
     TAP_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     op_id: str
     hello: LinkHello
     exec_result: _agent_pb2.ExecResult
@@ -178,20 +179,23 @@ class AgentMessage(_message.Message):
     tap: _agent_pb2.TapEvent
     runtime: _agent_pb2.RuntimeContext
     error: str
-    def __init__(self, op_id: _Optional[str] = ..., hello: _Optional[_Union[LinkHello, _Mapping]] = ..., exec_result: _Optional[_Union[_agent_pb2.ExecResult, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellOutput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapEvent, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    trace: _agent_pb2.TraceEvent
+    def __init__(self, op_id: _Optional[str] = ..., hello: _Optional[_Union[LinkHello, _Mapping]] = ..., exec_result: _Optional[_Union[_agent_pb2.ExecResult, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellOutput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapEvent, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ..., error: _Optional[str] = ..., trace: _Optional[_Union[_agent_pb2.TraceEvent, _Mapping]] = ...) -> None: ...
 
 class ColonyMessage(_message.Message):
-    __slots__ = ("op_id", "exec", "shell", "tap", "runtime", "cancel")
+    __slots__ = ("op_id", "exec", "shell", "tap", "runtime", "cancel", "trace")
     OP_ID_FIELD_NUMBER: _ClassVar[int]
     EXEC_FIELD_NUMBER: _ClassVar[int]
     SHELL_FIELD_NUMBER: _ClassVar[int]
     TAP_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     op_id: str
     exec: _agent_pb2.ExecRequest
     shell: _agent_pb2.ShellInput
     tap: _agent_pb2.TapRequest
     runtime: _agent_pb2.GetRuntimeContextRequest
     cancel: bool
-    def __init__(self, op_id: _Optional[str] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellInput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapRequest, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.GetRuntimeContextRequest, _Mapping]] = ..., cancel: _Optional[bool] = ...) -> None: ...
+    trace: _agent_pb2.TraceRequest
+    def __init__(self, op_id: _Optional[str] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellInput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapRequest, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.GetRuntimeContextRequest, _Mapping]] = ..., cancel: _Optional[bool] = ..., trace: _Optional[_Union[_agent_pb2.TraceRequest, _Mapping]] = ...) -> None: ...

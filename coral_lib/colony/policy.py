@@ -1,0 +1,323 @@
+"""The colony's gate in front of every remote operation: RBAC, approval, rate limit, audit.
+
+Order for one operation (all its targets at once): authenticate (auth.operator) -> RBAC
+per target (denied targets get a `refused` record with the rule) -> approval when any
+allowed target's rule says requireApproval (one approval covers the whole operation:
+requester, verb, target list and command) -> a token per target from the per-identity and
+per-target buckets (over-limit targets get a `refused` record, rule "rate-limit").
+
+Settings come from the policy file (`coral colony start --policy FILE`, config
+`policyFile`), which is the RBAC file of colony/rbac.py plus three colony keys:
+
+    rateLimits: {perIdentity: "30/m, burst=10", perTarget: "10/m, burst=5"}
+    approvalTTL: 15m            # pending approvals expire after this (default 15m)
+    tapHeadersOnly: false       # every tap records headers only
+
+Without a policy file the embedded default allows the identity `admin` and the group
+`admins` everything (the data directory's admin token is both), and nobody else anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import secrets as pysecrets
+from collections.abc import Iterator, Mapping, Sequence
+
+import yaml
+
+from coral_lib import durations
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.colony.v1 import colony_pb2
+from coral_lib.colony import approvals as approvals_mod
+from coral_lib.colony import audit as audit_mod
+from coral_lib.colony import auth, ratelimit, rbac, registry
+
+COLONY_KEYS = ("rateLimits", "approvalTTL", "tapHeadersOnly")
+RATE_KEYS = ("perIdentity", "perTarget")
+DEFAULT_TTL = 900.0
+RATE_LIMIT_RULE = "rate-limit"
+OBSERVE_LABEL = "coral.io/observe-only"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    policy: rbac.Policy
+    per_identity: ratelimit.Rate | None = None
+    per_target: ratelimit.Rate | None = None
+    approval_ttl: float = DEFAULT_TTL
+    tap_headers_only: bool = False
+    source: str = "embedded default"
+
+
+def embedded_default(*, observe_only: bool = False) -> rbac.Policy:
+    rule = rbac.Rule(name="embedded-default", identities=frozenset({"admin"}),
+                     groups=frozenset({"admins"}), verbs=frozenset(rbac.VERBS))
+    return rbac.Policy(rules=(rule,), observe_only=observe_only)
+
+
+def load_settings(path: str | None, *, observe_only: bool = False,
+                  observe_only_agents: Sequence[str] = (),
+                  rate_limits: Mapping[str, str] | None = None,
+                  approval_ttl: float | None = None) -> Settings:
+    """Settings from the policy file (None: embedded default) and the colony config.
+    Raises rbac.PolicyError naming the file, rule and key."""
+    data: dict = {}
+    if path:
+        try:
+            data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise rbac.PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise rbac.PolicyError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise rbac.PolicyError(f"{path}: top level: expected a mapping")
+    source = os.fspath(path) if path else "embedded default"
+    colony = {k: data.pop(k) for k in COLONY_KEYS if k in data}
+    policy = rbac.parse_policy(data, source=source) if path else embedded_default()
+    policy = dataclasses.replace(
+        policy, observe_only=policy.observe_only or observe_only,
+        observe_only_agents=policy.observe_only_agents | frozenset(observe_only_agents))
+    limits = {**(rate_limits or {}), **_mapping(colony.get("rateLimits"), source)}
+    ttl = colony.get("approvalTTL", approval_ttl if approval_ttl is not None else DEFAULT_TTL)
+    headers_only = colony.get("tapHeadersOnly", False)
+    if not isinstance(headers_only, bool):
+        raise rbac.PolicyError(f"{source}: key 'tapHeadersOnly': expected true or false")
+    return Settings(policy=policy, per_identity=_rate(limits, "perIdentity", source),
+                    per_target=_rate(limits, "perTarget", source),
+                    approval_ttl=_ttl(ttl, source), tap_headers_only=headers_only,
+                    source=source)
+
+
+def _mapping(value: object, source: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise rbac.PolicyError(f"{source}: key 'rateLimits': expected a mapping with "
+                               f"{' and/or '.join(RATE_KEYS)}")
+    unknown = sorted(str(k) for k in value if k not in RATE_KEYS)
+    if unknown:
+        raise rbac.PolicyError(f"{source}: key 'rateLimits.{unknown[0]}': unknown; accepted: "
+                               f"{', '.join(RATE_KEYS)}")
+    return value
+
+
+def _rate(limits: Mapping[str, object], key: str, source: str) -> ratelimit.Rate | None:
+    if not limits.get(key):
+        return None
+    try:
+        return ratelimit.parse_rate(str(limits[key]))
+    except ValueError as exc:
+        raise rbac.PolicyError(f"{source}: key 'rateLimits.{key}': {exc}") from exc
+
+
+def _ttl(value: object, source: str) -> float:
+    try:
+        seconds = durations.parse_duration(value)
+    except ValueError as exc:
+        raise rbac.PolicyError(f"{source}: key 'approvalTTL': {exc}") from exc
+    if seconds <= 0:
+        raise rbac.PolicyError(f"{source}: key 'approvalTTL': must be longer than 0s")
+    return seconds
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+def add_token(path: str | os.PathLike, *, identity: str, groups: Sequence[str] = (),
+              token: str = "") -> str:
+    """Add (or replace) the token of `identity` in tokens.json, atomically; return the token."""
+    if not identity or any(c.isspace() for c in identity):
+        raise ValueError(f"identity {identity!r}: expected a non-empty name without spaces")
+    path = pathlib.Path(path)
+    body = json.loads(path.read_text()) if path.exists() else {"tokens": []}
+    token = token or pysecrets.token_urlsafe(32)
+    entries = [e for e in body.get("tokens", []) if e.get("identity") != identity]
+    entries.append({"token": token, "identity": identity, "groups": list(groups)})
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"tokens": entries}, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return token
+
+
+# -- the gate -----------------------------------------------------------------------------
+
+class Refused(Exception):
+    """The whole operation is refused; `code` is the gRPC status name to answer with."""
+
+    def __init__(self, message: str, *, code: str = "PERMISSION_DENIED",
+                 retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.code, self.retry_after = code, retry_after
+
+
+@dataclasses.dataclass
+class Admission:
+    """What may run: allowed targets with the rule that allowed each; refused ones with the
+    audit id of their `refused` record and the reason."""
+
+    allowed: list[tuple[colony_pb2.Target, str]]
+    refused: list[tuple[colony_pb2.Target, int, str]]
+    approval_id: str = ""
+
+
+class Gate:
+    def __init__(self, settings: Settings, *, audit: audit_mod.AuditLog,
+                 approvals: approvals_mod.ApprovalStore, registry: registry.Registry) -> None:
+        self.settings, self.audit, self.approvals, self.registry = (
+            settings, audit, approvals, registry)
+        self.limiter = ratelimit.RateLimiter(per_identity=settings.per_identity,
+                                             per_target=settings.per_target)
+        self._scopes: dict[str, list[rbac.Target]] = {}  # approval id -> targets it covers
+
+    def rbac_target(self, target: colony_pb2.Target) -> rbac.Target:
+        """The policy's view of a target: labels of its service (or agent), node, runtime."""
+        agent = self.registry.get_agent(target.agent_id)
+        labels = dict(agent.labels) if agent else {}
+        if target.service:
+            flt = registry.ServiceFilter(name=target.service, agent=target.agent_id)
+            for _, svc in self.registry.services(flt):
+                if not target.pod or svc.pod_name == target.pod:
+                    labels.update(svc.labels)
+                    break
+        mode = agent.runtime.mode if agent else 0
+        return rbac.Target(agent_id=target.agent_id, service=target.service,
+                           namespace=target.namespace, pod=target.pod, labels=labels,
+                           node=target.node or (agent.node_name if agent else ""),
+                           runtime=_RUNTIMES.get(mode, ""))
+
+    def check_read(self, identity: auth.Identity, what: str) -> None:
+        """Reads are colony-wide: only rules without a scope grant them."""
+        decision = rbac.decide(self.settings.policy, identity=identity.name,
+                               groups=identity.groups, verb="read", target=rbac.Target())
+        if not decision.allowed:
+            self.audit.refused(requester=identity.name, verb="read", target=what, command="",
+                               reason=decision.reason, rule=decision.rule)
+            raise Refused(f"read refused: {decision.reason}")
+
+    def admit(self, *, identity: auth.Identity, verb: str, targets: list[colony_pb2.Target],
+              command: str, approval_id: str = "", no_wait: bool = False,
+              is_active=lambda: True) -> Iterator[colony_pb2.PendingApproval]:
+        """Generator: yields a PendingApproval while one is awaited, returns an Admission
+        (None when the caller asked not to wait for a pending approval).
+        Raises Refused when nothing may run."""
+        allowed, refused, gated = [], [], False
+        for target in targets:
+            decision = rbac.decide(self.settings.policy, identity=identity.name,
+                                   groups=identity.groups, verb=verb,
+                                   target=self.rbac_target(target))
+            if decision.allowed:
+                allowed.append((target, decision.rule))
+                gated = gated or decision.require_approval
+            else:
+                refused.append((target, self._refuse(identity, verb, target, command,
+                                                     decision.reason, decision.rule),
+                                decision.reason))
+        if not allowed:
+            raise Refused(f"{verb} refused: {refused[0][2]}")
+        if gated:
+            approval_id = yield from self._approval(
+                identity=identity, verb=verb, targets=[t for t, _ in allowed], command=command,
+                approval_id=approval_id, no_wait=no_wait, is_active=is_active)
+            if not approval_id:
+                return None
+        admission = Admission(allowed=[], refused=refused, approval_id=approval_id)
+        waits = []
+        for target, rule in allowed:
+            verdict = self.limiter.check(identity.name, describe(target))
+            if verdict.allowed:
+                admission.allowed.append((target, rule))
+                continue
+            waits.append(verdict.retry_after)
+            audit_id = self._refuse(identity, verb, target, command, verdict.reason,
+                                    RATE_LIMIT_RULE)
+            admission.refused.append((target, audit_id, verdict.reason))
+        if not admission.allowed:
+            raise Refused(f"{verb} refused: {admission.refused[-1][2]}",
+                          code="RESOURCE_EXHAUSTED", retry_after=max(waits))
+        return admission
+
+    def _refuse(self, identity, verb, target, command, reason, rule) -> int:
+        return self.audit.refused(requester=identity.name, verb=verb, target=describe(target),
+                                  command=command, reason=reason, rule=rule)
+
+    def _approval(self, *, identity, verb, targets, command, approval_id, no_wait, is_active):
+        scope = approval_scope(targets)
+        if not approval_id:
+            approval_id = self.approvals.request(
+                requester=identity.name, verb=verb, target=scope, command=command,
+                ttl=self.settings.approval_ttl)
+            self._scopes[approval_id] = [self.rbac_target(t) for t in targets]
+            record = self.approvals.get(approval_id)
+            self.audit.append("approval", {"event": "requested", "approval_id": approval_id,
+                                           "requester": identity.name, "verb": verb,
+                                           "target": scope, "command": command})
+            yield colony_pb2.PendingApproval(
+                approval_id=approval_id, expires_at=record.expires_at,
+                reason=f"{verb} on {scope} needs approval by another identity")
+            if no_wait:
+                return ""
+            while is_active():
+                record = self.approvals.wait(approval_id, 1.0)
+                if record.state != "pending":
+                    break
+            if record.state != "approved":
+                raise Refused(f"approval {approval_id} is {record.state}; {verb} not run")
+        try:
+            self.approvals.redeem(approval_id, requester=identity.name, verb=verb,
+                                  target=scope, command=command)
+        except approvals_mod.ApprovalError as exc:
+            for target in targets:
+                self._refuse(identity, verb, target, command, str(exc), "approval")
+            raise Refused(f"{verb} refused: {exc}") from None
+        return approval_id
+
+    def decide_approval(self, identity: auth.Identity, approval_id: str, *,
+                        approve: bool) -> approvals_mod.Approval:
+        """Approve or deny; the approver needs verb `approve` on every target it covers."""
+        for target in self._scopes.get(approval_id) or [rbac.Target()]:
+            decision = rbac.decide(self.settings.policy, identity=identity.name,
+                                   groups=identity.groups, verb="approve", target=target)
+            if not decision.allowed:
+                self.audit.refused(requester=identity.name, verb="approve", target=approval_id,
+                                   command="", reason=decision.reason, rule=decision.rule)
+                raise Refused(f"approve refused: {decision.reason}")
+        action = self.approvals.approve if approve else self.approvals.deny
+        record = action(approval_id, approver=identity.name)
+        self.audit.append("approval", {"event": record.state, "approval_id": approval_id,
+                                       "requester": record.requester, "decided_by": identity.name,
+                                       "verb": record.verb, "target": record.target,
+                                       "command": record.command})
+        return record
+
+    def headers_only(self, target: colony_pb2.Target) -> bool:
+        """Taps of observe-only pods (label coral.io/observe-only=true) keep headers only."""
+        labels = self.rbac_target(target).labels
+        return self.settings.tap_headers_only or labels.get(OBSERVE_LABEL) == "true"
+
+
+_RUNTIMES = {agent_pb2.RUNTIME_MODE_NATIVE: "host", agent_pb2.RUNTIME_MODE_CONTAINER: "host",
+             agent_pb2.RUNTIME_MODE_K8S_DAEMONSET: "daemonset",
+             agent_pb2.RUNTIME_MODE_K8S_SIDECAR: "sidecar"}
+
+
+def describe(target: colony_pb2.Target) -> str:
+    where = "/".join(p for p in (target.namespace, target.pod, target.container) if p)
+    return f"{target.agent_id}:{where}" if where else target.agent_id
+
+
+def approval_scope(targets: Sequence[colony_pb2.Target]) -> str:
+    return ", ".join(sorted(describe(t) for t in targets))
+
+
+def approval_record(record: approvals_mod.Approval) -> colony_pb2.ApprovalRecord:
+    return colony_pb2.ApprovalRecord(
+        approval_id=record.id, requester=record.requester, verb=record.verb,
+        target=record.target, command=record.command, state=record.state,
+        decided_by=record.decided_by, expires_at=record.expires_at,
+        created_at=record.created_at)
