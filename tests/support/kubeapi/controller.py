@@ -55,7 +55,6 @@ class Controller:
         if rt.plural == "pods" and self.run_pods:
             self._run_pod(obj)
         elif rt.plural == "deployments":
-            obj.setdefault("spec", {}).setdefault("replicas", 1)
             obj["status"] = self._deployment_status(obj)
         elif rt.plural == "daemonsets":
             obj["status"] = self._daemonset_status(obj)

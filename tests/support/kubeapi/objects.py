@@ -101,7 +101,27 @@ def _namespace_defaults(obj: dict) -> None:
     obj["status"] = {"phase": "Active"}
 
 
-_DEFAULTS = {"pods": _pod_defaults, "namespaces": _namespace_defaults}
+def _deployment_defaults(obj: dict) -> None:
+    spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {
+            "maxUnavailable": "25%", "maxSurge": "25%"}})
+
+
+def _daemonset_defaults(obj: dict) -> None:
+    spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {
+            "maxUnavailable": 1, "maxSurge": 0}})
+
+
+# Defaulting as the real API server does on every write (a subset).
+_DEFAULTS = {"pods": _pod_defaults, "namespaces": _namespace_defaults,
+             "deployments": _deployment_defaults, "daemonsets": _daemonset_defaults}
 
 
 def validate(rt: resources.ResourceType, obj: dict) -> None:
@@ -153,6 +173,8 @@ def merge_update(rt: resources.ResourceType, current: dict, new: dict, *,
     out["apiVersion"], out["kind"] = current["apiVersion"], current["kind"]
     if rt.has_status:
         out["status"] = current.get("status", {})
+    if rt.plural in ("deployments", "daemonsets"):
+        _DEFAULTS[rt.plural](out)
     if rt.plural == "namespaces":
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
     return out
