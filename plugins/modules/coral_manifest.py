@@ -71,8 +71,10 @@ options:
         the webhook's TLS key).
     type: path
 notes:
-  - In webhook mode the returned objects contain the TLS Secret with the private key; set
-    C(no_log) on the task, or pass O(tls_secret) (its values are masked in output).
+  - In webhook mode the returned objects contain the TLS Secret with the private key, and
+    O(tls_secret) holds it too; set C(no_log) on the task. (O(tls_secret) is deliberately
+    not a no_log option: masking its values would also mask the same base64 CA in the
+    returned MutatingWebhookConfiguration's C(caBundle).)
 requirements:
   - coral-lib (the Python library of this collection) in the Python that runs the module.
 """
@@ -147,7 +149,7 @@ def argspec():
         mode=dict(type="str", required=True, choices=["daemonset", "webhook", "sidecar"]),
         settings=dict(type="dict", default={}),
         tls_dir=dict(type="path"),
-        tls_secret=dict(type="dict", no_log=True),
+        tls_secret=dict(type="dict", no_log=False),  # see notes: masking breaks caBundle
         dest=dict(type="path"),
     )
 
