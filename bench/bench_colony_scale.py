@@ -1,0 +1,230 @@
+"""Colony scale: registration and heartbeat throughput from 1,000 simulated agents, and
+ListServices latency filtered by namespace / label with 100,000 services stored.
+
+A real colony process (`coral colony start`) serves on loopback TLS. The simulated
+agents are grpc.aio clients in this process, each with its own channel and its own TLS
+connection (local subchannel pool), speaking the real Mesh protocol with the colony's id
+and secret: 1,000 agents x 100 services = 100,000 services (each registration also writes
+100 hash-chained audit records, as a real agent's first registration does). Then every
+agent heartbeats as fast as it is answered for a fixed time. Then an operator client
+(coral_lib.client, token auth) runs filtered ListServices queries; target p99 < 50 ms.
+
+Where the time goes: the same queries are replayed in this process against the colony's
+own registry file (read-only, WAL) with coral_lib.colony.registry and split into SQL,
+protobuf parse and response build + serialise, so a missed target says what would fix it.
+
+    .venv/bin/python -m bench --only colony_scale [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+from coral_lib._proto.coral.colony.v1 import colony_pb2  # noqa: E402
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc  # noqa: E402
+from coral_lib.colony import pki, registry  # noqa: E402
+from tests.support import coral_procs  # noqa: E402
+
+AGENTS, PER_AGENT, NAMESPACES = 1000, 100, 500
+TIERS = ("web", "api", "db", "cache")
+TARGET_P99_MS = 50.0
+QUERIES = {  # name -> (namespace, labels); result sizes are in the figures
+    "namespace": ("ns-7", {}),
+    "label": ("", {"app": "app-7"}),
+    "namespace_and_label": ("ns-7", {"app": "app-7"}),
+    "two_labels": ("", {"shard": "7", "tier": "web"}),
+}
+
+
+def services_of(i: int, *, per_agent: int = PER_AGENT) -> list[mesh_pb2.ServiceInfo]:
+    """Agent i's services: spread over NAMESPACES namespaces, labelled app/tier/shard."""
+    return [mesh_pb2.ServiceInfo(
+        component_name=f"svc-{j}", port=8000 + j, namespace=f"ns-{(i + j) % NAMESPACES}",
+        pod_name=f"pod-{i}-{j}", container_name="app", node_name=f"node-{i}",
+        service_type="http", health_endpoint="/healthz",
+        provenance=mesh_pb2.SERVICE_PROVENANCE_DISCOVERED,
+        labels={"app": f"app-{j}", "tier": TIERS[j % len(TIERS)], "shard": str(i % 50)},
+    ) for j in range(per_agent)]
+
+
+class SimAgents:
+    """N agents over N TLS channels to one colony; register and heartbeat like real ones."""
+
+    def __init__(self, colony: coral_procs.Colony, count: int) -> None:
+        ca = (colony.data_dir / "ca.crt").read_bytes()
+        self.colony_id = colony.colony_id
+        self.secret = (colony.data_dir / "colony.secret").read_text().strip()
+        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+        self.channels = [grpc.aio.secure_channel(colony.address, creds, options=[
+            ("grpc.use_local_subchannel_pool", 1)]) for _ in range(count)]
+        self.stubs = [mesh_pb2_grpc.MeshStub(c) for c in self.channels]
+
+    async def connect(self) -> None:
+        await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 60) for c in self.channels))
+
+    async def register_all(self, *, per_agent: int, concurrency: int = 100) -> list[float]:
+        gate, samples = asyncio.Semaphore(concurrency), []
+
+        async def one(i: int) -> None:
+            request = mesh_pb2.RegisterRequest(
+                agent_id=f"sim-{i:04d}", colony_id=self.colony_id, colony_secret=self.secret,
+                version="bench", node_name=f"node-{i}",
+                services=services_of(i, per_agent=per_agent))
+            async with gate:
+                started = time.perf_counter()
+                reply = await self.stubs[i].Register(request, timeout=600)
+                samples.append(time.perf_counter() - started)
+            if not reply.accepted:
+                raise RuntimeError(f"sim-{i:04d} refused: {reply.reason}")
+        await asyncio.gather(*(one(i) for i in range(len(self.stubs))))
+        return samples
+
+    async def heartbeat_for(self, seconds: float) -> list[float]:
+        deadline, samples = time.monotonic() + seconds, []
+
+        async def loop(i: int) -> None:
+            request = mesh_pb2.HeartbeatRequest(agent_id=f"sim-{i:04d}", colony_id=self.colony_id,
+                                                colony_secret=self.secret)
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                reply = await self.stubs[i].Heartbeat(request, timeout=60)
+                samples.append(time.perf_counter() - started)
+                if not reply.ok:
+                    raise RuntimeError(f"sim-{i:04d} heartbeat refused: {reply.reason}")
+        await asyncio.gather(*(loop(i) for i in range(len(self.stubs))))
+        return samples
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.channels))
+
+
+def _query_latency(client, *, rounds: int) -> dict:
+    figures = {}
+    for name, (namespace, labels) in QUERIES.items():
+        count = len(client.list_services(namespace=namespace or None, labels=labels or None))
+        samples = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            client.list_services(namespace=namespace or None, labels=labels or None)
+            samples.append(time.perf_counter() - started)
+        figures.update(common.summary_ms(f"list_{name}", samples))
+        figures[f"list_{name}_results"] = count
+    return figures
+
+
+def _list_all(client) -> dict:
+    """Unfiltered ListServices once: does the whole registry fit in one gRPC answer?"""
+    started = time.perf_counter()
+    try:
+        count = len(client.list_services())
+    except Exception as exc:  # noqa: BLE001 - the failure is the figure
+        return {"list_all_error": str(exc)[:200]}
+    return {"list_all_ms": round((time.perf_counter() - started) * 1000, 1),
+            "list_all_results": count}
+
+
+def where_time_goes(db_path: Path, *, rounds: int = 20) -> dict:
+    """Replay each query in-process on the colony's registry file, split into stages."""
+    registry_mod = registry
+    if not db_path.exists():
+        raise FileNotFoundError(f"colony registry {db_path} not found")
+    figures = {}
+    db = registry_mod.Registry(db_path)
+    try:
+        for name, (namespace, labels) in QUERIES.items():
+            flt = registry.ServiceFilter(namespace=namespace, labels=labels)
+            sql, args = registry_mod._service_query(flt)
+            stages = {"sql": [], "parse": [], "build": []}
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                rows = db._db.execute(sql, args).fetchall()
+                t1 = time.perf_counter()
+                parsed = [(a, registry_mod._service(b)) for a, b in rows]
+                t2 = time.perf_counter()
+                colony_pb2.ListServicesResponse(services=[
+                    colony_pb2.ServiceRecord(agent_id=a, service=s) for a, s in parsed
+                ]).SerializeToString()
+                t3 = time.perf_counter()
+                for key, value in (("sql", t1 - t0), ("parse", t2 - t1), ("build", t3 - t2)):
+                    stages[key].append(value)
+            for key, values in stages.items():
+                figures[f"inproc_{name}_{key}_median_ms"] = round(
+                    common.percentile(values, 50) * 1000, 2)
+            plan = db._db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+            figures[f"inproc_{name}_plan"] = "; ".join(str(row[-1]) for row in plan)
+    finally:
+        db.close()
+    return figures
+
+
+def verdict(figures: dict) -> dict:
+    """Which queries miss the p99 target, and by how much."""
+    misses = {name: round(figures[f"list_{name}_p99_ms"] - TARGET_P99_MS, 2)
+              for name in QUERIES if figures[f"list_{name}_p99_ms"] >= TARGET_P99_MS}
+    return {"list_p99_target_ms": TARGET_P99_MS, "list_p99_target_met": not misses,
+            "list_p99_over_target_ms": misses}
+
+
+async def load(colony: coral_procs.Colony, *, agents: int, per_agent: int = PER_AGENT,
+               heartbeat_seconds: float = 0) -> dict:
+    """Register `agents` simulated agents (then heartbeat for a while); return figures."""
+    sim = SimAgents(colony, agents)
+    try:
+        started = time.perf_counter()
+        await sim.connect()
+        connect_s = time.perf_counter() - started
+        started = time.perf_counter()
+        reg = await sim.register_all(per_agent=per_agent)
+        reg_s = time.perf_counter() - started
+        hb = await sim.heartbeat_for(heartbeat_seconds) if heartbeat_seconds else []
+    finally:
+        await sim.close()
+    return {"agents": agents, "services": agents * per_agent,
+            "connect_all_tls_s": round(connect_s, 2),
+            "register_per_second": round(agents / reg_s, 1),
+            "registered_services_per_second": round(agents * per_agent / reg_s, 1),
+            "register_all_s": round(reg_s, 1), **common.summary_ms("register", reg),
+            "heartbeats_per_second": round(len(hb) / heartbeat_seconds, 1) if hb else 0,
+            **common.summary_ms("heartbeat", hb)}
+
+
+def run(*, quick: bool = False) -> dict:
+    agents = 100 if quick else AGENTS
+    with tempfile.TemporaryDirectory(prefix="bench-colony-scale-") as tmp:
+        colony = coral_procs.Colony(Path(tmp) / "colony").start()
+        try:
+            figures = asyncio.run(load(colony, agents=agents, per_agent=PER_AGENT,
+                                        heartbeat_seconds=5 if quick else 15))
+            figures["colony_rss_mb"] = round(
+                psutil.Process(colony.proc.pid).memory_info().rss / (1 << 20), 1)
+            with colony.client() as client:
+                figures["services_stored"] = sum(a["service_count"] for a in client.list_agents())
+                figures.update(_list_all(client))
+                figures.update(_query_latency(client, rounds=50 if quick else 100))
+            figures.update(where_time_goes(pki.ColonyFiles(colony.data_dir).registry_db))
+        finally:
+            colony.stop()
+    figures.update(verdict(figures))
+    return figures
+
+
+def main() -> None:
+    figures = run(quick="--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1")
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
