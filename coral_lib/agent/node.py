@@ -173,7 +173,10 @@ class ExecResolver:
         if pod is None:
             raise base.OperationError(f"pod {key} is not on node {self.watcher.node_name}")
         if self.cri is not None:
-            return self.cri, request
+            # ExecSync runs the command; the pid lets an interactive shell enter the container.
+            pid = self.cri.container_pid(self.cri.resolve(target)["id"])
+            located = dataclasses.replace(target, pid=pid)
+            return self.cri, dataclasses.replace(request, target=located)
         return self.nsenter, dataclasses.replace(
             request, target=dataclasses.replace(target, pid=self._pid(pod, target)))
 
@@ -192,5 +195,6 @@ def node_runtime(backend: str) -> agent_pb2.RuntimeContext:
     ok = agent_pb2.Capability(available=True)
     off = agent_pb2.Capability(available=False, reason="not wired in DaemonSet mode yet")
     return agent_pb2.RuntimeContext(
-        mode=agent_pb2.RUNTIME_MODE_K8S_DAEMONSET, visibility="node", exec_backend=backend,
-        can_exec=ok, can_shell=off, can_tap=off, can_trace=off, hostname=socket.gethostname())
+        mode=agent_pb2.RUNTIME_MODE_K8S_DAEMONSET, visibility="all_node_pods",
+        exec_backend=backend, can_exec=ok, can_shell=ok, can_tap=off, can_trace=off,
+        hostname=socket.gethostname())

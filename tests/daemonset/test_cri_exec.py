@@ -86,3 +86,28 @@ def test_exec_on_a_deleted_pod_is_refused_naming_it(kubeapi, colony, node_agents
     run = coral_procs.coral("exec", "--pod", "ghost", "-n", "shop", "--", "true",
                             env=colony.operator_env)
     assert run.returncode != 0 and "ghost" in (run.stderr + run.stdout)
+
+
+@pytest.mark.parametrize("backend", ["cri", "nsenter"])
+def test_coral_shell_pod_enters_the_container(kubeapi, colony, node_agents, runtime, web_pod,
+                                              backend):
+    """`coral shell --pod` in DaemonSet mode: a PTY inside the pod's container, exit code kept."""
+    from coral_lib import client
+    from coral_lib._proto.coral.agent.v1 import agent_pb2
+
+    flags = ["--cri-socket", runtime.socket if backend == "cri" else "/nonexistent/cri.sock"]
+    node_agents("node-a", flags=flags)
+    wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
+             what="pod web registered")
+    coral_procs.wait_registered(colony, ["ds-node-a"])
+
+    def inputs():
+        yield agent_pb2.ShellInput(stdin=b"cat /tmp/marker; exit 4\n")
+
+    data, code = b"", None
+    with colony.client() as c:
+        for out in c.shell(client.Targeting(pod="web", namespace="shop"), inputs=inputs()):
+            assert out.WhichOneof("output") != "error", out.error
+            data += out.data
+            code = out.exit_code if out.WhichOneof("output") == "exit_code" else code
+    assert b"in-app" in data and code == 4
