@@ -7,11 +7,13 @@ command is decided once, at start, by the agent's runtime mode (see agent/modes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
-from coral_lib.ops import base, pty_session
+from coral_lib.ops import base, pcap, pty_session, tap, trace
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,11 @@ Resolver = Callable[[base.ExecRequest], tuple[base.ExecBackend, base.ExecRequest
 class Handlers:
     runtime: agent_pb2.RuntimeContext
     resolve: Resolver  # picks the backend and fills the target details (pid, container id)
-    tap_runner: Callable[[agent_pb2.TapRequest], Iterator[agent_pb2.TapEvent]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime.can_trace.available:  # capabilities allow it; can bcc load here?
+            ok, reason = trace_available()
+            self.runtime.can_trace.available, self.runtime.can_trace.reason = ok, reason
 
     def exec(self, request: agent_pb2.ExecRequest) -> agent_pb2.ExecResult:
         if not request.argv:
@@ -53,6 +59,50 @@ class Handlers:
         return pty_session.PtySession.spawn(
             argv, target_pid=request.target.pid or None, env=env,
             rows=start.rows or 24, cols=start.cols or 80)
+
+    def tap(self, request: agent_pb2.TapRequest, *, on_packet: Callable[[pcap.Packet], None],
+            stop) -> tap.CaptureSummary:
+        """Capture in the target's network namespace (a host agent: its own namespace)."""
+        if not self.runtime.can_tap.available:
+            raise base.OperationError(f"tap not available here: {self.runtime.can_tap.reason}")
+        pid = self._target_pid(request.target, what="tap")
+        log.info("tap filter=%r pid=%s headers_only=%s", request.filter, pid,
+                 request.headers_only)
+        return tap.capture(
+            netns_pid=pid, filter_expr=request.filter,
+            duration=request.duration_seconds or 10.0, max_packets=request.max_packets or 1000,
+            max_bytes=request.max_bytes or 10 << 20, headers_only=request.headers_only,
+            on_packet=on_packet, stop=stop)
+
+    def trace(self, request: agent_pb2.TraceRequest, *, on_event: Callable[[dict], None],
+              stop) -> trace.TraceSummary:
+        """Trace in the target's PID namespace; a host agent traces its whole host."""
+        if not self.runtime.can_trace.available:
+            raise base.OperationError(f"trace not available here: "
+                                      f"{self.runtime.can_trace.reason}")
+        pid = self._target_pid(request.target, what="trace")
+        pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino if pid else None
+        log.info("trace %s pid=%s pidns=%s", request.kind, pid, pidns)
+        return trace.run(request.kind or "exec", cgroup_path=None, pidns_inode=pidns,
+                         duration=request.duration_seconds or 10.0,
+                         max_events=request.max_events or 10000, on_event=on_event, stop=stop)
+
+    def _target_pid(self, target: agent_pb2.ExecTarget, *, what: str) -> int | None:
+        """A process of the target whose namespaces to use; None: the agent's own (host)."""
+        probe = exec_request_from_proto(agent_pb2.ExecRequest(argv=["true"], target=target))
+        backend, request = self.resolve(probe)
+        if request.target.pid:
+            return request.target.pid
+        if backend.name == "local":
+            return None
+        raise base.OperationError(f"{what} needs a process to enter; the {backend.name} "
+                                  "backend found none for this target")
+
+
+@functools.lru_cache(maxsize=1)
+def trace_available() -> tuple[bool, str]:
+    """trace.available() once per process: it starts the system Python to import bcc."""
+    return trace.available()
 
 
 def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:

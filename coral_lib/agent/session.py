@@ -16,6 +16,7 @@ from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
 from coral_lib.agent import shells as shells_mod
+from coral_lib.agent import taps
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class LinkWorker:
                 yield item
 
         shells = shells_mod.ShellOps(self.handlers, outbox.put)
+        streams = taps.StreamOps(self.handlers, outbox.put)
         responses = self.session.stub.Link(requests())
         watcher = threading.Thread(target=self._cancel_on_stop, args=(responses, outbox),
                                    daemon=True)
@@ -114,10 +116,11 @@ class LinkWorker:
         try:
             for msg in responses:
                 self.connected.set()
-                self._dispatch(msg, outbox.put, shells)
+                self._dispatch(msg, outbox.put, shells, streams)
         finally:
             outbox.put(_END)
             shells.close_all()
+            streams.close_all()
 
     def _cancel_on_stop(self, responses, outbox: queue.Queue) -> None:
         while not self.stop.wait(0.5):
@@ -127,12 +130,17 @@ class LinkWorker:
         outbox.put(_END)
 
     def _dispatch(self, msg: mesh_pb2.ColonyMessage, send: Callable,
-                  shells: shells_mod.ShellOps) -> None:
+                  shells: shells_mod.ShellOps, streams: taps.StreamOps) -> None:
         kind = msg.WhichOneof("body")
         if kind == "shell":
             shells.handle(msg.op_id, msg.shell)
         elif kind == "cancel":
-            shells.cancel(msg.op_id)
+            if not streams.cancel(msg.op_id):
+                shells.cancel(msg.op_id)
+        elif kind == "tap":
+            streams.tap(msg.op_id, msg.tap)
+        elif kind == "trace":
+            streams.trace(msg.op_id, msg.trace)
         elif kind == "exec":
             self._pool.submit(self._exec, msg, send)
         elif kind == "runtime":
