@@ -1,0 +1,163 @@
+"""Fixtures: API server fixtures as clusters, real `ansible-playbook` runs against them.
+
+Each playbook run is a real ansible-playbook process using the repository's ansible.cfg
+(the working tree is the coral.mesh collection) and the virtualenv's Python for the
+modules (coral-lib + the kubernetes client).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.support import coral_procs
+from tests.support.kubeapi import KubeAPIServer, errors
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PLAYBOOK = str(REPO / ".venv" / "bin" / "ansible-playbook")
+PYTHON = sys.executable
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                    re.MULTILINE)
+
+
+@dataclasses.dataclass
+class Run:
+    rc: int
+    output: str
+    recap: dict[str, dict[str, int]]
+
+    @property
+    def changed(self) -> int:
+        return sum(host["changed"] for host in self.recap.values())
+
+    def explain(self) -> str:
+        return self.output[-6000:]
+
+
+def run_playbook(playbook: str, *, extra_vars: dict, check: bool = False,
+                 inventory: str | None = None, env: dict | None = None,
+                 timeout: float = 240) -> Run:
+    """`ansible-playbook playbooks/<playbook>` as a user runs it; vars go in as JSON."""
+    argv = [PLAYBOOK, str(REPO / "playbooks" / playbook), "-e", json.dumps(extra_vars)]
+    if inventory:
+        argv += ["-i", inventory]
+    if check:
+        argv.append("--check")
+    run_env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+               "ANSIBLE_LOCALHOST_WARNING": "0", **(env or {})}
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=run_env)
+    output = proc.stdout + proc.stderr
+    recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]),
+                    "failed": int(m[4])} for m in _RECAP.findall(output)}
+    return Run(rc=proc.returncode, output=output, recap=recap)
+
+
+def colony_vars(folder: pathlib.Path) -> dict:
+    """The colony Secret's inputs (a real colony is not needed to deploy)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "colony.secret").write_text("not-a-real-secret\n")
+    (folder / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return {"coral_k8s_colony_address": "coral-colony.example:9443",
+            "coral_k8s_colony_secret_file": str(folder / "colony.secret"),
+            "coral_k8s_colony_ca_file": str(folder / "ca.crt"),
+            "coral_k8s_colony_id": "colony-test"}
+
+
+def create_namespace(server: KubeAPIServer, name: str) -> None:
+    server.store.create({"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
+
+
+def get(server: KubeAPIServer, resource: str, name: str, namespace: str | None = None
+        ) -> dict | None:
+    """One object straight from the fixture's store (no HTTP), or None when absent."""
+    try:
+        return server.store.get(resource, name, namespace=namespace)
+    except errors.ApiError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def names(server: KubeAPIServer, resource: str, namespace: str | None = None) -> set[str]:
+    return {o["metadata"]["name"] for o in server.store.list(resource, namespace=namespace)}
+
+
+def merge_kubeconfigs(paths: list[str], dest: pathlib.Path) -> str:
+    """One kubeconfig with every fixture's context (a fleet operator's file)."""
+    merged = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": [],
+              "preferences": {}}
+    for path in paths:
+        cfg = yaml.safe_load(pathlib.Path(path).read_text())
+        for key in ("clusters", "users", "contexts"):
+            merged[key] += cfg[key]
+        merged.setdefault("current-context", cfg["current-context"])
+    dest.write_text(yaml.safe_dump(merged))
+    dest.chmod(0o600)
+    return str(dest)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """One fixture cluster with two nodes and an application namespace "shop"."""
+    with KubeAPIServer(tmp_path / "kubeapi", nodes=["node-1", "node-2"],
+                       context="fixture") as server:
+        create_namespace(server, "shop")
+        yield server
+
+
+@pytest.fixture
+def base_vars(tmp_path):
+    return {"ansible_python_interpreter": PYTHON, **colony_vars(tmp_path / "colony-input")}
+
+
+class NodeAgent:
+    """A real DaemonSet agent process (`coral agent node`) for one fixture node: what the
+    DaemonSet's pod would run there, registering with a real colony."""
+
+    def __init__(self, work_dir: pathlib.Path, colony: coral_procs.Colony, *, node: str,
+                 kubeconfig: str) -> None:
+        self.agent_id = f"ds-{node}"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        config = work_dir / f"{self.agent_id}.yaml"
+        config.write_text(yaml.safe_dump({
+            "agent": {"id": self.agent_id, "runtime": "daemonset"},
+            "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
+                       "id": colony.colony_id,
+                       "secretFile": str(colony.data_dir / "colony.secret")},
+            "discovery": {"kubernetes": {"resyncInterval": "5m"}}}))
+        self.log_path = work_dir / f"{self.agent_id}.log"
+        self.argv = [*coral_procs.CORAL, "agent", "node", "--config", str(config),
+                     "--kubeconfig", kubeconfig, "--node-name", node,
+                     "--state-dir", str(work_dir / f"{self.agent_id}-state")]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> NodeAgent:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def colony(tmp_path):
+    colony = coral_procs.Colony(tmp_path / "colony").start()
+    yield colony
+    colony.stop()
