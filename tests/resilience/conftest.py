@@ -66,3 +66,44 @@ def registry_keys(the_colony: coral_procs.Colony) -> list[tuple]:
     with the_colony.client() as c:
         return [(s["agent"], s["component_name"], s["port"], s.get("namespace", ""),
                  s.get("pod_name", "")) for s in c.list_services()]
+
+
+# ---- pod churn against the API server fixture, and the truth it leaves behind ------------
+
+def churn_step(server, i: int, *, nodes: tuple[str, ...], rng) -> None:
+    """Step i of a churn: create pod i; now and then relabel or delete an earlier pod."""
+    from tests.daemonset.conftest import pod
+    server.store.create(pod(f"churn-{i:04d}", node=nodes[i % len(nodes)],
+                             labels={"app": f"svc-{i % 40}"}, port=8000 + i % 5))
+    if i >= 10 and rng.random() < 0.3:
+        victim = f"churn-{rng.randrange(0, i):04d}"
+        try:
+            if rng.random() < 0.5:
+                server.store.delete("pods", victim, namespace="shop")
+            else:
+                server.store.patch("pods", victim, {"metadata": {"labels": {
+                    "app": f"renamed-{rng.randrange(40)}"}}}, namespace="shop")
+        except Exception as exc:  # already deleted: the store says 404, that is fine
+            if "not found" not in str(exc).lower() and "404" not in str(exc):
+                raise
+
+
+def truth(server) -> set[tuple]:
+    """(agent, pod, component, port) for every pod the API server holds now."""
+    return {(f"ds-{p['spec']['nodeName']}", p["metadata"]["name"], p["metadata"]["labels"]["app"],
+             p["spec"]["containers"][0]["ports"][0]["containerPort"])
+            for p in server.store.list("pods", namespace="shop")}
+
+
+def registry_pods(the_colony: coral_procs.Colony) -> list[tuple]:
+    """(agent, pod, component, port) for every stored service, duplicates kept."""
+    with the_colony.client() as c:
+        return [(s["agent"], s.get("pod_name", ""), s["component_name"], s.get("port", 0))
+                for s in c.list_services(namespace="shop")]
+
+
+def explain_difference(expected: set, actual: list) -> str:
+    seen = set(actual)
+    dups = sorted({k for k in actual if actual.count(k) > 1})[:5]
+    return (f"missing {sorted(expected - seen)[:5]} ghosts {sorted(seen - expected)[:5]} "
+            f"duplicates {dups} ({len(expected)} expected, {len(actual)} stored)")
