@@ -15,6 +15,13 @@ Settings come from the policy file (`coral colony start --policy FILE`, config
 
 Without a policy file the embedded default allows the identity `admin` and the group
 `admins` everything (the data directory's admin token is both), and nobody else anything.
+With a policy file, whatever no rule allows is denied (reads too: `read` is colony-wide,
+so only rules without a scope grant it).
+
+Identities: a bearer token from tokens.json in the data directory (add one with
+`coral colony token add --identity alice --group sre`, which prints the token; restart
+the colony to load it), or a client certificate signed by the colony CA on the
+`--mtls-listen` port (identity = the certificate's CN, group `cert`).
 """
 
 from __future__ import annotations
@@ -289,6 +296,7 @@ class Gate:
                 raise Refused(f"approve refused: {decision.reason}")
         action = self.approvals.approve if approve else self.approvals.deny
         record = action(approval_id, approver=identity.name)
+        self._scopes.pop(approval_id, None)
         self.audit.append("approval", {"event": record.state, "approval_id": approval_id,
                                        "requester": record.requester, "decided_by": identity.name,
                                        "verb": record.verb, "target": record.target,

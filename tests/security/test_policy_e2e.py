@@ -191,3 +191,19 @@ def test_invalid_policy_stops_the_colony_at_start_naming_the_rule(tmp_path):
     assert "rules[0] (broken): key 'verbs'" in run.stderr
     check = coral_procs.coral("policy", "check", str(bad))
     assert check.returncode == 2 and "broken" in check.stderr
+
+
+def test_policy_file_and_rate_limits_from_colony_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: r1\n    identities: [x]\n    verbs: [read]\n"
+                   "    scope: {flavour: [x]}\n")
+    cfg = tmp_path / "colony.yaml"
+    cfg.write_text(f"policyFile: {bad}\nrateLimits: {{perIdentity: '5/m'}}\n")
+    run = coral_procs.coral("colony", "start", "--data-dir", str(tmp_path / "c"), "--listen",
+                            f"127.0.0.1:{coral_procs.free_port()}", "--config", str(cfg))
+    assert run.returncode == 2
+    assert "rules[0] (r1): key 'scope': unknown key 'flavour'" in run.stderr
+    cfg.write_text("rateLimits: {perIdentity: 'often'}\n")
+    run = coral_procs.coral("colony", "start", "--data-dir", str(tmp_path / "c"), "--listen",
+                            f"127.0.0.1:{coral_procs.free_port()}", "--config", str(cfg))
+    assert run.returncode == 2 and "rateLimits.perIdentity" in run.stderr
