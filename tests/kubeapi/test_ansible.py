@@ -36,6 +36,12 @@ _PLAYBOOK = """
             kind: ConfigMap
             metadata: {{name: settings, namespace: "{{{{ ns }}}}", labels: {{app: coral}}}}
             data: {{level: debug}}
+          - apiVersion: v1
+            kind: Service
+            metadata: {{name: web, namespace: "{{{{ ns }}}}"}}
+            spec:
+              selector: {{app: web}}
+              ports: [{{name: https, port: 443, targetPort: 8443}}]
           - apiVersion: rbac.authorization.k8s.io/v1
             kind: ClusterRole
             metadata: {{name: coral-agent-test}}

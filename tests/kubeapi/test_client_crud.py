@@ -183,3 +183,16 @@ def test_server_side_apply_with_field_manager(raw, ns):
     assert out["metadata"]["managedFields"][-1]["manager"] == "tool"
     status, out = raw("PATCH", path.split("?")[0], doc, "application/apply-patch+yaml")
     assert status == 422 and "fieldManager" in out["message"]
+
+
+def test_defaults_on_write(core, ns):
+    """Defaulting as the real server: port protocol, pull policy, Service clusterIP."""
+    created = core.create_namespaced_pod(ns, pod("d"))
+    assert created.spec.containers[0].ports[0].protocol == "TCP"
+    assert created.spec.containers[0].image_pull_policy == "Always"  # untagged image
+    svc = core.create_namespaced_service(ns, {"metadata": {"name": "s"}, "spec": {
+        "selector": {"app": "x"}, "ports": [{"port": 80}]}})
+    assert svc.spec.cluster_ip and svc.spec.type == "ClusterIP"
+    assert svc.spec.ports[0].target_port == 80
+    again = core.patch_namespaced_service("s", ns, {"spec": {"ports": [{"port": 80}]}})
+    assert again.metadata.resource_version == svc.metadata.resource_version

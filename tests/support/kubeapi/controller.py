@@ -58,6 +58,12 @@ class Controller:
             obj["status"] = self._deployment_status(obj)
         elif rt.plural == "daemonsets":
             obj["status"] = self._daemonset_status(obj)
+        elif rt.plural == "services":
+            spec = obj.get("spec") or {}
+            if spec.get("type") != "ExternalName" and not spec.get("clusterIP"):
+                n = next(self._ips)
+                spec["clusterIP"] = f"10.96.{n // 250 % 250}.{n % 250 + 2}"
+                spec["clusterIPs"] = [spec["clusterIP"]]
         elif rt.plural == "replicasets":
             obj["status"] = self._replicaset_status(obj)
 

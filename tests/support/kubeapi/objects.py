@@ -80,6 +80,19 @@ def _managed(rt: resources.ResourceType, manager: str, operation: str) -> dict:
             "time": now(), "fieldsType": "FieldsV1", "fieldsV1": {}}
 
 
+def _container_defaults(c: object) -> None:
+    if not isinstance(c, dict):
+        return
+    image = str(c.get("image", ""))
+    latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+    c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    for port in c.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
+
+
 def _pod_defaults(obj: dict) -> None:
     spec = obj.setdefault("spec", {})
     if isinstance(spec, dict):
@@ -88,9 +101,26 @@ def _pod_defaults(obj: dict) -> None:
         spec.setdefault("schedulerName", "default-scheduler")
         spec.setdefault("terminationGracePeriodSeconds", 30)
         spec.setdefault("serviceAccountName", "default")
+        for field in ("containers", "initContainers"):
+            if isinstance(spec.get(field), list):
+                for c in spec[field]:
+                    _container_defaults(c)
     status = obj.setdefault("status", {})
     if isinstance(status, dict):
         status.setdefault("phase", "Pending")
+
+
+def _service_defaults(obj: dict) -> None:
+    spec = obj.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    for port in spec.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
+            if "port" in port:
+                port.setdefault("targetPort", port["port"])
 
 
 def _namespace_defaults(obj: dict) -> None:
@@ -121,7 +151,14 @@ def _daemonset_defaults(obj: dict) -> None:
 
 # Defaulting as the real API server does on every write (a subset).
 _DEFAULTS = {"pods": _pod_defaults, "namespaces": _namespace_defaults,
-             "deployments": _deployment_defaults, "daemonsets": _daemonset_defaults}
+             "deployments": _deployment_defaults, "daemonsets": _daemonset_defaults,
+             "services": _service_defaults}
+
+
+def apply_defaults(rt: resources.ResourceType, obj: dict) -> None:
+    """Defaulting that the real server repeats on every write (also after admission)."""
+    if rt.plural in ("pods", "deployments", "daemonsets", "services"):
+        _DEFAULTS[rt.plural](obj)
 
 
 def validate(rt: resources.ResourceType, obj: dict) -> None:
@@ -173,8 +210,11 @@ def merge_update(rt: resources.ResourceType, current: dict, new: dict, *,
     out["apiVersion"], out["kind"] = current["apiVersion"], current["kind"]
     if rt.has_status:
         out["status"] = current.get("status", {})
-    if rt.plural in ("deployments", "daemonsets"):
-        _DEFAULTS[rt.plural](out)
+    apply_defaults(rt, out)
+    if rt.plural == "services":
+        for key in ("clusterIP", "clusterIPs"):
+            if key in (current.get("spec") or {}) and isinstance(out.get("spec"), dict):
+                out["spec"].setdefault(key, current["spec"][key])
     if rt.plural == "namespaces":
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
     return out

@@ -170,6 +170,7 @@ class Store:
         if self.admit is not None:
             obj = self.admit(operation="CREATE", rt=rt, obj=obj, old=None, namespace=ns,
                              dry_run=dry_run)
+            objects.apply_defaults(rt, obj)
         objects.validate(rt, obj)
         with self.lock:
             meta = obj["metadata"]
@@ -289,6 +290,7 @@ class Store:
             if self.admit is not None and subresource is None:
                 candidate = self.admit(operation="UPDATE", rt=rt, obj=candidate, old=current,
                                        namespace=ns, dry_run=dry_run)
+                objects.apply_defaults(rt, candidate)
             objects.validate(rt, candidate)
             with self.lock:
                 latest = self._objects[rt.key].get((ns, name))
