@@ -26,6 +26,10 @@ mkdir -p "$(dirname "$CACHE")"
 cmp -s "$ROOT/tools/get_pip_offline.py" "$CACHE" 2>/dev/null || cp "$ROOT/tools/get_pip_offline.py" "$CACHE"
 
 COLLECTION=$("$ROOT/tools/install_collection.sh" "$STAGE" 2>/dev/null)
+# Sanity is about the Ansible content. coral_lib (bundled so the roles can pip-install it)
+# and the repo tools are a plain Python package held to ruff + import-linter instead of
+# ansible-test's plugin rules (pep8 line length, pylint's ban on `_`, ...).
+rm -rf "$COLLECTION/coral_lib" "$COLLECTION/tools"
 mkdir -p "$COLLECTION/tests"
 cp -r "$ROOT/tests/config.yml" "$ROOT/tests/sanity" "$COLLECTION/tests/"
 cd "$COLLECTION"
