@@ -14,7 +14,7 @@ import sys
 
 from coral_lib import config, selection
 from coral_lib.agent import node
-from coral_lib.commands import common
+from coral_lib.discovery import kubeclient
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,26 @@ def node_command(args: argparse.Namespace) -> int:
         agent = node.build(cfg, options(args),
                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
         cfg.colony_secret()  # fail now, clearly, rather than on the first registration
-    except (config.ConfigError, ValueError) as exc:
-        return common.fail(str(exc), 2)
+    except (config.ConfigError, kubeclient.KubeConfigError, ValueError) as exc:
+        return _fail(str(exc), 2)
     except Exception as exc:  # noqa: BLE001 - kubeconfig / in-cluster loading failures
-        return common.fail(f"cannot reach the Kubernetes API: {exc}", 2)
+        return _fail(f"cannot reach the Kubernetes API: {exc}", 2)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.shutdown())
     try:
         agent.run()
     except config.ConfigError as exc:
-        return common.fail(str(exc), 2)
+        return _fail(str(exc), 2)
     except OSError as exc:
-        return common.fail(f"agent cannot start: {exc}")
+        return _fail(f"agent cannot start: {exc}")
     return 0
+
+
+def _fail(message: str, code: int = 1) -> int:
+    """As commands.common.fail; common imports the colony client (~0.7 MB of RSS) that the
+    DaemonSet agent never uses."""
+    print(f"coral: error: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
