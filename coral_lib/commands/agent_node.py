@@ -26,7 +26,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="agent config YAML")
+    parser.add_argument("--config", default=None,
+                        help="agent config YAML (default: defaults + CORAL_* environment)")
     parser.add_argument("--kubeconfig", default=None,
                         help="kubeconfig file (default: the in-cluster service account)")
     parser.add_argument("--node-name", default="", help="this node (default: $NODE_NAME)")

@@ -60,6 +60,8 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
     env = [
         {"name": "CORAL_AGENT_MODE", "value": "daemonset"},
         objects.field_env("NODE_NAME", "spec.nodeName"),
+        # one stable id per node, so a restarted agent pod takes over its predecessor's set
+        {"name": "CORAL_AGENT_ID", "value": "node-agent-$(NODE_NAME)"},
         objects.field_env("POD_NAME", "metadata.name"),
         objects.field_env("POD_NAMESPACE", "metadata.namespace"),
         *objects.colony_env(settings.colony_secret_name),
@@ -69,7 +71,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "name": NAME,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["coral", "agent", "start"],
+        "command": ["coral", "agent", "node"],
         "env": env,
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},

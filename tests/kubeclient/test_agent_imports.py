@@ -4,6 +4,7 @@ out of `coral agent node`; `coral --help` still lists every command."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,6 +48,7 @@ def test_coral_agent_node_help_and_flag_errors():
     help_out = subprocess.run([sys.executable, "-m", "coral_lib.cli", "agent", "node", "--help"],
                               capture_output=True, text=True, check=True).stdout
     assert "--kubeconfig" in help_out and "--node-name" in help_out
+    env = {k: v for k, v in os.environ.items() if k != "NODE_NAME"}
     bad = subprocess.run([sys.executable, "-m", "coral_lib.cli", "agent", "node"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "--config" in bad.stderr
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "no node name" in bad.stderr and "NODE_NAME" in bad.stderr
