@@ -196,3 +196,22 @@ def test_defaults_on_write(core, ns):
     assert svc.spec.ports[0].target_port == 80
     again = core.patch_namespaced_service("s", ns, {"spec": {"ports": [{"port": 80}]}})
     assert again.metadata.resource_version == svc.metadata.resource_version
+
+
+def test_client_certificate_auth(tmp_path):
+    """auth="client-cert": the kubeconfig carries a client certificate; TLS without one
+    is refused."""
+    import ssl
+    import urllib.request
+
+    from kubernetes import config as kconfig
+
+    from tests.support.kubeapi import KubeAPIServer
+
+    with KubeAPIServer(tmp_path, auth="client-cert") as server:
+        api = client.CoreV1Api(kconfig.new_client_from_config(
+            config_file=server.kubeconfig_path))
+        assert [n.metadata.name for n in api.list_node().items] == ["node-1"]
+        ctx = ssl.create_default_context(cafile=server.ca_path)
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(server.url + "/api/v1/nodes", context=ctx, timeout=5).read()

@@ -56,13 +56,17 @@ class KubeAPIServer:
                  nodes: tuple[str, ...] | list[str] = ("node-1",), history_size: int = 10_000,
                  bookmark_interval: float = 1.0, watch_timeout: float = 1800.0,
                  context: str = "kubeapi-fixture",
-                 service_resolver: ServiceResolver | None = None):
+                 service_resolver: ServiceResolver | None = None, auth: str = "token"):
+        if auth not in ("token", "client-cert"):
+            raise ValueError(f"auth={auth!r}: expected 'token' or 'client-cert'")
+        self.auth = auth
         self.state_dir = pathlib.Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.requested_port = port
         self.port = 0
         self.context = context
-        self.token = secrets.token_urlsafe(24)
+        # client-cert: TLS demands a certificate signed by the fixture CA; no token.
+        self.token = secrets.token_urlsafe(24) if auth == "token" else ""
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.store = store.Store(history_size=history_size)
@@ -89,6 +93,14 @@ class KubeAPIServer:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.state_dir / "server.crt", self.state_dir / "server.key")
         ctx.set_alpn_protocols(["http/1.1"])
+        client_cert = None
+        if self.auth == "client-cert":
+            client_cert = tls.issue_cert(ca_pem, ca_key, common_name="kubeapi-fixture-admin",
+                                         dns_names=[], client=True)
+            tls.write_private(self.state_dir / "client.crt", client_cert[0])
+            tls.write_private(self.state_dir / "client.key", client_cert[1])
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=ca_pem.decode())
         handler_cls = type("BoundHandler", (handler.Handler,), {"app": self})
         httpd = _HTTPServer(("127.0.0.1", self.requested_port), handler_cls,
                             bind_and_activate=False)
@@ -99,7 +111,8 @@ class KubeAPIServer:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         tls.write_kubeconfig(pathlib.Path(self.kubeconfig_path), tls.kubeconfig(
-            url=self.url, ca_pem=ca_pem, token=self.token, context=self.context))
+            url=self.url, ca_pem=ca_pem, token=self.token, context=self.context,
+            client_cert=client_cert))
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="kubeapi-fixture", daemon=True)
         self._thread.start()

@@ -82,8 +82,15 @@ def issue_cert(
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
-def kubeconfig(*, url: str, ca_pem: bytes, token: str, context: str) -> dict:
-    """A kubeconfig with one cluster, one token user and one current context."""
+def kubeconfig(*, url: str, ca_pem: bytes, token: str, context: str,
+               client_cert: tuple[bytes, bytes] | None = None) -> dict:
+    """A kubeconfig with one cluster, one user (token, or client certificate + key) and one
+    current context."""
+    if client_cert is not None:
+        user = {"client-certificate-data": base64.b64encode(client_cert[0]).decode(),
+                "client-key-data": base64.b64encode(client_cert[1]).decode()}
+    else:
+        user = {"token": token}
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -91,7 +98,7 @@ def kubeconfig(*, url: str, ca_pem: bytes, token: str, context: str) -> dict:
             "server": url,
             "certificate-authority-data": base64.b64encode(ca_pem).decode(),
         }}],
-        "users": [{"name": context, "user": {"token": token}}],
+        "users": [{"name": context, "user": user}],
         "contexts": [{"name": context, "context": {
             "cluster": context, "user": context, "namespace": "default"}}],
         "current-context": context,
