@@ -39,6 +39,30 @@ def test_get_pods_watch_streams_events(server, ns):
         proc.wait()
 
 
+def test_get_prints_server_side_table(kubectl, server, ns):
+    server.store.create(pod("t1"), namespace=ns)
+    out = kubectl("get", "pods", "-n", ns, check=True).stdout.splitlines()
+    assert out[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert out[1].split()[:4] == ["t1", "1/1", "Running", "0"]
+    nodes = kubectl("get", "nodes", check=True).stdout.splitlines()
+    assert nodes[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+
+
+def test_get_pods_watch_table_output(server, ns):
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", server.kubeconfig_path, "get", "pods",
+                             "-n", ns, "-w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        server.store.create(pod("tw"), namespace=ns)
+        assert proc.stdout.readline().split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+        assert proc.stdout.readline().split()[:3] == ["tw", "1/1", "Running"]
+        server.store.delete("pods", "tw", namespace=ns)
+        assert proc.stdout.readline().split()[:3] == ["tw", "1/1", "Terminating"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 _MANIFEST = """
 apiVersion: v1
 kind: ConfigMap

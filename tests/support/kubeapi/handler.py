@@ -13,7 +13,7 @@ import urllib.parse
 
 import yaml
 
-from tests.support.kubeapi import errors, exec_ws, openapi, resources, routes, selectors
+from tests.support.kubeapi import errors, exec_ws, openapi, resources, routes, selectors, table
 from tests.support.kubeapi import watch as watch_
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._collection(method, route, is_watch, dry=dry, fm=fm)
             return
         if method == "GET":
-            self._send_bytes(200, store.get_raw(rt, ns, route.name)[1])
+            obj, raw = store.get_raw(rt, ns, route.name)
+            if self._table_mode():
+                self._send_json(200, table.table(rt.plural, [obj], rv=str(store.rv),
+                                                 include=self._include()))
+            else:
+                self._send_bytes(200, raw)
         elif method == "PUT":
             obj, raw = store.update_raw(rt, ns, route.name, self._body(),
                                         subresource=route.sub, field_manager=fm, dry_run=dry)
@@ -283,12 +288,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         items, rv, token = self.app.store.list_raw(
             route.rt, namespace=route.namespace, pred=pred, limit=max(limit, 0),
             continue_token=self.query.get("continue") or None)
+        if self._table_mode():
+            doc = table.table(route.rt.plural, [o for o, _r in items], rv=str(rv),
+                              include=self._include())
+            if token:
+                doc["metadata"]["continue"] = token
+            self._send_json(200, doc)
+            return
         meta = f'"resourceVersion":"{rv}"'
         if token:
             meta += f',"continue":"{token}"'
         head = (f'{{"kind":"{route.rt.kind}List","apiVersion":"{route.rt.api_version}",'
                 f'"metadata":{{{meta}}},"items":[').encode()
         self._send_bytes(200, head + b",".join(raw for _o, raw in items) + b"]}")
+
+    def _table_mode(self) -> bool:
+        return table.wants_table(self.headers.get("Accept", ""))
+
+    def _include(self) -> str:
+        return self.query.get("includeObject") or "Metadata"
 
     # ---- watch ---------------------------------------------------------------------------
     def _watch(self, route: routes.Route, pred) -> None:
@@ -342,6 +360,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if batch is watch_.CLOSED:
                 self._abort()
                 return
+            if batch and self._table_mode():
+                batch = [table.watch_line(rt.plural, line, include=self._include())
+                         for line in batch]
             if batch:
                 self._chunk(b"".join(batch))
             elif self._peer_closed():
