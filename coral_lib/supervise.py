@@ -238,7 +238,7 @@ def start(
         return current, False
     if current.running:
         stop(pid_file)
-    cmd = [sys.executable, "-m", "coral_lib.cli", "daemon", "run", "--name", name,
+    cmd = [sys.executable, "-m", "coral_lib.commands.daemon", "--name", name,
            "--pid-file", os.path.abspath(pid_file), "--restart", restart,
            "--stop-grace", f"{stop_grace:g}", "--", *argv]
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from coral_lib import supervise
 
@@ -22,17 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("run", "run the supervisor in the foreground (what `start` launches)"),
     ):
         p = sub.add_parser(action, help=helptext)
-        _add_pid_file(p)
-        p.add_argument("--name", required=True, help="a name for log lines")
-        p.add_argument("--restart", default="always", choices=supervise.RESTART_POLICIES,
-                       help="when to start the command again after it exits")
-        p.add_argument("--stop-grace", type=float, default=supervise.STOP_GRACE,
-                       help="seconds between TERM and KILL when stopping the command")
-        if action != "run":
-            p.add_argument("--log-file", required=True,
-                           help="file that receives the command's stdout/stderr")
-        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV",
-                       help="the command to supervise, after --")
+        _add_supervisor_args(p, with_log_file=action != "run")
         p.set_defaults(func=_ACTIONS[action])
     for action, helptext in (("stop", "stop the supervisor and its command"),
                              ("status", "exit 0 when running, 3 when not")):
@@ -43,6 +34,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_pid_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pid-file", required=True, help="pid file owned by the supervisor")
+
+
+def _add_supervisor_args(parser: argparse.ArgumentParser, *, with_log_file: bool) -> None:
+    _add_pid_file(parser)
+    parser.add_argument("--name", required=True, help="a name for log lines")
+    parser.add_argument("--restart", default="always", choices=supervise.RESTART_POLICIES,
+                        help="when to start the command again after it exits")
+    parser.add_argument("--stop-grace", type=float, default=supervise.STOP_GRACE,
+                        help="seconds between TERM and KILL when stopping the command")
+    if with_log_file:
+        parser.add_argument("--log-file", required=True,
+                            help="file that receives the command's stdout/stderr")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV",
+                        help="the command to supervise, after --")
+
+
+def run_main(argv: list[str]) -> int:
+    """The foreground supervisor without the rest of the CLI (what `start` launches as
+    `python -m coral_lib.commands.daemon`, so it stays small: no gRPC, no pydantic)."""
+    parser = argparse.ArgumentParser(prog="coral daemon run")
+    _add_supervisor_args(parser, with_log_file=False)
+    return _run(parser.parse_args(argv))
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
@@ -104,3 +117,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 _ACTIONS = {"start": _start, "restart": _restart, "run": _run, "stop": _stop, "status": _status}
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(sys.argv[1:]))
