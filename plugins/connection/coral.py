@@ -1,0 +1,273 @@
+# -*- coding: utf-8 -*-
+# Copyright: Coral maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: coral
+short_description: Run tasks inside a pod's container or on a host through a Coral agent
+version_added: 0.2.0
+author:
+  - Coral maintainers (@coral-maintainers)
+description:
+  - Every command Ansible runs on the target (module runs, temp directory handling, file
+    transfers) is sent to the colony's C(Operate) call, the same path C(coral exec) and
+    M(coral.mesh.coral_exec) use; the colony checks RBAC (verb C(exec)), applies rate
+    limits and approvals and writes a C(started) and a C(finished) audit record for each
+    command, then the agent runs it inside the chosen container (or on its host).
+  - Files are copied by running C(sh -c) with the data base64-encoded in the command's
+    arguments, in chunks (O(chunk_size)); fetching reads chunks with C(dd) and
+    C(base64). The target needs C(/bin/sh), C(base64) and C(dd) (busybox has them) and,
+    for modules, a Python interpreter.
+  - The M(coral.mesh.colony) inventory plugin sets the variables this plugin reads.
+  - Privilege escalation (C(become)) is not supported; the agent runs commands as the
+    container's (or host agent's) user.
+requirements:
+  - coral-lib (the Python library of this collection) in the Python that runs Ansible.
+options:
+  agent:
+    description:
+      - Id of the agent that runs the commands. Defaults to the host's address
+        (C(ansible_host), else the inventory name).
+    type: str
+    vars:
+      - name: ansible_coral_agent
+  namespace:
+    description: Kubernetes namespace of the target pod (empty for hosts).
+    type: str
+    default: ''
+    vars:
+      - name: ansible_coral_namespace
+  pod:
+    description: Target pod (empty for hosts and for the agent's own pod).
+    type: str
+    default: ''
+    vars:
+      - name: ansible_coral_pod
+  container:
+    description: Target container inside the pod (empty on hosts).
+    type: str
+    default: ''
+    vars:
+      - name: ansible_coral_container
+  colony_address:
+    description: Address of the colony's gRPC endpoint, as C(host:port).
+    type: str
+    default: 127.0.0.1:9443
+    vars:
+      - name: ansible_coral_colony_address
+    env:
+      - name: CORAL_COLONY_ADDRESS
+  colony_ca_file:
+    description:
+      - CA certificate the colony's TLS certificate is checked against; default the local
+        colony's C(ca.crt) (E(CORAL_COLONY_DATA_DIR), default C(~/.coral/colony)).
+    type: path
+    vars:
+      - name: ansible_coral_colony_ca_file
+    env:
+      - name: CORAL_CA_FILE
+  colony_token:
+    description:
+      - Operator token; the colony applies this identity's RBAC and audits it as the
+        requester. Takes precedence over O(colony_token_file).
+    type: str
+    vars:
+      - name: ansible_coral_colony_token
+    env:
+      - name: CORAL_TOKEN
+  colony_token_file:
+    description: File holding the operator token; default the local colony's C(admin.token).
+    type: path
+    vars:
+      - name: ansible_coral_colony_token_file
+    env:
+      - name: CORAL_TOKEN_FILE
+  exec_timeout:
+    description: Seconds one command (for example one module run) may take on the target.
+    type: float
+    default: 600
+    vars:
+      - name: ansible_coral_exec_timeout
+  chunk_size:
+    description:
+      - Bytes of file data per command when copying files (kept under the kernel's
+        128 KiB limit for one argument once base64-encoded).
+    type: int
+    default: 90000
+    vars:
+      - name: ansible_coral_chunk_size
+"""
+
+EXAMPLES = r"""
+# inventory (the coral.mesh.colony inventory plugin sets these for you)
+# shop-7d9f.payments ansible_connection=coral.mesh.coral ansible_coral_agent=sidecar-shop-7d9f
+#   ansible_coral_namespace=payments ansible_coral_pod=shop-7d9f ansible_coral_container=web
+
+- hosts: namespace_payments
+  gather_facts: false
+  tasks:
+    - ansible.builtin.setup:
+        gather_subset: [min]
+    - ansible.builtin.command: cat /etc/os-release
+    - ansible.builtin.copy:
+        src: app.conf
+        dest: /tmp/app.conf
+"""
+
+import base64
+import os
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.plugins.connection import ConnectionBase
+from ansible.utils.display import Display
+
+try:
+    from coral_lib import client
+except ImportError:
+    client = None
+
+display = Display()
+
+# argv scripts; data and paths travel as positional arguments, never inside the script
+PUT_FIRST = 'umask 077; printf %s "$1" | base64 -d > "$2"'
+PUT_MORE = 'printf %s "$1" | base64 -d >> "$2"'
+FETCH = 'test -r "$1" || { echo "cannot read $1" >&2; exit 66; }; ' \
+        'dd if="$1" bs="$2" skip="$3" count=1 2>/dev/null | base64'
+MAX_ARG = 120000  # below MAX_ARG_STRLEN (128 KiB) for one base64 argument
+
+
+def chunk_size(requested):
+    """Raw bytes per put chunk: a multiple of 3 whose base64 stays below MAX_ARG."""
+    size = max(3, min(int(requested), MAX_ARG // 4 * 3))
+    return size - size % 3
+
+
+def target_text(targeting):
+    parts = [targeting.agent, targeting.namespace, targeting.pod, targeting.container]
+    return "/".join(p for p in parts if p)
+
+
+class Connection(ConnectionBase):
+    """Commands and file transfers through the colony's audited exec path."""
+
+    transport = "coral.mesh.coral"
+    has_pipelining = False  # stdin does not reach every exec backend (CRI ExecSync)
+    has_tty = False
+
+    def __init__(self, *args, **kwargs):
+        super(Connection, self).__init__(*args, **kwargs)
+        self._colony = None
+        self._targeting = None
+
+    def _connect(self):
+        if self._connected:
+            return self
+        if client is None:
+            raise AnsibleError("the coral.mesh.coral connection needs coral-lib in the "
+                               "Python that runs Ansible")
+        from ansible_collections.coral.mesh.plugins.module_utils import coral as coral_utils
+        params = dict((key, self.get_option(key)) for key in
+                      ("colony_address", "colony_ca_file", "colony_token", "colony_token_file"))
+        ca_file = params["colony_ca_file"] or os.path.join(coral_utils._local_data_dir(),
+                                                           "ca.crt")
+        agent = self.get_option("agent") or self._play_context.remote_addr
+        self._targeting = client.Targeting(
+            agent=agent, namespace=self.get_option("namespace") or None,
+            pod=self.get_option("pod") or None, container=self.get_option("container") or None)
+        try:
+            token = coral_utils.read_token(params)
+            self._colony = client.connect(params["colony_address"], ca_file=ca_file,
+                                          token=token)
+        except (ValueError, client.CoralError) as exc:
+            raise AnsibleConnectionFailure("coral: %s" % exc)
+        display.vvv("CORAL CONNECT %s via %s" % (target_text(self._targeting),
+                                                 params["colony_address"]), host=agent)
+        self._connected = True
+        return self
+
+    def _run(self, argv, *, what):
+        """One audited exec on the single target; (rc, stdout bytes, stderr bytes)."""
+        self._connect()
+        timeout = float(self.get_option("exec_timeout"))
+        try:
+            outcome = self._colony.exec(self._targeting, argv=argv, timeout=timeout,
+                                        max_output=3 << 20, max_concurrency=1)
+        except client.CoralError as exc:
+            raise AnsibleConnectionFailure("coral %s on %s: %s (%s)" % (
+                what, target_text(self._targeting), exc, type(exc).__name__))
+        if len(outcome.results) != 1:
+            raise AnsibleConnectionFailure(
+                "coral: %s resolved to %d targets; set ansible_coral_container (and pod/"
+                "namespace) so exactly one is chosen" % (target_text(self._targeting),
+                                                         len(outcome.results)))
+        row = outcome.results[0]
+        display.vvv("CORAL %s audit_id=%s rc=%s status=%s" % (
+            what, row["audit_id"], row["rc"], row["status"]), host=self._targeting.agent)
+        if row["error"] or row["status"] in ("refused", "skipped"):
+            raise AnsibleConnectionFailure("coral %s on %s: %s" % (
+                what, target_text(self._targeting), row["error"] or row["status"]))
+        if row["truncated"]:
+            raise AnsibleConnectionFailure("coral %s on %s: output exceeded the agent's "
+                                           "output cap" % (what, target_text(self._targeting)))
+        if row["timed_out"]:
+            raise AnsibleConnectionFailure("coral %s on %s: timed out after %ss" % (
+                what, target_text(self._targeting), timeout))
+        return row["rc"], to_bytes(row["stdout"]), to_bytes(row["stderr"])
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        if in_data:
+            raise AnsibleConnectionFailure("the coral connection does not support pipelining")
+        executable = self._play_context.executable or "/bin/sh"
+        display.vvv("CORAL EXEC %s" % cmd, host=self._targeting.agent if self._targeting
+                    else None)
+        return self._run([executable, "-c", cmd], what="exec")
+
+    def put_file(self, in_path, out_path):
+        super(Connection, self).put_file(in_path, out_path)
+        display.vvv("CORAL PUT %s TO %s" % (in_path, out_path))
+        if not os.path.exists(to_bytes(in_path, errors="surrogate_or_strict")):
+            raise AnsibleFileNotFound("file or module does not exist: %s" % in_path)
+        size = chunk_size(self.get_option("chunk_size"))
+        with open(to_bytes(in_path, errors="surrogate_or_strict"), "rb") as handle:
+            script = PUT_FIRST
+            while True:
+                data = handle.read(size)
+                if not data and script is PUT_MORE:
+                    return
+                encoded = base64.b64encode(data).decode("ascii")
+                rc, out, err = self._run(["/bin/sh", "-c", script, "coral-put", encoded,
+                                          out_path], what="put")
+                if rc != 0:
+                    raise AnsibleError("coral: failed to write %s: %s" % (
+                        out_path, to_native(err or out).strip()))
+                script = PUT_MORE
+
+    def fetch_file(self, in_path, out_path):
+        super(Connection, self).fetch_file(in_path, out_path)
+        display.vvv("CORAL FETCH %s TO %s" % (in_path, out_path))
+        size = chunk_size(self.get_option("chunk_size"))
+        with open(to_bytes(out_path, errors="surrogate_or_strict"), "wb") as handle:
+            index = 0
+            while True:
+                rc, out, err = self._run(["/bin/sh", "-c", FETCH, "coral-fetch", in_path,
+                                          str(size), str(index)], what="fetch")
+                if rc != 0:
+                    raise AnsibleError("coral: failed to read %s: %s" % (
+                        in_path, to_native(err or out).strip()))
+                data = base64.b64decode(out)
+                handle.write(data)
+                if len(data) < size:
+                    return
+                index += 1
+
+    def close(self):
+        if self._colony is not None:
+            self._colony.close()
+            self._colony = None
+        self._connected = False
