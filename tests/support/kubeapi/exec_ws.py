@@ -100,7 +100,7 @@ class Session:
             self.send(STDERR, b"")
             try:
                 proc = exec_handler(pod, container, argv)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - any harness failure becomes exit 126
                 self._fail_start(argv, exc)
                 return
             self._pump(proc, argv)
@@ -110,9 +110,10 @@ class Session:
             os.close(self.wake_r)
             os.close(self.wake_w)
 
-    def _fail_start(self, argv: list[str], exc: OSError) -> None:
+    def _fail_start(self, argv: list[str], exc: Exception) -> None:
+        reason = getattr(exc, "strerror", None) or exc
         msg = (f"OCI runtime exec failed: exec failed: unable to start container process: "
-               f"exec: {argv[0]!r}: {exc.strerror or exc}: unknown\r\n")
+               f"exec: {argv[0]!r}: {reason}: unknown\r\n")
         self.send(STDERR, msg.encode())
         self._finish(exit_status(126, argv))
 

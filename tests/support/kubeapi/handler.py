@@ -5,16 +5,22 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import select
-import socket
 import ssl
 import time
 import urllib.parse
 
 import yaml
 
-from tests.support.kubeapi import errors, exec_ws, openapi, resources, routes, selectors, table
-from tests.support.kubeapi import watch as watch_
+from tests.support.kubeapi import (
+    errors,
+    exec_ws,
+    openapi,
+    resources,
+    routes,
+    selectors,
+    table,
+    watch_http,
+)
 
 log = logging.getLogger(__name__)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -267,7 +273,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pred = selectors.both(selectors.parse_label_selector(self.query.get("labelSelector")),
                               selectors.parse_field_selector(self.query.get("fieldSelector")))
         if method == "GET" and is_watch:
-            self._watch(route, pred)
+            watch_http.serve(self, route, pred)
         elif method == "GET":
             self._list(route, pred)
         elif method == "DELETE":
@@ -307,109 +313,3 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _include(self) -> str:
         return self.query.get("includeObject") or "Metadata"
-
-    # ---- watch ---------------------------------------------------------------------------
-    def _watch(self, route: routes.Route, pred) -> None:
-        app, q = self.app, self.query
-        try:
-            timeout = float(q.get("timeoutSeconds") or app.watch_timeout)
-        except ValueError:
-            raise errors.bad_request(
-                f"invalid timeoutSeconds {q.get('timeoutSeconds')!r}: expected seconds") from None
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        gone = None
-        if app.faults.take_gone():
-            gone = errors.gone("too old resource version: injected fault")
-        else:
-            try:
-                w = app.store.open_watch(route.rt, namespace=route.namespace, pred=pred,
-                                         resource_version=q.get("resourceVersion"))
-            except errors.ApiError as exc:
-                if exc.code != 410:
-                    raise
-                gone = exc
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
-        if gone is not None:
-            self._chunk(watch_.error_line(gone.status()))
-            self._chunk(b"")
-            return
-        try:
-            self._stream(w, route.rt, deadline=time.monotonic() + timeout, bookmarks=bookmarks)
-        finally:
-            app.store.close_watch(w)
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
-
-    def _stream(self, w: watch_.Watcher, rt: resources.ResourceType, *, deadline: float,
-                bookmarks: bool) -> None:
-        interval = self.app.bookmark_interval
-        next_bm = time.monotonic() + interval
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                self._chunk(b"")  # clean end of the stream; the connection stays usable
-                return
-            wait = min(deadline, next_bm if bookmarks else now + 1.0) - now
-            batch = self._take(w, max(wait, 0.0))
-            if batch is watch_.CLOSED:
-                self._abort()
-                return
-            if batch and self._table_mode():
-                batch = [table.watch_line(rt.plural, line, include=self._include())
-                         for line in batch]
-            if batch:
-                self._chunk(b"".join(batch))
-            elif self._peer_closed():
-                self.close_connection = True
-                return
-            if bookmarks and time.monotonic() >= next_bm:
-                rv = self.app.store.bookmark_rv(w)
-                if rv is not None:
-                    self._chunk(watch_.bookmark_line(api_version=rt.api_version, kind=rt.kind,
-                                                     rv=rv))
-                next_bm = time.monotonic() + interval
-
-    def _take(self, w: watch_.Watcher, wait: float):
-        try:
-            first = w.queue.get(timeout=wait) if wait > 0 else w.queue.get_nowait()
-        except Exception:  # queue.Empty
-            return []
-        batch = [first]
-        while len(batch) < 512:
-            try:
-                batch.append(w.queue.get_nowait())
-            except Exception:
-                break
-        if any(item is watch_.CLOSED for item in batch):
-            return watch_.CLOSED
-        return batch
-
-    def _peer_closed(self) -> bool:
-        sock = self.connection
-        try:
-            readable, _w, _x = select.select([sock], [], [], 0)
-            if not readable:
-                return False
-            sock.setblocking(False)
-            try:
-                return sock.recv(1) == b""
-            finally:
-                sock.setblocking(True)
-        except (ssl.SSLWantReadError, BlockingIOError):
-            return False
-        except (OSError, ValueError):
-            return True
-
-    def _abort(self) -> None:
-        """Drop the connection mid-stream, with no final chunk."""
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

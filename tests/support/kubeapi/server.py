@@ -26,6 +26,21 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     request_queue_size = 512
     ssl_context: ssl.SSLContext
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.open_sockets: set = set()
+        self.sockets_lock = threading.Lock()
+
+    def close_all(self) -> None:
+        """On stop: end every open connection, idle keep-alive ones included."""
+        with self.sockets_lock:
+            socks = list(self.open_sockets)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def finish_request(self, request, client_address):
         # TLS handshake in the connection's own thread, never in the accept loop.
         try:
@@ -37,9 +52,13 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
             tls_sock.settimeout(None)
         except (OSError, ssl.SSLError):
             return
+        with self.sockets_lock:
+            self.open_sockets.add(request)
         try:
             self.RequestHandlerClass(tls_sock, client_address, self)
         finally:
+            with self.sockets_lock:
+                self.open_sockets.discard(request)
             try:
                 tls_sock.close()
             except OSError:
@@ -124,6 +143,7 @@ class KubeAPIServer:
         self.store.drop_watches()
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_all()
         self._httpd = None
 
     def __enter__(self) -> KubeAPIServer:
