@@ -12,7 +12,7 @@ from tests.support import coral_procs
 POLICY = """
 groups:
   sre: [alice, bob]
-approvalTTL: 4s
+approvalTTL: 8s
 rules:
   - name: admins-all
     groups: [admins]

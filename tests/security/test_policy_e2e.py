@@ -78,10 +78,11 @@ def test_approval_no_wait_then_other_identity_approves_and_requester_redeems(sec
     assert held.returncode == 3, held.stderr
     approval_id = held.stdout.strip()
     assert f"waiting for approval {approval_id} (coral approve {approval_id})" in held.stderr
-    listed = _coral(secured, "bob", "approvals", "-o", "json")
-    assert approval_id in [a["approval_id"] for a in json.loads(listed.stdout)]
-    own = _coral(secured, "alice", "approve", approval_id)
-    assert own.returncode == 1 and "cannot approve their own request" in own.stderr
+    with secured.client_for("bob") as bob:
+        assert approval_id in [a["approval_id"] for a in bob.approvals()]
+    with secured.client_for("alice") as alice, pytest.raises(
+            client.PermissionDenied, match="cannot approve their own request"):
+        alice.approve(approval_id)
     ok = _coral(secured, "bob", "approve", approval_id)
     assert ok.returncode == 0 and "approved by bob" in ok.stdout, ok.stderr
     run = _coral(secured, "alice", "exec", "--service", "pay", "--approval-id", approval_id,
@@ -106,16 +107,18 @@ def test_approval_waiting_exec_runs_once_another_identity_approves(secured):
     assert line.startswith("waiting for approval "), line
     approval_id = line.split()[3]
     denied_self = _coral(secured, "alice", "approve", approval_id)
-    assert denied_self.returncode == 1
+    assert denied_self.returncode == 1 and "cannot approve their own" in denied_self.stderr
     assert _coral(secured, "bob", "approve", approval_id).returncode == 0
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "waited" in out, err
 
 
 def test_approval_expires_and_cannot_be_approved_or_redeemed(secured):
+    listed = _coral(secured, "bob", "approvals", "-o", "json")
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
     held = _coral(secured, "alice", "exec", "--service", "pay", "--no-wait", "--", "true")
     approval_id = held.stdout.strip()
-    time.sleep(4.5)  # approvalTTL is 4s
+    time.sleep(8.5)  # approvalTTL is 8s
     late = _coral(secured, "bob", "approve", approval_id)
     assert late.returncode == 1 and "expired" in late.stderr
     run = _coral(secured, "alice", "exec", "--service", "pay", "--approval-id", approval_id,
