@@ -66,6 +66,29 @@ options:
       - Do not fail the task when some targets fail; their results still show it.
     type: bool
     default: false
+  max_concurrency:
+    description:
+      - At most this many targets run the command at the same time (the colony's fan-out
+        width). C(0) leaves it to the colony (64).
+      - Use it like the play keyword C(serial), but inside one task across the targets the
+        colony resolves.
+    type: int
+    default: 0
+  stop_on_failure_percentage:
+    description:
+      - Stop starting new targets once more than this percentage of all targets failed;
+        targets not started are reported with status C(skipped).
+        C(0) never stops early.
+      - Like the play keyword C(max_fail_percentage), applied inside the fan-out.
+    type: float
+    default: 0
+notes:
+  - >-
+    Modules cannot print while they run. Each finished target is logged as it completes
+    to the system log of the host running the module (syslog or the journal, identifier
+    C(ansible-coral_exec)), for example C(coral_exec [3/10] web-01/api: ok rc=0 0.01s),
+    and the same lines are returned in RV(progress) in completion order (shown with
+    C(-v) or a C(debug) task).
 """
 
 EXAMPLES = r"""
@@ -185,6 +208,12 @@ failed_targets:
   returned: always
   type: int
   sample: 0
+progress:
+  description: One line per target in the order targets finished (also written to the system log as they finish).
+  returned: always
+  type: list
+  elements: str
+  sample: ["[1/2] web-01/api: ok rc=0 0.012s", "[2/2] web-02/api: failed rc=1 0.020s"]
 error_kind:
   description: Kind of colony error when the colony refused the request (for example C(NoTargets), C(Unreachable)).
   returned: failure
@@ -207,6 +236,8 @@ def argspec():
         shell=dict(type="bool", default=False),
         timeout=dict(type="float", default=30),
         allow_failures=dict(type="bool", default=False),
+        max_concurrency=dict(type="int", default=0),
+        stop_on_failure_percentage=dict(type="float", default=0),
     )
     return spec
 
@@ -226,6 +257,15 @@ def command_argv(params):
     return argv
 
 
+def progress_line(row, *, done, total):
+    """One human line for a finished target, e.g. `[3/10] web-01/api: ok rc=0 0.01s`."""
+    where = row["agent"] + "".join("/" + row[k] for k in ("service", "pod", "container")
+                                   if row.get(k))
+    line = "[%d/%d] %s: %s rc=%s %.3fs" % (done, total, where, row["status"], row["rc"],
+                                          row["duration"] or 0)
+    return line + (" (%s)" % row["error"] if row["error"] else "")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argspec(),
@@ -243,8 +283,21 @@ def main():
     if params["timeout"] <= 0:
         module.fail_json(msg="timeout must be a positive number of seconds, got %s"
                          % params["timeout"])
+    if params["max_concurrency"] < 0:
+        module.fail_json(msg="max_concurrency must be 0 (colony default) or more, got %s"
+                         % params["max_concurrency"])
+    if not 0 <= params["stop_on_failure_percentage"] <= 100:
+        module.fail_json(msg="stop_on_failure_percentage must be between 0 and 100, got %s"
+                         % params["stop_on_failure_percentage"])
     result = dict(changed=False, results=[], targets=[], audit_ids=[], operation_id="",
-                  argv=argv, failed_targets=0)
+                  argv=argv, failed_targets=0, progress=[])
+
+    def on_result(raw):
+        line = progress_line(coral.result_row(raw), done=len(result["progress"]) + 1,
+                             total=len(result["targets"]))
+        result["progress"].append(line)
+        module.log("coral_exec %s" % line)
+
     colony = coral.connect(module)
     try:
         result["targets"] = [coral.target_row(t) for t in colony.resolve(targeting)]
@@ -252,7 +305,10 @@ def main():
             result["msg"] = "check mode: would run on %d targets" % len(result["targets"])
             module.exit_json(**result)
         outcome = colony.exec(targeting, argv=argv, shell=params["shell"],
-                              timeout=params["timeout"])
+                              timeout=params["timeout"],
+                              max_concurrency=params["max_concurrency"],
+                              stop_on_failure_percentage=params["stop_on_failure_percentage"],
+                              on_result=on_result)
     except coral.client.CoralError as exc:
         coral.fail_coral(module, exc, **result)
     finally:
