@@ -72,9 +72,9 @@ options:
     type: path
 notes:
   - In webhook mode the returned objects contain the TLS Secret with the private key, and
-    O(tls_secret) holds it too; set C(no_log) on the task. (O(tls_secret) is deliberately
-    not a no_log option: masking its values would also mask the same base64 CA in the
-    returned MutatingWebhookConfiguration's C(caBundle).)
+    O(tls_secret) holds it too, so set C(no_log) on the task. O(tls_secret) is deliberately
+    not a no_log option, because masking its values would also mask the same base64 CA in
+    the C(caBundle) of the returned MutatingWebhookConfiguration.
 requirements:
   - coral-lib (the Python library of this collection) in the Python that runs the module.
 """

@@ -73,8 +73,9 @@ def colony_vars(folder: pathlib.Path) -> dict:
 
 
 def create_namespace(server: KubeAPIServer, name: str) -> None:
+    labels = {"kubernetes.io/metadata.name": name}
     server.store.create({"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
+                         "metadata": {"name": name, "labels": labels}})
 
 
 def get(server: KubeAPIServer, resource: str, name: str, namespace: str | None = None

@@ -10,6 +10,7 @@ exactly as it would if its agent pods never came up. The gate asks the colony, n
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.ansible_k8s.conftest import NodeAgent, get, merge_kubeconfigs, run_playbook
@@ -81,3 +82,32 @@ def test_rollout_gate_failure_rolls_back_and_stops(tmp_path, base_vars, colony):
             agent.stop()
         for server in servers.values():
             server.stop()
+
+
+@pytest.mark.slow
+def test_rollout_webhook_gate_failure_rolls_deployment_back(tmp_path, base_vars, cluster):
+    """webhook mode: the gate asks the webhook's /healthz over HTTPS (checked against the CA
+    in its TLS Secret); nothing answers here (the fixture runs no pods), so the gate fails
+    and the Deployment is rolled back to its previous ReplicaSet's template (v1).
+    Slow-marked: about 40 s, and the daemonset test above covers the gate-and-stop logic."""
+    inventory = tmp_path / "one.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"coral_clusters": {
+        "hosts": {"fixture": {"coral_k8s_context": "fixture"}},
+        "vars": {"ansible_connection": "local",
+                 "coral_k8s_kubeconfig": cluster.kubeconfig_path}}}}}))
+    ev = {**base_vars, "coral_mode": "webhook"}
+    run = run_playbook("deploy-coral.yml", inventory=str(inventory),
+                       extra_vars={**ev, "coral_hosts": "coral_clusters"})
+    assert run.rc == 0, run.explain()
+
+    closed = coral_procs.free_port()  # nothing listens there
+    run = run_playbook("rollout-coral.yml", inventory=str(inventory), extra_vars={
+        **ev, "coral_webhook_image": "coral/agent:0.2.0", "coral_rollout_gate_timeout": 2,
+        "coral_rollout_gate_delay": 1,
+        "coral_webhook_healthz_url": f"https://127.0.0.1:{closed}/healthz"})
+    assert run.rc != 0, run.explain()
+    assert "the webhook did not answer" in run.output, run.explain()
+    assert "rolled back to revision 1" in run.output, run.explain()
+    deploy = get(cluster, "deployments", "coral-webhook", "coral-system")
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == "coral/agent:0.1.0"
+    assert "pod-template-hash" not in deploy["spec"]["template"]["metadata"]["labels"]
