@@ -107,8 +107,9 @@ class Agent:
         while not self.stop.is_set():
             try:
                 services = self.current() if self._last_sent is not None or not cached else cached
+                self._remember(services)
                 interval = sess.register(services=services, runtime=self.handlers.runtime)
-                self._sent(services)
+                self._last_sent = services
                 self.registered.set()
                 log.info("registered with colony %s at %s as %s (%d services)",
                          self.cfg.colony.id, self.cfg.colony.address, sess.agent_id, len(services))
@@ -128,12 +129,14 @@ class Agent:
         while not self._sleep(period):
             services = self.current()
             send = services if changed(self._last_sent, services) else None
+            if send is not None:
+                self._remember(send)
             reply = sess.heartbeat(services=send)
             if reply.reregister or not reply.ok:
                 log.warning("colony asks to register again: %s", reply.reason)
                 return
             if send is not None:
-                self._sent(send)
+                self._last_sent = send
                 log.info("service set changed: sent %d services", len(send))
 
     def shutdown(self) -> None:
@@ -146,8 +149,9 @@ class Agent:
         self.wake.clear()
         return self.stop.is_set()
 
-    def _sent(self, services: list[mesh_pb2.ServiceInfo]) -> None:
-        self._last_sent = services
+    def _remember(self, services: list[mesh_pb2.ServiceInfo]) -> None:
+        """Write the set to disk before sending it: a restart then registers a set at least
+        as new as the colony's, never an older one (which would drop and re-add services)."""
         try:
             state_mod.save(self.state_path, services)
         except OSError as exc:
