@@ -12,7 +12,7 @@ module: coral_manifest
 short_description: Render the Kubernetes objects of a Coral deployment mode
 version_added: 0.1.0
 author:
-  - Coral maintainers
+  - Coral maintainers (@coral-maintainers)
 description:
   - Renders the objects of one deployment mode (C(daemonset), C(webhook) or C(sidecar))
     as data, with the same renderer as C(coral manifests render).
@@ -34,7 +34,7 @@ options:
   mode:
     description:
       - Deployment mode to render.
-      - C(daemonset) is one privileged agent per node (set O(settings.observe_only=true) for the
+      - C(daemonset) is one privileged agent per node (set C(observe_only=true) in O(settings) for the
         variant without ptrace, NET_ADMIN or the runtime socket).
       - C(webhook) is the sidecar injection webhook (Deployment, Service,
         MutatingWebhookConfiguration, TLS Secret).
