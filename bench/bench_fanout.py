@@ -16,8 +16,11 @@ A second, lighter baseline is measured too: a shell loop of `kubectl exec` (kube
 v1.32, one process per pod) against the same endpoint and containers.
 
 Both playbooks end with the same assert task (every pod answered rc 0 with "Linux" in its
-output). Wall time is the whole ansible-playbook run. Coral runs are repeated (median);
-the baseline once per N in a full run (it is the slow side). Target: coral >= 20x at N=200.
+output). Wall time is the whole ansible-playbook run. Coral and kubectl runs are repeated
+(median); the k8s_exec loop runs once per N up to BENCH_FANOUT_K8S_EXEC_MAX (default 50:
+each item is a fresh Python importing the kubernetes client, ~seconds); above that its
+time is PROJECTED from the measured per-pod cost (the loop is sequential) and the figure
+names say `_projected`. Target: coral >= 20x faster than the k8s_exec loop at N=200.
 
     .venv/bin/python -m bench --only fanout [--quick]
 """
@@ -44,6 +47,9 @@ from tests.support.kubeapi import KubeAPIServer  # noqa: E402
 NODE, NAMESPACE = "node-a", "fanout"
 SIZES = (10, 50, 200)
 TARGET_RATIO = 20.0
+# Largest N the k8s_exec loop is run at (each item costs seconds: a fresh Python importing
+# the kubernetes client); larger N are projected from its per-pod cost and named so.
+K8S_EXEC_MAX = int(os.environ.get("BENCH_FANOUT_K8S_EXEC_MAX", "50"))
 VENV_PY = sys.executable
 
 CORAL_PLAY = """
@@ -205,10 +211,11 @@ def kubectl_loop(kubeconfig: str, pods: list[str]) -> float:
     return seconds
 
 
-def client_import_seconds() -> float:
+def module_import_seconds() -> float:
     """What each k8s_exec loop item pays before it talks to the API server: importing the
-    `kubernetes` client (the module runs in a fresh Python per item)."""
-    code = ("import time; t = time.perf_counter(); import kubernetes.client; "
+    module and the `kubernetes` client APIs it loads (a fresh Python per item)."""
+    code = ("import time; t = time.perf_counter(); "
+            "import ansible_collections.kubernetes.core.plugins.modules.k8s_exec; "
             "print(time.perf_counter() - t)")
     out = subprocess.run([VENV_PY, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout)
@@ -218,6 +225,7 @@ def measure(work: pathlib.Path, *, colony, kubeapi, pods: list[str], sizes, cora
             baseline_runs: int) -> dict:
     figures: dict = {}
     token = colony.data_dir / "admin.token"
+    per_pod: float | None = None
     for n in sizes:
         coral_text = CORAL_PLAY.format(python=VENV_PY, address=colony.address,
                                        ca=colony.data_dir / "ca.crt", token=token,
@@ -225,19 +233,25 @@ def measure(work: pathlib.Path, *, colony, kubeapi, pods: list[str], sizes, cora
         base_text = BASELINE_PLAY.format(python=VENV_PY, kubeconfig=kubeapi.kubeconfig_path,
                                          namespace=NAMESPACE, pods=pods[:n], n=n)
         coral_s = [playbook(work / f"coral-{n}.yml", coral_text) for _ in range(coral_runs)]
-        base_s = [playbook(work / f"k8s-exec-{n}.yml", base_text) for _ in range(baseline_runs)]
         kubectl_s = [kubectl_loop(kubeapi.kubeconfig_path, pods[:n]) for _ in range(coral_runs)]
-        coral_med, base_med = statistics.median(coral_s), statistics.median(base_s)
-        kubectl_med = statistics.median(kubectl_s)
+        coral_med, kubectl_med = statistics.median(coral_s), statistics.median(kubectl_s)
+        base_s = ([playbook(work / f"k8s-exec-{n}.yml", base_text) for _ in range(baseline_runs)]
+                  if n <= K8S_EXEC_MAX else [])
+        if base_s:
+            base_med = statistics.median(base_s)
+            per_pod = base_med / n
+            figures.update({f"n{n}_k8s_exec_loop_s": round(base_med, 2),
+                            f"n{n}_ratio": round(base_med / coral_med, 1),
+                            f"n{n}_k8s_exec_per_pod_s": round(per_pod, 2)})
+        elif per_pod is not None:  # sequential loop: N x the per-pod cost at a smaller N
+            figures[f"n{n}_k8s_exec_loop_s_projected"] = round(per_pod * n, 1)
+            figures[f"n{n}_ratio_projected"] = round(per_pod * n / coral_med, 1)
         figures.update({f"n{n}_coral_s": round(coral_med, 2),
-                        f"n{n}_k8s_exec_loop_s": round(base_med, 2),
-                        f"n{n}_ratio": round(base_med / coral_med, 1),
-                        f"n{n}_k8s_exec_per_pod_s": round(base_med / n, 2),
                         f"n{n}_kubectl_exec_loop_s": round(kubectl_med, 2),
                         f"n{n}_ratio_vs_kubectl_loop": round(kubectl_med / coral_med, 1),
                         f"n{n}_runs": {"coral": len(coral_s), "k8s_exec": len(base_s),
                                        "kubectl": len(kubectl_s)}})
-    figures["kubernetes_client_import_s"] = round(client_import_seconds(), 2)
+    figures["k8s_exec_module_import_s"] = round(module_import_seconds(), 2)
     return figures
 
 
@@ -278,9 +292,10 @@ def run(*, quick: bool = False) -> dict:
                     colony.stop()
                 kubeapi.stop()
     top = max(sizes)
+    ratio = figures.get(f"n{top}_ratio", figures.get(f"n{top}_ratio_projected"))
     return {"pods": len(pods), "pod_setup_s": round(setup_s, 1), **figures,
-            "ratio_target": TARGET_RATIO,
-            "ratio_target_met": figures[f"n{top}_ratio"] >= TARGET_RATIO if top == 200 else None,
+            "k8s_exec_measured_up_to_n": K8S_EXEC_MAX, "ratio_target": TARGET_RATIO,
+            "ratio_target_met": (ratio >= TARGET_RATIO) if top == 200 and ratio else None,
             "exec_path": "both: CRI ExecSync into the same containerd containers"}
 
 
