@@ -12,13 +12,12 @@ import dataclasses
 import logging
 import os
 import pathlib
-import socket
 import threading
 
-from coral_lib import config, convert, overrides, selection, service
+from coral_lib import config, convert, overrides, runtime, selection, service
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
-from coral_lib.agent import handlers, runner
+from coral_lib.agent import context, handlers, runner
 from coral_lib.discovery import kubernetes, pods
 from coral_lib.ops import base, cri, nsenter
 
@@ -192,9 +191,9 @@ class ExecResolver:
 
 
 def node_runtime(backend: str) -> agent_pb2.RuntimeContext:
-    ok = agent_pb2.Capability(available=True)
-    off = agent_pb2.Capability(available=False, reason="not wired in DaemonSet mode yet")
-    return agent_pb2.RuntimeContext(
-        mode=agent_pb2.RUNTIME_MODE_K8S_DAEMONSET, visibility="all_node_pods",
-        exec_backend=backend, can_exec=ok, can_shell=ok, can_tap=off, can_trace=off,
-        hostname=socket.gethostname())
+    """What runtime detection sees (capabilities, CRI socket, node), with the exec backend
+    the resolver actually chose."""
+    ctx = context.to_proto(runtime.detect(environ={**os.environ,
+                                                    "CORAL_AGENT_MODE": "daemonset"}))
+    ctx.exec_backend = backend
+    return ctx

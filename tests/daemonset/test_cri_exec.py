@@ -111,3 +111,46 @@ def test_coral_shell_pod_enters_the_container(kubeapi, colony, node_agents, runt
             data += out.data
             code = out.exit_code if out.WhichOneof("output") == "exit_code" else code
     assert b"in-app" in data and code == 4
+
+
+def test_coral_tap_pod_captures_in_the_pods_network_namespace(kubeapi, colony, node_agents,
+                                                             runtime, web_pod):
+    """DaemonSet tap: the agent enters the pod's network namespace (here the node's, as the
+    CRI pod uses host networking) and streams the filtered packets back."""
+    import socket
+    import threading
+    import time
+
+    from coral_lib import client
+
+    node_agents("node-a", flags=["--cri-socket", runtime.socket])
+    wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
+             what="pod web registered")
+    coral_procs.wait_registered(colony, ["ds-node-a"])
+    port, stop = coral_procs.free_port(), threading.Event()
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            while not stop.wait(0.1):
+                sock.sendto(b"coral-tap-probe", ("127.0.0.1", port))
+
+    sender = threading.Thread(target=send, daemon=True)
+    time.sleep(0.5)
+    sender.start()
+    packets, summary = [], None
+    try:
+        with colony.client() as c:
+            for key, event in c.tap(client.Targeting(pod="web", namespace="shop"),
+                                    filter_expr=f"udp port {port}", duration=3, max_packets=5):
+                if key == "targets":
+                    continue
+                kind = event.WhichOneof("event")
+                assert kind != "error", event.error
+                if kind == "packet":
+                    packets.append(event.packet.data)
+                elif kind == "summary":
+                    summary = event.summary
+    finally:
+        stop.set()
+    assert packets and all(b"coral-tap-probe" in p for p in packets)
+    assert summary is not None and summary.packets == len(packets) <= 5
