@@ -19,6 +19,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# eBPF tracing (coral trace): bcc from Debian plus kernel headers. Optional: where it
+# cannot be set up, runtime detection reports can_trace false with the reason.
+if [ "$(id -u)" = 0 ]; then
+  bash tools/setup_bcc.sh || echo "setup: eBPF tracing not available here (see above)" >&2
+fi
 # The distribution's containerd service is not used (tests start private instances).
 systemctl disable --now containerd >/dev/null 2>&1 || true
 
