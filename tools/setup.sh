@@ -31,7 +31,9 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints.txt -r requirements-dev.txt
-.venv/bin/pip install -q -c constraints.txt --no-deps -e .
+log=$(mktemp)  # the editable build is chatty; show its output only when it fails
+.venv/bin/pip install -q -c constraints.txt --no-deps -e . >"$log" 2>&1 || { cat "$log"; exit 1; }
+rm -f "$log"
 
 # The repository root is the collection coral.mesh; link it where ansible.cfg looks.
 mkdir -p .collections/ansible_collections/coral
