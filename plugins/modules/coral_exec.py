@@ -77,7 +77,8 @@ options:
   stop_on_failure_percentage:
     description:
       - Stop starting new targets once more than this percentage of all targets failed;
-        targets not started are reported with status C(skipped).
+        targets not started are reported with status C(skipped); targets already
+        running finish.
         C(0) never stops early.
       - Like the play keyword C(max_fail_percentage), applied inside the fan-out.
     type: float
