@@ -13,7 +13,6 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import time
 
 import pytest
