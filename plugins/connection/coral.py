@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: coral
 short_description: Run tasks inside a pod's container or on a host through a Coral agent
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - Coral maintainers (@coral-maintainers)
 description:

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: colony
 short_description: Hosts from a Coral colony's registry (services, pods or agents)
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - Coral maintainers (@coral-maintainers)
 description:

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: coral_audit_info
 short_description: Read a Coral colony's tamper-evident audit log
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - Coral maintainers (@coral-maintainers)
 description:

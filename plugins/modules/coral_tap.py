@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: coral_tap
 short_description: Capture packets on Coral targets into pcap files on the controller
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - Coral maintainers (@coral-maintainers)
 description:

@@ -10,12 +10,14 @@ import subprocess
 
 import pytest
 
-LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+from tests.ansible_fleet.conftest import save_results
+
+LOCAL = {"ansible_connection": "local",
+         "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
 
 
 def run_local(fleet, name: str, tasks: list[dict], *, env: dict | None = None):
     """A localhost play; every registered result is saved to <name>-localhost.json."""
-    from tests.ansible_fleet.conftest import save_results
     names = [t["register"] for t in tasks if "register" in t]
     inventory = fleet.work / "localhost.ini"
     inventory.write_text("localhost\n")
