@@ -262,8 +262,8 @@ def progress_line(row, *, done, total):
     """One human line for a finished target, e.g. `[3/10] web-01/api: ok rc=0 0.01s`."""
     where = row["agent"] + "".join("/" + row[k] for k in ("service", "pod", "container")
                                    if row.get(k))
-    line = "[%d/%d] %s: %s rc=%s %.3fs" % (done, total, where, row["status"], row["rc"],
-                                          row["duration"] or 0)
+    line = "[%d/%d] %s: %s rc=%s %.3fs" % (
+        done, total, where, row["status"], row["rc"], row["duration"] or 0)
     return line + (" (%s)" % row["error"] if row["error"] else "")
 
 
