@@ -215,3 +215,24 @@ def test_client_certificate_auth(tmp_path):
         ctx = ssl.create_default_context(cafile=server.ca_path)
         with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(server.url + "/api/v1/nodes", context=ctx, timeout=5).read()
+
+
+def test_deletecollection_dry_run_preconditions_and_orphan(core, apps, ns):
+    for i, app in enumerate(["x", "x", "y"]):
+        core.create_namespaced_config_map(ns, {"metadata": {"name": f"m{i}",
+                                                            "labels": {"app": app}}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "dry"}}, dry_run="All")
+    assert len(core.list_namespaced_config_map(ns).items) == 3  # dry run stored nothing
+    core.delete_collection_namespaced_config_map(ns, label_selector="app=x")
+    assert [m.metadata.name for m in core.list_namespaced_config_map(ns).items] == ["m2"]
+    with pytest.raises(ApiException) as err:
+        core.delete_namespaced_config_map("m2", ns, body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid="not-the-uid")))
+    assert err.value.status == 409 and "Precondition failed" in err.value.body
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "o"},
+           "spec": {"selector": {"matchLabels": {"app": "o"}}, "template": {
+               "metadata": {"labels": {"app": "o"}},
+               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    apps.create_namespaced_deployment(ns, dep)
+    apps.delete_namespaced_deployment("o", ns, propagation_policy="Orphan")
+    assert len(apps.list_namespaced_replica_set(ns).items) == 1  # orphaned, not collected
