@@ -171,3 +171,35 @@ def test_daemonset_rollout_status_and_undo(kubectl, tmp_path, ns, server):
     assert ds["status"]["observedGeneration"] == ds["metadata"]["generation"] == 3
     assert max(r["revision"] for r in server.store.list("controllerrevisions",
                                                         namespace=ns)) == 3
+
+
+_TWO = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: pair, labels: {labels}}}
+spec:
+  selector: {{matchLabels: {{app: pair}}}}
+  template:
+    metadata: {{labels: {{app: pair}}}}
+    spec:
+      containers:
+{containers}
+"""
+
+
+@pytest.mark.parametrize("server_side", [False, True], ids=["client-side", "server-side"])
+def test_apply_removes_what_the_manifest_dropped(kubectl, tmp_path, ns, server, server_side):
+    """Strategic merge from kubectl's 3-way diff ($patch: delete, $setElementOrder, null)
+    and server-side apply both remove a container and a label the manifest no longer has."""
+    c = "      - {{name: {0}, image: {0}:1}}"
+    path = tmp_path / "pair.yaml"
+    extra = ["--server-side"] if server_side else []
+    path.write_text(_TWO.format(labels="{a: '1', b: '2'}",
+                                containers="\n".join(c.format(n) for n in ("main", "side"))))
+    kubectl("apply", "-n", ns, *extra, "-f", str(path), check=True)
+    path.write_text(_TWO.format(labels="{a: '1'}", containers=c.format("main")))
+    out = kubectl("apply", "-n", ns, *extra, "-f", str(path))
+    assert out.returncode == 0, out.stderr
+    dep = server.store.get("deployments", "pair", namespace=ns)
+    assert [x["name"] for x in dep["spec"]["template"]["spec"]["containers"]] == ["main"]
+    assert dep["metadata"]["labels"] == {"a": "1"}

@@ -111,7 +111,8 @@ def apply_patch(existing: dict, applied: dict, previous: dict | None) -> dict:
     return strategic_merge(base, applied)
 
 
-def _remove_dropped(current: object, previous: object, applied: object) -> object:
+def _remove_dropped(current: object, previous: object, applied: object,
+                    path: tuple[str, ...] = ()) -> object:
     if not isinstance(current, dict) or not isinstance(previous, dict):
         return current
     applied = applied if isinstance(applied, dict) else {}
@@ -122,5 +123,28 @@ def _remove_dropped(current: object, previous: object, applied: object) -> objec
         if key not in applied:
             out.pop(key, None)
         elif isinstance(prev_value, dict):
-            out[key] = _remove_dropped(out.get(key), prev_value, applied[key])
+            out[key] = _remove_dropped(out.get(key), prev_value, applied[key], path + (key,))
+        elif isinstance(prev_value, list) and MERGE_KEYS.get(key):
+            out[key] = _remove_dropped_items(out.get(key), prev_value, applied[key],
+                                             key=_merge_key(key, path))
+    return out
+
+
+def _remove_dropped_items(current: object, previous: list, applied: object, *,
+                          key: str) -> object:
+    """Keyed list: drop items this manager applied before and no longer applies; recurse
+    into items it still applies."""
+    if not isinstance(current, list) or not isinstance(applied, list):
+        return current
+    def by_key(items):
+        return {i.get(key): i for i in items if isinstance(i, dict)}
+    prev, now = by_key(previous), by_key(applied)
+    out = []
+    for item in current:
+        k = item.get(key) if isinstance(item, dict) else None
+        if k in prev and k not in now:
+            continue
+        if k in prev:
+            item = _remove_dropped(item, prev[k], now[k])
+        out.append(item)
     return out
