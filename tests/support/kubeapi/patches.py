@@ -136,9 +136,7 @@ def _remove_dropped_items(current: object, previous: list, applied: object, *,
     into items it still applies."""
     if not isinstance(current, list) or not isinstance(applied, list):
         return current
-    def by_key(items):
-        return {i.get(key): i for i in items if isinstance(i, dict)}
-    prev, now = by_key(previous), by_key(applied)
+    prev, now = _by_key(previous, key), _by_key(applied, key)
     out = []
     for item in current:
         k = item.get(key) if isinstance(item, dict) else None
@@ -148,3 +146,7 @@ def _remove_dropped_items(current: object, previous: list, applied: object, *,
             item = _remove_dropped(item, prev[k], now[k])
         out.append(item)
     return out
+
+
+def _by_key(items: list, key: str) -> dict:
+    return {i.get(key): i for i in items if isinstance(i, dict)}
