@@ -17,8 +17,9 @@ from tests.ansible_k8s.conftest import NodeAgent, get, merge_kubeconfigs, run_pl
 from tests.support import coral_procs
 from tests.support.kubeapi import KubeAPIServer
 
+# Default serial [1, '50%'] makes the batches [A], [B, C], [D].
 CLUSTERS = {"cluster-a": ["a-node-1", "a-node-2"], "cluster-b": ["b-node-1", "b-node-2"],
-            "cluster-c": ["c-node-1"]}
+            "cluster-c": ["c-node-1"], "cluster-d": ["d-node-1"]}
 
 
 def image(server: KubeAPIServer) -> str:
@@ -26,10 +27,10 @@ def image(server: KubeAPIServer) -> str:
     return ds["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
-def test_rollout_gate_failure_rolls_back_and_stops(tmp_path, base_vars, colony):
-    """A (canary) passes its gate and keeps v2; B fails its gate (no agents registered),
-    is rolled back to its previous ControllerRevision (v1) and the rollout stops, so C is
-    never touched (max_fail_percentage 0)."""
+@pytest.fixture
+def fleet(tmp_path, base_vars, colony):
+    """Four clusters at v1 (deployed with deploy-coral.yml), one kubeconfig with a context
+    each, and real DaemonSet agents for every node of clusters A, C and D, none for B."""
     servers = {name: KubeAPIServer(tmp_path / name, nodes=nodes, context=name).start()
                for name, nodes in CLUSTERS.items()}
     agents: list[NodeAgent] = []
@@ -41,47 +42,80 @@ def test_rollout_gate_failure_rolls_back_and_stops(tmp_path, base_vars, colony):
             "hosts": {name: {"coral_k8s_context": name} for name in CLUSTERS},
             "vars": {"ansible_connection": "local", "coral_k8s_kubeconfig": kubeconfig}}}}}))
         ev = {**base_vars, "coral_mode": "daemonset"}
-
         run = run_playbook("deploy-coral.yml", inventory=str(inventory),
                            extra_vars={**ev, "coral_hosts": "coral_clusters"})
         assert run.rc == 0, run.explain()
         assert {image(s) for s in servers.values()} == {"coral/agent:0.1.0"}
-        generation_c = get(servers["cluster-c"], "daemonsets", "coral-agent",
-                           "coral-system")["metadata"]["generation"]
-
-        a_kubeconfig = servers["cluster-a"].kubeconfig_path
-        agents = [NodeAgent(tmp_path / "agents", colony, node=node, kubeconfig=a_kubeconfig)
-                  .start() for node in CLUSTERS["cluster-a"]]
+        for name in ("cluster-a", "cluster-c", "cluster-d"):
+            agents += [NodeAgent(tmp_path / "agents", colony, node=node,
+                                 kubeconfig=servers[name].kubeconfig_path).start()
+                       for node in CLUSTERS[name]]
         coral_procs.wait_registered(colony, [a.agent_id for a in agents])
-
-        run = run_playbook("rollout-coral.yml", inventory=str(inventory), extra_vars={
+        rollout_vars = {
             **ev, "coral_daemonset_image": "coral/agent:0.2.0",
             "coral_rollout_gate_timeout": 4, "coral_rollout_gate_delay": 1,
             "coral_colony_address": colony.address,
             "coral_colony_ca_file": str(colony.data_dir / "ca.crt"),
-            "coral_colony_token_file": str(colony.data_dir / "admin.token")})
-        assert run.rc != 0, run.explain()
-        assert image(servers["cluster-a"]) == "coral/agent:0.2.0", run.explain()
-        assert run.recap["cluster-a"]["failed"] == 0, run.explain()
-
-        assert image(servers["cluster-b"]) == "coral/agent:0.1.0", run.explain()
-        assert "nodes without a connected Coral agent after 4s" in run.output
-        assert "b-node-1" in run.output and "b-node-2" in run.output
-        assert "rolled back to revision" in run.output and "the rollout stops here" in run.output
-        revisions = servers["cluster-b"].store.list("controllerrevisions", namespace="coral-system")
-        newest = max(revisions, key=lambda r: r["revision"])
-        template = newest["data"]["spec"]["template"]
-        assert template["spec"]["containers"][0]["image"] == "coral/agent:0.1.0"
-
-        assert "cluster-c" not in run.recap, run.explain()
-        ds_c = get(servers["cluster-c"], "daemonsets", "coral-agent", "coral-system")
-        assert ds_c["metadata"]["generation"] == generation_c
-        assert image(servers["cluster-c"]) == "coral/agent:0.1.0"
+            "coral_colony_token_file": str(colony.data_dir / "admin.token")}
+        yield servers, str(inventory), rollout_vars
     finally:
         for agent in agents:
             agent.stop()
         for server in servers.values():
             server.stop()
+
+
+def assert_rolled_back(server: KubeAPIServer, run) -> None:
+    """Back on v1, and v1's ControllerRevision is again the newest (as `rollout undo`)."""
+    assert image(server) == "coral/agent:0.1.0", run.explain()
+    revisions = server.store.list("controllerrevisions", namespace="coral-system")
+    newest = max(revisions, key=lambda r: r["revision"])
+    assert newest["data"]["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "coral/agent:0.1.0"
+
+
+def test_rollout_gate_failure_rolls_back_and_stops(fleet):
+    """A (the canary batch) passes its gate and keeps v2. In the batch [B, C], B fails its
+    gate (no agents registered) and is rolled back to its previous ControllerRevision (v1)
+    while C passes; 50% of the batch failed > max_fail_percentage 0 (the default), so the
+    rollout stops and D is never touched although it would pass."""
+    servers, inventory, rollout_vars = fleet
+    generation_d = get(servers["cluster-d"], "daemonsets", "coral-agent",
+                       "coral-system")["metadata"]["generation"]
+
+    run = run_playbook("rollout-coral.yml", inventory=inventory, extra_vars=rollout_vars)
+    assert run.rc != 0, run.explain()
+    assert image(servers["cluster-a"]) == "coral/agent:0.2.0", run.explain()
+    assert run.recap["cluster-a"]["failed"] == 0, run.explain()
+
+    assert "nodes without a connected Coral agent after 4s" in run.output
+    assert "b-node-1" in run.output and "b-node-2" in run.output
+    assert "rolled back to revision" in run.output and "the rollout stops here" in run.output
+    assert run.recap["cluster-b"]["failed"] == 1, run.explain()
+    assert_rolled_back(servers["cluster-b"], run)
+    assert run.recap["cluster-c"]["failed"] == 0, run.explain()
+    assert image(servers["cluster-c"]) == "coral/agent:0.2.0"
+
+    assert "cluster-d" not in run.recap, run.explain()
+    ds_d = get(servers["cluster-d"], "daemonsets", "coral-agent", "coral-system")
+    assert ds_d["metadata"]["generation"] == generation_d
+    assert image(servers["cluster-d"]) == "coral/agent:0.1.0"
+
+
+@pytest.mark.slow
+def test_rollout_max_fail_percentage_50_goes_on_past_a_half_failed_batch(fleet):
+    """With coral_rollout_max_fail_percentage=50 the batch [B, C] (50% failed) does not
+    stop the rollout: B is still rolled back, and D, the next batch, gets v2. (A batch in
+    which every cluster fails always ends the play, whatever the percentage: Ansible.)"""
+    servers, inventory, rollout_vars = fleet
+    run = run_playbook("rollout-coral.yml", inventory=inventory,
+                       extra_vars={**rollout_vars, "coral_rollout_max_fail_percentage": 50})
+    assert run.rc != 0, run.explain()  # B still failed
+    assert run.recap["cluster-b"]["failed"] == 1, run.explain()
+    assert_rolled_back(servers["cluster-b"], run)
+    assert run.recap["cluster-d"]["failed"] == 0, run.explain()
+    assert {image(servers[n]) for n in ("cluster-a", "cluster-c", "cluster-d")} == \
+        {"coral/agent:0.2.0"}
 
 
 @pytest.mark.slow
