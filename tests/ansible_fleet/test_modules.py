@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -99,15 +100,23 @@ def test_coral_audit_info_filters_and_verifies(fleet):
 def test_coral_tap_writes_pcap_per_target_on_the_controller(fleet):
     dest = fleet.work / "tap" / "cap.pcap"
     dest.parent.mkdir()
-    run, out = run_local(fleet, "tap", [{"coral.mesh.coral_tap": {
-        "agent": "sidecar-shop-7d9f", "filter": "tcp port 8080", "duration": 3,
-        "max_packets": 20, "dest": str(dest)}, "register": "tapped", "async": 30, "poll": 0},
-        {"ansible.builtin.command": "sleep 1"},
-        {"ansible.builtin.command": "nsenter --target " + str(fleet.pod.pause_pid)
-         + " --net busybox wget -q -O /dev/null http://127.0.0.1:8080/",
-         "failed_when": False},  # httpd answers 404: the traffic is what counts
-        {"ansible.builtin.async_status": {"jid": "{{ tapped.ansible_job_id }}"},
-         "register": "tap", "until": "tap.finished", "retries": 30, "delay": 1}])
+    stop = threading.Event()
+
+    def traffic():  # HTTP requests on the pod's loopback while the capture runs
+        while not stop.wait(0.2):
+            subprocess.run(["nsenter", f"--target={fleet.pod.pause_pid}", "--net", "busybox",
+                            "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+                           capture_output=True, timeout=10)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        run, out = run_local(fleet, "tap", [{"coral.mesh.coral_tap": {
+            "agent": "sidecar-shop-7d9f", "filter": "tcp port 8080", "duration": 3,
+            "max_packets": 20, "dest": str(dest)}, "register": "tap"}])
+    finally:
+        stop.set()
+        thread.join()
     assert run.returncode == 0, run.stdout[-3000:]
     captures = out["tap"]["captures"]
     assert len(captures) == 1 and captures[0]["packets"] > 0 and not captures[0]["error"]
