@@ -165,7 +165,8 @@ class Client:
              stop_on_failure_percentage: float = 0.0,
              on_result: Callable[[dict], None] | None = None, approval_id: str = "",
              wait_for_approval: bool = True, approval_timeout: float = 3600.0,
-             on_pending: Callable[[ApprovalPending], None] | None = None) -> ExecOutcome:
+             on_pending: Callable[[ApprovalPending], None] | None = None,
+             stdin: bytes = b"") -> ExecOutcome:
         """Run argv on every target. When the colony holds it for approval: on_pending is
         called and the call waits (up to approval_timeout), or with wait_for_approval=False
         raises ApprovalPending; redeem an approved id later with approval_id."""
@@ -173,6 +174,7 @@ class Client:
             targeting=targeting.to_proto(), max_concurrency=max_concurrency,
             stop_on_failure_percentage=stop_on_failure_percentage,
             exec=agent_pb2.ExecRequest(argv=argv, shell=shell, timeout_seconds=timeout,
+                                       stdin=stdin,
                                        max_output_bytes=max_output),
             approval_id=approval_id, no_wait=not wait_for_approval,
         )

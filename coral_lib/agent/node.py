@@ -171,8 +171,9 @@ class ExecResolver:
             pod = self.watcher.pods.get(key)
         if pod is None:
             raise base.OperationError(f"pod {key} is not on node {self.watcher.node_name}")
-        if self.cri is not None:
-            # ExecSync runs the command; the pid lets an interactive shell enter the container.
+        if self.cri is not None and not request.stdin:
+            # ExecSync runs the command (it cannot carry stdin: those go through nsenter);
+            # the pid lets an interactive shell enter the container.
             pid = self.cri.container_pid(self.cri.resolve(target)["id"])
             located = dataclasses.replace(target, pid=pid)
             return self.cri, dataclasses.replace(request, target=located)

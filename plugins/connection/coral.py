@@ -18,10 +18,10 @@ description:
     M(coral.mesh.coral_exec) use; the colony checks RBAC (verb C(exec)), applies rate
     limits and approvals and writes a C(started) and a C(finished) audit record for each
     command, then the agent runs it inside the chosen container (or on its host).
-  - Files are copied by running C(sh -c) with the data base64-encoded in the command's
-    arguments, in chunks (O(chunk_size)); fetching reads chunks with C(dd) and
-    C(base64). The target needs C(/bin/sh), C(base64) and C(dd) (busybox has them) and,
-    for modules, a Python interpreter.
+  - Files are copied in chunks (O(chunk_size)) as the standard input of C(sh -c 'cat >>
+    FILE'), so their contents never appear in the audit log (which records the command
+    line); fetching reads chunks with C(dd) and C(base64). The target needs C(/bin/sh),
+    C(cat), C(base64) and C(dd) (busybox has them) and, for modules, a Python interpreter.
   - The M(coral.mesh.colony) inventory plugin sets the variables this plugin reads.
   - Privilege escalation (C(become)) is not supported; the agent runs commands as the
     container's (or host agent's) user.
@@ -94,8 +94,8 @@ options:
       - name: ansible_coral_exec_timeout
   chunk_size:
     description:
-      - Bytes of file data per command when copying files (kept under the kernel's
-        128 KiB limit for one argument once base64-encoded).
+      - Bytes of file data per command when copying or fetching files (fetched chunks
+        travel base64-encoded in the command's output).
     type: int
     default: 90000
     vars:
@@ -134,15 +134,17 @@ except ImportError:
 display = Display()
 
 # argv scripts; data and paths travel as positional arguments, never inside the script
-PUT_FIRST = 'umask 077; printf %s "$1" | base64 -d > "$2"'
-PUT_MORE = 'printf %s "$1" | base64 -d >> "$2"'
+# File contents travel as the command's stdin, which the audit log does not record (a
+# copied secret must not land in it); only the command line below is audited.
+PUT_FIRST = 'umask 077; cat > "$1"'
+PUT_MORE = 'cat >> "$1"'
 FETCH = 'test -r "$1" || { echo "cannot read $1" >&2; exit 66; }; ' \
         'dd if="$1" bs="$2" skip="$3" count=1 2>/dev/null | base64'
-MAX_ARG = 120000  # below MAX_ARG_STRLEN (128 KiB) for one base64 argument
+MAX_ARG = 120000  # keeps a fetched chunk's base64 output and a put chunk modest
 
 
 def chunk_size(requested):
-    """Raw bytes per put chunk: a multiple of 3 whose base64 stays below MAX_ARG."""
+    """Raw bytes per chunk: a multiple of 3 whose base64 stays below MAX_ARG."""
     size = max(3, min(int(requested), MAX_ARG // 4 * 3))
     return size - size % 3
 
@@ -190,13 +192,13 @@ class Connection(ConnectionBase):
         self._connected = True
         return self
 
-    def _run(self, argv, *, what):
+    def _run(self, argv, *, what, stdin=b""):
         """One audited exec on the single target; (rc, stdout bytes, stderr bytes)."""
         self._connect()
         timeout = float(self.get_option("exec_timeout"))
         try:
             outcome = self._colony.exec(self._targeting, argv=argv, timeout=timeout,
-                                        max_output=3 << 20, max_concurrency=1)
+                                        max_output=3 << 20, max_concurrency=1, stdin=stdin)
         except client.CoralError as exc:
             raise AnsibleConnectionFailure("coral %s on %s: %s (%s)" % (
                 what, target_text(self._targeting), exc, type(exc).__name__))
@@ -240,9 +242,8 @@ class Connection(ConnectionBase):
                 data = handle.read(size)
                 if not data and script is PUT_MORE:
                     return
-                encoded = base64.b64encode(data).decode("ascii")
-                rc, out, err = self._run(["/bin/sh", "-c", script, "coral-put", encoded,
-                                          out_path], what="put")
+                rc, out, err = self._run(["/bin/sh", "-c", script, "coral-put", out_path],
+                                         what="put", stdin=data)
                 if rc != 0:
                     raise AnsibleError("coral: failed to write %s: %s" % (
                         out_path, to_native(err or out).strip()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import socket
 
@@ -84,6 +85,16 @@ def test_every_connection_command_is_in_the_colony_audit(fleet, pod_play):
     assert all(r["op_id"].endswith("/web") for r in started)
     finished = {r["op_id"] for r in fleet.audit(kind="finished")}
     assert all(r["op_id"] in finished for r in started)
+
+
+def test_copied_file_contents_stay_out_of_the_audit_log(fleet, pod_play):
+    """Files travel as stdin, which is not audited: a copied secret must not land there."""
+    run, _, _ = pod_play
+    assert run.returncode == 0
+    everything = json.dumps(fleet.audit())
+    assert "coral-put" in everything
+    for form in (b"hello from ansible", base64.b64encode(b"hello from ansible")):
+        assert form.decode() not in everything
 
 
 def test_tasks_on_a_host_agent(fleet):
