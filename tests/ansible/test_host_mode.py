@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import psutil
+import pytest
 
 from coral_lib import supervise
 from tests.ansible.conftest import load, recap, write_results_play
@@ -170,6 +171,7 @@ def test_coral_services_info_filters(ansible, deployed, tmp_path):
     assert r["checked"]["services"] == r["api"]["services"]
 
 
+@pytest.mark.slow
 def test_changed_agent_config_restarts_only_the_agent(ansible, deployed):
     colony = supervise.status(deployed.pid_file("coral-colony")).pid
     agent = supervise.status(deployed.pid_file("coral-agent")).pid
