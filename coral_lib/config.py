@@ -275,7 +275,10 @@ class AgentConfig(_Model):
         )
 
 
-def _default_data_dir() -> str:
+def default_data_dir() -> str:
+    """/var/lib/coral/colony for root (where the colony role puts it), else ~/.coral/colony."""
+    if os.geteuid() == 0:
+        return "/var/lib/coral/colony"
     return str(pathlib.Path.home() / ".coral" / "colony")
 
 
@@ -284,7 +287,7 @@ class ColonySettings(_Model):
     secret: pydantic.SecretStr = pydantic.SecretStr("")
     secret_file: str = ""
     listen: Address = "127.0.0.1:9443"
-    data_dir: str = pydantic.Field(default_factory=_default_data_dir)
+    data_dir: str = pydantic.Field(default_factory=default_data_dir)
     heartbeat_interval: Duration = 10.0
     degraded_after: Duration = 30.0
     unhealthy_after: Duration = 90.0

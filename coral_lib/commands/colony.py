@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     colony = sub.add_parser("colony", help="run the colony (registry, routing, audit)")
     verbs = colony.add_subparsers(dest="colony_command", metavar="VERB")
     init = verbs.add_parser("init", help="create CA, certificates, id, secret and admin token")
-    init.add_argument("--data-dir", default=None, help="default: ~/.coral/colony")
+    init.add_argument("--data-dir", default=None,
+                      help="default: /var/lib/coral/colony as root, else ~/.coral/colony")
     init.set_defaults(func=init_command)
     start = verbs.add_parser("start", help="serve the colony in the foreground")
     start.add_argument("--data-dir", default=None)

@@ -8,14 +8,14 @@ import os
 import pathlib
 import sys
 
-from coral_lib import client
+from coral_lib import client, config
 
 DEFAULT_ADDRESS = "127.0.0.1:9443"
 
 
 def default_data_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("CORAL_COLONY_DATA_DIR")
-                        or pathlib.Path.home() / ".coral" / "colony")
+    """The local colony's data directory: CORAL_COLONY_DATA_DIR, else the colony's default."""
+    return pathlib.Path(os.environ.get("CORAL_COLONY_DATA_DIR") or config.default_data_dir())
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:

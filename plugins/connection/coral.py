@@ -64,7 +64,7 @@ options:
   colony_ca_file:
     description:
       - CA certificate the colony's TLS certificate is checked against; default the local
-        colony's C(ca.crt) (E(CORAL_COLONY_DATA_DIR), default C(~/.coral/colony)).
+        colony's C(ca.crt) (E(CORAL_COLONY_DATA_DIR), default C(/var/lib/coral/colony) as root, else C(~/.coral/colony)).
     type: path
     vars:
       - name: ansible_coral_colony_ca_file

@@ -25,7 +25,7 @@ options:
       - CA certificate the colony's TLS certificate is checked against.
       - Can also be set with the E(CORAL_CA_FILE) environment variable.
       - When not set, the local colony's C(ca.crt) in its data directory is used
-        (E(CORAL_COLONY_DATA_DIR), default C(~/.coral/colony)).
+        (E(CORAL_COLONY_DATA_DIR), default C(/var/lib/coral/colony) as root, else C(~/.coral/colony)).
     type: path
   colony_token:
     description:

@@ -47,7 +47,7 @@ options:
     description:
       - CA certificate the colony's TLS certificate is checked against.
       - When not set, the local colony's C(ca.crt) in its data directory
-        (E(CORAL_COLONY_DATA_DIR), default C(~/.coral/colony)).
+        (E(CORAL_COLONY_DATA_DIR), default C(/var/lib/coral/colony) as root, else C(~/.coral/colony)).
     type: path
     env:
       - name: CORAL_CA_FILE

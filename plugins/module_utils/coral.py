@@ -72,7 +72,9 @@ def require_coral_lib(module):
 
 
 def _local_data_dir():
-    return os.environ.get("CORAL_COLONY_DATA_DIR") or os.path.expanduser("~/.coral/colony")
+    # the same default as coral_lib.config.default_data_dir (and the colony role)
+    default = "/var/lib/coral/colony" if os.geteuid() == 0 else os.path.expanduser("~/.coral/colony")
+    return os.environ.get("CORAL_COLONY_DATA_DIR") or default
 
 
 def read_token(params):

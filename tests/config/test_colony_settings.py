@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+
 import pytest
 
 from coral_lib import config
@@ -23,7 +26,8 @@ def test_colony_settings_good_file(testdata):
 def test_colony_settings_defaults():
     settings = config.load_colony_config(None, environ={})
     assert settings.listen == "127.0.0.1:9443"
-    assert settings.data_dir.endswith(".coral/colony")
+    home = str(pathlib.Path.home() / ".coral" / "colony")
+    assert settings.data_dir == ("/var/lib/coral/colony" if os.geteuid() == 0 else home)
     assert settings.degraded_after < settings.unhealthy_after
     assert settings.observe_only is False
 
