@@ -9,8 +9,10 @@ and secret: 1,000 agents x 100 services = 100,000 services (each registration al
 agent heartbeats as fast as it is answered for a fixed time. Then an operator client
 (coral_lib.client, token auth) runs filtered ListServices queries; target p99 < 50 ms.
 
-Where the time goes: the same queries are replayed in this process against the colony's
-own registry file (read-only, WAL) with coral_lib.colony.registry and split into SQL,
+Each query is timed twice: through the operator client (coral_lib.client.list_services,
+RPC + records turned into dicts) and as the bare RPC, to split colony from client cost.
+Where the time goes inside the colony: the same queries are replayed in this process
+against the colony's own registry file (WAL) with coral_lib.colony.registry, split into SQL,
 protobuf parse and response build + serialise, so a missed target says what would fix it.
 
     .venv/bin/python -m bench --only colony_scale [--quick]
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
-from coral_lib._proto.coral.colony.v1 import colony_pb2  # noqa: E402
+from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc  # noqa: E402
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc  # noqa: E402
 from coral_lib.colony import pki, registry  # noqa: E402
 from tests.support import coral_procs  # noqa: E402
@@ -111,15 +113,24 @@ class SimAgents:
 
 
 def _query_latency(client, *, rounds: int) -> dict:
+    """Per query: the operator client's list_services (what `coral services` and the
+    modules call: RPC + turning records into dicts) and the bare RPC alone."""
     figures = {}
+    stub = colony_pb2_grpc.ColonyStub(client._channel)
     for name, (namespace, labels) in QUERIES.items():
         count = len(client.list_services(namespace=namespace or None, labels=labels or None))
-        samples = []
+        request = colony_pb2.ListServicesRequest(namespace=namespace, labels=labels)
+        samples, rpc = [], []
         for _ in range(rounds):
             started = time.perf_counter()
             client.list_services(namespace=namespace or None, labels=labels or None)
             samples.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            stub.ListServices(request, metadata=client._metadata, timeout=60)
+            rpc.append(time.perf_counter() - started)
         figures.update(common.summary_ms(f"list_{name}", samples))
+        figures[f"list_{name}_rpc_only_median_ms"] = round(common.percentile(rpc, 50) * 1000, 2)
+        figures[f"list_{name}_rpc_only_p99_ms"] = round(common.percentile(rpc, 99) * 1000, 2)
         figures[f"list_{name}_results"] = count
     return figures
 
