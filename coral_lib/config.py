@@ -72,10 +72,9 @@ from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import pydantic
-import yaml
 from pydantic import alias_generators
 
-from coral_lib import durations
+from coral_lib import durations, yamlfile
 
 
 class ConfigError(Exception):
@@ -429,20 +428,9 @@ def _load(
 
 def _read(path: str | os.PathLike[str], source: str) -> str:
     try:
-        raw = pathlib.Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found; pass an existing YAML file "
-                          "(or no file for the defaults)") from None
-    except IsADirectoryError:
-        raise ConfigError(source, "", "is a directory; expected a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}; "
-                          "expected a readable YAML file") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, "", f"not UTF-8 text (bad byte at offset {exc.start}); "
-                          "expected a YAML file") from None
+        return yamlfile.read_text(path, source=source)
+    except yamlfile.YamlFileError as exc:
+        raise ConfigError(source, "", exc.problem) from None
 
 
 def _tokenize(text: str) -> tuple[str, list[str]]:
@@ -457,19 +445,9 @@ def _tokenize(text: str) -> tuple[str, list[str]]:
 
 def _parse(text: str, source: str) -> object:
     try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "syntax error"
-        raise ConfigError(source, "", f"invalid YAML{where}: {problem}; "
-                          "expected a YAML mapping of keys") from None
-    except yaml.reader.ReaderError as exc:
-        raise ConfigError(source, "", f"invalid YAML: unacceptable character "
-                          f"#x{exc.character:04x} at position {exc.position}; expected "
-                          "printable UTF-8 text") from None
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        raise ConfigError(source, "", f"invalid YAML: {exc}; expected a YAML mapping") from None
+        return yamlfile.parse(text, source=source)
+    except yamlfile.YamlFileError as exc:
+        raise ConfigError(source, "", exc.problem) from None
 
 
 def _apply_env(

@@ -33,9 +33,7 @@ import pathlib
 import secrets as pysecrets
 from collections.abc import Iterator, Mapping, Sequence
 
-import yaml
-
-from coral_lib import durations
+from coral_lib import durations, yamlfile
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import approvals as approvals_mod
@@ -74,11 +72,9 @@ def load_settings(path: str | None, *, observe_only: bool = False,
     data: dict = {}
     if path:
         try:
-            data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise rbac.PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise rbac.PolicyError(f"{path}: not valid YAML: {exc}") from exc
+            data = yamlfile.load(path, source=f"policy file {path}") or {}
+        except yamlfile.YamlFileError as exc:
+            raise rbac.PolicyError(str(exc)) from None
         if not isinstance(data, dict):
             raise rbac.PolicyError(f"{path}: top level: expected a mapping")
     source = os.fspath(path) if path else "embedded default"

@@ -41,9 +41,7 @@ import fnmatch
 import os
 from collections.abc import Mapping, Sequence
 
-import yaml
-
-from coral_lib import selection
+from coral_lib import selection, yamlfile
 
 VERBS = ("read", "exec", "shell", "tap", "trace", "approve")
 ACTIVE_VERBS = frozenset({"exec", "shell", "tap", "trace"})
@@ -183,12 +181,9 @@ def _describe(target: Target) -> str:
 def load_policy(path: str | os.PathLike) -> Policy:
     """Read and validate a policy file; PolicyError names the file, rule and key."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+        data = yamlfile.load(path, source=f"policy file {os.fspath(path)}")
+    except yamlfile.YamlFileError as exc:
+        raise PolicyError(str(exc)) from None
     return parse_policy(data, source=os.fspath(path))
 
 

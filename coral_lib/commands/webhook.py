@@ -8,6 +8,7 @@ import os
 import pathlib
 import sys
 
+from coral_lib import yamlfile
 from coral_lib.webhook import certs, server
 from coral_lib.webhook import settings as settings_mod
 
@@ -81,15 +82,10 @@ def _settings_file(path: str) -> settings_mod.InjectSettings:
 
 
 def _read_yaml(path: str, *, what: str) -> object:
-    import yaml
-
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except OSError as exc:
-        raise settings_mod.SettingsError(f"{what} {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise settings_mod.SettingsError(f"{what} {path}: not valid YAML/JSON: {exc}") from None
+        return yamlfile.load(path, source=f"{what} {path}")
+    except yamlfile.YamlFileError as exc:
+        raise settings_mod.SettingsError(str(exc)) from None
 
 
 def _labels_file(path: str) -> dict[str, dict[str, str]]:

@@ -170,9 +170,17 @@ def test_policy_error_names_rule_and_key(data, message) -> None:
 
 
 def test_load_policy_unreadable_and_bad_yaml(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(rbac.PolicyError, match="cannot read the policy file"):
+    with pytest.raises(rbac.PolicyError, match="policy file .*missing.yaml: file not found"):
         rbac.load_policy(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules: [\n")
-    with pytest.raises(rbac.PolicyError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(rbac.PolicyError, match="bad.yaml: invalid YAML at line 2"):
         rbac.load_policy(bad)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(rbac.PolicyError, match="deep.yaml: invalid YAML: nested too deeply"):
+        rbac.load_policy(deep)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x80rules: []")
+    with pytest.raises(rbac.PolicyError, match="binary.yaml: not UTF-8 text"):
+        rbac.load_policy(binary)
