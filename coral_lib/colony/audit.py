@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO
 
-from coral_lib.colony import secrets
+from coral_lib.colony import secrets, storage
 
 GENESIS = "0" * 64
 FINISHED_STATUSES = ("ok", "failed", "error", "timeout", "refused", "interrupted")
@@ -229,17 +229,7 @@ class AuditLog:
             raise AuditError(self._explain("audit record not written", exc)) from exc
 
     def _explain(self, what: str, exc: sqlite3.Error) -> str:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        text = str(exc)
-        if "full" in text:
-            cause = f"the disk holding {directory} is full"
-        elif _read_only(directory) or "readonly" in text or "read-only" in text:
-            cause = f"the data directory {directory} is read-only"
-        elif not os.path.isdir(directory):
-            cause = f"the data directory {directory} does not exist"
-        else:
-            cause = "SQLite error"
-        return f"{what} ({self.path}): {cause}: {text}"
+        return storage.explain(what, self.path, exc)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -366,10 +356,3 @@ def export_jsonl(records: Iterable[Mapping[str, object]], file: IO[str]) -> int:
         file.write(canonical_json(dict(record)) + "\n")
         count += 1
     return count
-
-
-def _read_only(directory: str) -> bool:
-    try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -12,6 +13,7 @@ import time
 from coral_lib import convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+from coral_lib.colony import storage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -69,20 +71,34 @@ def agent_status(*, last_seen: float, now: float, degraded_after: float,
     return "degraded" if age < unhealthy_after else "unhealthy"
 
 
+class RegistryError(Exception):
+    """A registry file could not be opened or written; the message names the cause."""
+
+
+@contextlib.contextmanager
+def _explained(what: str, path: str):
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise RegistryError(storage.explain(what, path, exc)) from None
+
+
 class Registry:
     def __init__(self, path: str | os.PathLike) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = os.fspath(path)
+        with _explained("cannot open the registry", self.path):
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def upsert_agent(self, row: AgentRow) -> None:
-        with self._lock:
+        with self._lock, _explained("agent not stored", self.path):
             self._db.execute(
                 "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
                 "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
@@ -95,7 +111,7 @@ class Registry:
 
     def touch(self, agent_id: str, *, now: float | None = None) -> bool:
         """Record a heartbeat; False when the agent is unknown."""
-        with self._lock:
+        with self._lock, _explained("heartbeat not stored", self.path):
             cur = self._db.execute(
                 "UPDATE agents SET last_seen=? WHERE agent_id=?", (now or time.time(), agent_id)
             )
@@ -122,7 +138,7 @@ class Registry:
     def replace_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
         """Make the agent's stored set equal `services`, in one transaction; return the diff."""
         wanted = {convert.service_key(s): s for s in services}
-        with self._lock:
+        with self._lock, _explained("services not stored", self.path):
             stored = {
                 key: _service(body) for key, body in self._db.execute(
                     "SELECT key, body FROM services WHERE agent_id=?", (agent_id,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import logging
@@ -110,6 +111,10 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                                      target=self.state.colony_id, command="", reason=reason,
                                      rule="colony-secret")
             return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
+        with _storage_errors(context):
+            return self._register(request)
+
+    def _register(self, request):
         services = list(request.services) or _legacy_service(request)
         now = time.time()
         existing = self.state.registry.get_agent(request.agent_id)
@@ -131,11 +136,12 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                                 secret=request.colony_secret, peer=context.peer())
         if reason:
             return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
-        if not self.state.registry.touch(request.agent_id):
-            return mesh_pb2.HeartbeatResponse(ok=False, reregister=True,
-                                              reason="agent not registered")
-        if request.services_changed:
-            self._store_services(request.agent_id, list(request.services))
+        with _storage_errors(context):
+            if not self.state.registry.touch(request.agent_id):
+                return mesh_pb2.HeartbeatResponse(ok=False, reregister=True,
+                                                  reason="agent not registered")
+            if request.services_changed:
+                self._store_services(request.agent_id, list(request.services))
         return mesh_pb2.HeartbeatResponse(ok=True)
 
     def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
@@ -167,6 +173,17 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         finally:
             self.state.links.detach(link)
             log.info("agent %s link closed", link.agent_id)
+
+
+@contextlib.contextmanager
+def _storage_errors(context):
+    """A registry or audit write that failed (disk full, read-only) answers UNAVAILABLE with
+    the cause; the agent retries later and the colony keeps serving."""
+    try:
+        yield
+    except (registry.RegistryError, audit_mod.AuditError) as exc:
+        log.error("%s", exc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
 
 def _pump(request_iterator, link: links.AgentLink) -> None:

@@ -8,7 +8,7 @@ import signal
 import threading
 
 from coral_lib import config
-from coral_lib.colony import pki, policy, rbac, server
+from coral_lib.colony import audit, pki, policy, rbac, registry, server
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def start_command(args: argparse.Namespace) -> int:
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, registry.RegistryError, audit.AuditError) as exc:
         return common.fail(f"colony cannot start: {exc}")
     try:
         colony = server.ColonyServer(state, listen=settings.listen,
