@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from coral_lib import client, selection
 from coral_lib.colony import audit
@@ -189,10 +190,33 @@ def audit_list_command(args: argparse.Namespace) -> int:
         if args.output == "json":
             common.print_json(rows)
         else:
-            common.print_table(rows, ["id", "kind", "requester", "agent_id", "service",
-                                      "command", "status", "exit_code"])
+            common.print_table([audit_row(r) for r in rows],
+                               ["id", "time", "kind", "requester", "agent", "what", "status"])
         return 0
     return _run(action)
+
+
+def audit_row(record: dict) -> dict:
+    """One line per audit record for the table: what happened, in a few words. Pure."""
+    kind = record.get("kind", "")
+    service = record.get("service")
+    if kind == "discovery" and isinstance(service, dict):
+        prov = str(service.get("provenance", "")).removeprefix("SERVICE_PROVENANCE_").lower()
+        what = (f"{record.get('event', '')} {service.get('component_name', '')}:"
+                f"{service.get('port', '')} ({prov})")
+    elif kind == "refused":
+        what = f"{record.get('verb', '')} {record.get('target', '')}: {record.get('reason', '')}"
+    elif kind == "finished":
+        what = record.get("op_id", "")
+    else:
+        what = " ".join(str(record.get(k) or "") for k in ("verb", "command")).strip()
+    status = record.get("status") or ""
+    if kind == "finished" and record.get("exit_code") is not None:
+        status = f"{status} rc={record['exit_code']}"
+    return {"id": record.get("id", ""), "kind": kind, "status": status,
+            "time": time.strftime("%H:%M:%S", time.localtime(record.get("ts", 0))),
+            "requester": record.get("requester", ""), "agent": record.get("agent_id", ""),
+            "what": what[:100]}
 
 
 def audit_verify_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,25 @@
+"""`coral audit list` table rows: one readable line per record kind (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from coral_lib.commands import operator
+
+
+@pytest.mark.parametrize("record, what, status", [
+    ({"kind": "discovery", "event": "added", "agent_id": "a",
+      "service": {"component_name": "api", "port": 80,
+                  "provenance": "SERVICE_PROVENANCE_OVERRIDDEN"}},
+     "added api:80 (overridden)", ""),
+    ({"kind": "started", "verb": "exec", "command": "uname -a"}, "exec uname -a", ""),
+    ({"kind": "finished", "op_id": "x/a//", "status": "failed", "exit_code": 3}, "x/a//",
+     "failed rc=3"),
+    ({"kind": "finished", "op_id": "y", "status": "interrupted", "exit_code": None}, "y",
+     "interrupted"),
+    ({"kind": "refused", "verb": "shell", "target": "a", "reason": "no rule"},
+     "shell a: no rule", ""),
+])
+def test_audit_row_says_what_happened(record, what, status):
+    row = operator.audit_row({"id": 1, "ts": 0, **record})
+    assert (row["what"], row["status"]) == (what, status)
