@@ -343,7 +343,9 @@ def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.
     key, cert = (client_cert[1], client_cert[0]) if client_cert else (None, None)
     creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                          certificate_chain=cert)
-    chan = grpc.secure_channel(address, creds)
+    chan = grpc.secure_channel(address, creds, options=[  # large registry listings
+        ("grpc.max_receive_message_length", 256 << 20),
+        ("grpc.max_send_message_length", 256 << 20)])
     try:
         grpc.channel_ready_future(chan).result(timeout=min(timeout, 10.0))
     except grpc.FutureTimeoutError:

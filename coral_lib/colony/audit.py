@@ -175,9 +175,21 @@ class AuditLog:
 
     def discovery(self, *, event: str, agent_id: str, service: Mapping[str, object]) -> int:
         """A change in an agent's service set (event added|removed|overridden)."""
-        if event not in DISCOVERY_EVENTS:
-            raise ValueError(f"discovery event {event!r}: expected one of {DISCOVERY_EVENTS}")
-        return self.append("discovery", {"event": event, "agent_id": agent_id, "service": service})
+        return self.discoveries(agent_id=agent_id, events=[(event, service)])[-1]
+
+    def discoveries(self, *, agent_id: str,
+                    events: list[tuple[str, Mapping[str, object]]]) -> list[int]:
+        """Many discovery records in one transaction (one fsync for a whole registration)."""
+        for event, _ in events:
+            if event not in DISCOVERY_EVENTS:
+                raise ValueError(f"discovery event {event!r}: expected one of {DISCOVERY_EVENTS}")
+        rows = [canonical_json(secrets.scrub(jsonable(
+            {"event": event, "agent_id": agent_id, "service": service})))
+            for event, service in events]
+        if not rows:
+            return []
+        with self._lock:
+            return self._write(lambda: [self._insert("discovery", row) for row in rows])
 
     def mark_interrupted(self) -> int:
         """Close every started operation that has no end record (call at colony start)."""
@@ -213,7 +225,7 @@ class AuditLog:
         self._db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
         return seq
 
-    def _write(self, work: Callable[[], int]) -> int:
+    def _write(self, work: Callable[[], object]) -> object:
         """Run `work` in one IMMEDIATE transaction; roll back everything on failure."""
         try:
             self._db.execute("BEGIN IMMEDIATE")

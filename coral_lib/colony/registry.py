@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS services (
 CREATE INDEX IF NOT EXISTS services_name ON services(component_name);
 CREATE INDEX IF NOT EXISTS services_namespace ON services(namespace);
 CREATE INDEX IF NOT EXISTS services_node ON services(node_name);
+CREATE TABLE IF NOT EXISTS service_labels (
+  agent_id TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (agent_id, key, label)
+);
+CREATE INDEX IF NOT EXISTS service_labels_pair ON service_labels(label, value);
 """
 
 
@@ -92,6 +97,16 @@ class Registry:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._backfill_labels()
+
+    def _backfill_labels(self) -> None:
+        """Registries written before the label index existed: index their labels once."""
+        if self._db.execute("SELECT 1 FROM service_labels LIMIT 1").fetchone():
+            return
+        rows = self._db.execute("SELECT agent_id, key, labels FROM services").fetchall()
+        self._db.executemany("INSERT OR IGNORE INTO service_labels VALUES (?,?,?,?)", [
+            (agent_id, key, label, value) for agent_id, key, labels in rows
+            for label, value in json.loads(labels).items()])
 
     def close(self) -> None:
         with self._lock:
@@ -151,22 +166,29 @@ class Registry:
             )
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for key in (convert.service_key(s) for s in diff.removed):
-                    self._db.execute(
-                        "DELETE FROM services WHERE agent_id=? AND key=?", (agent_id, key)
-                    )
+                for svc in diff.removed + diff.changed:
+                    self._delete(agent_id, convert.service_key(svc))
                 for svc in diff.added + diff.changed:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO services VALUES (?,?,?,?,?,?,?,?)",
-                        (agent_id, convert.service_key(svc), svc.component_name, svc.namespace,
-                         svc.node_name, svc.provenance, json.dumps(dict(svc.labels)),
-                         svc.SerializeToString()),
-                    )
+                    self._insert(agent_id, svc)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return diff
+
+    def _delete(self, agent_id: str, key: str) -> None:
+        for table in ("services", "service_labels"):
+            self._db.execute(f"DELETE FROM {table} WHERE agent_id=? AND key=?", (agent_id, key))
+
+    def _insert(self, agent_id: str, svc: mesh_pb2.ServiceInfo) -> None:
+        key = convert.service_key(svc)
+        self._db.execute(
+            "INSERT INTO services VALUES (?,?,?,?,?,?,?,?)",
+            (agent_id, key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
+             json.dumps(dict(svc.labels)), svc.SerializeToString()),
+        )
+        self._db.executemany("INSERT INTO service_labels VALUES (?,?,?,?)",
+                             [(agent_id, key, k, v) for k, v in svc.labels.items()])
 
     def services(self, flt: ServiceFilter | None = None) -> list[tuple[str, mesh_pb2.ServiceInfo]]:
         sql, args = _service_query(flt or ServiceFilter())
@@ -185,11 +207,12 @@ def _service_query(flt: ServiceFilter) -> tuple[str, list]:
     if flt.provenance:
         clauses.append("provenance=?")
         args.append(flt.provenance)
-    for key, value in flt.labels.items():
-        clauses.append("json_extract(labels, ?)=?")
-        args += [f'$."{key}"', value]
+    for label, value in flt.labels.items():  # indexed by (label, value)
+        clauses.append("(s.agent_id, s.key) IN (SELECT agent_id, key FROM service_labels "
+                       "WHERE label=? AND value=?)")
+        args += [label, value]
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT agent_id, body FROM services{where} ORDER BY agent_id, key", args
+    return f"SELECT agent_id, body FROM services s{where} ORDER BY agent_id, key", args
 
 
 def _service(body: bytes) -> mesh_pb2.ServiceInfo:

@@ -146,11 +146,10 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
 
     def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
         diff = self.state.registry.replace_services(agent_id, services)
-        for event, items in (("added", diff.added), ("removed", diff.removed),
-                             ("overridden", [s for s in diff.changed if s.provenance == 3])):
-            for svc in items:
-                self.state.audit.discovery(event=event, agent_id=agent_id,
-                                           service=convert.to_dict(svc))
+        events = [(event, convert.to_dict(svc)) for event, items in (
+            ("added", diff.added), ("removed", diff.removed),
+            ("overridden", [s for s in diff.changed if s.provenance == 3])) for svc in items]
+        self.state.audit.discoveries(agent_id=agent_id, events=events)
 
     def Link(self, request_iterator, context):
         try:
@@ -436,6 +435,11 @@ def _audit_record(row: dict) -> colony_pb2.AuditRecord:
     )
 
 
+# A registry listing of 100,000 services is ~12 MB; gRPC's default cap is 4 MB.
+MESSAGE_LIMITS = [("grpc.max_send_message_length", 256 << 20),
+                  ("grpc.max_receive_message_length", 256 << 20)]
+
+
 class ColonyServer:
     """A running colony: start() binds and serves in background threads; stop() ends it."""
 
@@ -447,7 +451,7 @@ class ColonyServer:
         self.state, self.listen = state, listen
         self._server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
-            options=[("grpc.keepalive_time_ms", 20000),
+            options=[*MESSAGE_LIMITS, ("grpc.keepalive_time_ms", 20000),
                      ("grpc.http2.min_ping_interval_without_data_ms", 10000),
                      ("grpc.keepalive_permit_without_calls", 1)],
         )

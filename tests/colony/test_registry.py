@@ -53,3 +53,20 @@ def test_filters_by_name_label_provenance_node_namespace(tmp_path):
 def test_agent_status_from_heartbeat_age(age, status):
     assert registry.agent_status(last_seen=1000 - age, now=1000, degraded_after=30,
                                  unhealthy_after=90) == status
+
+
+def test_label_filter_uses_the_label_index_and_old_registries_are_backfilled(tmp_path):
+    reg = registry.Registry(tmp_path / "r.db")
+    reg.replace_services("a", [svc("api", 80, labels={"app": "shop", "tier": "web"}),
+                               svc("db", 5432, labels={"app": "shop", "tier": "data"})])
+    reg.replace_services("a", [svc("api", 80, labels={"app": "shop", "tier": "edge"})])
+    flt = registry.ServiceFilter(labels={"app": "shop", "tier": "edge"})
+    assert [s.component_name for _, s in reg.services(flt)] == ["api"]
+    assert reg.services(registry.ServiceFilter(labels={"tier": "data"})) == []
+    sql, args = registry._service_query(flt)
+    plan = " ".join(str(r) for r in reg._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+    assert "service_labels_pair" in plan
+    reg._db.execute("DELETE FROM service_labels")  # as written before the index existed
+    reg.close()
+    again = registry.Registry(tmp_path / "r.db")
+    assert [s.component_name for _, s in again.services(flt)] == ["api"]
