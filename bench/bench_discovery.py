@@ -56,12 +56,7 @@ class AgentProc:
         self.proc = proc
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        coral_procs.stop_process(self.proc)
 
 
 def start_world(base: Path, *, pods: int = 0):

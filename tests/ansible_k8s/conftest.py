@@ -148,13 +148,7 @@ class NodeAgent:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        coral_procs.stop_process(self.proc)
 
 
 @pytest.fixture

@@ -57,13 +57,7 @@ class SidecarAgent:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        coral_procs.stop_process(self.proc)
         podharness._kill_cgroup(self.cgroup)
         podharness._rmdir(self.cgroup)
 

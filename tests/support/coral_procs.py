@@ -29,6 +29,19 @@ def coral(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
                           env={**os.environ, **(env or {})}, check=check)
 
 
+def stop_process(proc: subprocess.Popen | None, *, sig: int = signal.SIGTERM,
+                 timeout: float = 10.0) -> None:
+    """Signal a child we started, wait for it, and kill it if it does not end in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,13 +89,7 @@ class Colony:
         return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig=sig)
 
     def client(self):
         from coral_lib import client
@@ -128,13 +135,7 @@ class Agent:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def wait_registered(colony: Colony, agent_ids: list[str], *, timeout: float = 30.0) -> None:
