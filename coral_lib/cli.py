@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"coral_lib.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"coral_lib.commands.{name}":
-                raise
-            continue  # an optional command module that is not part of this build
-        module.register(sub)
+        importlib.import_module(f"coral_lib.commands.{name}").register(sub)
     return parser
 
 
