@@ -364,8 +364,7 @@ def _agent_dict(agent: colony_pb2.AgentRecord) -> dict:
 
 
 def _service_dict(record: colony_pb2.ServiceRecord) -> dict:
-    row = convert.to_dict(record.service)
-    row["provenance"] = convert.provenance_name(record.service.provenance)
+    row = convert.service_dict(record.service)
     row["agent"] = record.agent_id
     return row
 

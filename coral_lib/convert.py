@@ -51,6 +51,16 @@ def parse_provenance(text: str) -> service_mod.Provenance:
         ) from None
 
 
+def service_dict(msg: mesh_pb2.ServiceInfo) -> dict:
+    """A ServiceInfo as a plain dict, provenance as its lower-case name. Built field by field:
+    json_format is ~10x slower, which shows when a listing holds thousands of services."""
+    row = {field.name: getattr(msg, field.name) for field in msg.DESCRIPTOR.fields}
+    for name in ("labels", "node_labels", "sources"):
+        row[name] = dict(row[name])
+    row["provenance"] = provenance_name(msg.provenance)
+    return row
+
+
 def to_dict(msg) -> dict:
     """A protobuf message as a plain dict with snake_case keys and default values kept."""
     return json_format.MessageToDict(

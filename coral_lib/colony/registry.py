@@ -191,8 +191,14 @@ class Registry:
                              [(agent_id, key, k, v) for k, v in svc.labels.items()])
 
     def services(self, flt: ServiceFilter | None = None) -> list[tuple[str, mesh_pb2.ServiceInfo]]:
-        sql, args = _service_query(flt or ServiceFilter())
+        flt = flt or ServiceFilter()
         with self._lock:
+            if len(flt.labels) > 1:  # drive the query from the rarest label pair
+                flt = dataclasses.replace(flt, labels=dict(sorted(
+                    flt.labels.items(), key=lambda pair: self._db.execute(
+                        "SELECT COUNT(*) FROM service_labels WHERE label=? AND value=?",
+                        pair).fetchone()[0])))
+            sql, args = _service_query(flt)
             rows = self._db.execute(sql, args).fetchall()
         return [(agent_id, _service(body)) for agent_id, body in rows]
 
@@ -207,9 +213,13 @@ def _service_query(flt: ServiceFilter) -> tuple[str, list]:
     if flt.provenance:
         clauses.append("provenance=?")
         args.append(flt.provenance)
-    for label, value in flt.labels.items():  # indexed by (label, value)
-        clauses.append("(s.agent_id, s.key) IN (SELECT agent_id, key FROM service_labels "
-                       "WHERE label=? AND value=?)")
+    for index, (label, value) in enumerate(flt.labels.items()):
+        if index == 0:  # candidates from the (label, value) index
+            clauses.append("(s.agent_id, s.key) IN (SELECT agent_id, key FROM service_labels "
+                           "WHERE label=? AND value=?)")
+        else:  # then one primary-key lookup per candidate and further label
+            clauses.append("EXISTS (SELECT 1 FROM service_labels l WHERE l.agent_id=s.agent_id "
+                           "AND l.key=s.key AND l.label=? AND l.value=?)")
         args += [label, value]
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     return f"SELECT agent_id, body FROM services s{where} ORDER BY agent_id, key", args
