@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -178,12 +179,25 @@ class Client:
                                        max_output_bytes=max_output),
             approval_id=approval_id, no_wait=not wait_for_approval,
         )
-        outcome = ExecOutcome(results=[], audit_ids=[])
-        wait = approval_timeout if wait_for_approval else 0.0
-        for event in self._stream("Operate", request, timeout=timeout + 60 + wait):
+        outcome, pending = self._operate(request, timeout=timeout, wait=wait_for_approval,
+                                         on_pending=on_pending, on_result=on_result)
+        if pending:  # the colony holds no thread for it: wait here, then redeem the id
+            self.wait_approval(pending, verb="exec", timeout=approval_timeout)
+            request.approval_id, request.no_wait = pending, True
+            outcome, _ = self._operate(request, timeout=timeout, wait=False,
+                                       on_pending=on_pending, on_result=on_result)
+        outcome.results.sort(key=lambda r: (r["agent"], r["namespace"], r["pod"], r["container"]))
+        return outcome
+
+    def _operate(self, request, *, timeout: float, wait: bool, on_pending,
+                 on_result) -> tuple[ExecOutcome, str]:
+        """One Operate call: its outcome, and the approval id when it is pending."""
+        outcome, pending = ExecOutcome(results=[], audit_ids=[]), ""
+        for event in self._stream("Operate", request, timeout=timeout + 60):
             kind = event.WhichOneof("event")
             if kind == "pending":
-                _pending(event.pending, wait=wait_for_approval, on_pending=on_pending)
+                _pending(event.pending, wait=wait, on_pending=on_pending)
+                pending = event.pending.approval_id
             elif kind == "result":
                 row = _result_dict(event.result)
                 outcome.results.append(row)
@@ -192,8 +206,25 @@ class Client:
             elif kind == "summary":
                 outcome.audit_ids = list(event.summary.audit_ids)
                 outcome.operation_id = event.summary.operation_id
-        outcome.results.sort(key=lambda r: (r["agent"], r["namespace"], r["pod"], r["container"]))
-        return outcome
+        return outcome, pending
+
+    def wait_approval(self, approval_id: str, *, verb: str = "operation",
+                      timeout: float = 3600.0, poll: float = 0.5) -> dict:
+        """Poll the colony until another identity decides `approval_id`; return it when
+        approved, raise PermissionDenied when denied or expired, ApprovalPending when
+        `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.approval(approval_id)
+            if record["state"] == "approved":
+                return record
+            if record["state"] != "pending":
+                raise PermissionDenied(f"approval {approval_id} is {record['state']}; "
+                                       f"{verb} not run")
+            if time.monotonic() >= deadline:
+                raise ApprovalPending(approval_id, expires_at=record["expires_at"],
+                                      reason=f"still pending after {timeout:.0f}s")
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
     def _stream(self, method: str, request, *, timeout: float) -> Iterator:
         try:
@@ -277,9 +308,9 @@ class Client:
             no_wait=not wait_for_approval, tap=agent_pb2.TapRequest(
                 filter=filter_expr, duration_seconds=duration, max_packets=max_packets,
                 max_bytes=max_bytes, headers_only=headers_only))
-        wait = approval_timeout if wait_for_approval else 0.0
-        yield from self._streamed("Tap", request, timeout=duration + 90 + wait,
-                                  wait=wait_for_approval, on_pending=on_pending)
+        yield from self._streamed("Tap", request, timeout=duration + 90,
+                                  wait=wait_for_approval, on_pending=on_pending,
+                                  approval_timeout=approval_timeout)
 
     def trace(self, targeting: Targeting, *, kind: str, duration: float = 10.0,
               max_events: int = 10000, approval_id: str = "", wait_for_approval: bool = True,
@@ -290,19 +321,26 @@ class Client:
             targeting=targeting.to_proto(), approval_id=approval_id,
             no_wait=not wait_for_approval, trace=agent_pb2.TraceRequest(
                 kind=kind, duration_seconds=duration, max_events=max_events))
-        wait = approval_timeout if wait_for_approval else 0.0
-        yield from self._streamed("Trace", request, timeout=duration + 240 + wait,
-                                  wait=wait_for_approval, on_pending=on_pending)
+        yield from self._streamed("Trace", request, timeout=duration + 240,
+                                  wait=wait_for_approval, on_pending=on_pending,
+                                  approval_timeout=approval_timeout)
 
     def _streamed(self, method: str, request, *, timeout: float, wait: bool,
-                  on_pending) -> Iterator[tuple[str, object]]:
+                  on_pending, approval_timeout: float) -> Iterator[tuple[str, object]]:
+        pending = ""
         for event in self._stream(method, request, timeout=timeout):
             if event.HasField("pending"):
                 _pending(event.pending, wait=wait, on_pending=on_pending)
+                pending = event.pending.approval_id
             elif event.HasField("targets"):
                 yield "targets", [convert.to_dict(t) for t in event.targets.targets]
             else:
                 yield tap_key(convert.to_dict(event.target)), event.event
+        if pending:  # the colony holds no thread for it: wait here, then redeem the id
+            self.wait_approval(pending, verb=method.lower(), timeout=approval_timeout)
+            request.approval_id, request.no_wait = pending, True
+            yield from self._streamed(method, request, timeout=timeout, wait=False,
+                                      on_pending=on_pending, approval_timeout=0.0)
 
 
 def tap_key(target: dict) -> str:

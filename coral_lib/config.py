@@ -20,7 +20,11 @@ runs the configured health checks. `agent.runtime`: `auto` (default, detect), `h
 `daemonset` or `sidecar`.
 
 Colony settings file (flat): id, secret | secretFile, listen (host:port), dataDir,
-heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly.
+heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly, and `limits`
+(defaults in coral_lib/colony/guard.py Limits): receiveBytes (16 MiB), requestBytes
+(1 MiB: argv + stdin + env of one exec), outputBytes (4 MiB per stream), concurrentRpcs
+(2048), streamsPerPeer (64), pendingHellos (128), helloTimeout (10s), loginFailures (10
+per loginWindow, 60s, per peer address before it is throttled).
 
 Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
 Placeholders: `{{ NAME }}` in any string value (even unquoted, even inside `{...}` flow
@@ -281,6 +285,20 @@ def default_data_dir() -> str:
     return str(pathlib.Path.home() / ".coral" / "colony")
 
 
+class ColonyLimits(_Model):
+    """What one caller may cost the colony (coral_lib/colony/guard.py Limits)."""
+
+    receive_bytes: int = 16 << 20
+    request_bytes: int = 1 << 20
+    output_bytes: int = 4 << 20
+    concurrent_rpcs: int = 2048
+    streams_per_peer: int = 64
+    pending_hellos: int = 128
+    hello_timeout: Duration = 10.0
+    login_failures: int = 10
+    login_window: Duration = 60.0
+
+
 class ColonySettings(_Model):
     id: str = "default"
     secret: pydantic.SecretStr = pydantic.SecretStr("")
@@ -296,6 +314,7 @@ class ColonySettings(_Model):
     policy_file: str = ""  # RBAC + rate limits + approvals (coral_lib/colony/policy.py)
     rate_limits: dict[str, str] = pydantic.Field(default_factory=dict)
     approval_ttl: Duration = 900.0
+    limits: ColonyLimits = pydantic.Field(default_factory=ColonyLimits)
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.field_validator("unhealthy_after")

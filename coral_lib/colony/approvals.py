@@ -1,13 +1,16 @@
 """Approvals: a request held until a different identity approves (or anyone denies) it.
 
-States: pending -> approved | denied | expired. A pending request expires `ttl` seconds
-after it was made. The requester cannot approve their own request; they may deny
+States: pending -> approved | denied | expired. A request expires `ttl` seconds after it
+was made: pending ones, and approved ones not yet redeemed (the TTL bounds redemption
+too). The requester cannot approve their own request; they may deny
 (withdraw) it. An approved request is redeemed once by the operation it allowed
 (`redeem`), which checks that requester, verb, target and command are the ones approved.
 
 SQLite-backed (one file, WAL) so pending requests survive a colony restart and
-`coral approve` in another process sees the same state. Commands are scrubbed of secrets
-before they are stored or shown to approvers.
+`coral approve` in another process sees the same state, and so does the scope an approver
+is checked against (`scope`, opaque JSON from the gate). Commands are scrubbed of secrets
+before they are stored or shown to approvers. Each requester holds at most `max_pending`
+pending requests. Errors carry a gRPC status name in `code`; an unknown id names no others.
 """
 
 from __future__ import annotations
@@ -37,16 +40,22 @@ CREATE TABLE IF NOT EXISTS approvals (
     expires_at REAL NOT NULL,
     decided_by TEXT NOT NULL DEFAULT '',
     decided_at REAL,
-    redeemed_at REAL
+    redeemed_at REAL,
+    scope TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS approvals_state ON approvals (state);
 """
 _COLUMNS = ("id, requester, verb, target, command, state, created_at, expires_at, "
-            "decided_by, decided_at, redeemed_at")
+            "decided_by, decided_at, redeemed_at, scope")
 
 
 class ApprovalError(Exception):
-    """An approval action was refused (unknown id, self-approval, expired, decided)."""
+    """An approval action was refused (unknown id, self-approval, expired, decided).
+    `code` is the gRPC status name to answer with."""
+
+    def __init__(self, message: str, *, code: str = "FAILED_PRECONDITION") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +71,7 @@ class Approval:
     decided_by: str = ""
     decided_at: float | None = None
     redeemed_at: float | None = None
+    scope: str = ""
 
 
 class ApprovalStore:
@@ -77,12 +87,17 @@ class ApprovalStore:
                                        isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(approvals)")}
+            if "scope" not in columns:  # a store written before scopes were kept
+                self._db.execute("ALTER TABLE approvals ADD COLUMN scope TEXT NOT NULL "
+                                 "DEFAULT ''")
         except sqlite3.Error as exc:
             raise ApprovalError(f"cannot open the approvals store {self.path}: {exc}") from exc
 
     def request(self, *, requester: str, verb: str, target: str, command: str,
-                ttl: float) -> str:
-        """Record a pending request; return its approval id."""
+                ttl: float, scope: str = "", max_pending: int = 0) -> str:
+        """Record a pending request; return its approval id. With `max_pending`, a
+        requester who already has that many pending is refused (RESOURCE_EXHAUSTED)."""
         if not requester:
             raise ApprovalError("an approval request needs the requester's identity")
         if not ttl > 0:
@@ -90,10 +105,20 @@ class ApprovalStore:
         approval_id = uuid.uuid4().hex[:16]
         now = self._clock()
         with self._lock:
+            self._expire()
+            if max_pending:
+                (held,) = self._run("SELECT count(*) FROM approvals WHERE state = 'pending' "
+                                    "AND requester = ?", (requester,)).fetchone()
+                if held >= max_pending:
+                    raise ApprovalError(
+                        f"{requester} already has {held} pending approval requests (at most "
+                        f"{max_pending}); wait for decisions or withdraw some with "
+                        "`coral deny ID`", code="RESOURCE_EXHAUSTED")
             self._run("INSERT INTO approvals (id, requester, verb, target, command, state, "
-                      "created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                      "created_at, expires_at, scope) "
+                      "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                       (approval_id, requester, verb, secrets.scrub_text(target),
-                       secrets.scrub_text(command), now, now + ttl))
+                       secrets.scrub_text(command), now, now + ttl, scope))
         return approval_id
 
     def approve(self, approval_id: str, *, approver: str) -> Approval:
@@ -142,7 +167,8 @@ class ApprovalStore:
             if (approval.requester, approval.verb, approval.target, approval.command) != asked:
                 raise ApprovalError(
                     f"approval {approval_id} was for {approval.requester} {approval.verb} on "
-                    f"{approval.target}: {approval.command!r}; it does not cover this request")
+                    f"{approval.target}: {approval.command!r}; it does not cover this request",
+                    code="PERMISSION_DENIED")
             cursor = self._run("UPDATE approvals SET redeemed_at = ? WHERE id = ? "
                                "AND redeemed_at IS NULL", (self._clock(), approval_id))
             if cursor.rowcount != 1:
@@ -162,7 +188,7 @@ class ApprovalStore:
             if state == "approved" and approver == approval.requester:
                 raise ApprovalError(
                     f"{approver} cannot approve their own request {approval_id}; "
-                    "a different identity must approve it")
+                    "a different identity must approve it", code="PERMISSION_DENIED")
             if approval.state == "expired":
                 raise ApprovalError(
                     f"approval {approval_id} expired {_ago(self._clock(), approval.expires_at)}"
@@ -178,19 +204,18 @@ class ApprovalStore:
             return self._load(approval_id)
 
     def _expire(self) -> None:
-        cursor = self._run("UPDATE approvals SET state = 'expired' "
-                           "WHERE state = 'pending' AND expires_at <= ?", (self._clock(),))
+        cursor = self._run("UPDATE approvals SET state = 'expired' WHERE expires_at <= ? AND "
+                           "(state = 'pending' OR (state = 'approved' AND redeemed_at IS NULL))",
+                           (self._clock(),))
         if cursor.rowcount:
             self._changed.notify_all()
 
     def _load(self, approval_id: str) -> Approval:
         row = self._run(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?",
                         (approval_id,)).fetchone()
-        if row is None:
-            pending = [r[0] for r in self._run(
-                "SELECT id FROM approvals WHERE state = 'pending' ORDER BY created_at LIMIT 10")]
-            raise ApprovalError(f"unknown approval id {approval_id!r}; pending: "
-                                f"{', '.join(pending) or 'none'}")
+        if row is None:  # naming other ids here would hand them to whoever guesses
+            raise ApprovalError(f"unknown approval id {approval_id!r}; `coral approvals` "
+                                "lists the pending ones you may see", code="NOT_FOUND")
         return Approval(*row)
 
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:

@@ -10,6 +10,8 @@ import pathlib
 
 import grpc
 
+from coral_lib.colony import guard as guard_mod
+
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
@@ -54,14 +56,19 @@ def secret_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def operator(context: grpc.ServicerContext, book: TokenBook) -> Identity:
-    """The calling operator, or abort UNAUTHENTICATED."""
+def operator(context: grpc.ServicerContext, book: TokenBook,
+             guard: guard_mod.PeerGuard | None = None) -> Identity:
+    """The calling operator, or abort UNAUTHENTICATED. With a `guard`, wrong tokens are
+    audited and a peer with too many of them is throttled (RESOURCE_EXHAUSTED)."""
     metadata = dict(context.invocation_metadata() or ())
     header = metadata.get("authorization", "")
     if header.lower().startswith("bearer "):
+        guard_mod.throttled(context, guard)
         identity = book.lookup(header[7:].strip())
         if identity is not None:
             return identity
+        if guard is not None:
+            guard.failed(context.peer(), what="login", reason="unknown operator token")
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown operator token")
     names = (context.auth_context() or {}).get("x509_common_name") or []
     if names:

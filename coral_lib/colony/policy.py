@@ -10,7 +10,8 @@ Settings come from the policy file (`coral colony start --policy FILE`, config
 `policyFile`), which is the RBAC file of colony/rbac.py plus three colony keys:
 
     rateLimits: {perIdentity: "30/m, burst=10", perTarget: "10/m, burst=5"}
-    approvalTTL: 15m            # pending approvals expire after this (default 15m)
+    approvalTTL: 15m            # approvals expire after this, pending or not yet used
+    approvalLimits: {perIdentity: "10/m, burst=10", pendingPerIdentity: 10}   # defaults
     tapHeadersOnly: false       # every tap records headers only
 
 Without a policy file the embedded default allows the identity `admin` and the group
@@ -31,6 +32,7 @@ import json
 import os
 import pathlib
 import secrets as pysecrets
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 
 from coral_lib import durations, yamlfile
@@ -40,9 +42,15 @@ from coral_lib.colony import approvals as approvals_mod
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import auth, ratelimit, rbac, registry
 
-COLONY_KEYS = ("rateLimits", "approvalTTL", "tapHeadersOnly")
+COLONY_KEYS = ("rateLimits", "approvalTTL", "tapHeadersOnly", "approvalLimits")
 RATE_KEYS = ("perIdentity", "perTarget")
+APPROVAL_KEYS = ("perIdentity", "pendingPerIdentity")
 DEFAULT_TTL = 900.0
+DEFAULT_APPROVAL_RATE = ratelimit.Rate(per_second=10 / 60, burst=10)
+DEFAULT_PENDING = 10
+# Shells wait for their approval on the colony (a shell cannot be redeemed by id later);
+# every other verb answers with the pending id at once and the client waits.
+MAX_WAITING_SHELLS = 16
 RATE_LIMIT_RULE = "rate-limit"
 OBSERVE_LABEL = "coral.io/observe-only"
 
@@ -55,6 +63,8 @@ class Settings:
     approval_ttl: float = DEFAULT_TTL
     tap_headers_only: bool = False
     source: str = "embedded default"
+    approval_rate: ratelimit.Rate | None = DEFAULT_APPROVAL_RATE
+    approval_pending: int = DEFAULT_PENDING
 
 
 def embedded_default(*, observe_only: bool = False) -> rbac.Policy:
@@ -88,10 +98,29 @@ def load_settings(path: str | None, *, observe_only: bool = False,
     headers_only = colony.get("tapHeadersOnly", False)
     if not isinstance(headers_only, bool):
         raise rbac.PolicyError(f"{source}: key 'tapHeadersOnly': expected true or false")
+    approvals = _approval_limits(colony.get("approvalLimits"), source)
     return Settings(policy=policy, per_identity=_rate(limits, "perIdentity", source),
                     per_target=_rate(limits, "perTarget", source),
                     approval_ttl=_ttl(ttl, source), tap_headers_only=headers_only,
-                    source=source)
+                    source=source, **approvals)
+
+
+def _approval_limits(value: object, source: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - set(APPROVAL_KEYS):
+        raise rbac.PolicyError(f"{source}: key 'approvalLimits': expected a mapping with "
+                               f"{' and/or '.join(APPROVAL_KEYS)}")
+    out: dict = {}
+    if "perIdentity" in value:
+        out["approval_rate"] = _rate(value, "perIdentity", source)
+    if "pendingPerIdentity" in value:
+        pending = value["pendingPerIdentity"]
+        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 1:
+            raise rbac.PolicyError(f"{source}: key 'approvalLimits.pendingPerIdentity': "
+                                   "expected a whole number >= 1")
+        out["approval_pending"] = pending
+    return out
 
 
 def _mapping(value: object, source: str) -> dict:
@@ -176,7 +205,9 @@ class Gate:
             settings, audit, approvals, registry)
         self.limiter = ratelimit.RateLimiter(per_identity=settings.per_identity,
                                              per_target=settings.per_target)
-        self._scopes: dict[str, list[rbac.Target]] = {}  # approval id -> targets it covers
+        self.approval_limiter = ratelimit.RateLimiter(per_identity=settings.approval_rate,
+                                                      per_target=None)
+        self._waiting = threading.BoundedSemaphore(MAX_WAITING_SHELLS)
 
     def rbac_target(self, target: colony_pb2.Target) -> rbac.Target:
         """The policy's view of a target: labels of its service (or agent), node, runtime."""
@@ -252,25 +283,23 @@ class Gate:
     def _approval(self, *, identity, verb, targets, command, approval_id, no_wait, is_active):
         scope = approval_scope(targets)
         if not approval_id:
-            approval_id = self.approvals.request(
-                requester=identity.name, verb=verb, target=scope, command=command,
-                ttl=self.settings.approval_ttl)
-            self._scopes[approval_id] = [self.rbac_target(t) for t in targets]
-            record = self.approvals.get(approval_id)
-            self.audit.append("approval", {"event": "requested", "approval_id": approval_id,
-                                           "requester": identity.name, "verb": verb,
-                                           "target": scope, "command": command})
-            yield colony_pb2.PendingApproval(
-                approval_id=approval_id, expires_at=record.expires_at,
-                reason=f"{verb} on {scope} needs approval by another identity")
-            if no_wait:
+            verdict = self.approval_limiter.check(identity.name, "")
+            if not verdict.allowed:
+                raise Refused(f"{verb} not asked for approval: {verdict.reason} (approval "
+                              "requests)", code="RESOURCE_EXHAUSTED",
+                              retry_after=verdict.retry_after)
+            if not no_wait and not self._waiting.acquire(blocking=False):
+                raise Refused(f"{verb} not asked for approval: {MAX_WAITING_SHELLS} requests "
+                              "already wait on the colony; retry later",
+                              code="RESOURCE_EXHAUSTED", retry_after=5.0)
+            try:
+                approval_id = yield from self._ask(identity, verb, targets, scope, command,
+                                                   no_wait=no_wait, is_active=is_active)
+            finally:
+                if not no_wait:
+                    self._waiting.release()
+            if not approval_id:
                 return ""
-            while is_active():
-                record = self.approvals.wait(approval_id, 1.0)
-                if record.state != "pending":
-                    break
-            if record.state != "approved":
-                raise Refused(f"approval {approval_id} is {record.state}; {verb} not run")
         try:
             self.approvals.redeem(approval_id, requester=identity.name, verb=verb,
                                   target=scope, command=command)
@@ -280,10 +309,36 @@ class Gate:
             raise Refused(f"{verb} refused: {exc}") from None
         return approval_id
 
+    def _ask(self, identity, verb, targets, scope, command, *, no_wait, is_active):
+        """Record a request (its scope stored with it), yield it as pending; with no_wait
+        return '' at once, else wait here for the decision and return the id."""
+        approval_id = self.approvals.request(
+            requester=identity.name, verb=verb, target=scope, command=command,
+            ttl=self.settings.approval_ttl, max_pending=self.settings.approval_pending,
+            scope=json.dumps([dataclasses.asdict(self.rbac_target(t)) for t in targets]))
+        record = self.approvals.get(approval_id)
+        self.audit.append("approval", {"event": "requested", "approval_id": approval_id,
+                                       "requester": identity.name, "verb": verb,
+                                       "target": scope, "command": command})
+        yield colony_pb2.PendingApproval(
+            approval_id=approval_id, expires_at=record.expires_at,
+            reason=f"{verb} on {scope} needs approval by another identity")
+        if no_wait:
+            return ""
+        while is_active():
+            record = self.approvals.wait(approval_id, 1.0)
+            if record.state != "pending":
+                break
+        if record.state != "approved":
+            raise Refused(f"approval {approval_id} is {record.state}; {verb} not run")
+        return approval_id
+
     def decide_approval(self, identity: auth.Identity, approval_id: str, *,
                         approve: bool) -> approvals_mod.Approval:
-        """Approve or deny; the approver needs verb `approve` on every target it covers."""
-        for target in self._scopes.get(approval_id) or [rbac.Target()]:
+        """Approve or deny; the approver needs verb `approve` on every target it covers
+        (the scope stored with the request, so it survives a colony restart)."""
+        stored = self.approvals.get(approval_id)
+        for target in _scope_targets(stored.scope) or [rbac.Target()]:
             decision = rbac.decide(self.settings.policy, identity=identity.name,
                                    groups=identity.groups, verb="approve", target=target)
             if not decision.allowed:
@@ -292,7 +347,6 @@ class Gate:
                 raise Refused(f"approve refused: {decision.reason}")
         action = self.approvals.approve if approve else self.approvals.deny
         record = action(approval_id, approver=identity.name)
-        self._scopes.pop(approval_id, None)
         self.audit.append("approval", {"event": record.state, "approval_id": approval_id,
                                        "requester": record.requester, "decided_by": identity.name,
                                        "verb": record.verb, "target": record.target,
@@ -308,6 +362,15 @@ class Gate:
 _RUNTIMES = {agent_pb2.RUNTIME_MODE_NATIVE: "host", agent_pb2.RUNTIME_MODE_CONTAINER: "host",
              agent_pb2.RUNTIME_MODE_K8S_DAEMONSET: "daemonset",
              agent_pb2.RUNTIME_MODE_K8S_SIDECAR: "sidecar"}
+
+
+def _scope_targets(scope: str) -> list[rbac.Target]:
+    """The rbac targets stored with an approval request ([] for requests stored before
+    scopes were kept: those are checked colony-wide)."""
+    try:
+        return [rbac.Target(**item) for item in json.loads(scope or "[]")]
+    except (ValueError, TypeError):
+        return []
 
 
 def describe(target: colony_pb2.Target) -> str:

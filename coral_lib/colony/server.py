@@ -13,7 +13,7 @@ import time
 
 import grpc
 
-from coral_lib import convert
+from coral_lib import convert, validate
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
@@ -21,6 +21,7 @@ from coral_lib.colony import approvals as approvals_mod
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import (
     auth,
+    guard,
     links,
     operations,
     pki,
@@ -48,6 +49,8 @@ class ColonyState:
     tokens: auth.TokenBook
     approvals: approvals_mod.ApprovalStore
     gate: policy.Gate
+    limits: guard.Limits = dataclasses.field(default_factory=guard.Limits)
+    peers: guard.PeerGuard | None = None  # failed logins per peer (built by open_state)
     heartbeat_interval: float = 10.0
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
@@ -62,7 +65,8 @@ class ColonyState:
 def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
                tokens_file: str = "", heartbeat_interval: float = 10.0,
                degraded_after: float = 30.0, unhealthy_after: float = 90.0,
-               settings: policy.Settings | None = None) -> ColonyState:
+               settings: policy.Settings | None = None,
+               limits: guard.Limits | None = None) -> ColonyState:
     """Open the data directory's stores; `settings` None is the embedded default policy."""
     files = pki.ensure(data_dir)
     reg, audit = registry.Registry(files.registry_db), audit_mod.AuditLog(files.audit_db)
@@ -75,8 +79,9 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
         files=files, registry=reg, audit=audit, links=links.Links(),
         tokens=auth.TokenBook(tokens_file or files.tokens), approvals=approvals, gate=gate,
         heartbeat_interval=heartbeat_interval, degraded_after=degraded_after,
-        unhealthy_after=unhealthy_after,
+        unhealthy_after=unhealthy_after, limits=limits or guard.Limits(),
     )
+    state.peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     secrets.register(state.colony_secret)
     for token in state.tokens.tokens():
         secrets.register(token)
@@ -87,9 +92,19 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
     return state
 
 
+def _login_recorder(state: ColonyState):
+    """Audit a failed login or refused pre-auth request (PeerGuard bounds how often)."""
+    def record(host: str, what: str, reason: str, failures: int) -> None:
+        state.audit.refused(requester=f"peer:{host}", verb=what, target=state.colony_id,
+                            command="", reason=f"{reason} ({failures} from {host} this window)",
+                            rule="authentication")
+    return record
+
+
 class MeshServicer(mesh_pb2_grpc.MeshServicer):
     def __init__(self, state: ColonyState) -> None:
         self.state = state
+        self.hellos = guard.HelloSlots(state.limits)
 
     def _agent_ok(self, *, agent_id: str, colony_id: str, secret: str, peer: str) -> str:
         """'' when the agent's credentials are right, else the reason it is refused."""
@@ -101,15 +116,23 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             return "wrong colony secret"
         return ""
 
+    def _refused(self, context, what: str, agent_id: str, reason: str) -> None:
+        """Log (escaped, clipped) and count one refused agent call from this peer."""
+        shown = validate.clip(validate.printable(agent_id), 80)
+        log.warning("%s of agent '%s' from %s refused: %s", what, shown,
+                    validate.printable(context.peer()), validate.printable(reason))
+        self.state.peers.failed(context.peer(), what=what, reason=f"agent {shown!r}: {reason}")
+
     def Register(self, request, context):
-        reason = self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
-                                secret=request.colony_secret, peer=context.peer())
+        guard.throttled(context, self.state.peers)
+        reason = guard.registration_problem(
+            agent_id=request.agent_id, node_name=request.node_name, labels=request.labels,
+            node_labels=request.node_labels,
+            services=list(request.services) or _legacy_service(request),
+        ) or self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
+                            secret=request.colony_secret, peer=context.peer())
         if reason:
-            log.warning("registration of agent %r from %s refused: %s",
-                        request.agent_id, context.peer(), reason)
-            self.state.audit.refused(requester=f"agent:{request.agent_id}", verb="register",
-                                     target=self.state.colony_id, command="", reason=reason,
-                                     rule="colony-secret")
+            self._refused(context, "registration", request.agent_id, reason)
             return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
         with _storage_errors(context):
             return self._register(request)
@@ -132,9 +155,13 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         )
 
     def Heartbeat(self, request, context):
-        reason = self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
-                                secret=request.colony_secret, peer=context.peer())
+        guard.throttled(context, self.state.peers)
+        reason = guard.registration_problem(
+            agent_id=request.agent_id, services=request.services,
+        ) or self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
+                            secret=request.colony_secret, peer=context.peer())
         if reason:
+            self._refused(context, "heartbeat", request.agent_id, reason)
             return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
         with _storage_errors(context):
             if not self.state.registry.touch(request.agent_id):
@@ -152,17 +179,22 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         self.state.audit.discoveries(agent_id=agent_id, events=events)
 
     def Link(self, request_iterator, context):
+        guard.throttled(context, self.state.peers)
+        hello_done = self.hellos.start(context)  # bounded, and cancelled without a hello
         try:
             hello = next(request_iterator)
-        except StopIteration:
+        except (StopIteration, grpc.RpcError):
             return
-        reason = self._agent_ok(agent_id=hello.hello.agent_id, colony_id=hello.hello.colony_id,
-                                secret=hello.hello.colony_secret, peer=context.peer())
+        finally:
+            hello_done()
+        reason = guard.registration_problem(agent_id=hello.hello.agent_id) or self._agent_ok(
+            agent_id=hello.hello.agent_id, colony_id=hello.hello.colony_id,
+            secret=hello.hello.colony_secret, peer=context.peer())
         if reason:
-            log.warning("link from %s refused: %s", context.peer(), reason)
+            self._refused(context, "link", hello.hello.agent_id, reason)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
         link = self.state.links.attach(hello.hello.agent_id)
-        log.info("agent %s linked from %s", link.agent_id, context.peer())
+        log.info("agent %s linked from %s", link.agent_id, validate.printable(context.peer()))
         reader = threading.Thread(target=_pump, args=(request_iterator, link), daemon=True,
                                   name=f"link-{link.agent_id}")
         reader.start()
@@ -214,7 +246,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                                        links=state.links, gate=state.gate)
 
     def _who(self, context) -> auth.Identity:
-        return auth.operator(context, self.state.tokens)
+        return auth.operator(context, self.state.tokens, self.state.peers)
 
     def _reader(self, context, what: str) -> auth.Identity:
         """The caller, when the policy lets them read; else abort PERMISSION_DENIED."""
@@ -280,18 +312,22 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                 self.gate.admit(is_active=context.is_active, **request), wrap))
         except policy.Refused as exc:
             _abort(context, exc)
-        except (audit_mod.AuditError, approvals_mod.ApprovalError) as exc:
+        except approvals_mod.ApprovalError as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), f"not run: {exc}")
+        except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not run: {exc}")
 
     def Operate(self, request, context):
         who = self._who(context)
         if not request.exec.argv:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec.argv is empty: give a command")
+        _check_request(context, guard.exec_problem(request.exec, self.state.limits),
+                       request.approval_id)
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.OperateEvent(pending=p), identity=who,
             verb=request.verb or "exec", targets=targets, command=shlex.join(request.exec.argv),
-            approval_id=request.approval_id, no_wait=request.no_wait)
+            approval_id=request.approval_id, no_wait=True)  # the client waits, not a thread
         if admission is not None:
             yield from self.fanout.run(identity=who, request=request, targets=targets,
                                        admission=admission)
@@ -304,6 +340,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             return
         if first.input.WhichOneof("input") != "start":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first shell frame must start it")
+        _check_request(context, guard.size_problem(first, "the shell start", self.state.limits))
         targets = self._resolve(first.targeting, context)
         if len(targets) != 1:
             names = ", ".join(f"{t.agent_id}:{t.pod or '-'}/{t.container or '-'}" for t in targets)
@@ -318,7 +355,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {target.agent_id} is not connected")
         agent = self.state.registry.get_agent(target.agent_id)
         yield from shell_mod.relay(
-            identity=who, target=target, first=first, frames=request_iterator, link=link,
+            identity=who, target=target, first=first, link=link,
+            frames=_bounded_frames(request_iterator, self.state.limits),
             audit=self.state.audit, rule=admission.allowed[0][1], is_active=context.is_active,
             approval_id=admission.approval_id,
             runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
@@ -326,22 +364,26 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
 
     def Tap(self, request, context):
         who = self._who(context)
+        _check_request(context, guard.size_problem(request.tap, "the tap request",
+                                                   self.state.limits), request.approval_id)
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb="tap",
             targets=targets, command=tap_relay.tap_command(request.tap),
-            approval_id=request.approval_id, no_wait=request.no_wait)
+            approval_id=request.approval_id, no_wait=True)
         if admission is not None:
             yield from self.streams.tap(identity=who, request=request, targets=targets,
                                         admission=admission, is_active=context.is_active)
 
     def Trace(self, request, context):
         who = self._who(context)
+        _check_request(context, guard.size_problem(request.trace, "the trace request",
+                                                   self.state.limits), request.approval_id)
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.TraceOperateEvent(pending=p), identity=who,
             verb="trace", targets=targets, command=tap_relay.trace_command(request.trace),
-            approval_id=request.approval_id, no_wait=request.no_wait)
+            approval_id=request.approval_id, no_wait=True)
         if admission is not None:
             yield from self.streams.trace(identity=who, request=request, targets=targets,
                                           admission=admission, is_active=context.is_active)
@@ -372,6 +414,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
 
     def Decide(self, request, context):
         who = self._who(context)
+        _check_request(context, "", request.approval_id, required=True)
         try:
             record = self.gate.decide_approval(who, request.approval_id, approve=request.approve)
         except policy.Refused as exc:
@@ -383,16 +426,46 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return policy.approval_record(record)
 
     def GetApproval(self, request, context):
-        self._reader(context, "approvals")
+        """Readers see any approval; a requester sees their own (clients poll it)."""
+        who = self._who(context)
+        _check_request(context, "", request.approval_id, required=True)
         try:
-            return policy.approval_record(self.state.approvals.get(request.approval_id))
+            record = self.state.approvals.get(request.approval_id)
         except approvals_mod.ApprovalError as exc:
             _abort_approval(context, exc)
+        if record.requester != who.name:
+            self._reader(context, "approvals")
+        return policy.approval_record(record)
 
     def ListApprovals(self, request, context):
         self._reader(context, "approvals")
         return colony_pb2.ListApprovalsResponse(
             approvals=[policy.approval_record(a) for a in self.state.approvals.pending()])
+
+
+def _check_request(context, problem: str, approval_id: str = "", *,
+                   required: bool = False) -> None:
+    """Abort INVALID_ARGUMENT (before anything is audited) for an oversized request or a
+    malformed approval id."""
+    if not problem:
+        try:
+            validate.check_name("approval id", approval_id, field="approval_id",
+                                required=required)
+        except validate.InvalidName as exc:
+            problem = str(exc)
+    if problem:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
+def _bounded_frames(frames, limits: guard.Limits):
+    """Shell input frames up to limits.requestBytes each; a larger one ends the input
+    (forwarding it would exceed the agent link's message size and drop the link)."""
+    for frame in frames:
+        problem = guard.size_problem(frame, "a shell input frame", limits)
+        if problem:
+            log.warning("shell input stopped: %s", problem)
+            return
+        yield frame
 
 
 def _translated(gen, wrap):
@@ -418,11 +491,7 @@ def _abort(context, exc: policy.Refused) -> None:
 
 
 def _abort_approval(context, exc: approvals_mod.ApprovalError) -> None:
-    text = str(exc)
-    code = (grpc.StatusCode.NOT_FOUND if text.startswith("unknown approval")
-            else grpc.StatusCode.PERMISSION_DENIED if "own request" in text
-            else grpc.StatusCode.FAILED_PRECONDITION)
-    context.abort(code, text)
+    context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
 
 _AUDIT_META = ("id", "ts", "kind", "prev_hash", "hash")
 
@@ -435,9 +504,9 @@ def _audit_record(row: dict) -> colony_pb2.AuditRecord:
     )
 
 
-# A registry listing of 100,000 services is ~12 MB; gRPC's default cap is 4 MB.
-MESSAGE_LIMITS = [("grpc.max_send_message_length", 256 << 20),
-                  ("grpc.max_receive_message_length", 256 << 20)]
+# A registry listing of 100,000 services is ~12 MB; gRPC's default cap is 4 MB. What the
+# colony receives is capped much lower (guard.Limits.receive_bytes), before it is parsed.
+MAX_SEND = 256 << 20
 
 
 class ColonyServer:
@@ -449,9 +518,14 @@ class ColonyServer:
         requires a client certificate signed by the colony CA (identity = its CN); gRPC
         Python cannot ask for an optional client certificate on one port."""
         self.state, self.listen = state, listen
+        limits = state.limits
         self._server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
-            options=[*MESSAGE_LIMITS, ("grpc.keepalive_time_ms", 20000),
+            interceptors=[guard.StreamCap(limits)],
+            maximum_concurrent_rpcs=limits.concurrent_rpcs,
+            options=[("grpc.max_send_message_length", MAX_SEND),
+                     ("grpc.max_receive_message_length", limits.receive_bytes),
+                     ("grpc.keepalive_time_ms", 20000),
                      ("grpc.http2.min_ping_interval_without_data_ms", 10000),
                      ("grpc.keepalive_permit_without_calls", 1)],
         )

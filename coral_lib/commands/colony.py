@@ -8,7 +8,7 @@ import signal
 import threading
 
 from coral_lib import config
-from coral_lib.colony import audit, pki, policy, rbac, registry, server
+from coral_lib.colony import audit, guard, pki, policy, rbac, registry, server
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def start_command(args: argparse.Namespace) -> int:
                 settings.policy_file or None, observe_only=settings.observe_only,
                 observe_only_agents=settings.observe_only_agents,
                 rate_limits=settings.rate_limits, approval_ttl=settings.approval_ttl),
+            limits=_limits(settings),
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
@@ -95,6 +96,13 @@ def start_command(args: argparse.Namespace) -> int:
     log.info("colony stopping")
     colony.stop()
     return 0
+
+
+def _limits(settings: config.ColonySettings) -> guard.Limits:
+    try:
+        return guard.Limits(**settings.limits.model_dump())
+    except ValueError as exc:
+        raise config.ConfigError(settings._source, "limits", str(exc)) from None
 
 
 def token_add_command(args: argparse.Namespace) -> int:

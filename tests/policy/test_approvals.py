@@ -66,11 +66,64 @@ def test_pending_request_expires(store: approvals.ApprovalStore, clock) -> None:
         store.approve(approval_id, approver="bob")
 
 
-def test_unknown_id_names_the_pending_ones(store: approvals.ApprovalStore) -> None:
+def test_unknown_id_names_no_other_ids(store: approvals.ApprovalStore) -> None:
     approval_id = _ask(store)
-    with pytest.raises(approvals.ApprovalError, match=f"unknown approval id 'nope'; pending: "
-                                                      f"{approval_id}"):
+    with pytest.raises(approvals.ApprovalError, match="unknown approval id 'nope'") as info:
         store.approve("nope", approver="bob")
+    assert approval_id not in str(info.value) and info.value.code == "NOT_FOUND"
+
+
+def test_errors_carry_their_status_code(store: approvals.ApprovalStore) -> None:
+    approval_id = _ask(store)
+    with pytest.raises(approvals.ApprovalError) as own:
+        store.approve(approval_id, approver="alice")
+    assert own.value.code == "PERMISSION_DENIED"
+    store.deny(approval_id, approver="bob")
+    with pytest.raises(approvals.ApprovalError) as decided:
+        store.approve(approval_id, approver="bob")
+    assert decided.value.code == "FAILED_PRECONDITION"
+
+
+def test_approved_but_unused_expires_at_its_ttl(store: approvals.ApprovalStore, clock) -> None:
+    approval_id = _ask(store, ttl=60.0)
+    store.approve(approval_id, approver="bob")
+    clock.advance(60.0)
+    with pytest.raises(approvals.ApprovalError, match="is expired, not approved"):
+        store.redeem(approval_id, requester="alice", verb="exec",
+                     target="env=production service=api", command="systemctl restart api")
+
+
+def test_pending_requests_per_identity_are_capped(store: approvals.ApprovalStore) -> None:
+    for _ in range(3):
+        store.request(requester="alice", verb="exec", target="t", command="c", ttl=60,
+                      max_pending=3)
+    with pytest.raises(approvals.ApprovalError, match="already has 3 pending") as info:
+        store.request(requester="alice", verb="exec", target="t", command="c", ttl=60,
+                      max_pending=3)
+    assert info.value.code == "RESOURCE_EXHAUSTED"
+    store.request(requester="bob", verb="exec", target="t", command="c", ttl=60, max_pending=3)
+
+
+def test_scope_is_stored_and_old_stores_gain_the_column(tmp_path) -> None:
+    import sqlite3
+    path = tmp_path / "approvals.db"
+    old = sqlite3.connect(path)  # the schema before scopes were kept
+    old.execute("CREATE TABLE approvals (id TEXT PRIMARY KEY, requester TEXT NOT NULL, "
+                "verb TEXT NOT NULL, target TEXT NOT NULL, command TEXT NOT NULL, "
+                "state TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, "
+                "decided_by TEXT NOT NULL DEFAULT '', decided_at REAL, redeemed_at REAL)")
+    old.execute("INSERT INTO approvals VALUES ('a1', 'alice', 'exec', 't', 'c', 'pending', "
+                "0, 1e12, '', NULL, NULL)")
+    old.commit()
+    old.close()
+    store = approvals.ApprovalStore(path)
+    assert store.get("a1").scope == ""
+    new = store.request(requester="alice", verb="exec", target="t", command="c", ttl=60,
+                        scope='[{"labels": {"env": "production"}}]')
+    store.close()
+    again = approvals.ApprovalStore(path)
+    assert again.get(new).scope == '[{"labels": {"env": "production"}}]'
+    again.close()
 
 
 def test_bad_ttl_and_missing_requester(store: approvals.ApprovalStore) -> None:

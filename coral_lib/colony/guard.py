@@ -1,0 +1,336 @@
+"""Limits in front of the colony: what an unauthenticated or careless caller can cost it.
+
+* `Limits`: message sizes (receive, one request's argv/stdin/env, output per stream),
+  concurrent RPCs, open streams per peer, Link streams waiting for their hello and how
+  long they may wait. Configured by the colony settings key `limits` (see config.py).
+* `PeerGuard`: failed logins and refused pre-auth requests per peer address. The first
+  failure in a window and the moment a peer is throttled are audited (two records per
+  peer per window at most, every untrusted field clipped); past `login_failures` in a
+  window every attempt from the peer is refused with RESOURCE_EXHAUSTED and retry-after,
+  good credentials included (else throttling would still answer "this one is right").
+* `StreamCap`: a gRPC interceptor counting open client-streaming RPCs (Link, Shell) per
+  peer address; `HelloSlots` bounds Link streams that have not said hello yet, and
+  `Deadlines` cancels those that do not within `hello_timeout`, on one thread.
+* `exec_problem` / `size_problem`: colony-side caps on what is forwarded to an agent, so
+  no request can exceed an agent link's message size and drop the link.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+
+from coral_lib import validate
+
+log = logging.getLogger(__name__)
+MiB = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Documented defaults; the colony settings key `limits` overrides them."""
+
+    receive_bytes: int = 16 * MiB      # largest message the colony parses (any RPC)
+    request_bytes: int = 1 * MiB       # argv + stdin + env (+ cwd) of one exec; one tap,
+    #                                    trace or shell frame
+    output_bytes: int = 4 * MiB        # largest max_output_bytes (per stream) of an exec
+    concurrent_rpcs: int = 2048        # beyond this the colony answers RESOURCE_EXHAUSTED
+    streams_per_peer: int = 64         # open Link/Shell streams from one peer address
+    pending_hellos: int = 128          # Link streams not yet past their hello, colony-wide
+    hello_timeout: float = 10.0        # seconds a Link may wait before sending its hello
+    login_failures: int = 10           # failed logins per peer per window before throttling
+    login_window: float = 60.0         # seconds
+
+    def __post_init__(self) -> None:
+        for name in ("receive_bytes", "request_bytes", "output_bytes", "concurrent_rpcs",
+                     "streams_per_peer", "pending_hellos", "login_failures"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"limits.{_camel(name)}: expected a whole number >= 1, got "
+                                 f"{getattr(self, name)!r}")
+        for name in ("hello_timeout", "login_window"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"limits.{_camel(name)}: expected more than 0 seconds")
+        # An agent's reply carries stdout and stderr of up to output_bytes each.
+        needed = 2 * self.output_bytes + self.request_bytes + MiB
+        if self.receive_bytes < needed:
+            raise ValueError(
+                f"limits.receiveBytes ({self.receive_bytes}) must be at least 2 x outputBytes "
+                f"+ requestBytes + 1 MiB = {needed}, so an agent's largest reply fits")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def peer_host(peer: str) -> str:
+    """'ipv4:10.0.0.5:51234' -> '10.0.0.5'; 'ipv6:[::1]:5' -> '::1'; else as given."""
+    kind, _, rest = (peer or "").partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1:].partition("]")[0]
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    return validate.clip(validate.printable(peer or "unknown"), 64)
+
+
+# -- failed logins and refused pre-auth requests ---------------------------------------
+
+@dataclasses.dataclass
+class _Window:
+    start: float
+    failures: int = 0
+
+
+class PeerGuard:
+    """Per peer address: count failures in fixed windows; audit a bounded summary; throttle.
+
+    `record(peer, what, reason, failures)` writes one audit record; it is called outside
+    the lock, at most twice per peer per window."""
+
+    def __init__(self, limits: Limits, *, record: Callable[[str, str, str, int], None],
+                 clock: Callable[[], float] = time.monotonic, max_peers: int = 10_000) -> None:
+        self.limits, self._record, self._clock, self._max = limits, record, clock, max_peers
+        self._lock = threading.Lock()
+        self._peers: collections.OrderedDict[str, _Window] = collections.OrderedDict()
+
+    def retry_after(self, peer: str) -> float:
+        """Seconds until `peer` may try again (0.0: it may now)."""
+        host = peer_host(peer)
+        with self._lock:
+            window = self._peers.get(host)
+            if window is None:
+                return 0.0
+            left = window.start + self.limits.login_window - self._clock()
+            return left if left > 0 and window.failures >= self.limits.login_failures else 0.0
+
+    def failed(self, peer: str, *, what: str, reason: str) -> None:
+        """One failed login (or refused pre-auth request) from `peer`."""
+        host, now = peer_host(peer), self._clock()
+        with self._lock:
+            window = self._peers.get(host)
+            if window is None or now - window.start >= self.limits.login_window:
+                window = self._peers[host] = _Window(start=now)
+            self._peers.move_to_end(host)
+            while len(self._peers) > self._max:
+                self._peers.popitem(last=False)
+            window.failures += 1
+            count = window.failures
+        if count == 1 or count == self.limits.login_failures:
+            note = (f"; throttled for {self.limits.login_window:.0f}s after {count} failures"
+                    if count == self.limits.login_failures else "")
+            try:
+                self._record(host, what, validate.clip(validate.printable(reason)) + note, count)
+            except Exception as exc:  # a full disk must not turn a refusal into a crash
+                log.error("audit of a failed login from %s not written: %s", host, exc)
+
+
+def throttled(context: grpc.ServicerContext, guard: PeerGuard | None) -> None:
+    """Abort RESOURCE_EXHAUSTED (with a retry-after trailer) when the caller's peer is
+    throttled for failed logins; else return."""
+    if guard is None:
+        return
+    wait = guard.retry_after(context.peer())
+    if wait > 0:
+        context.set_trailing_metadata((("retry-after", f"{wait:.1f}"),))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"too many failed logins from {peer_host(context.peer())}; "
+                      f"retry in {wait:.1f}s")
+
+
+# -- streams ------------------------------------------------------------------------------
+
+class _Counter:
+    """Named counts with a ceiling each; thread-safe."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def enter(self, key: str) -> bool:
+        with self._lock:
+            if self._counts[key] >= self.ceiling:
+                return False
+            self._counts[key] += 1
+            return True
+
+    def leave(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] -= 1
+            if self._counts[key] <= 0:
+                del self._counts[key]
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self._counts[key]
+
+
+class StreamCap(grpc.ServerInterceptor):
+    """At most `streams_per_peer` open client-streaming RPCs (Link, Shell) per peer address:
+    each holds a server thread for as long as it is open."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.open = _Counter(limits.streams_per_peer)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or not handler.request_streaming:
+            return handler
+        if handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream), handler.request_deserializer,
+                handler.response_serializer)
+        return grpc.stream_unary_rpc_method_handler(
+            self._wrap_unary(handler.stream_unary), handler.request_deserializer,
+            handler.response_serializer)
+
+    def _admit(self, context) -> None:
+        host = peer_host(context.peer())
+        if not self.open.enter(host):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"too many open streams from {host} (at most "
+                          f"{self.open.ceiling}; colony setting limits.streamsPerPeer)")
+        context.add_callback(lambda: self.open.leave(host))
+
+    def _wrap_stream(self, behavior):
+        def wrapped(request_iterator, context):
+            self._admit(context)
+            yield from behavior(request_iterator, context)
+        return wrapped
+
+    def _wrap_unary(self, behavior):
+        def wrapped(request_iterator, context):
+            self._admit(context)
+            return behavior(request_iterator, context)
+        return wrapped
+
+
+class Deadlines:
+    """Run callbacks after a delay on one thread, however many are pending (a Timer per
+    pending Link would be a thread per attacker stream)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, list]] = []
+        self._cond = threading.Condition()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def after(self, delay: float, callback: Callable[[], None]) -> Callable[[], None]:
+        """Schedule `callback`; return a function that cancels it."""
+        entry = [callback]
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._ids), entry))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="colony-deadlines")
+                self._thread.start()
+            self._cond.notify()
+        return entry.clear
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, _, entry = heapq.heappop(self._heap)
+            for callback in list(entry):
+                try:
+                    callback()
+                except Exception as exc:  # one failing callback must not stop the others
+                    log.warning("deadline callback failed: %s", exc)
+
+
+class HelloSlots:
+    """Link streams that have not sent their hello yet: at most `pending_hellos` at once,
+    each cancelled after `hello_timeout` seconds."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.waiting = _Counter(limits.pending_hellos)
+        self.deadlines = Deadlines()
+
+    def start(self, context) -> Callable[[], None]:
+        """Take a slot (or abort RESOURCE_EXHAUSTED) and arm the hello deadline; call the
+        returned function once the hello arrived (or the stream ended)."""
+        if not self.waiting.enter(""):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"too many links waiting for their hello (at most "
+                          f"{self.limits.pending_hellos}); retry shortly")
+        cancel = self.deadlines.after(self.limits.hello_timeout, context.cancel)
+        done = []
+
+        def finish() -> None:
+            if not done:
+                done.append(True)
+                cancel()
+                self.waiting.leave("")
+        return finish
+
+
+# -- sizes ----------------------------------------------------------------------------------
+
+def exec_problem(request, limits: Limits) -> str:
+    """'' when an ExecRequest fits the colony's caps, else why not (INVALID_ARGUMENT)."""
+    size = (sum(len(a.encode()) for a in request.argv) + len(request.stdin)
+            + sum(len(k.encode()) + len(v.encode()) for k, v in request.env.items())
+            + len(request.cwd.encode()))
+    if size > limits.request_bytes:
+        return (f"exec argv, stdin and env are {size} bytes; the colony forwards at most "
+                f"{limits.request_bytes} (colony setting limits.requestBytes): send large "
+                "input as a file")
+    if not 0 <= request.max_output_bytes <= limits.output_bytes:
+        return (f"exec max_output_bytes {request.max_output_bytes}: expected 0 (the agent's "
+                f"default) up to {limits.output_bytes} bytes per stream (colony setting "
+                "limits.outputBytes)")
+    return ""
+
+
+def size_problem(message, what: str, limits: Limits) -> str:
+    """'' when one message forwarded to an agent fits limits.requestBytes, else why not."""
+    size = message.ByteSize()
+    if size > limits.request_bytes:
+        return (f"{what} is {size} bytes; the colony forwards at most {limits.request_bytes} "
+                "(colony setting limits.requestBytes)")
+    return ""
+
+
+# -- names ----------------------------------------------------------------------------------
+
+_SERVICE_NAMES = (("component_name", "service", True), ("namespace", "namespace", False),
+                  ("pod_name", "pod", False), ("container_name", "container", False),
+                  ("node_name", "node", False))
+
+
+def registration_problem(*, agent_id: str, node_name: str = "", labels=None,
+                         node_labels=None, services=()) -> str:
+    """'' when every name an agent sends (its id, node, labels, each service's names and
+    labels) is acceptable, else the first problem, naming the field."""
+    try:
+        validate.check_name("agent id", agent_id, field="agent_id")
+        validate.check_name("node", node_name, field="node_name", required=False)
+        _check_labels(labels or {}, "labels")
+        _check_labels(node_labels or {}, "node_labels")
+        for i, svc in enumerate(services):
+            for attr, kind, required in _SERVICE_NAMES:
+                validate.check_name(kind, getattr(svc, attr), field=f"services[{i}].{attr}",
+                                    required=required)
+            _check_labels(svc.labels, f"services[{i}].labels")
+            _check_labels(svc.node_labels, f"services[{i}].node_labels")
+    except validate.InvalidName as exc:
+        return str(exc)
+    return ""
+
+
+def _check_labels(labels, field: str) -> None:
+    for key, value in labels.items():
+        validate.check_name("label key", key, field=f"{field} key")
+        validate.check_name("label value", value, field=f"{field}[{validate.clip(key, 64)}]",
+                            required=False)

@@ -1,0 +1,142 @@
+"""The colony's pre-auth limits and name checks as pure decisions: names refused with the
+field named, untrusted strings escaped, failed logins counted per peer with a bounded
+number of audit records, exec sizes capped, hello deadlines fired on one thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from coral_lib import validate
+from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+from coral_lib.colony import guard
+
+
+@pytest.mark.parametrize("value", ["node-agent-worker-1", "web01.example.com", "10.0.0.5",
+                                   "ns/pod-1", "a"])
+def test_agent_ids_accepted(value):
+    assert validate.check_name("agent id", value) == value
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("evil\n2026-01-01 INFO agent forged", "expected letters, digits"),
+    ("red\x1b[31mtext", "\\x1b"),
+    ("nul\x00byte", "\\x00"),
+    ("", "agent_id is empty"),
+    ("x" * 254, "254 characters long; an agent id may have at most 253"),
+])
+def test_agent_ids_refused_naming_the_field(value, words):
+    with pytest.raises(validate.InvalidName) as info:
+        validate.check_name("agent id", value, field="agent_id")
+    assert str(info.value).startswith("agent_id") and words in str(info.value)
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+
+
+def test_service_names_allow_process_names_but_no_control_characters():
+    assert validate.check_name("service", "gunicorn: master (api)") == "gunicorn: master (api)"
+    for bad in ("a\nb", "a\rb", "a\x1b[2Jb", "a\x00b", "a\u202eb", "a\u2028b"):
+        with pytest.raises(validate.InvalidName, match="services\\[0\\].component_name"):
+            validate.check_name("service", bad, field="services[0].component_name")
+
+
+def test_printable_escapes_controls_and_keeps_text():
+    assert validate.printable("plain text/ü") == "plain text/ü"
+    assert validate.printable("a\nb\rc\td\x1b[0m\x00\u202e") == "a\\nb\\rc\\td\\x1b[0m\\x00\\u202e"
+
+
+def test_clip_marks_what_was_cut():
+    assert validate.clip("short") == "short"
+    clipped = validate.clip("x" * 20_000_000)
+    assert len(clipped) < 300 and clipped.endswith("[19999744 more characters cut]")
+
+
+def test_registration_problem_names_the_service_field():
+    svc = mesh_pb2.ServiceInfo(component_name="api", namespace="Bad_NS")
+    problem = guard.registration_problem(agent_id="a1", services=[svc])
+    assert problem.startswith("services[0].namespace 'Bad_NS'")
+    label = mesh_pb2.ServiceInfo(component_name="api", labels={"env": "prod\nx"})
+    assert "services[0].labels[env]" in guard.registration_problem(agent_id="a1",
+                                                                   services=[label])
+    assert guard.registration_problem(agent_id="a1", node_name="n1", labels={"env": "x"},
+                                      services=[mesh_pb2.ServiceInfo(component_name="api")]) == ""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_throttle_the_peer_and_audit_at_most_twice_per_window():
+    clock, records = Clock(), []
+    limits = guard.Limits(login_failures=3, login_window=60.0)
+    peers = guard.PeerGuard(limits, record=lambda *r: records.append(r), clock=clock)
+    attacker, other = "ipv4:10.0.0.9:5555", "ipv4:10.0.0.7:4444"
+    for _ in range(50):
+        peers.failed(attacker, what="login", reason="unknown operator token")
+    assert len(records) == 2
+    assert records[0][:2] == ("10.0.0.9", "login") and records[1][3] == 3
+    assert "throttled for 60s after 3 failures" in records[1][2]
+    # Another source port of the same host is the same peer; another host is not.
+    assert peers.retry_after("ipv4:10.0.0.9:6000") == pytest.approx(60.0)
+    assert peers.retry_after(other) == 0.0
+    clock.now += 60.0
+    assert peers.retry_after(attacker) == 0.0
+    peers.failed(attacker, what="login", reason="x" * 10_000)
+    assert len(records) == 3 and len(records[2][2]) < 400
+
+
+def test_peer_table_is_bounded():
+    peers = guard.PeerGuard(guard.Limits(), record=lambda *r: None, max_peers=100)
+    for i in range(1000):
+        peers.failed(f"ipv4:10.0.{i // 250}.{i % 250}:1", what="login", reason="bad")
+    assert len(peers._peers) == 100
+
+
+def test_peer_host():
+    assert guard.peer_host("ipv4:127.0.0.1:40000") == "127.0.0.1"
+    assert guard.peer_host("ipv6:[::1]:40000") == "::1"
+    assert guard.peer_host("unix:/tmp/x\n") == "unix:/tmp/x\\n"
+
+
+def test_exec_sizes_capped_before_anything_runs():
+    limits = guard.Limits()
+    assert guard.exec_problem(agent_pb2.ExecRequest(argv=["echo", "hi"]), limits) == ""
+    big = agent_pb2.ExecRequest(argv=["echo", "x" * (4 << 20)])
+    assert "limits.requestBytes" in guard.exec_problem(big, limits)
+    stdin = agent_pb2.ExecRequest(argv=["cat"], stdin=b"x" * (1 << 20))
+    assert "argv, stdin and env are" in guard.exec_problem(stdin, limits)
+    output = agent_pb2.ExecRequest(argv=["true"], max_output_bytes=300 << 20)
+    assert "limits.outputBytes" in guard.exec_problem(output, limits)
+    assert guard.exec_problem(agent_pb2.ExecRequest(argv=["true"], max_output_bytes=-1),
+                              limits)
+
+
+def test_limits_keep_an_agents_largest_reply_receivable():
+    with pytest.raises(ValueError, match="limits.receiveBytes .* must be at least"):
+        guard.Limits(receive_bytes=8 << 20, output_bytes=8 << 20)
+    with pytest.raises(ValueError, match="limits.streamsPerPeer"):
+        guard.Limits(streams_per_peer=0)
+
+
+def test_deadlines_fire_on_one_thread_and_can_be_cancelled():
+    deadlines, fired = guard.Deadlines(), []
+    done = threading.Event()
+    cancels = [deadlines.after(0.2, lambda i=i: fired.append(i)) for i in range(200)]
+    for cancel in cancels[100:]:
+        cancel()
+    deadlines.after(0.3, done.set)
+    before = threading.active_count()
+    assert done.wait(5)
+    assert sorted(fired) == list(range(100))
+    assert threading.active_count() <= before
+    started = time.monotonic()
+    deadlines.after(0.05, done.clear)
+    while done.is_set() and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    assert not done.is_set()
