@@ -59,7 +59,7 @@ def check_name(kind: str, value: str, *, field: str = "", required: bool = True)
     ok = (pattern.fullmatch(value) is not None if pattern is not None
           else not any(_unsafe(c) for c in value))
     if not ok:
-        raise InvalidName(f"{where} {clip(printable(value), 80)!r}: expected {accepted}")
+        raise InvalidName(f"{where} '{clip(printable(value), 80)}': expected {accepted}")
     return value
 
 

@@ -50,7 +50,10 @@ class ColonyState:
     approvals: approvals_mod.ApprovalStore
     gate: policy.Gate
     limits: guard.Limits = dataclasses.field(default_factory=guard.Limits)
-    peers: guard.PeerGuard | None = None  # failed logins per peer (built by open_state)
+    # Failed logins per peer address, operators and agents apart (so a broken agent does
+    # not lock out an operator on the same host). Built by open_state.
+    peers: guard.PeerGuard | None = None
+    agent_peers: guard.PeerGuard | None = None
     heartbeat_interval: float = 10.0
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
@@ -82,6 +85,7 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
         unhealthy_after=unhealthy_after, limits=limits or guard.Limits(),
     )
     state.peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
+    state.agent_peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     secrets.register(state.colony_secret)
     for token in state.tokens.tokens():
         secrets.register(token)
@@ -121,10 +125,11 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         shown = validate.clip(validate.printable(agent_id), 80)
         log.warning("%s of agent '%s' from %s refused: %s", what, shown,
                     validate.printable(context.peer()), validate.printable(reason))
-        self.state.peers.failed(context.peer(), what=what, reason=f"agent {shown!r}: {reason}")
+        self.state.agent_peers.failed(context.peer(), what=what,
+                                      reason=f"agent {shown!r}: {reason}")
 
     def Register(self, request, context):
-        guard.throttled(context, self.state.peers)
+        guard.throttled(context, self.state.agent_peers)
         reason = guard.registration_problem(
             agent_id=request.agent_id, node_name=request.node_name, labels=request.labels,
             node_labels=request.node_labels,
@@ -155,7 +160,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         )
 
     def Heartbeat(self, request, context):
-        guard.throttled(context, self.state.peers)
+        guard.throttled(context, self.state.agent_peers)
         reason = guard.registration_problem(
             agent_id=request.agent_id, services=request.services,
         ) or self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
@@ -179,7 +184,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         self.state.audit.discoveries(agent_id=agent_id, events=events)
 
     def Link(self, request_iterator, context):
-        guard.throttled(context, self.state.peers)
+        guard.throttled(context, self.state.agent_peers)
         hello_done = self.hellos.start(context)  # bounded, and cancelled without a hello
         try:
             hello = next(request_iterator)

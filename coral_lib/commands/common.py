@@ -8,7 +8,7 @@ import os
 import pathlib
 import sys
 
-from coral_lib import client, config
+from coral_lib import client, config, validate
 
 DEFAULT_ADDRESS = "127.0.0.1:9443"
 
@@ -57,7 +57,9 @@ def print_json(value: object) -> None:
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    """Rows as aligned columns; control characters in cells are escaped (names come from
+    agents, and a newline or ANSI escape in one must not forge a row or repaint the screen)."""
+    cells = [[validate.printable(r.get(c, "")) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in cells:

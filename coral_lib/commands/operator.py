@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from coral_lib import client, selection
+from coral_lib import client, selection, validate
 from coral_lib.colony import audit
 from coral_lib.commands import approve, common
 
@@ -174,7 +174,7 @@ def _print_result(row: dict) -> None:
     name = f"{row['agent']}{' ' + where if where else ''}"
     status = row["error"] or f"exit {row['rc']}"
     flags = " (output truncated)" if row["truncated"] else ""
-    print(f"=== {name} [{row['service'] or '-'}]: {status}{flags}")
+    print(validate.printable(f"=== {name} [{row['service'] or '-'}]: {status}{flags}"))
     if row["stdout"]:
         sys.stdout.write(row["stdout"] if row["stdout"].endswith("\n") else row["stdout"] + "\n")
     if row["stderr"]:

@@ -1,0 +1,236 @@
+"""Issue 10, "Pre-auth exhaustion" and the colony side of the hygiene bullets, played against
+a real colony process: an unauthenticated caller (no token, no colony secret) tries to
+freeze it, blow up its memory, fill its disk with audit records, guess tokens, and forge
+log lines with names; an operator tries to drop an agent's link with a huge request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import re
+
+import grpc
+import pytest
+
+from coral_lib import client
+from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from tests.security import conftest
+from tests.support import coral_procs
+
+HELLO_TIMEOUT = 3.0
+
+
+def _start(tmp: pathlib.Path, limits: dict | None = None) -> conftest.PolicyColony:
+    cfg = tmp / "colony.yaml"
+    cfg.write_text(json.dumps({"limits": {"helloTimeout": f"{HELLO_TIMEOUT}s",
+                                          **(limits or {})}}))
+    return conftest.PolicyColony(tmp / "colony", args=("--config", str(cfg))).start()
+
+
+@pytest.fixture(scope="module")
+def colony(tmp_path_factory):
+    colony = _start(tmp_path_factory.mktemp("limits"), {"loginFailures": 1000})
+    yield colony
+    colony.stop()
+
+
+def _rss_kib(pid: int) -> int:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)[1])
+
+
+def _mesh(colony, **options) -> tuple[grpc.Channel, mesh_pb2_grpc.MeshStub]:
+    creds = grpc.ssl_channel_credentials((colony.data_dir / "ca.crt").read_bytes())
+    chan = grpc.secure_channel(colony.address, creds, options=list(options.items()))
+    return chan, mesh_pb2_grpc.MeshStub(chan)
+
+
+def _refusals(colony) -> list[dict]:
+    with colony.client() as c:
+        return c.audit(kind="refused")
+
+
+def test_review_600_link_streams_without_hello_do_not_freeze_the_colony(colony):
+    async def attack() -> tuple[list, str]:
+        creds = grpc.ssl_channel_credentials((colony.data_dir / "ca.crt").read_bytes())
+        channels = [grpc.aio.secure_channel(colony.address, creds, options=[
+            ("grpc.use_local_subchannel_pool", 1)]) for _ in range(6)]
+        never = asyncio.Event()
+
+        async def silent():  # opens the stream, never says hello
+            await never.wait()
+            yield mesh_pb2.AgentMessage()
+
+        async def outcome(call) -> str:
+            try:
+                async for _ in call:
+                    pass
+                return "ended"
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+
+        calls = [mesh_pb2_grpc.MeshStub(channels[i % 6]).Link(silent()) for i in range(600)]
+        results = asyncio.gather(*(outcome(c) for c in calls))
+        await asyncio.sleep(1.0)
+
+        def operator_call() -> str:
+            with client.connect(colony.address, ca_file=str(colony.data_dir / "ca.crt"),
+                                token=(colony.data_dir / "admin.token").read_text().strip(),
+                                timeout=10.0) as c:
+                return c.whoami()
+
+        who = await asyncio.to_thread(operator_call)
+        # Every stream ends by itself: refused at once, or cancelled at the hello deadline.
+        ends = await asyncio.wait_for(results, HELLO_TIMEOUT + 20)
+        never.set()
+        for chan in channels:
+            await chan.close()
+        return ends, who
+
+    ends, who = asyncio.run(attack())
+    assert who == "admin"
+    assert ends.count("RESOURCE_EXHAUSTED") >= 600 - 64
+    assert set(ends) <= {"RESOURCE_EXHAUSTED", "CANCELLED", "ended"}
+
+
+def test_review_256mb_message_is_refused_before_it_is_parsed(colony):
+    before = _rss_kib(colony.proc.pid)
+    chan, stub = _mesh(colony, **{"grpc.max_send_message_length": 300 << 20})
+    request = mesh_pb2.RegisterRequest(agent_id="a" * (250 * 1000 * 1000))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Register(request, timeout=60)
+    del request
+    chan.close()
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    grown_mib = (_rss_kib(colony.proc.pid) - before) / 1024
+    assert grown_mib < 100, f"colony RSS grew by {grown_mib:.0f} MiB"
+    with colony.client() as c:
+        assert c.whoami() == "admin"
+
+
+def test_review_refused_register_with_20mb_agent_id_writes_no_large_audit_record(colony):
+    audit_files = [colony.data_dir / n for n in ("audit.db", "audit.db-wal")]
+    size_before = sum(p.stat().st_size for p in audit_files if p.exists())
+    chan, stub = _mesh(colony, **{"grpc.max_send_message_length": 64 << 20})
+    with pytest.raises(grpc.RpcError) as info:  # over the receive limit: never parsed
+        stub.Register(mesh_pb2.RegisterRequest(agent_id="x" * (20 << 20)), timeout=60)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for _ in range(20):  # under the limit: parsed, refused by name, audited bounded
+        reply = stub.Register(mesh_pb2.RegisterRequest(agent_id="y" * (2 << 20)), timeout=60)
+        assert not reply.accepted and reply.reason.startswith("agent_id is 2097152 characters")
+    chan.close()
+    grown = sum(p.stat().st_size for p in audit_files if p.exists()) - size_before
+    assert grown < 256 << 10, f"audit files grew by {grown} bytes"
+    mine = [r for r in _refusals(colony) if r["verb"] == "registration"]
+    assert 1 <= len(mine) <= 2  # aggregated per peer and window
+    assert all(len(json.dumps(r)) < 2000 for r in mine)
+    assert mine[0]["requester"] == "peer:127.0.0.1" and "more characters cut" in mine[0]["reason"]
+
+
+def test_review_failed_logins_are_audited_with_the_peer_and_throttled(tmp_path):
+    colony = _start(tmp_path, {"loginFailures": 5, "loginWindow": "30s"})
+    try:
+        outcomes = []
+        for attempt in range(12):
+            try:
+                with client.connect(colony.address, ca_file=str(colony.data_dir / "ca.crt"),
+                                    token=f"guess-{attempt}") as c:
+                    c.whoami()
+            except client.RateLimited as exc:
+                outcomes.append(("throttled", exc.retry_after))
+            except client.Unauthenticated:
+                outcomes.append(("unauthenticated", 0.0))
+        assert [o for o, _ in outcomes[:5]] == ["unauthenticated"] * 5
+        assert all(o == "throttled" and 0 < wait <= 30 for o, wait in outcomes[5:])
+        # While the peer is throttled even the right token is refused: no guessing oracle.
+        with colony.client() as c, pytest.raises(client.RateLimited, match="failed logins"):
+            c.whoami()
+        records = colony.data_dir / "audit.db"
+        import sqlite3
+        with sqlite3.connect(records) as db:
+            rows = [json.loads(f) for (f,) in db.execute(
+                "SELECT fields FROM audit WHERE kind = 'refused'")]
+        logins = [r for r in rows if r["verb"] == "login"]
+        assert len(logins) == 2  # the first failure and the moment it was throttled
+        assert all(r["requester"] == "peer:127.0.0.1" and r["rule"] == "authentication"
+                   for r in logins)
+        assert "unknown operator token" in logins[0]["reason"]
+        assert "throttled for 30s after 5 failures" in logins[1]["reason"]
+    finally:
+        colony.stop()
+
+
+@pytest.mark.parametrize(("field", "request_kwargs"), [
+    ("agent_id", {"agent_id": "x\n2099-01-01 INFO coral_lib.colony.server: agent forged "
+                              "registered (0 services)"}),
+    ("agent_id", {"agent_id": "x\x1b[2K\r2099-01-01 INFO forged"}),
+    ("agent_id", {"agent_id": "x\x00forged"}),
+    ("services[0].component_name", {"agent_id": "honest", "services": [
+        mesh_pb2.ServiceInfo(component_name="api\n2099-01-01 INFO forged service")]}),
+    ("services[0].labels[env]", {"agent_id": "honest", "services": [
+        mesh_pb2.ServiceInfo(component_name="api", labels={"env": "prod\x1b[31m"})]}),
+])
+def test_review_names_with_newline_ansi_nul_are_refused_and_forge_no_log_line(
+        colony, field, request_kwargs):
+    chan, stub = _mesh(colony)
+    reply = stub.Register(mesh_pb2.RegisterRequest(**request_kwargs), timeout=30)
+    chan.close()
+    assert not reply.accepted and reply.reason.startswith(field), reply.reason
+    assert not re.search(r"[\x00-\x08\x0b-\x1f]", reply.reason)
+    log = colony.log_path.read_bytes()
+    assert b"\x1b" not in log and b"\x00" not in log
+    assert not [line for line in log.splitlines() if line.startswith(b"2099-01-01")]
+
+
+def test_review_link_hello_with_forged_agent_id_is_refused_naming_the_field(colony):
+    chan, stub = _mesh(colony)
+    hello = mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello(agent_id="evil\n2099 forged"))
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Link(iter([hello]), timeout=30))
+    chan.close()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert info.value.details().startswith("agent_id 'evil\\n2099 forged'")
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sizes")
+    colony = _start(tmp)
+    agent = coral_procs.Agent(tmp / "agents", colony, agent_id="size-1").start()
+    coral_procs.wait_registered(colony, ["size-1"])
+    yield colony
+    agent.stop()
+    colony.stop()
+
+
+def test_review_4mb_argv_is_refused_before_audit_and_the_agent_link_stays_up(linked):
+    closed = linked.log_path.read_text().count("agent size-1 link closed")
+    with linked.client() as c:
+        with pytest.raises(client.InvalidRequest, match="limits.requestBytes"):
+            c.exec(client.Targeting(agent="size-1"), argv=["echo", "x" * (4 << 20)])
+        with pytest.raises(client.InvalidRequest, match="limits.requestBytes"):
+            c.exec(client.Targeting(agent="size-1"), argv=["cat"], stdin=b"z" * (2 << 20))
+        assert not [r for r in c.audit(kind="started") if len(r["command"]) > 1 << 20]
+        assert c.exec(client.Targeting(agent="size-1"), argv=["echo", "still linked"]
+                      ).results[0]["stdout"] == "still linked\n"
+        assert [a["connected"] for a in c.list_agents()] == [True]
+    assert linked.log_path.read_text().count("agent size-1 link closed") == closed
+
+
+def test_review_operate_asking_for_more_than_256mb_output_is_refused(linked):
+    token = (linked.data_dir / "admin.token").read_text().strip()
+    creds = grpc.ssl_channel_credentials((linked.data_dir / "ca.crt").read_bytes())
+    with grpc.secure_channel(linked.address, creds) as chan:
+        stub = colony_pb2_grpc.ColonyStub(chan)
+        request = colony_pb2.OperateRequest(
+            targeting=colony_pb2.Targeting(agent="size-1"),
+            exec={"argv": ["true"], "max_output_bytes": 300 << 20})
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Operate(request, metadata=(("authorization", f"Bearer {token}"),),
+                              timeout=30))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limits.outputBytes" in info.value.details()
+    with linked.client() as c:
+        assert [a["connected"] for a in c.list_agents()] == [True]
