@@ -126,7 +126,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         log.warning("%s of agent '%s' from %s refused: %s", what, shown,
                     validate.printable(context.peer()), validate.printable(reason))
         self.state.agent_peers.failed(context.peer(), what=what,
-                                      reason=f"agent {shown!r}: {reason}")
+                                      reason=f"agent '{shown}': {reason}")
 
     def Register(self, request, context):
         guard.throttled(context, self.state.agent_peers)
