@@ -35,7 +35,7 @@ import secrets as pysecrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
-from coral_lib import durations, yamlfile
+from coral_lib import durations, validate, yamlfile
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import approvals as approvals_mod
@@ -277,8 +277,10 @@ class Gate:
         return admission
 
     def _refuse(self, identity, verb, target, command, reason, rule) -> int:
+        # Clipped: a refused caller must not be able to write megabytes per attempt.
         return self.audit.refused(requester=identity.name, verb=verb, target=describe(target),
-                                  command=command, reason=reason, rule=rule)
+                                  command=validate.clip(command), reason=validate.clip(reason),
+                                  rule=rule)
 
     def _approval(self, *, identity, verb, targets, command, approval_id, no_wait, is_active):
         scope = approval_scope(targets)

@@ -140,3 +140,50 @@ def test_deadlines_fire_on_one_thread_and_can_be_cancelled():
     while done.is_set() and time.monotonic() - started < 5:
         time.sleep(0.01)
     assert not done.is_set()
+
+
+# -- approvals at the gate: bounded waiting, rate-limited creation ---------------------------
+
+def _gate(tmp_path, **settings):
+    from coral_lib.colony import approvals, audit, policy, rbac, registry
+    rule = rbac.Rule(name="gated", identities=frozenset({"alice"}),
+                     verbs=frozenset({"exec", "shell"}), require_approval=True)
+    reg = registry.Registry(tmp_path / "registry.db")
+    gate = policy.Gate(
+        policy.Settings(policy=rbac.Policy(rules=(rule,)), **settings),
+        audit=audit.AuditLog(tmp_path / "audit.db"),
+        approvals=approvals.ApprovalStore(tmp_path / "approvals.db"), registry=reg)
+    return gate
+
+
+def _admit(gate, *, verb="shell", no_wait=False, command="sh"):
+    from coral_lib._proto.coral.colony.v1 import colony_pb2
+    from coral_lib.colony import auth
+    return gate.admit(identity=auth.Identity("alice"), verb=verb, no_wait=no_wait,
+                      targets=[colony_pb2.Target(agent_id="a1")], command=command)
+
+
+def test_requests_waiting_on_the_colony_are_bounded(tmp_path):
+    from coral_lib.colony import policy
+    gate = _gate(tmp_path, approval_pending=1000, approval_rate=None)
+    held = []
+    for i in range(policy.MAX_WAITING_SHELLS):
+        waiting = _admit(gate, command=f"sh {i}")
+        assert next(waiting).approval_id  # paused at its pending event: a waiter
+        held.append(waiting)
+    with pytest.raises(policy.Refused, match="already wait on the colony") as info:
+        next(_admit(gate, command="sh one-too-many"))
+    assert info.value.code == "RESOURCE_EXHAUSTED"
+    held.pop().close()  # the operator went away: its place is free again
+    assert next(_admit(gate, command="sh next")).approval_id
+
+
+def test_approval_creation_is_rate_limited_per_identity(tmp_path):
+    from coral_lib.colony import policy, ratelimit
+    gate = _gate(tmp_path, approval_rate=ratelimit.Rate(per_second=1 / 60, burst=3),
+                 approval_pending=100)
+    for i in range(3):
+        assert next(_admit(gate, verb="exec", no_wait=True, command=f"x{i}")).approval_id
+    with pytest.raises(policy.Refused, match="rate limit for identity 'alice'") as info:
+        next(_admit(gate, verb="exec", no_wait=True, command="x4"))
+    assert info.value.code == "RESOURCE_EXHAUSTED" and info.value.retry_after > 0
