@@ -334,3 +334,20 @@ def _check_labels(labels, field: str) -> None:
         validate.check_name("label key", key, field=f"{field} key")
         validate.check_name("label value", value, field=f"{field}[{validate.clip(key, 64)}]",
                             required=False)
+
+
+_TARGETING_NAMES = (("agent", "agent id"), ("service", "service"), ("namespace", "namespace"),
+                    ("pod", "pod"), ("container", "container"), ("node", "node"))
+
+
+def targeting_problem(targeting) -> str:
+    """'' when an operator's Targeting names only acceptable names (they reach agents and
+    audit records when a pod is named directly), else the first problem."""
+    try:
+        for attr, kind in _TARGETING_NAMES:
+            validate.check_name(kind, getattr(targeting, attr), field=f"targeting.{attr}",
+                                required=False)
+        _check_labels(targeting.selector, "targeting.selector")
+    except validate.InvalidName as exc:
+        return str(exc)
+    return ""

@@ -297,6 +297,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         ])
 
     def _resolve(self, targeting, context) -> list[colony_pb2.Target]:
+        _check_request(context, guard.targeting_problem(targeting))
         agents = [routing.AgentView(a.agent_id, a.node_name, a.labels)
                   for a in self.state.registry.agents()]
         try:

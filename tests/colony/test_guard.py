@@ -187,3 +187,14 @@ def test_approval_creation_is_rate_limited_per_identity(tmp_path):
     with pytest.raises(policy.Refused, match="rate limit for identity 'alice'") as info:
         next(_admit(gate, verb="exec", no_wait=True, command="x4"))
     assert info.value.code == "RESOURCE_EXHAUSTED" and info.value.retry_after > 0
+
+
+def test_targeting_names_are_checked():
+    from coral_lib._proto.coral.colony.v1 import colony_pb2
+    ok = colony_pb2.Targeting(agent="a1", pod="web-1", namespace="shop", container="app",
+                              selector={"env": "prod"})
+    assert guard.targeting_problem(ok) == ""
+    bad = colony_pb2.Targeting(agent="a1", pod="web\n2099 forged")
+    assert guard.targeting_problem(bad).startswith("targeting.pod 'web\\n2099 forged'")
+    assert "targeting.selector key" in guard.targeting_problem(
+        colony_pb2.Targeting(selector={"a b": "c"}))

@@ -234,3 +234,13 @@ def test_review_operate_asking_for_more_than_256mb_output_is_refused(linked):
     assert "limits.outputBytes" in info.value.details()
     with linked.client() as c:
         assert [a["connected"] for a in c.list_agents()] == [True]
+
+
+def test_review_forged_target_names_from_operators_are_refused_before_audit(linked):
+    with linked.client() as c:
+        before = len(c.audit())
+        with pytest.raises(client.InvalidRequest, match="targeting.pod 'web\\\\n2099"):
+            c.exec(client.Targeting(agent="size-1", pod="web\n2099-01-01 INFO forged"),
+                   argv=["true"])
+        assert len(c.audit()) == before
+    assert b"\n2099-01-01" not in linked.log_path.read_bytes()
