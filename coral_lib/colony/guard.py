@@ -310,23 +310,36 @@ _SERVICE_NAMES = (("component_name", "service", True), ("namespace", "namespace"
 
 
 def registration_problem(*, agent_id: str, node_name: str = "", labels=None,
-                         node_labels=None, services=()) -> str:
-    """'' when every name an agent sends (its id, node, labels, each service's names and
-    labels) is acceptable, else the first problem, naming the field."""
+                         node_labels=None) -> str:
+    """'' when the names an agent gives for itself (id, node, labels) are acceptable, else
+    the first problem, naming the field: the registration is refused."""
     try:
         validate.check_name("agent id", agent_id, field="agent_id")
         validate.check_name("node", node_name, field="node_name", required=False)
         _check_labels(labels or {}, "labels")
         _check_labels(node_labels or {}, "node_labels")
-        for i, svc in enumerate(services):
+    except validate.InvalidName as exc:
+        return str(exc)
+    return ""
+
+
+def split_services(services) -> tuple[list, list[str]]:
+    """(services whose names and labels are acceptable, one problem per other service).
+    Services come from discovery of processes anyone on a host may name, so a bad one is
+    skipped rather than refusing the whole registration."""
+    kept, problems = [], []
+    for i, svc in enumerate(services):
+        try:
             for attr, kind, required in _SERVICE_NAMES:
                 validate.check_name(kind, getattr(svc, attr), field=f"services[{i}].{attr}",
                                     required=required)
             _check_labels(svc.labels, f"services[{i}].labels")
             _check_labels(svc.node_labels, f"services[{i}].node_labels")
-    except validate.InvalidName as exc:
-        return str(exc)
-    return ""
+        except validate.InvalidName as exc:
+            problems.append(str(exc))
+            continue
+        kept.append(svc)
+    return kept, problems
 
 
 def _check_labels(labels, field: str) -> None:

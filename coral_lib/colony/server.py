@@ -133,17 +133,27 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         reason = guard.registration_problem(
             agent_id=request.agent_id, node_name=request.node_name, labels=request.labels,
             node_labels=request.node_labels,
-            services=list(request.services) or _legacy_service(request),
         ) or self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
                             secret=request.colony_secret, peer=context.peer())
         if reason:
             self._refused(context, "registration", request.agent_id, reason)
             return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
+        services, skipped = self._checked(request.agent_id,
+                                          list(request.services) or _legacy_service(request))
         with _storage_errors(context):
-            return self._register(request)
+            reply = self._register(request, services)
+        reply.reason = "; ".join(skipped)
+        return reply
 
-    def _register(self, request):
-        services = list(request.services) or _legacy_service(request)
+    def _checked(self, agent_id: str, services: list) -> tuple[list, list[str]]:
+        """Services with acceptable names; the others are skipped and logged (escaped)."""
+        services, skipped = guard.split_services(services)
+        if skipped:
+            log.warning("agent %s: %d services skipped: %s", agent_id, len(skipped),
+                        validate.clip("; ".join(skipped), 1000))
+        return services, [validate.clip(s) for s in skipped[:10]]
+
+    def _register(self, request, services: list):
         now = time.time()
         existing = self.state.registry.get_agent(request.agent_id)
         self.state.registry.upsert_agent(registry.AgentRow(
@@ -161,10 +171,9 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
 
     def Heartbeat(self, request, context):
         guard.throttled(context, self.state.agent_peers)
-        reason = guard.registration_problem(
-            agent_id=request.agent_id, services=request.services,
-        ) or self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
-                            secret=request.colony_secret, peer=context.peer())
+        reason = guard.registration_problem(agent_id=request.agent_id) or self._agent_ok(
+            agent_id=request.agent_id, colony_id=request.colony_id,
+            secret=request.colony_secret, peer=context.peer())
         if reason:
             self._refused(context, "heartbeat", request.agent_id, reason)
             return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
@@ -173,7 +182,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                 return mesh_pb2.HeartbeatResponse(ok=False, reregister=True,
                                                   reason="agent not registered")
             if request.services_changed:
-                self._store_services(request.agent_id, list(request.services))
+                services, _ = self._checked(request.agent_id, list(request.services))
+                self._store_services(request.agent_id, services)
         return mesh_pb2.HeartbeatResponse(ok=True)
 
     def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:

@@ -53,15 +53,21 @@ def test_clip_marks_what_was_cut():
     assert len(clipped) < 300 and clipped.endswith("[19999744 more characters cut]")
 
 
-def test_registration_problem_names_the_service_field():
-    svc = mesh_pb2.ServiceInfo(component_name="api", namespace="Bad_NS")
-    problem = guard.registration_problem(agent_id="a1", services=[svc])
-    assert problem.startswith("services[0].namespace 'Bad_NS'")
-    label = mesh_pb2.ServiceInfo(component_name="api", labels={"env": "prod\nx"})
-    assert "services[0].labels[env]" in guard.registration_problem(agent_id="a1",
-                                                                   services=[label])
-    assert guard.registration_problem(agent_id="a1", node_name="n1", labels={"env": "x"},
-                                      services=[mesh_pb2.ServiceInfo(component_name="api")]) == ""
+def test_registration_refused_for_bad_agent_names():
+    assert guard.registration_problem(agent_id="a1", node_name="n1", labels={"env": "x"}) == ""
+    assert guard.registration_problem(agent_id="a1", node_name="n\n1").startswith("node_name")
+    assert guard.registration_problem(agent_id="a1", labels={"env": "x\x1b[2J"}).startswith(
+        "labels[env]")
+
+
+def test_services_with_bad_names_are_skipped_naming_the_field():
+    good = mesh_pb2.ServiceInfo(component_name="api", namespace="shop", labels={"env": "x"})
+    bad_ns = mesh_pb2.ServiceInfo(component_name="api", namespace="Bad_NS")
+    bad_label = mesh_pb2.ServiceInfo(component_name="api", labels={"env": "prod\nx"})
+    kept, problems = guard.split_services([bad_ns, good, bad_label])
+    assert kept == [good]
+    assert problems[0].startswith("services[0].namespace 'Bad_NS'")
+    assert problems[1].startswith("services[2].labels[env] 'prod\\nx'")
 
 
 class Clock:
@@ -198,3 +204,12 @@ def test_targeting_names_are_checked():
     assert guard.targeting_problem(bad).startswith("targeting.pod 'web\\n2099 forged'")
     assert "targeting.selector key" in guard.targeting_problem(
         colony_pb2.Targeting(selector={"a b": "c"}))
+
+
+def test_cli_tables_escape_control_characters(capsys):
+    from coral_lib.commands import common
+    common.print_table([{"name": "web\n2099-01-01 INFO forged", "env": "prod\x1b[2J"}],
+                       ["name", "env"])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 2 and "\x1b" not in out
+    assert "web\\n2099-01-01 INFO forged" in out and "prod\\x1b[2J" in out

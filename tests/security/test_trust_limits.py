@@ -167,10 +167,8 @@ def test_review_failed_logins_are_audited_with_the_peer_and_throttled(tmp_path):
                               "registered (0 services)"}),
     ("agent_id", {"agent_id": "x\x1b[2K\r2099-01-01 INFO forged"}),
     ("agent_id", {"agent_id": "x\x00forged"}),
-    ("services[0].component_name", {"agent_id": "honest", "services": [
-        mesh_pb2.ServiceInfo(component_name="api\n2099-01-01 INFO forged service")]}),
-    ("services[0].labels[env]", {"agent_id": "honest", "services": [
-        mesh_pb2.ServiceInfo(component_name="api", labels={"env": "prod\x1b[31m"})]}),
+    ("labels[env]", {"agent_id": "honest", "labels": {"env": "prod\x1b[31m"}}),
+    ("node_name", {"agent_id": "honest", "node_name": "n\n2099-01-01 INFO forged"}),
 ])
 def test_review_names_with_newline_ansi_nul_are_refused_and_forge_no_log_line(
         colony, field, request_kwargs):
@@ -182,6 +180,36 @@ def test_review_names_with_newline_ansi_nul_are_refused_and_forge_no_log_line(
     log = colony.log_path.read_bytes()
     assert b"\x1b" not in log and b"\x00" not in log
     assert not [line for line in log.splitlines() if line.startswith(b"2099-01-01")]
+
+
+def test_review_forged_service_names_from_an_agent_are_skipped_and_log_nothing_forged(
+        tmp_path):
+    """A process on a host can be named anything: the agent's other services register, the
+    forged ones are skipped, and nothing forged reaches the colony's log or tables."""
+    colony = _start(tmp_path)
+    agent = coral_procs.Agent(tmp_path / "agents", colony, agent_id="named-1", services=[
+        {"name": "api", "port": 18090},
+        {"name": "web\n2099-01-01 INFO coral_lib.colony.server: agent forged registered",
+         "port": 18091},
+        {"name": "db", "port": 18092, "labels": {"env": "prod\x1b[2J\x1b[31m"}},
+    ]).start()
+    try:
+        coral_procs.wait_registered(colony, ["named-1"])
+        with colony.client() as c:
+            names = {s["component_name"] for s in c.list_services(agent="named-1")}
+        assert "api" in names and "db" not in names
+        assert not [n for n in names if n.startswith("web")]
+        table = coral_procs.coral("services", env=colony.operator_env)
+        assert table.returncode == 0 and "\x1b" not in table.stdout
+        assert not [line for line in table.stdout.splitlines() if line.startswith("2099")]
+        log = colony.log_path.read_bytes()
+        assert b"].component_name 'web\\n2099-01-01" in log  # escaped, on the skip line
+        assert b"].labels[env] 'prod\\x1b[2J" in log
+        assert b"\x1b" not in log and b"\x00" not in log
+        assert not [line for line in log.splitlines() if line.startswith(b"2099-01-01")]
+    finally:
+        agent.stop()
+        colony.stop()
 
 
 def test_review_link_hello_with_forged_agent_id_is_refused_naming_the_field(colony):
