@@ -10,12 +10,16 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
 
+from coral_lib import redact
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib.ops import base, pcap, pty_session, tap, trace
 
 log = logging.getLogger(__name__)
+# Linux refuses a larger command line anyway (E2BIG); saying so plainly is clearer.
+MAX_COMMAND_LINE = 2 << 20
 
 Resolver = Callable[[base.ExecRequest], tuple[base.ExecBackend, base.ExecRequest]]
 
@@ -30,15 +34,26 @@ class Handlers:
             ok, reason = trace_available()
             self.runtime.can_trace.available, self.runtime.can_trace.reason = ok, reason
 
-    def exec(self, request: agent_pb2.ExecRequest) -> agent_pb2.ExecResult:
+    def exec(self, request: agent_pb2.ExecRequest, *,
+             cancel: threading.Event | None = None) -> agent_pb2.ExecResult:
+        """Run one command; `cancel` set while it runs kills it (and what it started)."""
         if not request.argv:
             return agent_pb2.ExecResult(exit_code=-1, error="empty command: give argv")
+        size = command_line_bytes(request)
+        if size > MAX_COMMAND_LINE:
+            return agent_pb2.ExecResult(
+                exit_code=-1, error=f"command line too long: {size} bytes of argv and env; "
+                                    f"this agent accepts at most {MAX_COMMAND_LINE}")
         if not self.runtime.can_exec.available:
             return agent_pb2.ExecResult(
                 exit_code=-1, error=f"exec not available here: {self.runtime.can_exec.reason}")
         try:
             backend, req = self.resolve(exec_request_from_proto(request))
-            log.info("exec %s via %s target=%s", list(req.argv), backend.name, req.target)
+            # never argument values: any of them can be a secret the redaction table misses
+            log.info("exec %s via %s target=%s", redact.describe_argv(req.argv, shell=req.shell),
+                     backend.name, req.target)
+            if cancel is not None:
+                req = dataclasses.replace(req, cancel=cancel)
             return exec_result_to_proto(backend.run(req))
         except base.OperationError as exc:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc))
@@ -55,7 +70,7 @@ class Handlers:
             raise base.OperationError(f"shell needs a process to enter; the {backend.name} "
                                       "backend found none for this target")
         env = {"TERM": start.term or "xterm", **dict(start.env)}
-        log.info("shell %s target=%s", argv, request.target)
+        log.info("shell %s target=%s", redact.describe_argv(argv), request.target)
         return pty_session.PtySession.spawn(
             argv, target_pid=request.target.pid or None, env=env,
             rows=start.rows or 24, cols=start.cols or 80)
@@ -105,10 +120,17 @@ def trace_available() -> tuple[bool, str]:
     return trace.available()
 
 
+def command_line_bytes(msg: agent_pb2.ExecRequest) -> int:
+    """What argv and env weigh for execve (each string with its terminating NUL)."""
+    return (sum(len(a.encode()) + 1 for a in msg.argv)
+            + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in msg.env.items()))
+
+
 def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:
     return base.ExecRequest(
         argv=list(msg.argv), shell=msg.shell, timeout=msg.timeout_seconds or 30.0,
-        max_output=msg.max_output_bytes or base.DEFAULT_MAX_OUTPUT, env=dict(msg.env),
+        max_output=min(msg.max_output_bytes or base.DEFAULT_MAX_OUTPUT, base.HARD_MAX_OUTPUT),
+        env=dict(msg.env),
         cwd=msg.cwd, stdin=msg.stdin,
         target=base.ExecTarget(
             namespace=msg.target.namespace, pod_name=msg.target.pod_name,

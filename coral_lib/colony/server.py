@@ -294,7 +294,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             approval_id=request.approval_id, no_wait=request.no_wait)
         if admission is not None:
             yield from self.fanout.run(identity=who, request=request, targets=targets,
-                                       admission=admission)
+                                       admission=admission, is_active=context.is_active)
 
     def Shell(self, request_iterator, context):
         who = self._who(context)

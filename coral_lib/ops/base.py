@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 DEFAULT_MAX_OUTPUT = 1 << 20  # bytes per stream before output is truncated
+# Whatever max_output a request asks for, an agent never returns more than this per stream:
+# a reply (stdout + stderr) must stay well below the link's 256 MiB message limit, or the
+# colony would drop the whole link instead of one oversized result.
+HARD_MAX_OUTPUT = 32 << 20
 
 
 class OperationError(Exception):
@@ -34,6 +39,7 @@ class ExecRequest:
     cwd: str = ""
     stdin: bytes = b""
     target: ExecTarget = ExecTarget()
+    cancel: threading.Event | None = None  # set by the agent when the operator cancels
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,7 +85,8 @@ class NsenterBackend:
                               proc_root=self.proc_root)
         argv = base.effective_argv(request)
         result = capture.run_process(prefix + argv, timeout=request.timeout,
-                                     max_output=request.max_output, stdin=request.stdin, env=env)
+                                     max_output=request.max_output, stdin=request.stdin, env=env,
+                                     cancel=request.cancel)
         if result.exit_code != 0 and result.stderr.startswith(b"nsenter: "):
             # nsenter itself failed (entering a namespace or exec): not the command's output
             reason = result.stderr.decode(errors="replace").strip().removeprefix("nsenter: ")
