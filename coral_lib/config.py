@@ -118,6 +118,18 @@ def _check_endpoint(value: str) -> str:
 
 
 Duration = Annotated[float, pydantic.BeforeValidator(_duration)]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"invalid interval {value:g}s: expected a duration above zero "
+                         "(e.g. 5s); 0 would make the loop spin")
+    return value
+
+
+# How often something repeats, or how long before something counts: 0 would spin or expire
+# at once, so only durations above zero are accepted.
+Interval = Annotated[float, pydantic.BeforeValidator(_duration), pydantic.AfterValidator(_positive)]
 Port = Annotated[int, pydantic.Field(ge=1, le=65535)]
 Labels = Annotated[dict[str, str], pydantic.BeforeValidator(lambda v: {} if v is None else v)]
 Address = Annotated[str, pydantic.AfterValidator(_check_address)]
@@ -170,12 +182,12 @@ class KubernetesDiscovery(_Model):
     include_labels: Labels = pydantic.Field(default_factory=dict)
     exclude_namespaces: Annotated[tuple[str, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
     exclude_labels: Labels = pydantic.Field(default_factory=dict)
-    poll_interval: Duration = 30.0
-    resync_interval: Duration = 300.0
+    poll_interval: Interval = 30.0
+    resync_interval: Interval = 300.0
 
 
 class HostDiscovery(_Model):
-    poll_interval: Duration = 5.0
+    poll_interval: Interval = 5.0
 
 
 class Discovery(_Model):
@@ -185,7 +197,7 @@ class Discovery(_Model):
 
 class Health(_Model):
     endpoint: Annotated[str, pydantic.AfterValidator(_check_endpoint)] = ""
-    interval: Duration | None = None
+    interval: Interval | None = None
 
 
 class OverrideSelector(_Model):
@@ -287,15 +299,15 @@ class ColonySettings(_Model):
     secret_file: str = ""
     listen: Address = "127.0.0.1:9443"
     data_dir: str = pydantic.Field(default_factory=default_data_dir)
-    heartbeat_interval: Duration = 10.0
-    degraded_after: Duration = 30.0
-    unhealthy_after: Duration = 90.0
+    heartbeat_interval: Interval = 10.0
+    degraded_after: Interval = 30.0
+    unhealthy_after: Interval = 90.0
     tokens_file: str = ""
     observe_only: bool = False
     observe_only_agents: tuple[str, ...] = ()
     policy_file: str = ""  # RBAC + rate limits + approvals (coral_lib/colony/policy.py)
     rate_limits: dict[str, str] = pydantic.Field(default_factory=dict)
-    approval_ttl: Duration = 900.0
+    approval_ttl: Interval = 900.0
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.field_validator("unhealthy_after")
