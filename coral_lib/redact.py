@@ -45,7 +45,9 @@ _LOCATION_SUFFIX = re.compile(r"[-_](?:file|path|dir|env)$", re.IGNORECASE)
 _SECRET_FLAG = re.compile(rf"^-{{1,2}}[\w-]{{0,40}}{_SECRET_WORD}[\w-]{{0,40}}$", re.IGNORECASE)
 
 # A value in text: a quoted string (as shlex.join writes it) or one unquoted word.
-_VALUE = r"(?:'[^']*'|\"[^\"]*\"|[^\s'\";&|]+)"
+# Quoted values are bounded so an unclosed quote cannot make every candidate scan the rest
+# of a long text (quadratic time); a longer quoted value is cut at its first word.
+_VALUE = r"(?:'[^']{0,4096}'|\"[^\"]{0,4096}\"|['\"]?[^\s'\";&|]+)"
 
 _PEM = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
@@ -73,7 +75,7 @@ _SHORT_P_TOOLS = (
     (re.compile(r"^sshpass$"), True),
 )
 _TOOL_SEGMENT = re.compile(
-    r"(?<![\w.-])(?:[^\s;&|'\"]*/)?(?P<tool>(?:mysql|mariadb)[\w-]{0,20}|sshpass)(?=\s)"
+    r"(?:(?<=/)|(?<![^\s;&|'\"(]))(?P<tool>(?:mysql|mariadb)[\w-]{0,20}|sshpass)(?=\s)"
     r"(?P<rest>[^;&|\n]*)", re.IGNORECASE)
 _ASSIGNMENT = re.compile(
     rf"(?<![\w.-])(?P<name>(?=[A-Za-z_])[\w.-]{{0,40}}?(?:{_SECRET_WORD}[\w.-]{{0,40}}|_key)|key)"
@@ -92,7 +94,7 @@ def _short_flags(m: re.Match) -> str:
     tool = m["tool"]
     separate = any(pattern.match(tool) and sep for pattern, sep in _SHORT_P_TOOLS)
     rest = re.sub(r"(?<=\s)-p(?!\[redacted\])[^\s'\"]+", f"-p{REDACTED}", m["rest"])
-    rest = re.sub(r"(?<=\s)'-p(?!\[redacted\])[^']+'", f"'-p{REDACTED}'", rest)  # shlex-quoted
+    rest = re.sub(r"(?<=\s)'-p(?!\[redacted\])[^']{1,4096}'", f"'-p{REDACTED}'", rest)  # quoted
     if separate:
         rest = re.sub(rf"(?<=\s)-p[ \t]+(?!\[redacted\]){_VALUE}", f"-p {REDACTED}", rest)
     return m.group(0)[: m.start("rest") - m.start(0)] + rest

@@ -120,7 +120,8 @@ def test_hostile_long_inputs_redact_in_linear_time() -> None:
     """Long words and many near-matches must not make any row backtrack for long."""
     samples = ["a-" * 100_000, "--pass" * 50_000, "x://" + "u" * 200_000 + ":",
                "mysql " + "-p " * 50_000, "x-auth-" * 30_000 + ":", "A_" * 100_000 + "=",
-               "Authorization:" + " " * 100_000]
+               "Authorization:" + " " * 100_000, "/" * 200_000, "x://" * 50_000 + "@",
+               "PASSWORD='" * 20_000, "mysql '-p" * 20_000, "a/" * 100_000]
     start = time.monotonic()
     for text in samples:
         redact.redact_text(text)
