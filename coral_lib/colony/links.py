@@ -119,7 +119,7 @@ class AgentLink:
                 op.send(cancel=True)
                 raise Cancelled(f"cancelled on agent {op.link.agent_id}")
             try:
-                return op.receive(min(0.25, max(deadline - time.monotonic(), 0.001)))
+                return op.receive(min(0.5, max(deadline - time.monotonic(), 0.001)))
             except TimeoutError:
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"agent {op.link.agent_id} did not answer in "

@@ -39,10 +39,13 @@ def run_process(
         raise base.OperationError(f"cannot start {argv[0]!r}: {exc}") from exc
     procgroup.watch(proc.pid)
     try:
-        _feed_stdin(proc, stdin)
+        # fed from a thread: a command that does not read its input must still time out
+        feeder = threading.Thread(target=_feed_stdin, args=(proc, stdin), daemon=True)
+        feeder.start()
         out, err, truncated, stopped = _collect(proc, timeout=timeout, max_output=max_output,
                                                 cancel=cancel)
         code = proc.wait()
+        feeder.join(5)
     finally:
         procgroup.unwatch(proc.pid)
     return base.ExecResult(
@@ -58,7 +61,7 @@ def _feed_stdin(proc: subprocess.Popen, data: bytes) -> None:
         if data:
             proc.stdin.write(data)
         proc.stdin.close()
-    except BrokenPipeError:
+    except (BrokenPipeError, ValueError):  # the command ended (or was killed) first
         pass
 
 

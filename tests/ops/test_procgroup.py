@@ -48,3 +48,9 @@ def test_oversized_command_line_is_an_error_result_not_a_crash():
     h = handlers.Handlers(runtime=runtime, resolve=lambda r: (local.LocalBackend(), r))
     result = h.exec(agent_pb2.ExecRequest(argv=["echo", "x" * (4 << 20)]))
     assert result.exit_code == -1 and "command line too long" in result.error
+
+
+def test_timeout_applies_to_a_command_that_never_reads_its_large_stdin():
+    result = local.LocalBackend().run(base.ExecRequest(
+        argv=["sleep", "30"], timeout=0.5, stdin=b"x" * (4 << 20)))
+    assert result.timed_out and result.duration < 10
