@@ -35,6 +35,7 @@ def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_p
                                           f"audited: {exc}")
         return
     op, began, sent, code, error = link.open(), time.monotonic(), 0, None, ""
+    lost = False  # the agent's link dropped mid-shell: the shell was cut off
     try:
         op.send(shell=agent_pb2.ShellInput(start=start))
         threading.Thread(target=_forward, args=(frames, op), daemon=True).start()
@@ -51,21 +52,24 @@ def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_p
             error = out.error if kind == "error" else ""
             yield out
     except links.LinkClosed as exc:
-        error = str(exc)
+        error, lost = str(exc), True
         yield agent_pb2.ShellOutput(error=error)
     finally:
         if code is None:
             _cancel(op)
         op.close()
-        audit.finished(op_id=op_key, status=_status(code, error, is_active()), exit_code=code,
+        audit.finished(op_id=op_key, status=_status(code, error, is_active() and not lost),
+                       exit_code=code,
                        duration=time.monotonic() - began, bytes_out=sent, error=error)
 
 
 def _status(code: int | None, error: str, active: bool) -> str:
+    if code is None and not active:  # operator gone or agent link lost
+        return "interrupted"
     if error:
         return "error"
     if code is None:
-        return "interrupted" if not active else "error"
+        return "error"
     return "ok" if code == 0 else "failed"
 
 

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from coral_lib import client as client_mod
+from coral_lib._proto.coral.agent.v1 import agent_pb2
 from tests.support import coral_procs
 
 SECRET = "hunter2"
@@ -183,3 +184,39 @@ def test_review_four_megabyte_argv_does_not_drop_the_link(fleet):
         after = c.exec(_on("hyg-1"), argv=["echo", "still-linked"], timeout=10).results[0]
     assert after["stdout"] == "still-linked\n"
     assert _link_closes(colony, "hyg-1") == closes, "the agent's link was dropped"
+
+
+def test_review_shell_dies_with_its_agent_and_is_audited_interrupted(fleet):
+    colony, agent = fleet
+    marker = f"304.{uuid.uuid4().int % 10**9}"
+    stop = threading.Event()
+
+    def inputs():
+        yield agent_pb2.ShellInput(stdin=f"sleep {marker} &\necho started\n".encode())
+        stop.wait(60)
+
+    def run() -> None:
+        with colony.client() as c, contextlib.suppress(client_mod.CoralError):
+            for _ in c.shell(_on("hyg-1"), inputs=inputs()):
+                pass
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    try:
+        coral_procs.wait_for(lambda: _pids_with(f"sleep\0{marker}"), timeout=20,
+                             what="the shell's background job started")
+        pids = _pids_with(f"sleep\0{marker}")
+        agent.proc.send_signal(signal.SIGKILL)
+        agent.proc.wait()
+        coral_procs.wait_for(lambda: not any(_alive(p) for p in pids), timeout=8,
+                             what="the shell's job to die with its agent")
+    finally:
+        stop.set()
+    caller.join(30)
+
+    def interrupted() -> bool:
+        with colony.client() as c:
+            started = [r for r in c.audit(kind="started") if r.get("verb") == "shell"]
+            ended = {r["op_id"]: r["status"] for r in c.audit(kind="finished")}
+        return bool(started) and ended.get(started[-1]["op_id"]) == "interrupted"
+    coral_procs.wait_for(interrupted, timeout=10, what="the shell audited interrupted")
