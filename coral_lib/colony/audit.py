@@ -173,6 +173,9 @@ class CheckpointSink(Protocol):
               record_count: int, key_id: str) -> str:
         """Sign and store one checkpoint; return its digest. Raises OSError on failure."""
 
+    def close(self) -> None:
+        """Release sockets."""
+
 
 @functools.lru_cache(maxsize=256)
 def _json_str(text: str) -> str:
@@ -482,6 +485,8 @@ class AuditLog:
         with self._lock:
             self._checkpoint_locked()
             self._db.close()
+        if self._sink is not None:
+            self._sink.close()
 
 
 def verify_file(path: str | os.PathLike, key: bytes,
@@ -517,8 +522,11 @@ def verify_file(path: str | os.PathLike, key: bytes,
                                             legacy_head=legacy_head), mac):
             return VerifyResult(False, 0, None, "the audit_meta row was modified (its HMAC "
                                 "does not match): the legacy boundary cannot be trusted")
-        return verify_rows(rows, head, key=key, legacy_until=legacy_until,
-                           legacy_head=legacy_head)
+        result = verify_rows(rows, head, key=key, legacy_until=legacy_until,
+                             legacy_head=legacy_head)
+        for _ in rows:  # after a bad record, on_row still sees the rest
+            pass
+        return result
     except sqlite3.Error as exc:
         raise AuditError(storage.explain("cannot read the audit log", path, exc)) from exc
     finally:
