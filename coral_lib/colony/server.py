@@ -85,8 +85,8 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
         unhealthy_after=unhealthy_after,
     )
     secrets.register(state.colony_secret)
-    for token in state.tokens.tokens():
-        secrets.register(token)
+    if files.admin_token.exists():  # tokens.json holds hashes; redact the one we know
+        secrets.register(files.admin_token.read_text().strip())
     interrupted = state.audit.mark_interrupted()
     if interrupted:
         log.warning("audit: %d operations were cut off by the last stop; marked interrupted",
