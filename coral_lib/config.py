@@ -22,7 +22,7 @@ runs the configured health checks. `agent.runtime`: `auto` (default, detect), `h
 Colony settings file (flat): id, secret | secretFile, listen (host:port), dataDir,
 heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly; audit integrity:
 auditKeyFile, checkpointKeyFile, checkpointDir, checkpointSyslog, checkpointEvery,
-checkpointInterval.
+checkpointInterval, checkpointAppendOnly.
 
 Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
 Placeholders: `{{ NAME }}` in any string value (even unquoted, even inside `{...}` flow
@@ -305,6 +305,7 @@ class ColonySettings(_Model):
     checkpoint_syslog: str = "auto"  # auto (/dev/log when present), '', a path, host:port
     checkpoint_every: Annotated[int, pydantic.Field(ge=1)] = 100
     checkpoint_interval: Annotated[Duration, pydantic.Field(gt=0)] = 60.0
+    checkpoint_append_only: bool = False  # chattr +a the sink file (root, ext4/xfs/btrfs)
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.field_validator("unhealthy_after")

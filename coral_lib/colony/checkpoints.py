@@ -26,8 +26,10 @@ attacker also holds the checkpoint key or can rewrite every copy of the sink.
 
 from __future__ import annotations
 
+import array
 import base64
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -141,6 +143,24 @@ def syslog_address(value: str) -> str | tuple[str, int]:
     return host, int(port)
 
 
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_APPEND_FL = 0x80086601, 0x40086602, 0x20
+
+
+def set_append_only(path: str | os.PathLike) -> None:
+    """Set the inode's append-only flag (`chattr +a`): nobody, root included, can then
+    truncate, rewrite or delete it without first clearing the flag (CAP_LINUX_IMMUTABLE).
+    Raises OSError where the file system or the process's capabilities do not allow it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_APPEND_FL:
+            flags[0] |= _FS_APPEND_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    finally:
+        os.close(fd)
+
+
 class _RaisingSyslog(logging.handlers.SysLogHandler):
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging API)
         raise  # noqa: PLE0704 -- re-raise the send error to the caller
@@ -151,8 +171,9 @@ class Writer:
 
     def __init__(self, *, colony_id: str, key_file: str | os.PathLike, directory: str = "",
                  syslog: str = "", every: int = DEFAULT_EVERY,
-                 interval: float = DEFAULT_INTERVAL,
+                 interval: float = DEFAULT_INTERVAL, append_only: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
+        """append_only: set `chattr +a` on the sink file (a warning where that fails)."""
         if every < 1 or interval <= 0:
             raise ValueError(f"checkpoints every {every} records / {interval} s: both must be "
                              f"positive")
@@ -161,6 +182,12 @@ class Writer:
         self.path = pathlib.Path(directory) / SINK_FILE if directory else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if append_only:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+                try:
+                    set_append_only(self.path)
+                except OSError as exc:
+                    log.warning("cannot make %s append-only (chattr +a): %s", self.path, exc)
         address = syslog_address(syslog)
         self._syslog = None
         if address:
@@ -349,6 +376,7 @@ class Options:
     syslog: str = "auto"
     every: int = DEFAULT_EVERY
     interval: float = DEFAULT_INTERVAL
+    append_only: bool = False
 
     def audit_key(self, data_dir: pathlib.Path) -> pathlib.Path:
         return pathlib.Path(self.audit_key_file or data_dir / "audit.key")
@@ -365,4 +393,4 @@ class Options:
                              f"a directory outside it")
         return Writer(colony_id=colony_id, key_file=self.key_file or data_dir / "checkpoint.key",
                       directory=str(sink), syslog=self.syslog, every=self.every,
-                      interval=self.interval)
+                      interval=self.interval, append_only=self.append_only)

@@ -80,7 +80,8 @@ def start_command(args: argparse.Namespace) -> int:
             audit_options=checkpoints.Options(
                 audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
                 directory=settings.checkpoint_dir, syslog=settings.checkpoint_syslog,
-                every=settings.checkpoint_every, interval=settings.checkpoint_interval),
+                every=settings.checkpoint_every, interval=settings.checkpoint_interval,
+                append_only=settings.checkpoint_append_only),
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)

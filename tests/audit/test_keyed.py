@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -197,3 +198,27 @@ def test_restarted_checkpoint_chain_after_state_reset_is_reported(tmp_path):
     public = checkpoints.load_public_key(tmp_path / "checkpoint.pub")
     _, problems = checkpoints.check_chain(_lines(tmp_path), public)
     assert problems and "does not follow" in problems[0]
+
+
+def _clear_append_only(path: pathlib.Path) -> None:
+    subprocess.run(["chattr", "-a", str(path)], check=False)
+
+
+def test_append_only_sink_cannot_be_truncated_or_rewritten(tmp_path):
+    writer = _writer(tmp_path, every=1, interval=3600, append_only=True)
+    sink = tmp_path / "sink" / checkpoints.SINK_FILE
+    try:
+        flags = subprocess.run(["lsattr", str(sink)], capture_output=True, text=True)
+        if flags.returncode or "a" not in flags.stdout.split()[0]:
+            pytest.skip(f"append-only flag not supported here: {flags.stderr.strip()}")
+        log = audit.AuditLog(tmp_path / "audit.db", checkpoints=writer)
+        log.append("event", {"i": 1})
+        log.append("event", {"i": 2})
+        log.close()
+        assert [c["last_record_id"] for c in _lines(tmp_path)] == [1, 2]
+        with pytest.raises(PermissionError):
+            open(sink, "w").close()  # truncate: refused even for root
+        with pytest.raises(PermissionError):
+            sink.unlink()
+    finally:
+        _clear_append_only(sink)
