@@ -153,6 +153,8 @@ def load_key(path: str | os.PathLike, *, create: bool = True) -> bytes:
             pass
         finally:
             tmp.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # a key copied in with a looser mode
     text = path.read_text().strip()
     try:
         key = bytes.fromhex(text)
@@ -459,7 +461,7 @@ class AuditLog:
         return [_as_dict(row) for row in (reversed(rows) if tail else rows)]
 
     def head(self) -> tuple[int, str]:
-        """(last seq, last hash): anchor this outside the database to catch full rewrites."""
+        """(last seq, last hash): what the next checkpoint anchors outside the database."""
         with self._lock:
             return tuple(self._read("SELECT seq, hash FROM audit_head WHERE id = 1", ())[0])
 

@@ -79,6 +79,8 @@ def load_signing_key(path: str | os.PathLike, *, create: bool = True
                                 serialization.NoEncryption())
         _write_new(path, pem, 0o600)
         _write_new(public_key_path(path), public_pem(key.public_key()), 0o644)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ValueError(f"checkpoint key {path}: expected an Ed25519 private key (PEM)")
@@ -191,10 +193,13 @@ class Writer:
         address = syslog_address(syslog)
         self._syslog = None
         if address:
-            self._syslog = _RaisingSyslog(
-                address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV,
-                socktype=socket.SOCK_DGRAM)
-            self._syslog.ident = "coral-colony: "
+            try:
+                self._syslog = _RaisingSyslog(
+                    address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV,
+                    socktype=socket.SOCK_DGRAM)
+                self._syslog.ident = "coral-colony: "
+            except OSError as exc:  # host:port that does not resolve; sockets retry later
+                raise ValueError(f"checkpoint syslog {syslog}: {exc}") from None
         if self.path is None and self._syslog is None:
             raise ValueError("checkpoints need a directory or a syslog address")
         self._clock = clock
