@@ -259,7 +259,8 @@ def read(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
                 continue
             start = line.find("{")
             try:
-                checkpoint = json.loads(line[start:]) if start >= 0 else None
+                # syslog daemons may keep the trailing NUL SysLogHandler sends
+                checkpoint = json.loads(line[start:].rstrip("\x00")) if start >= 0 else None
             except ValueError:
                 checkpoint = None
             if not isinstance(checkpoint, dict) or checkpoint.get("type") != TYPE:

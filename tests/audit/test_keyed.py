@@ -222,3 +222,23 @@ def test_append_only_sink_cannot_be_truncated_or_rewritten(tmp_path):
             sink.unlink()
     finally:
         _clear_append_only(sink)
+
+
+def test_read_takes_json_lines_and_syslog_lines_and_names_broken_ones(tmp_path):
+    key = checkpoints.load_signing_key(tmp_path / "checkpoint.key")
+    one = checkpoints.sign(key, {"type": checkpoints.TYPE, "colony_id": "c", "seq": 1,
+                                 "last_record_id": 1, "last_hmac": "h", "record_count": 1,
+                                 "ts": 1.0, "prev_digest": "", "key_id": "k"})
+    text = json.dumps(one)
+    mixed = tmp_path / "mixed.log"
+    mixed.write_text("\n".join([
+        "Nov 30 10:00:00 host sshd[1]: unrelated",
+        text,
+        f"Nov 30 10:00:01 host coral-colony: {checkpoints.TYPE}: {text}\x00",  # duplicate
+        f"Nov 30 10:00:02 host coral-colony: {checkpoints.TYPE}: {{\"seq\": 2, trunc",
+        f"{checkpoints.TYPE}: [1, 2]",
+    ]))
+    found, problems = checkpoints.read(mixed)
+    assert found == [one]
+    assert problems == [f"{mixed}:4: unreadable checkpoint line",
+                        f"{mixed}:5: unreadable checkpoint line"]
