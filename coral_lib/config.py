@@ -20,7 +20,9 @@ runs the configured health checks. `agent.runtime`: `auto` (default, detect), `h
 `daemonset` or `sidecar`.
 
 Colony settings file (flat): id, secret | secretFile, listen (host:port), dataDir,
-heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly.
+heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly; audit integrity:
+auditKeyFile, checkpointKeyFile, checkpointDir, checkpointSyslog, checkpointEvery,
+checkpointInterval, checkpointAppendOnly.
 
 Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
 Placeholders: `{{ NAME }}` in any string value (even unquoted, even inside `{...}` flow
@@ -308,6 +310,14 @@ class ColonySettings(_Model):
     policy_file: str = ""  # RBAC + rate limits + approvals (coral_lib/colony/policy.py)
     rate_limits: dict[str, str] = pydantic.Field(default_factory=dict)
     approval_ttl: Interval = 900.0
+    # Audit integrity (coral_lib.colony.audit / checkpoints); '' = the default location.
+    audit_key_file: str = ""  # HMAC key; default <dataDir>/audit.key
+    checkpoint_key_file: str = ""  # Ed25519 signing key; default <dataDir>/checkpoint.key
+    checkpoint_dir: str = ""  # sink outside dataDir; default <dataDir>-checkpoints
+    checkpoint_syslog: str = "auto"  # auto (/dev/log when present), '', a path, host:port
+    checkpoint_every: Annotated[int, pydantic.Field(ge=1)] = 100
+    checkpoint_interval: Interval = 60.0
+    checkpoint_append_only: bool = False  # chattr +a the sink file (root, ext4/xfs/btrfs)
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.field_validator("unhealthy_after")

@@ -138,13 +138,7 @@ def add_token(path: str | os.PathLike, *, identity: str, groups: Sequence[str] =
     token = token or pysecrets.token_urlsafe(32)
     entries = [e for e in body.get("tokens", []) if e.get("identity") != identity]
     entries.append({"token": token, "identity": identity, "groups": list(groups)})
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"tokens": entries}, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    auth.save_tokens(path, entries)  # stores SHA-256 only
     return token
 
 

@@ -21,6 +21,7 @@ from coral_lib.colony import approvals as approvals_mod
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import (
     auth,
+    checkpoints,
     links,
     operations,
     pki,
@@ -62,15 +63,21 @@ class ColonyState:
 def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
                tokens_file: str = "", heartbeat_interval: float = 10.0,
                degraded_after: float = 30.0, unhealthy_after: float = 90.0,
-               settings: policy.Settings | None = None) -> ColonyState:
-    """Open the data directory's stores; `settings` None is the embedded default policy."""
+               settings: policy.Settings | None = None,
+               audit_options: checkpoints.Options | None = None) -> ColonyState:
+    """Open the data directory's stores; `settings` None is the embedded default policy;
+    `audit_options` None keeps audit keys in the data dir, checkpoints beside it."""
     files = pki.ensure(data_dir)
-    reg, audit = registry.Registry(files.registry_db), audit_mod.AuditLog(files.audit_db)
+    colony_id = colony_id or files.colony_id.read_text().strip()
+    audit_options = audit_options or checkpoints.Options()
+    reg = registry.Registry(files.registry_db)
+    audit = audit_mod.AuditLog(files.audit_db, key_file=audit_options.audit_key(files.data_dir),
+                               checkpoints=audit_options.writer(files.data_dir, colony_id))
     approvals = approvals_mod.ApprovalStore(files.approvals_db)
     gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
                        approvals=approvals, registry=reg)
     state = ColonyState(
-        colony_id=colony_id or files.colony_id.read_text().strip(),
+        colony_id=colony_id,
         colony_secret=colony_secret or files.colony_secret.read_text().strip(),
         files=files, registry=reg, audit=audit, links=links.Links(),
         tokens=auth.TokenBook(tokens_file or files.tokens), approvals=approvals, gate=gate,
@@ -78,8 +85,8 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
         unhealthy_after=unhealthy_after,
     )
     secrets.register(state.colony_secret)
-    for token in state.tokens.tokens():
-        secrets.register(token)
+    if files.admin_token.exists():  # tokens.json holds hashes; redact the one we know
+        secrets.register(files.admin_token.read_text().strip())
     interrupted = state.audit.mark_interrupted()
     if interrupted:
         log.warning("audit: %d operations were cut off by the last stop; marked interrupted",
