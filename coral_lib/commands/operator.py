@@ -208,6 +208,10 @@ def audit_row(record: dict) -> dict:
         what = f"{record.get('verb', '')} {record.get('target', '')}: {record.get('reason', '')}"
     elif kind == "finished":
         what = record.get("op_id", "")
+    elif kind == "entered":
+        where = "/".join(str(record.get(k) or "") for k in ("namespace", "pod", "container"))
+        what = (f"entered {record.get('node', '')} {where.strip('/')} "
+                f"({record.get('resolved_by', '')})")
     else:
         what = " ".join(str(record.get(k) or "") for k in ("verb", "command")).strip()
     status = record.get("status") or ""
