@@ -142,7 +142,8 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     resolver = ExecResolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
     return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
                      state_dir=state_dir,
-                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name),
+                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
+                                                                          node_name),
                                                  resolve=resolver))
 
 
@@ -219,10 +220,11 @@ def check_belongs(container: dict, *, namespace: str, pod_name: str, pod_uid: st
             f"container {container.get('name', '')!r} not found in pod {namespace}/{pod_name}")
 
 
-def node_runtime(backend: str) -> agent_pb2.RuntimeContext:
+def node_runtime(backend: str, node_name: str = "") -> agent_pb2.RuntimeContext:
     """What runtime detection sees (capabilities, CRI socket, node), with the exec backend
-    the resolver actually chose."""
+    the resolver actually chose and the node the agent serves (--node-name wins)."""
     ctx = context.to_proto(runtime.detect(environ={**os.environ,
                                                     "CORAL_AGENT_MODE": "daemonset"}))
     ctx.exec_backend = backend
+    ctx.node_name = node_name or ctx.node_name
     return ctx
