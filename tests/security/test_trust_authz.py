@@ -304,3 +304,26 @@ def test_review_shell_tap_trace_refuse_a_forged_container_id(authz, rpc):
         channel.close()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"{field}.container_id is not accepted" in info.value.details()
+
+
+def test_review_shell_and_tap_audit_names_the_container_entered(colony, runtime, two_tenants):  # noqa: F811
+    """Shell and tap carry the agent's `entered` report to the audit, not to the operator."""
+    from coral_lib import client
+
+    web, _ = two_tenants
+    with colony.client_for("tenant") as tenant:
+        shell = list(tenant.shell(client.Targeting(pod="web", namespace="shop"), inputs=iter(
+            [agent_pb2.ShellInput(stdin=b"exit 0\n")])))
+        tap = list(tenant.tap(client.Targeting(pod="web", namespace="shop"), duration=1,
+                              max_packets=1))
+    kinds = [o.WhichOneof("output") for o in shell]
+    assert "entered" not in kinds and kinds[-1] == "exit_code", shell
+    assert all(e.WhichOneof("event") != "entered" for k, e in tap if k != "targets"), tap
+    with colony.client() as c:
+        started = {r["verb"]: r["op_id"] for r in c.audit(kind="started", requester="tenant")}
+        assert set(started) == {"shell", "tap"}
+        for verb, op_id in started.items():
+            (entered,) = c.audit(kind="entered", op_id=op_id)
+            assert (entered["node"], entered["namespace"], entered["pod"], entered["container"],
+                    entered["container_id"]) == (
+                "node-a", "shop", "web", "app", web.containers["app"]), verb
