@@ -172,9 +172,11 @@ class ExecResolver:
 
     def __call__(self, request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
         target = request.target
-        if not target.pod_name:
-            raise base.OperationError("this is a DaemonSet agent: name a pod (--pod NAME -n NS)")
-        namespace = target.namespace or "default"
+        if not target.pod_name or not target.namespace:
+            # no "default" guess: the namespace RBAC judged is the one entered
+            raise base.OperationError("this is a DaemonSet agent: name a pod and its "
+                                      "namespace (--pod NAME -n NS)")
+        namespace = target.namespace
         key = f"{namespace}/{target.pod_name}"
         with self.watcher.lock:
             pod = self.watcher.pods.get(key)

@@ -101,6 +101,9 @@ def test_a_pod_of_another_namespace_is_not_reached_by_name(runtime, pods, watche
     resolver = node.ExecResolver(watcher, cri_socket=runtime.socket)
     with pytest.raises(base.OperationError, match="pod shop/coredns is not on node node-a"):
         resolver(_request(namespace="shop", pod_name="coredns"))
+    # RBAC judged namespace "" for an operator who named no namespace: no guess is made
+    with pytest.raises(base.OperationError, match="name a pod and its namespace"):
+        resolver(_request(pod_name="web"))
 
 
 def _handlers(resolver) -> handlers.Handlers:
