@@ -54,12 +54,23 @@ class Handlers:
                      backend.name, req.target)
             if cancel is not None:
                 req = dataclasses.replace(req, cancel=cancel)
-            return exec_result_to_proto(backend.run(req))
+            result = exec_result_to_proto(backend.run(req))
         except base.OperationError as exc:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc))
+        result.entered.CopyFrom(self.entered(req.target))
+        return result
+
+    def entered(self, target: base.ExecTarget) -> agent_pb2.EnteredTarget:
+        """What this agent entered (resolved by its resolver), for the colony's audit."""
+        return agent_pb2.EnteredTarget(
+            node=self.runtime.node_name or self.runtime.hostname, namespace=target.namespace,
+            pod=target.pod_name, container=target.container_name,
+            container_id=target.container_id, resolved_by=target.resolved_by or "host")
 
 
-    def shell(self, start: agent_pb2.ShellStart) -> pty_session.PtySession:
+    def shell(self, start: agent_pb2.ShellStart, *,
+              on_entered: Callable[[agent_pb2.EnteredTarget], None] | None = None
+              ) -> pty_session.PtySession:
         """Start an interactive command on a PTY in the target (the agent's host if none)."""
         if not self.runtime.can_shell.available:
             raise base.OperationError(f"shell not available here: {self.runtime.can_shell.reason}")
@@ -71,16 +82,20 @@ class Handlers:
                                       "backend found none for this target")
         env = {"TERM": start.term or "xterm", **dict(start.env)}
         log.info("shell %s target=%s", redact.describe_argv(argv), request.target)
-        return pty_session.PtySession.spawn(
+        session = pty_session.PtySession.spawn(
             argv, target_pid=request.target.pid or None, env=env,
             rows=start.rows or 24, cols=start.cols or 80)
+        if on_entered is not None:
+            on_entered(self.entered(request.target))
+        return session
 
     def tap(self, request: agent_pb2.TapRequest, *, on_packet: Callable[[pcap.Packet], None],
-            stop) -> tap.CaptureSummary:
+            stop, on_entered: Callable[[agent_pb2.EnteredTarget], None] | None = None
+            ) -> tap.CaptureSummary:
         """Capture in the target's network namespace (a host agent: its own namespace)."""
         if not self.runtime.can_tap.available:
             raise base.OperationError(f"tap not available here: {self.runtime.can_tap.reason}")
-        pid = self._target_pid(request.target, what="tap")
+        pid = self._target_pid(request.target, what="tap", on_entered=on_entered)
         log.info("tap filter=%r pid=%s headers_only=%s", request.filter, pid,
                  request.headers_only)
         return tap.capture(
@@ -90,26 +105,29 @@ class Handlers:
             on_packet=on_packet, stop=stop)
 
     def trace(self, request: agent_pb2.TraceRequest, *, on_event: Callable[[dict], None],
-              stop) -> trace.TraceSummary:
+              stop, on_entered: Callable[[agent_pb2.EnteredTarget], None] | None = None
+              ) -> trace.TraceSummary:
         """Trace in the target's PID namespace; a host agent traces its whole host."""
         if not self.runtime.can_trace.available:
             raise base.OperationError(f"trace not available here: "
                                       f"{self.runtime.can_trace.reason}")
-        pid = self._target_pid(request.target, what="trace")
+        pid = self._target_pid(request.target, what="trace", on_entered=on_entered)
         pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino if pid else None
         log.info("trace %s pid=%s pidns=%s", request.kind, pid, pidns)
         return trace.run(request.kind or "exec", cgroup_path=None, pidns_inode=pidns,
                          duration=request.duration_seconds or 10.0,
                          max_events=request.max_events or 10000, on_event=on_event, stop=stop)
 
-    def _target_pid(self, target: agent_pb2.ExecTarget, *, what: str) -> int | None:
+    def _target_pid(self, target: agent_pb2.ExecTarget, *, what: str,
+                    on_entered: Callable[[agent_pb2.EnteredTarget], None] | None
+                    ) -> int | None:
         """A process of the target whose namespaces to use; None: the agent's own (host)."""
         probe = exec_request_from_proto(agent_pb2.ExecRequest(argv=["true"], target=target))
         backend, request = self.resolve(probe)
-        if request.target.pid:
-            return request.target.pid
-        if backend.name == "local":
-            return None
+        if request.target.pid or backend.name == "local":
+            if on_entered is not None:
+                on_entered(self.entered(request.target))
+            return request.target.pid or None
         raise base.OperationError(f"{what} needs a process to enter; the {backend.name} "
                                   "backend found none for this target")
 
@@ -126,7 +144,15 @@ def command_line_bytes(msg: agent_pb2.ExecRequest) -> int:
             + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in msg.env.items()))
 
 
+RAW_CONTAINER_ID = ("refused: target.container_id is not accepted; the agent finds the "
+                    "container itself from the namespace, pod and container name")
+
+
 def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:
+    """The backend-neutral request. A raw container id is refused, whatever its value, so
+    no caller can steer the agent past its target and no error tells whether it exists."""
+    if msg.target.container_id:
+        raise base.OperationError(RAW_CONTAINER_ID)
     return base.ExecRequest(
         argv=list(msg.argv), shell=msg.shell, timeout=msg.timeout_seconds or 30.0,
         max_output=min(msg.max_output_bytes or base.DEFAULT_MAX_OUTPUT, base.HARD_MAX_OUTPUT),
@@ -134,7 +160,7 @@ def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:
         cwd=msg.cwd, stdin=msg.stdin,
         target=base.ExecTarget(
             namespace=msg.target.namespace, pod_name=msg.target.pod_name,
-            container_name=msg.target.container_name, container_id=msg.target.container_id,
+            container_name=msg.target.container_name,
         ),
     )
 

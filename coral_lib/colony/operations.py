@@ -15,6 +15,7 @@ from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import auth, links, policy, registry
+from coral_lib.colony import targets as targets_mod
 
 log = logging.getLogger(__name__)
 LINK_MARGIN = 10.0  # seconds beyond the command's timeout before the colony gives up on an agent
@@ -48,7 +49,7 @@ class FanOut:
             return cancel.is_set() or not is_active()
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fanout") as pool:
             futures = {pool.submit(self._one, op_id, identity, request, t, rule,
-                                   admission.approval_id, cancelled): t
+                                   admission, cancelled): t
                        for t, rule in allowed}
             try:
                 yield from self._collect(futures, results, targets, stop_pct)
@@ -71,19 +72,20 @@ class FanOut:
                     pending.cancel()
 
     def _one(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
-             target: colony_pb2.Target, rule: str, approval_id: str,
+             target: colony_pb2.Target, rule: str, admission: policy.Admission,
              cancelled: Callable[[], bool]) -> colony_pb2.TargetResult:
         command = shlex.join(request.exec.argv)
-        verb = request.verb or "exec"
+        verb = admission.verb  # from the RPC (colony/verbs.py), never from the request
         agent = self.registry.get_agent(target.agent_id)
+        provenance = targets_mod.provenance(self.registry, target)
         runtime = agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown"
         key = f"{op_id}/{target.agent_id}/{target.pod}/{target.container}"
         try:
             audit_id = self.audit.started(
                 op_id=key, requester=identity.name, verb=verb, agent_id=target.agent_id,
                 runtime=runtime, service=target.service, namespace=target.namespace,
-                pod=target.pod, provenance="", command=command, approval_id=approval_id,
-                decision_rule=rule,
+                pod=target.pod, provenance=provenance, command=command,
+                approval_id=admission.approval_id, decision_rule=rule,
             )
         except audit_mod.AuditError as exc:
             log.error("%s on %s not run: %s", verb, target.agent_id, exc)
@@ -91,6 +93,9 @@ class FanOut:
         result, cut_off = self._execute(request.exec, target, cancelled)
         status = "interrupted" if cut_off else _status(result)
         try:
+            if result.HasField("entered"):
+                targets_mod.record_entered(self.audit, op_id=key, target=target,
+                                           entered=result.entered, provenance=provenance)
             self.audit.finished(
                 op_id=key, status=status, exit_code=result.exit_code,
                 duration=result.duration_seconds,
@@ -111,8 +116,8 @@ class FanOut:
                 exit_code=-1, error=f"agent {target.agent_id} is not connected"), False
         request = agent_pb2.ExecRequest()
         request.CopyFrom(exec_request)
-        request.target.namespace, request.target.pod_name = target.namespace, target.pod
-        request.target.container_name, request.service = target.container, target.service
+        request.target.CopyFrom(targets_mod.agent_target(target))
+        request.service = target.service
         timeout = (request.timeout_seconds or 30.0) + LINK_MARGIN
         started = time.monotonic()
         try:

@@ -161,6 +161,7 @@ class Admission:
     allowed: list[tuple[colony_pb2.Target, str]]
     refused: list[tuple[colony_pb2.Target, int, str]]
     approval_id: str = ""
+    verb: str = ""  # the verb admitted, from the RPC (colony/verbs.py), for the audit
 
 
 class Gate:
@@ -188,14 +189,15 @@ class Gate:
                            node=target.node or (agent.node_name if agent else ""),
                            runtime=_RUNTIMES.get(mode, ""))
 
-    def check_read(self, identity: auth.Identity, what: str) -> None:
-        """Reads are colony-wide: only rules without a scope grant them."""
+    def check_read(self, identity: auth.Identity, what: str, *, verb: str = "read") -> None:
+        """Reads are colony-wide: only rules without a scope grant them. `verb` is the
+        RPC's verb from colony/verbs.py."""
         decision = rbac.decide(self.settings.policy, identity=identity.name,
-                               groups=identity.groups, verb="read", target=rbac.Target())
+                               groups=identity.groups, verb=verb, target=rbac.Target())
         if not decision.allowed:
-            self.audit.refused(requester=identity.name, verb="read", target=what, command="",
+            self.audit.refused(requester=identity.name, verb=verb, target=what, command="",
                                reason=decision.reason, rule=decision.rule)
-            raise Refused(f"read refused: {decision.reason}")
+            raise Refused(f"{verb} refused: {decision.reason}")
 
     def admit(self, *, identity: auth.Identity, verb: str, targets: list[colony_pb2.Target],
               command: str, approval_id: str = "", no_wait: bool = False,
@@ -223,7 +225,7 @@ class Gate:
                 approval_id=approval_id, no_wait=no_wait, is_active=is_active)
             if not approval_id:
                 return None
-        admission = Admission(allowed=[], refused=refused, approval_id=approval_id)
+        admission = Admission(allowed=[], refused=refused, approval_id=approval_id, verb=verb)
         waits = []
         for target, rule in allowed:
             verdict = self.limiter.check(identity.name, describe(target))
@@ -275,15 +277,16 @@ class Gate:
         return approval_id
 
     def decide_approval(self, identity: auth.Identity, approval_id: str, *,
-                        approve: bool) -> approvals_mod.Approval:
-        """Approve or deny; the approver needs verb `approve` on every target it covers."""
+                        approve: bool, verb: str = "approve") -> approvals_mod.Approval:
+        """Approve or deny; the approver needs `verb` (the RPC's, colony/verbs.py: approve)
+        on every target it covers."""
         for target in self._scopes.get(approval_id) or [rbac.Target()]:
             decision = rbac.decide(self.settings.policy, identity=identity.name,
-                                   groups=identity.groups, verb="approve", target=target)
+                                   groups=identity.groups, verb=verb, target=target)
             if not decision.allowed:
-                self.audit.refused(requester=identity.name, verb="approve", target=approval_id,
+                self.audit.refused(requester=identity.name, verb=verb, target=approval_id,
                                    command="", reason=decision.reason, rule=decision.rule)
-                raise Refused(f"approve refused: {decision.reason}")
+                raise Refused(f"{verb} refused: {decision.reason}")
         action = self.approvals.approve if approve else self.approvals.deny
         record = action(approval_id, approver=identity.name)
         self._scopes.pop(approval_id, None)

@@ -30,8 +30,10 @@ from coral_lib.colony import (
     routing,
     secrets,
     tap_relay,
+    verbs,
 )
 from coral_lib.colony import shell as shell_mod
+from coral_lib.colony import targets as targets_mod
 
 log = logging.getLogger(__name__)
 
@@ -223,11 +225,11 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
     def _who(self, context) -> auth.Identity:
         return auth.operator(context, self.state.tokens)
 
-    def _reader(self, context, what: str) -> auth.Identity:
+    def _reader(self, context, what: str, rpc: str) -> auth.Identity:
         """The caller, when the policy lets them read; else abort PERMISSION_DENIED."""
         who = self._who(context)
         try:
-            self.gate.check_read(who, what)
+            self.gate.check_read(who, what, verb=verbs.colony(rpc))
         except policy.Refused as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except audit_mod.AuditError as exc:
@@ -239,7 +241,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return colony_pb2.WhoAmIResponse(identity=who.name, groups=list(who.groups))
 
     def ListAgents(self, request, context):
-        self._reader(context, "agents")
+        self._reader(context, "agents", "ListAgents")
         now, counts = time.time(), self.state.registry.service_counts()
         connected = self.state.links.connected()
         return colony_pb2.ListAgentsResponse(agents=[
@@ -256,7 +258,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         ])
 
     def ListServices(self, request, context):
-        self._reader(context, "services")
+        self._reader(context, "services", "ListServices")
         flt = registry.ServiceFilter(
             name=request.name, labels=dict(request.labels), provenance=request.provenance,
             agent=request.agent, node=request.node, namespace=request.namespace,
@@ -277,7 +279,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             raise
 
     def ResolveTargets(self, request, context):
-        self._reader(context, "targets")
+        self._reader(context, "targets", "ResolveTargets")
         return colony_pb2.ResolveResponse(targets=self._resolve(request, context))
 
     def _admit(self, context, wrap, **request):
@@ -290,14 +292,35 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         except (audit_mod.AuditError, approvals_mod.ApprovalError) as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not run: {exc}")
 
+    def _fixed(self, context, who: auth.Identity, rpc: str, *, command: str,
+               requested_verb: str = "", raw: tuple[str, agent_pb2.ExecTarget] | None = None
+               ) -> str:
+        """The verb of `rpc`, from the one table in verbs.py. A request that names another
+        verb, or a raw container id, is refused (INVALID_ARGUMENT naming the field) and
+        audited; see colony/verbs.py and colony/targets.py."""
+        verb = verbs.colony(rpc)
+        reason = verbs.check_request_verb(f"/{verbs.COLONY_SERVICE}/{rpc}", requested_verb)
+        rule = "verb-fixed-by-rpc"
+        if not reason and raw is not None:
+            reason, rule = targets_mod.raw_container_id(*raw), targets_mod.RAW_TARGET_RULE
+        if reason:
+            with contextlib.suppress(audit_mod.AuditError):
+                self.state.audit.refused(requester=who.name, verb=verb, target="",
+                                         command=command, reason=reason, rule=rule)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
+        return verb
+
     def Operate(self, request, context):
         who = self._who(context)
         if not request.exec.argv:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec.argv is empty: give a command")
+        command = shlex.join(request.exec.argv)
+        verb = self._fixed(context, who, "Operate", command=command,
+                           requested_verb=request.verb, raw=("exec.target", request.exec.target))
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.OperateEvent(pending=p), identity=who,
-            verb=request.verb or "exec", targets=targets, command=shlex.join(request.exec.argv),
+            verb=verb, targets=targets, command=command,
             approval_id=request.approval_id, no_wait=request.no_wait)
         if admission is not None:
             yield from self.fanout.run(identity=who, request=request, targets=targets,
@@ -311,6 +334,9 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             return
         if first.input.WhichOneof("input") != "start":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first shell frame must start it")
+        command = shlex.join(first.input.start.argv) or "/bin/sh"
+        verb = self._fixed(context, who, "Shell", command=command,
+                           raw=("input.start.target", first.input.start.target))
         targets = self._resolve(first.targeting, context)
         if len(targets) != 1:
             names = ", ".join(f"{t.agent_id}:{t.pod or '-'}/{t.container or '-'}" for t in targets)
@@ -318,8 +344,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                           f"a shell needs exactly one target; {len(targets)} matched: {names}")
         target = targets[0]
         admission = yield from self._admit(
-            context, _pending_text, identity=who, verb="shell", targets=targets,
-            command=shlex.join(first.input.start.argv) or "/bin/sh")
+            context, _pending_text, identity=who, verb=verb, targets=targets, command=command)
         link = self.state.links.get(target.agent_id)
         if link is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {target.agent_id} is not connected")
@@ -329,13 +354,16 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             audit=self.state.audit, rule=admission.allowed[0][1], is_active=context.is_active,
             approval_id=admission.approval_id,
             runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
+            verb=verb, provenance=targets_mod.provenance(self.state.registry, target),
         )
 
     def Tap(self, request, context):
         who = self._who(context)
+        verb = self._fixed(context, who, "Tap", command=tap_relay.tap_command(request.tap),
+                           raw=("tap.target", request.tap.target))
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
-            context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb="tap",
+            context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb=verb,
             targets=targets, command=tap_relay.tap_command(request.tap),
             approval_id=request.approval_id, no_wait=request.no_wait)
         if admission is not None:
@@ -344,17 +372,19 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
 
     def Trace(self, request, context):
         who = self._who(context)
+        verb = self._fixed(context, who, "Trace", command=tap_relay.trace_command(request.trace),
+                           raw=("trace.target", request.trace.target))
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.TraceOperateEvent(pending=p), identity=who,
-            verb="trace", targets=targets, command=tap_relay.trace_command(request.trace),
+            verb=verb, targets=targets, command=tap_relay.trace_command(request.trace),
             approval_id=request.approval_id, no_wait=request.no_wait)
         if admission is not None:
             yield from self.streams.trace(identity=who, request=request, targets=targets,
                                           admission=admission, is_active=context.is_active)
 
     def ListAudit(self, request, context):
-        self._reader(context, "audit")
+        self._reader(context, "audit", "ListAudit")
         try:
             rows = self.state.audit.list(
                 kind=request.kind or None, requester=request.requester or None,
@@ -367,7 +397,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return colony_pb2.ListAuditResponse(records=[_audit_record(r) for r in rows])
 
     def VerifyAudit(self, request, context):
-        self._reader(context, "audit")
+        self._reader(context, "audit", "VerifyAudit")
         try:
             result = self.state.audit.verify()
         except audit_mod.AuditError as exc:
@@ -380,7 +410,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
     def Decide(self, request, context):
         who = self._who(context)
         try:
-            record = self.gate.decide_approval(who, request.approval_id, approve=request.approve)
+            record = self.gate.decide_approval(who, request.approval_id, approve=request.approve,
+                                               verb=verbs.colony("Decide"))
         except policy.Refused as exc:
             _abort(context, exc)
         except approvals_mod.ApprovalError as exc:
@@ -390,14 +421,14 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return policy.approval_record(record)
 
     def GetApproval(self, request, context):
-        self._reader(context, "approvals")
+        self._reader(context, "approvals", "GetApproval")
         try:
             return policy.approval_record(self.state.approvals.get(request.approval_id))
         except approvals_mod.ApprovalError as exc:
             _abort_approval(context, exc)
 
     def ListApprovals(self, request, context):
-        self._reader(context, "approvals")
+        self._reader(context, "approvals", "ListApprovals")
         return colony_pb2.ListApprovalsResponse(
             approvals=[policy.approval_record(a) for a in self.state.approvals.pending()])
 

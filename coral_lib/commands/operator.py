@@ -222,6 +222,11 @@ def audit_row(record: dict) -> dict:
         what = f"{record.get('verb', '')} {record.get('target', '')}: {record.get('reason', '')}"
     elif kind == "finished":
         what = record.get("op_id", "")
+    elif kind == "entered":
+        where = "/".join(str(record.get(k)) for k in ("namespace", "pod", "container")
+                         if record.get(k))
+        what = " ".join(p for p in ("entered", str(record.get("node") or ""), where,
+                                    f"({record.get('resolved_by') or '?'})") if p)
     else:
         what = " ".join(str(record.get(k) or "") for k in ("verb", "command")).strip()
     status = record.get("status") or ""

@@ -20,13 +20,18 @@ class OperationError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class ExecTarget:
-    """Where to run: empty fields mean "the agent's own host/process"."""
+    """Where to run: empty fields mean "the agent's own host/process".
+
+    A request names namespace, pod and container name only. container_id, pid and
+    resolved_by are filled by the agent's resolver once it found the container itself
+    (never from a request: agent/handlers.py refuses a request carrying a container id)."""
 
     namespace: str = ""
     pod_name: str = ""
     container_name: str = ""
     container_id: str = ""
     pid: int = 0  # a process inside the target container (nsenter backend)
+    resolved_by: str = ""  # how the resolver found it: cri | pod-status | sidecar | host
 
 
 @dataclasses.dataclass(frozen=True)
