@@ -20,11 +20,13 @@ runs the configured health checks. `agent.runtime`: `auto` (default, detect), `h
 `daemonset` or `sidecar`.
 
 Colony settings file (flat): id, secret | secretFile, listen (host:port), dataDir,
-heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly, and `limits`
-(defaults in coral_lib/colony/guard.py Limits): receiveBytes (16 MiB), requestBytes
-(1 MiB: argv + stdin + env of one exec), outputBytes (4 MiB per stream), concurrentRpcs
-(2048), streamsPerPeer (64), pendingHellos (128), helloTimeout (10s), loginFailures (10
-per loginWindow, 60s, per peer address before it is throttled).
+heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly; audit integrity:
+auditKeyFile, checkpointKeyFile, checkpointDir, checkpointSyslog, checkpointEvery,
+checkpointInterval, checkpointAppendOnly; and `limits` (defaults in
+coral_lib/colony/guard.py Limits): receiveBytes (16 MiB), requestBytes (1 MiB: argv +
+stdin + env of one exec), outputBytes (4 MiB per stream), concurrentRpcs (2048),
+streamsPerPeer (64), pendingHellos (128), helloTimeout (10s), loginFailures (10 per
+loginWindow, 60s, per peer address before it is throttled).
 
 Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
 Placeholders: `{{ NAME }}` in any string value (even unquoted, even inside `{...}` flow
@@ -122,6 +124,18 @@ def _check_endpoint(value: str) -> str:
 
 
 Duration = Annotated[float, pydantic.BeforeValidator(_duration)]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"invalid interval {value:g}s: expected a duration above zero "
+                         "(e.g. 5s); 0 would make the loop spin")
+    return value
+
+
+# How often something repeats, or how long before something counts: 0 would spin or expire
+# at once, so only durations above zero are accepted.
+Interval = Annotated[float, pydantic.BeforeValidator(_duration), pydantic.AfterValidator(_positive)]
 Port = Annotated[int, pydantic.Field(ge=1, le=65535)]
 Labels = Annotated[dict[str, str], pydantic.BeforeValidator(lambda v: {} if v is None else v)]
 Address = Annotated[str, pydantic.AfterValidator(_check_address)]
@@ -174,12 +188,12 @@ class KubernetesDiscovery(_Model):
     include_labels: Labels = pydantic.Field(default_factory=dict)
     exclude_namespaces: Annotated[tuple[str, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
     exclude_labels: Labels = pydantic.Field(default_factory=dict)
-    poll_interval: Duration = 30.0
-    resync_interval: Duration = 300.0
+    poll_interval: Interval = 30.0
+    resync_interval: Interval = 300.0
 
 
 class HostDiscovery(_Model):
-    poll_interval: Duration = 5.0
+    poll_interval: Interval = 5.0
 
 
 class Discovery(_Model):
@@ -189,7 +203,7 @@ class Discovery(_Model):
 
 class Health(_Model):
     endpoint: Annotated[str, pydantic.AfterValidator(_check_endpoint)] = ""
-    interval: Duration | None = None
+    interval: Interval | None = None
 
 
 class OverrideSelector(_Model):
@@ -294,9 +308,9 @@ class ColonyLimits(_Model):
     concurrent_rpcs: int = 2048
     streams_per_peer: int = 64
     pending_hellos: int = 128
-    hello_timeout: Duration = 10.0
+    hello_timeout: Interval = 10.0
     login_failures: int = 10
-    login_window: Duration = 60.0
+    login_window: Interval = 60.0
 
 
 class ColonySettings(_Model):
@@ -305,15 +319,23 @@ class ColonySettings(_Model):
     secret_file: str = ""
     listen: Address = "127.0.0.1:9443"
     data_dir: str = pydantic.Field(default_factory=default_data_dir)
-    heartbeat_interval: Duration = 10.0
-    degraded_after: Duration = 30.0
-    unhealthy_after: Duration = 90.0
+    heartbeat_interval: Interval = 10.0
+    degraded_after: Interval = 30.0
+    unhealthy_after: Interval = 90.0
     tokens_file: str = ""
     observe_only: bool = False
     observe_only_agents: tuple[str, ...] = ()
     policy_file: str = ""  # RBAC + rate limits + approvals (coral_lib/colony/policy.py)
     rate_limits: dict[str, str] = pydantic.Field(default_factory=dict)
-    approval_ttl: Duration = 900.0
+    approval_ttl: Interval = 900.0
+    # Audit integrity (coral_lib.colony.audit / checkpoints); '' = the default location.
+    audit_key_file: str = ""  # HMAC key; default <dataDir>/audit.key
+    checkpoint_key_file: str = ""  # Ed25519 signing key; default <dataDir>/checkpoint.key
+    checkpoint_dir: str = ""  # sink outside dataDir; default <dataDir>-checkpoints
+    checkpoint_syslog: str = "auto"  # auto (/dev/log when present), '', a path, host:port
+    checkpoint_every: Annotated[int, pydantic.Field(ge=1)] = 100
+    checkpoint_interval: Interval = 60.0
+    checkpoint_append_only: bool = False  # chattr +a the sink file (root, ext4/xfs/btrfs)
     limits: ColonyLimits = pydantic.Field(default_factory=ColonyLimits)
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 

@@ -147,7 +147,10 @@ def _annotation_value(field: str, raw: str) -> object:
             raise ValueError("expected a port number 1-65535")
         return int(raw)
     if field == "health_interval_seconds":
-        return durations.parse_duration(raw)
+        seconds = durations.parse_duration(raw)
+        if seconds <= 0:
+            raise ValueError("expected a duration above zero, e.g. 10s")
+        return seconds
     if field == "health_endpoint" and not raw.startswith("/"):
         raise ValueError("expected a path like /healthz")
     return raw

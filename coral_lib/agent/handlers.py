@@ -10,12 +10,16 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
 
+from coral_lib import redact
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib.ops import base, pcap, pty_session, tap, trace
 
 log = logging.getLogger(__name__)
+# Linux refuses a larger command line anyway (E2BIG); saying so plainly is clearer.
+MAX_COMMAND_LINE = 2 << 20
 
 Resolver = Callable[[base.ExecRequest], tuple[base.ExecBackend, base.ExecRequest]]
 
@@ -30,21 +34,43 @@ class Handlers:
             ok, reason = trace_available()
             self.runtime.can_trace.available, self.runtime.can_trace.reason = ok, reason
 
-    def exec(self, request: agent_pb2.ExecRequest) -> agent_pb2.ExecResult:
+    def exec(self, request: agent_pb2.ExecRequest, *,
+             cancel: threading.Event | None = None) -> agent_pb2.ExecResult:
+        """Run one command; `cancel` set while it runs kills it (and what it started)."""
         if not request.argv:
             return agent_pb2.ExecResult(exit_code=-1, error="empty command: give argv")
+        size = command_line_bytes(request)
+        if size > MAX_COMMAND_LINE:
+            return agent_pb2.ExecResult(
+                exit_code=-1, error=f"command line too long: {size} bytes of argv and env; "
+                                    f"this agent accepts at most {MAX_COMMAND_LINE}")
         if not self.runtime.can_exec.available:
             return agent_pb2.ExecResult(
                 exit_code=-1, error=f"exec not available here: {self.runtime.can_exec.reason}")
         try:
             backend, req = self.resolve(exec_request_from_proto(request))
-            log.info("exec %s via %s target=%s", list(req.argv), backend.name, req.target)
-            return exec_result_to_proto(backend.run(req))
+            # never argument values: any of them can be a secret the redaction table misses
+            log.info("exec %s via %s target=%s", redact.describe_argv(req.argv, shell=req.shell),
+                     backend.name, req.target)
+            if cancel is not None:
+                req = dataclasses.replace(req, cancel=cancel)
+            result = exec_result_to_proto(backend.run(req))
         except base.OperationError as exc:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc))
+        result.entered.CopyFrom(self.entered(req.target))
+        return result
+
+    def entered(self, target: base.ExecTarget) -> agent_pb2.EnteredTarget:
+        """What this agent entered (resolved by its resolver), for the colony's audit."""
+        return agent_pb2.EnteredTarget(
+            node=self.runtime.node_name or self.runtime.hostname, namespace=target.namespace,
+            pod=target.pod_name, container=target.container_name,
+            container_id=target.container_id, resolved_by=target.resolved_by or "host")
 
 
-    def shell(self, start: agent_pb2.ShellStart) -> pty_session.PtySession:
+    def shell(self, start: agent_pb2.ShellStart, *,
+              on_entered: Callable[[agent_pb2.EnteredTarget], None] | None = None
+              ) -> pty_session.PtySession:
         """Start an interactive command on a PTY in the target (the agent's host if none)."""
         if not self.runtime.can_shell.available:
             raise base.OperationError(f"shell not available here: {self.runtime.can_shell.reason}")
@@ -55,17 +81,21 @@ class Handlers:
             raise base.OperationError(f"shell needs a process to enter; the {backend.name} "
                                       "backend found none for this target")
         env = {"TERM": start.term or "xterm", **dict(start.env)}
-        log.info("shell %s target=%s", argv, request.target)
-        return pty_session.PtySession.spawn(
+        log.info("shell %s target=%s", redact.describe_argv(argv), request.target)
+        session = pty_session.PtySession.spawn(
             argv, target_pid=request.target.pid or None, env=env,
             rows=start.rows or 24, cols=start.cols or 80)
+        if on_entered is not None:
+            on_entered(self.entered(request.target))
+        return session
 
     def tap(self, request: agent_pb2.TapRequest, *, on_packet: Callable[[pcap.Packet], None],
-            stop) -> tap.CaptureSummary:
+            stop, on_entered: Callable[[agent_pb2.EnteredTarget], None] | None = None
+            ) -> tap.CaptureSummary:
         """Capture in the target's network namespace (a host agent: its own namespace)."""
         if not self.runtime.can_tap.available:
             raise base.OperationError(f"tap not available here: {self.runtime.can_tap.reason}")
-        pid = self._target_pid(request.target, what="tap")
+        pid = self._target_pid(request.target, what="tap", on_entered=on_entered)
         log.info("tap filter=%r pid=%s headers_only=%s", request.filter, pid,
                  request.headers_only)
         return tap.capture(
@@ -75,26 +105,29 @@ class Handlers:
             on_packet=on_packet, stop=stop)
 
     def trace(self, request: agent_pb2.TraceRequest, *, on_event: Callable[[dict], None],
-              stop) -> trace.TraceSummary:
+              stop, on_entered: Callable[[agent_pb2.EnteredTarget], None] | None = None
+              ) -> trace.TraceSummary:
         """Trace in the target's PID namespace; a host agent traces its whole host."""
         if not self.runtime.can_trace.available:
             raise base.OperationError(f"trace not available here: "
                                       f"{self.runtime.can_trace.reason}")
-        pid = self._target_pid(request.target, what="trace")
+        pid = self._target_pid(request.target, what="trace", on_entered=on_entered)
         pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino if pid else None
         log.info("trace %s pid=%s pidns=%s", request.kind, pid, pidns)
         return trace.run(request.kind or "exec", cgroup_path=None, pidns_inode=pidns,
                          duration=request.duration_seconds or 10.0,
                          max_events=request.max_events or 10000, on_event=on_event, stop=stop)
 
-    def _target_pid(self, target: agent_pb2.ExecTarget, *, what: str) -> int | None:
+    def _target_pid(self, target: agent_pb2.ExecTarget, *, what: str,
+                    on_entered: Callable[[agent_pb2.EnteredTarget], None] | None
+                    ) -> int | None:
         """A process of the target whose namespaces to use; None: the agent's own (host)."""
         probe = exec_request_from_proto(agent_pb2.ExecRequest(argv=["true"], target=target))
         backend, request = self.resolve(probe)
-        if request.target.pid:
-            return request.target.pid
-        if backend.name == "local":
-            return None
+        if request.target.pid or backend.name == "local":
+            if on_entered is not None:
+                on_entered(self.entered(request.target))
+            return request.target.pid or None
         raise base.OperationError(f"{what} needs a process to enter; the {backend.name} "
                                   "backend found none for this target")
 
@@ -105,14 +138,29 @@ def trace_available() -> tuple[bool, str]:
     return trace.available()
 
 
+def command_line_bytes(msg: agent_pb2.ExecRequest) -> int:
+    """What argv and env weigh for execve (each string with its terminating NUL)."""
+    return (sum(len(a.encode()) + 1 for a in msg.argv)
+            + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in msg.env.items()))
+
+
+RAW_CONTAINER_ID = ("refused: target.container_id is not accepted; the agent finds the "
+                    "container itself from the namespace, pod and container name")
+
+
 def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:
+    """The backend-neutral request. A raw container id is refused, whatever its value, so
+    no caller can steer the agent past its target and no error tells whether it exists."""
+    if msg.target.container_id:
+        raise base.OperationError(RAW_CONTAINER_ID)
     return base.ExecRequest(
         argv=list(msg.argv), shell=msg.shell, timeout=msg.timeout_seconds or 30.0,
-        max_output=msg.max_output_bytes or base.DEFAULT_MAX_OUTPUT, env=dict(msg.env),
+        max_output=min(msg.max_output_bytes or base.DEFAULT_MAX_OUTPUT, base.HARD_MAX_OUTPUT),
+        env=dict(msg.env),
         cwd=msg.cwd, stdin=msg.stdin,
         target=base.ExecTarget(
             namespace=msg.target.namespace, pod_name=msg.target.pod_name,
-            container_name=msg.target.container_name, container_id=msg.target.container_id,
+            container_name=msg.target.container_name,
         ),
     )
 

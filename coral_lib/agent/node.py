@@ -142,7 +142,8 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     resolver = ExecResolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
     return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
                      state_dir=state_dir,
-                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name),
+                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
+                                                                          node_name),
                                                  resolve=resolver))
 
 
@@ -153,7 +154,14 @@ def _cri_socket(given: str | None) -> str:
 
 
 class ExecResolver:
-    """Resolver: CRI ExecSync when a CRI socket answered at start, else nsenter via /proc."""
+    """Resolver: CRI ExecSync when a CRI socket answered at start, else nsenter via /proc.
+
+    Targets are resolved, never trusted: the pod must be in this node's watch cache; its
+    container is found by exact name (CRI: kubelet's io.kubernetes labels; nsenter: the
+    pod UID in /proc cgroups plus the pod's containerStatuses) and checked to belong to
+    that pod (namespace, name and UID) before anything enters it. "Not found" and "not
+    this pod's" give the same error, so failures reveal nothing about other pods.
+    """
 
     def __init__(self, watcher: kubernetes.PodWatcher, *, cri_socket: str,
                  proc_root: str = "/proc") -> None:
@@ -164,37 +172,61 @@ class ExecResolver:
 
     def __call__(self, request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
         target = request.target
-        if not target.pod_name:
-            raise base.OperationError("this is a DaemonSet agent: name a pod (--pod NAME -n NS)")
-        key = f"{target.namespace or 'default'}/{target.pod_name}"
+        if not target.pod_name or not target.namespace:
+            # no "default" guess: the namespace RBAC judged is the one entered
+            raise base.OperationError("this is a DaemonSet agent: name a pod and its "
+                                      "namespace (--pod NAME -n NS)")
+        namespace = target.namespace
+        key = f"{namespace}/{target.pod_name}"
         with self.watcher.lock:
             pod = self.watcher.pods.get(key)
         if pod is None:
             raise base.OperationError(f"pod {key} is not on node {self.watcher.node_name}")
+        target = dataclasses.replace(target, namespace=namespace, container_id="", pid=0)
+        uid = (pod.get("metadata") or {}).get("uid", "")
         if self.cri is not None and not request.stdin:
             # ExecSync runs the command (it cannot carry stdin: those go through nsenter);
             # the pid lets an interactive shell enter the container.
-            pid = self.cri.container_pid(self.cri.resolve(target)["id"])
-            located = dataclasses.replace(target, pid=pid)
+            found = self.cri.resolve(target, pod_uid=uid)
+            check_belongs(found, namespace=namespace, pod_name=target.pod_name, pod_uid=uid)
+            located = dataclasses.replace(
+                target, container_name=found["name"], container_id=found["id"],
+                pid=self.cri.container_pid(found["id"]), resolved_by="cri")
             return self.cri, dataclasses.replace(request, target=located)
-        return self.nsenter, dataclasses.replace(
-            request, target=dataclasses.replace(target, pid=self._pid(pod, target)))
+        found = self._container(pod, target)
+        located = dataclasses.replace(
+            target, container_name=found.name, container_id=found.container_id,
+            pid=found.main_pid, resolved_by="pod-status")
+        return self.nsenter, dataclasses.replace(request, target=located)
 
-    def _pid(self, pod: dict, target: base.ExecTarget) -> int:
+    def _container(self, pod: dict, target: base.ExecTarget):
         containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
-        wanted = target.container_id or target.container_name or (containers[:1] or [""])[0]
+        wanted = target.container_name or (containers[:1] or [""])[0]
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
         names = {str(s.get("containerID", "")).split("://", 1)[-1]: s.get("name", "")
                  for s in statuses if s.get("containerID")}
-        return nsenter.find_pod_container_pid(
-            pod_uid=(pod.get("metadata") or {}).get("uid", ""), container_name_or_id=wanted,
+        return nsenter.find_pod_container(
+            pod_uid=(pod.get("metadata") or {}).get("uid", ""), container_name=wanted,
             proc_root=self.proc_root, names=names)
 
 
-def node_runtime(backend: str) -> agent_pb2.RuntimeContext:
+def check_belongs(container: dict, *, namespace: str, pod_name: str, pod_uid: str) -> None:
+    """Pure: refuse a CRI container (see cri.describe) that is not the named pod's, with the
+    same words as "no such container" so the error reveals nothing about other pods."""
+    labels = container.get("labels") or {}
+    ours = (labels.get(cri.POD_NAMESPACE_LABEL) == namespace
+            and labels.get(cri.POD_NAME_LABEL) == pod_name
+            and bool(pod_uid) and labels.get(cri.POD_UID_LABEL) == pod_uid)
+    if not ours:
+        raise base.OperationError(
+            f"container {container.get('name', '')!r} not found in pod {namespace}/{pod_name}")
+
+
+def node_runtime(backend: str, node_name: str = "") -> agent_pb2.RuntimeContext:
     """What runtime detection sees (capabilities, CRI socket, node), with the exec backend
-    the resolver actually chose."""
+    the resolver actually chose and the node the agent serves (--node-name wins)."""
     ctx = context.to_proto(runtime.detect(environ={**os.environ,
                                                     "CORAL_AGENT_MODE": "daemonset"}))
     ctx.exec_backend = backend
+    ctx.node_name = node_name or ctx.node_name
     return ctx

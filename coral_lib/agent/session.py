@@ -21,6 +21,9 @@ from coral_lib.agent import taps
 log = logging.getLogger(__name__)
 
 
+LINK_MESSAGE_LIMIT = 256 << 20  # the colony's message limit (colony/server.py MESSAGE_LIMITS)
+
+
 class Refused(Exception):
     """The colony refused the agent's credentials."""
 
@@ -29,6 +32,9 @@ def channel(address: str, *, ca_pem: bytes) -> grpc.Channel:
     creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
     return grpc.secure_channel(address, creds, options=[
         ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_permit_without_calls", 1),
+        # accept anything the colony may send (its own limit), so an oversized request is
+        # answered with an error instead of gRPC ending the whole link (default: 4 MiB)
+        ("grpc.max_receive_message_length", LINK_MESSAGE_LIMIT),
     ])
 
 
@@ -81,6 +87,8 @@ class LinkWorker:
         self.session, self.handlers, self.stop = session, handlers, stop
         self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
         self.connected = threading.Event()
+        self._running: dict[str, threading.Event] = {}  # exec op id -> its cancel switch
+        self._running_lock = threading.Lock()
 
     def run_forever(self) -> None:
         attempt = 0
@@ -135,7 +143,11 @@ class LinkWorker:
         if kind == "shell":
             shells.handle(msg.op_id, msg.shell)
         elif kind == "cancel":
-            if not streams.cancel(msg.op_id):
+            with self._running_lock:
+                running = self._running.get(msg.op_id)
+            if running is not None:
+                running.set()
+            elif not streams.cancel(msg.op_id):
                 shells.cancel(msg.op_id)
         elif kind == "tap":
             streams.tap(msg.op_id, msg.tap)
@@ -149,9 +161,15 @@ class LinkWorker:
             send(mesh_pb2.AgentMessage(op_id=msg.op_id, error=f"unsupported operation {kind}"))
 
     def _exec(self, msg: mesh_pb2.ColonyMessage, send: Callable) -> None:
+        cancel = threading.Event()
+        with self._running_lock:
+            self._running[msg.op_id] = cancel
         try:
-            result = self.handlers.exec(msg.exec)
+            result = self.handlers.exec(msg.exec, cancel=cancel)
         except Exception as exc:  # a handler bug must not kill the link
             log.exception("exec failed")
             result = agent_pb2.ExecResult(exit_code=-1, error=f"agent error: {exc}")
+        finally:
+            with self._running_lock:
+                self._running.pop(msg.op_id, None)
         send(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=result))

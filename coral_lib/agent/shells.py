@@ -60,7 +60,8 @@ class ShellOps:
 
     def _start(self, op_id: str, start: agent_pb2.ShellStart) -> None:
         try:
-            session = self.handlers.shell(start)
+            session = self.handlers.shell(
+                start, on_entered=lambda entered: self._reply(op_id, entered=entered))
         except base.OperationError as exc:
             self._reply(op_id, error=str(exc))
             return

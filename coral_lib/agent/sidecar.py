@@ -51,18 +51,22 @@ class SidecarScope:
         return procfs.services(self.containers(), node_name=self.pod.node,
                                namespace=self.pod.namespace, pod_name=self.pod.name)
 
-    def target_pid(self, target: base.ExecTarget) -> int:
+    def target_container(self, target: base.ExecTarget) -> procfs.Container:
+        """The container of this pod the target names, by exact name (never by id)."""
         where = outside_pod(target, self.pod)
         if where:
             raise base.OperationError(
                 f"refused: this sidecar agent serves pod {self.pod.namespace}/{self.pod.name} "
                 f"only, not {where}")
-        name = target.container_name or target.container_id or self.pod.default_container
-        return procfs.select_container(self.containers(), name).main_pid
+        name = target.container_name or self.pod.default_container
+        return procfs.select_container(self.containers(), name, by_id=False)
 
     def resolve(self, request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
-        pid = self.target_pid(request.target)
-        target = dataclasses.replace(request.target, pid=pid)
+        found = self.target_container(request.target)
+        target = dataclasses.replace(
+            request.target, namespace=self.pod.namespace, pod_name=self.pod.name,
+            container_name=found.name, container_id=found.container_id, pid=found.main_pid,
+            resolved_by="sidecar")
         return nsenter.NsenterBackend(proc_root=self.proc_root), dataclasses.replace(
             request, target=target)
 

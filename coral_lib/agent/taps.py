@@ -64,7 +64,8 @@ class StreamOps:
         def packet(p) -> None:
             reply(packet=agent_pb2.TapPacket(ts=p.ts, data=p.data, orig_len=p.orig_len))
         try:
-            summary = self.handlers.tap(request, on_packet=packet, stop=stop)
+            summary = self.handlers.tap(request, on_packet=packet, stop=stop,
+                                        on_entered=lambda entered: reply(entered=entered))
         except base.OperationError as exc:
             reply(error=str(exc))
             return
@@ -81,7 +82,7 @@ class StreamOps:
         try:
             summary = self.handlers.trace(
                 request, on_event=lambda e: reply(json=json.dumps(e, sort_keys=True)),
-                stop=stop)
+                stop=stop, on_entered=lambda entered: reply(entered=entered))
         except base.OperationError as exc:
             reply(error=str(exc))
             return

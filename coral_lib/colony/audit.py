@@ -1,18 +1,27 @@
-"""Tamper-evident, append-only audit log in its own SQLite file.
+"""Tamper-evident, append-only audit log in its own SQLite file, keyed by a file outside it.
 
 Each record is (seq, ts, kind, fields, prev_hash, hash) where `fields` is the canonical
 JSON (sorted keys, no spaces) of the scrubbed fields and
 
-    hash = sha256(prev_hash + canonical_json({"seq", "ts", "kind", "fields"}))
+    hash = HMAC-SHA256(key, prev_hash + canonical_json({"seq", "ts", "kind", "fields"}))
 
-with prev_hash of record 1 = 64 zeros. A one-row `audit_head` table holds the last seq
-and hash and is updated in the same transaction as every append, so deleting or editing
-the newest records (truncating the tail) is detected as well as edits, deletions and
-reorderings in the middle. `verify()` reports the first bad record.
+with prev_hash of record 1 = 64 zeros. The 32-byte key lives in its own file (default
+`audit.key` next to the database, 0600; `key_file` puts it elsewhere), never in the
+database, so someone who can write the database but does not hold the key cannot re-chain
+an edited log: edits, deletions and reorderings anywhere are reported by `verify()`.
 
-What this does not stop: someone with write access who rewrites every hash from the
-edited record on, head included. Anchor `head()` elsewhere (a ticket, a log shipper)
-to catch that too.
+A one-row `audit_head` table holds the last seq and hash. The head is in the database, so
+deleting the newest records and moving the head back passes the chain check; so does
+wiping every table. Signed checkpoints written outside the data directory
+(coral_lib.colony.checkpoints, `coral audit verify --checkpoints`) catch those. Someone
+holding the database AND the key can rewrite the chain; checkpoints catch that too up to
+the last checkpoint, as long as the checkpoint signing key and the sink are out of reach.
+
+Logs written before keys existed (unkeyed SHA-256 chain) are migrated on first open: the
+`audit_meta` row records how many records use the old rule (`legacy_until`) and the hash
+of the last of them, under an HMAC of the key, and an `audit` record says so. `verify()`
+checks records 1..legacy_until by the old rule, requires the last of them to match the
+keyed `legacy_head`, and checks every later record by HMAC.
 
 Every field goes through `secrets.scrub()` before it is hashed and stored.
 Thread-safe: one connection and one lock; each append is one IMMEDIATE transaction, so
@@ -25,15 +34,21 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import hmac
 import json
+import logging
 import os
+import pathlib
+import secrets as pysecrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import IO
+from typing import IO, Protocol
 
 from coral_lib.colony import secrets, storage
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 FINISHED_STATUSES = ("ok", "failed", "error", "timeout", "refused", "interrupted")
@@ -55,9 +70,28 @@ CREATE TABLE IF NOT EXISTS audit_head (
     hash TEXT NOT NULL
 );
 INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}');
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    last_record_id INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind);
 CREATE INDEX IF NOT EXISTS audit_op ON audit (json_extract(fields, '$.op_id'));
 """
+
+
+# Created with the first keyed open, in the same transaction as the other tables.
+_META = """
+CREATE TABLE audit_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key_id TEXT NOT NULL,
+    legacy_until INTEGER NOT NULL,
+    legacy_head TEXT NOT NULL,
+    mac TEXT NOT NULL
+)
+"""
+KEY_BYTES = 32
 
 
 class AuditError(Exception):
@@ -76,15 +110,73 @@ def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def record_hash(*, prev_hash: str, seq: int, ts: float, kind: str, fields_json: str) -> str:
-    """The chain hash of one record over the exact stored fields text.
+def record_hash(*, prev_hash: str, seq: int, ts: float, kind: str, fields_json: str,
+                key: bytes | None = None) -> str:
+    """The chain hash of one record over the exact stored fields text: HMAC-SHA256 under
+    `key`, or the unkeyed SHA-256 of logs written before keys (key None).
 
     The body is the canonical JSON of {"fields", "kind", "seq", "ts"}, built by hand so
     verifying needs no JSON parsing and any change to the stored text changes the hash.
     """
     body = (f'{{"fields":{fields_json},"kind":{_json_str(kind)},'
             f'"seq":{int(seq)},"ts":{float(ts)!r}}}')
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    message = (prev_hash + body).encode()
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of a key (an HMAC of a constant): which key chained a log."""
+    return hmac.digest(key, b"coral-audit-key-id", "sha256").hex()[:16]
+
+
+def meta_mac(key: bytes, *, legacy_until: int, legacy_head: str) -> str:
+    """The HMAC that keeps the legacy boundary from being moved without the key."""
+    text = f"coral-audit-legacy:{int(legacy_until)}:{legacy_head}"
+    return hmac.digest(key, text.encode(), "sha256").hex()
+
+
+def load_key(path: str | os.PathLike, *, create: bool = True) -> bytes:
+    """The audit HMAC key from `path` (64 hex characters); created 0600 when missing."""
+    path = pathlib.Path(path)
+    if not path.exists() and create:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(pysecrets.token_hex(KEY_BYTES) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # never replaces a key another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # a key copied in with a looser mode
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"audit key file {path}: expected {KEY_BYTES * 2} hex characters")
+    return key
+
+
+class CheckpointSink(Protocol):
+    """Where AuditLog sends checkpoints (coral_lib.colony.checkpoints.Writer)."""
+
+    every: int
+    interval: float
+
+    def write(self, *, seq: int, prev_digest: str, last_record_id: int, last_hmac: str,
+              record_count: int, key_id: str) -> str:
+        """Sign and store one checkpoint; return its digest. Raises OSError on failure."""
+
+    def close(self) -> None:
+        """Release sockets."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -112,19 +204,76 @@ def jsonable(value: object) -> object:
 class AuditLog:
     """The colony's audit log (see module docstring)."""
 
-    def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time,
+                 key_file: str | os.PathLike | None = None,
+                 checkpoints: CheckpointSink | None = None) -> None:
+        """key_file: the HMAC key (default audit.key next to the database, created when
+        missing). checkpoints: a sink for signed checkpoints every `every` records or
+        `interval` seconds and at close()."""
         self.path = os.fspath(path)
+        self.key_file = os.fspath(key_file or pathlib.Path(self.path).with_name("audit.key"))
         self._clock = clock
         self._lock = threading.Lock()
+        self._sink: CheckpointSink | None = None
+        self._pending = self._uncommitted = self._count = 0
         try:
+            self._key = load_key(self.key_file)
+        except OSError as exc:
+            raise AuditError(self._explain(
+                f"cannot open the audit log: audit key {self.key_file} not readable or "
+                f"not creatable", exc)) from exc
+        except ValueError as exc:
+            raise AuditError(str(exc)) from exc
+        self.key_id = key_id(self._key)
+        try:
+            storage.private_db(self.path)
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            self._write(self._open_schema)
+            self._count = self._db.execute("SELECT count(*) FROM audit").fetchone()[0]
+        except (sqlite3.Error, OSError) as exc:
             raise AuditError(self._explain("cannot open the audit log", exc)) from exc
+        except AuditError as exc:
+            raise AuditError(str(exc).replace("audit record not written",
+                                              "cannot open the audit log")) from exc
+        self._sink = checkpoints
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if checkpoints is not None:
+            covered = self._db.execute(
+                "SELECT last_record_id FROM audit_checkpoint WHERE id = 1").fetchone()
+            self._pending = max(0, self.head()[0] - (covered[0] if covered else 0))
+            self._timer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                           name="audit-checkpoints")
+            self._timer.start()
+
+    def _open_schema(self) -> None:
+        """Tables; on the first keyed open of an older log, seal its unkeyed records."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta'"
+        ).fetchone()
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+        if has_meta:
+            return
+        legacy_until, legacy_head = self._db.execute(
+            "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        self._db.execute(_META)
+        self._db.execute(
+            "INSERT INTO audit_meta (id, key_id, legacy_until, legacy_head, mac) "
+            "VALUES (1, ?, ?, ?, ?)",
+            (self.key_id, legacy_until, legacy_head,
+             meta_mac(self._key, legacy_until=legacy_until, legacy_head=legacy_head)))
+        if legacy_until:
+            log.warning("audit: %s holds %d records chained without a key; sealed them under "
+                        "key %s (records after %d are HMAC-chained)", self.path, legacy_until,
+                        self.key_id, legacy_until)
+            self._insert("audit", canonical_json({
+                "event": "keyed", "legacy_records": legacy_until, "key_id": self.key_id}))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -218,20 +367,22 @@ class AuditLog:
             "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         seq, ts = last_seq + 1, float(self._clock())
         digest = record_hash(prev_hash=last_hash, seq=seq, ts=ts, kind=kind,
-                             fields_json=fields_json)
+                             fields_json=fields_json, key=self._key)
         self._db.execute(
             "INSERT INTO audit (seq, ts, kind, fields, prev_hash, hash) VALUES (?,?,?,?,?,?)",
             (seq, ts, kind, fields_json, last_hash, digest))
         self._db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+        self._uncommitted += 1
         return seq
 
     def _write(self, work: Callable[[], object]) -> object:
-        """Run `work` in one IMMEDIATE transaction; roll back everything on failure."""
+        """Run `work` in one IMMEDIATE transaction; roll back everything on failure.
+        Called with the lock held; writes a checkpoint when one is due."""
+        self._uncommitted = 0
         try:
             self._db.execute("BEGIN IMMEDIATE")
             result = work()
             self._db.execute("COMMIT")
-            return result
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 try:
@@ -239,8 +390,45 @@ class AuditLog:
                 except sqlite3.Error:
                     pass
             raise AuditError(self._explain("audit record not written", exc)) from exc
+        self._count += self._uncommitted
+        self._pending += self._uncommitted
+        if self._sink is not None and self._pending >= self._sink.every:
+            self._checkpoint_locked()
+        return result
 
-    def _explain(self, what: str, exc: sqlite3.Error) -> str:
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self) -> bool:
+        """Write a checkpoint now when records were added since the last one."""
+        with self._lock:
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> bool:
+        if self._sink is None or not self._pending:
+            return False
+        try:
+            last_id, last_hash = self._db.execute(
+                "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            prev = self._db.execute(
+                "SELECT seq, digest FROM audit_checkpoint WHERE id = 1").fetchone() or (0, "")
+            digest = self._sink.write(seq=prev[0] + 1, prev_digest=prev[1],
+                                      last_record_id=last_id, last_hmac=last_hash,
+                                      record_count=self._count, key_id=self.key_id)
+            self._db.execute(
+                "INSERT OR REPLACE INTO audit_checkpoint (id, seq, digest, last_record_id) "
+                "VALUES (1, ?, ?, ?)", (prev[0] + 1, digest, last_id))
+        except (OSError, sqlite3.Error) as exc:
+            # The records are stored; the next append or tick tries again.
+            log.error("audit checkpoint not written: %s", exc)
+            return False
+        self._pending = 0
+        return True
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop.wait(self._sink.interval):
+            self.checkpoint()
+
+    def _explain(self, what: str, exc: sqlite3.Error | OSError) -> str:
         return storage.explain(what, self.path, exc)
 
     # -- reading -------------------------------------------------------------------------
@@ -273,7 +461,7 @@ class AuditLog:
         return [_as_dict(row) for row in (reversed(rows) if tail else rows)]
 
     def head(self) -> tuple[int, str]:
-        """(last seq, last hash): anchor this outside the database to catch full rewrites."""
+        """(last seq, last hash): what the next checkpoint anchors outside the database."""
         with self._lock:
             return tuple(self._read("SELECT seq, hash FROM audit_head WHERE id = 1", ())[0])
 
@@ -283,20 +471,7 @@ class AuditLog:
         Reads through its own connection inside one read transaction: a consistent WAL
         snapshot, streamed in batches, while appends carry on.
         """
-        try:
-            reader = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        except sqlite3.Error as exc:
-            raise AuditError(self._explain("cannot read the audit log", exc)) from exc
-        try:
-            reader.execute("BEGIN")
-            head = reader.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-            cursor = reader.execute(
-                "SELECT seq, ts, kind, fields, prev_hash, hash FROM audit ORDER BY seq")
-            return verify_rows(_batches(cursor), head)
-        except sqlite3.Error as exc:
-            raise AuditError(self._explain("cannot read the audit log", exc)) from exc
-        finally:
-            reader.close()
+        return verify_file(self.path, self._key)
 
     def _read(self, sql: str, args: tuple) -> list[tuple]:
         try:
@@ -305,20 +480,108 @@ class AuditLog:
             raise AuditError(self._explain("cannot read the audit log", exc)) from exc
 
     def close(self) -> None:
+        """Write a last checkpoint (clean shutdown) and close the database."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=10)
         with self._lock:
+            self._checkpoint_locked()
             self._db.close()
+        if self._sink is not None:
+            self._sink.close()
 
 
-def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None) -> VerifyResult:
-    """Check (seq, ts, kind, fields, prev_hash, hash) rows in seq order against `head`."""
+def verify_file(path: str | os.PathLike, key: bytes,
+                on_row: Callable[[tuple], None] | None = None) -> VerifyResult:
+    """Verify the audit database at `path` with `key` (see AuditLog.verify); `on_row` sees
+    every row read, in seq order (checkpoint checks ride along the same pass)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AuditError(f"cannot read the audit log ({path}): no such file")
+    try:
+        reader = sqlite3.connect(path, isolation_level=None, timeout=30)
+    except sqlite3.Error as exc:
+        raise AuditError(storage.explain("cannot read the audit log", path, exc)) from exc
+    try:
+        reader.execute("BEGIN")
+        head = reader.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        meta = _read_meta(reader)
+        cursor = reader.execute(
+            "SELECT seq, ts, kind, fields, prev_hash, hash FROM audit ORDER BY seq")
+        rows = _batches(cursor)
+        if on_row is not None:
+            rows = _tee(rows, on_row)
+        if isinstance(meta, str):
+            for _ in rows:  # still feed on_row: checkpoints check the stored hashes
+                pass
+            return VerifyResult(False, 0, None, meta)
+        legacy_until, legacy_head, stored_key_id, mac = meta
+        if stored_key_id != key_id(key):
+            return VerifyResult(False, 0, None, (
+                f"this log was chained with audit key {stored_key_id}, not with the given key "
+                f"{key_id(key)}: verify with the colony's audit key"))
+        if not hmac.compare_digest(meta_mac(key, legacy_until=legacy_until,
+                                            legacy_head=legacy_head), mac):
+            return VerifyResult(False, 0, None, "the audit_meta row was modified (its HMAC "
+                                "does not match): the legacy boundary cannot be trusted")
+        result = verify_rows(rows, head, key=key, legacy_until=legacy_until,
+                             legacy_head=legacy_head)
+        for _ in rows:  # after a bad record, on_row still sees the rest
+            pass
+        return result
+    except sqlite3.Error as exc:
+        raise AuditError(storage.explain("cannot read the audit log", path, exc)) from exc
+    finally:
+        reader.close()
+
+
+def _read_meta(db: sqlite3.Connection) -> tuple | str:
+    """(legacy_until, legacy_head, key_id, mac), or why the row cannot be used."""
+    try:
+        row = db.execute(
+            "SELECT legacy_until, legacy_head, key_id, mac FROM audit_meta WHERE id = 1"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return "the audit_meta table is missing (dropped, or the log was never keyed)"
+    if row is None:
+        return "the audit_meta row is missing (deleted)"
+    legacy_until, legacy_head, stored_key_id, mac = row
+    if not (isinstance(legacy_until, int) and all(
+            isinstance(v, str) for v in (legacy_head, stored_key_id, mac))):
+        return "the audit_meta row holds unreadable values (modified)"
+    return legacy_until, legacy_head, stored_key_id, mac
+
+
+def _tee(rows: Iterable[tuple], on_row: Callable[[tuple], None]) -> Iterable[tuple]:
+    for row in rows:
+        on_row(row)
+        yield row
+
+
+def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None, *,
+                key: bytes | None = None, legacy_until: int = 0,
+                legacy_head: str = "") -> VerifyResult:
+    """Check (seq, ts, kind, fields, prev_hash, hash) rows in seq order against `head`.
+
+    Records 1..legacy_until follow the unkeyed rule and the last of them must hash to
+    `legacy_head`; later ones are HMACs under `key` (key None: every record unkeyed).
+    """
     expected_seq, prev, checked = 1, GENESIS, 0
     for seq, ts, kind, fields_json, prev_hash, digest in rows:
-        problem = _check_row(expected_seq=expected_seq, prev=prev, row=(
-            seq, ts, kind, fields_json, prev_hash, digest))
+        keyed = key is not None and expected_seq > legacy_until
+        problem = _check_row(expected_seq=expected_seq, prev=prev, key=key if keyed else None,
+                             row=(seq, ts, kind, fields_json, prev_hash, digest))
+        if not problem and key is not None and seq == legacy_until and digest != legacy_head:
+            problem = (f"record {seq}: the last unkeyed record does not match the hash sealed "
+                       f"under the key (the unkeyed records were rewritten)")
         if problem:
             # Rows come in seq order, so the first bad id is the one expected here.
             return VerifyResult(False, checked, expected_seq, problem)
         expected_seq, prev, checked = seq + 1, digest, checked + 1
+    if key is not None and legacy_until >= expected_seq:
+        return VerifyResult(False, checked, expected_seq,
+                            f"the log ends at {expected_seq - 1} but {legacy_until} unkeyed "
+                            f"records were sealed (records deleted)")
     if head is None:
         return VerifyResult(False, checked, None, "the audit_head row is missing")
     head_seq, head_hash = head
@@ -333,19 +596,24 @@ def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None) -> VerifyRe
     return VerifyResult(True, checked, None, f"{checked} records, chain intact")
 
 
-def _check_row(*, expected_seq: int, prev: str, row: tuple) -> str:
+def _check_row(*, expected_seq: int, prev: str, row: tuple, key: bytes | None = None) -> str:
     seq, ts, kind, fields_json, prev_hash, digest = row
     if seq != expected_seq:
-        return f"record {expected_seq} is missing (next stored record is {seq})"
+        return f"record {expected_seq} is missing (next stored record is {seq}): deleted"
     if prev_hash != prev:
         return f"record {seq}: prev_hash does not match record {seq - 1} (deleted or reordered)"
     try:
         expected = record_hash(prev_hash=prev_hash, seq=seq, ts=ts, kind=kind,
-                               fields_json=fields_json)
+                               fields_json=fields_json, key=key)
+        if expected != digest and key is not None and digest == record_hash(
+                prev_hash=prev_hash, seq=seq, ts=ts, kind=kind, fields_json=fields_json):
+            return (f"record {seq}: hash is the unkeyed SHA-256 of its content, not its HMAC "
+                    f"(re-chained without the key)")
     except (TypeError, ValueError) as exc:
         return f"record {seq}: unreadable values ({exc})"
     if expected != digest:
-        return f"record {seq}: content does not match its hash (modified)"
+        what = "HMAC" if key is not None else "hash"
+        return f"record {seq}: content does not match its {what} (modified)"
     return ""
 
 

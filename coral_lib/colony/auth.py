@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import json
+import logging
 import os
 import pathlib
 
 import grpc
 
 from coral_lib.colony import guard as guard_mod
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,35 +24,78 @@ class Identity:
 
 
 class TokenBook:
-    """Operator tokens from a JSON file: {"tokens": [{"token", "identity", "groups"}]}."""
+    """Operator tokens from a JSON file holding only their SHA-256:
+    {"tokens": [{"token_sha256", "identity", "groups"}]}.
+
+    A file from older versions with plaintext "token" entries is rewritten with hashes on
+    load (atomically, 0600). Tokens are 256-bit random strings, so one SHA-256 is enough:
+    there is no dictionary to try, and a stolen file does not let anyone log in.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = pathlib.Path(path)
         self._entries = _load_tokens(self.path)
 
-    def tokens(self) -> list[str]:
-        return [token for token, _ in self._entries]
-
     def lookup(self, token: str) -> Identity | None:
-        for known, identity in self._entries:
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return identity
-        return None
+        given, found = token_hash(token), None
+        for known, identity in self._entries:  # no early exit: same time for every token
+            if hmac.compare_digest(known, given) and found is None:
+                found = identity
+        return found
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hashed_entries(entries: list[dict]) -> list[dict]:
+    """tokens.json entries with any plaintext "token" replaced by its "token_sha256"."""
+    out = []
+    for entry in entries:
+        entry = dict(entry)
+        if "token" in entry:
+            entry["token_sha256"] = token_hash(str(entry.pop("token")))
+        out.append(entry)
+    return out
+
+
+def save_tokens(path: str | os.PathLike, entries: list[dict]) -> None:
+    """Write tokens.json (hashes only) atomically, 0600."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"tokens": hashed_entries(entries)}, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def _load_tokens(path: pathlib.Path) -> list[tuple[str, Identity]]:
+    expected = ('expected JSON {"tokens": [{"token_sha256" (or a plaintext "token"), '
+                '"identity", "groups"}]}')
     try:
-        body = json.loads(path.read_text())
-        entries = body["tokens"]
-        return [
-            (str(e["token"]), Identity(str(e["identity"]), tuple(e.get("groups", ()))))
-            for e in entries
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"tokens file {path}: expected JSON {{\"tokens\": [{{\"token\", \"identity\", "
-            f"\"groups\"}}]}}: {exc}"
-        ) from None
+        entries = json.loads(path.read_text())["tokens"]
+        if not isinstance(entries, list):
+            raise TypeError("tokens is not a list")
+        if any(isinstance(e, dict) and "token" in e for e in entries):
+            try:
+                save_tokens(path, entries)
+                log.warning("tokens file %s held plaintext tokens; rewrote it with their "
+                            "SHA-256 only", path)
+            except OSError as exc:
+                log.error("tokens file %s holds plaintext tokens and cannot be rewritten "
+                          "with hashes: %s", path, exc)
+            entries = hashed_entries(entries)
+        result = []
+        for e in entries:
+            digest = str(e["token_sha256"]).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"token_sha256 of {e.get('identity')!r} is not 64 hex digits")
+            result.append((digest, Identity(str(e["identity"]), tuple(e.get("groups", ())))))
+        return result
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"tokens file {path}: {expected}: {exc}") from None
 
 
 def secret_matches(given: str, expected: str) -> bool:

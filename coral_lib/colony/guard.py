@@ -11,8 +11,9 @@
 * `StreamCap`: a gRPC interceptor counting open client-streaming RPCs (Link, Shell) per
   peer address; `HelloSlots` bounds Link streams that have not said hello yet, and
   `Deadlines` cancels those that do not within `hello_timeout`, on one thread.
-* `exec_problem` / `size_problem`: colony-side caps on what is forwarded to an agent, so
-  no request can exceed an agent link's message size and drop the link.
+* `exec_problem` / `size_problem` / `capped_output`: colony-side caps on what is forwarded
+  to an agent (refused) and on the output asked for (capped), so no request or reply can
+  exceed an agent link's message size and drop the link.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Limits:
     receive_bytes: int = 16 * MiB      # largest message the colony parses (any RPC)
     request_bytes: int = 1 * MiB       # argv + stdin + env (+ cwd) of one exec; one tap,
     #                                    trace or shell frame
-    output_bytes: int = 4 * MiB        # largest max_output_bytes (per stream) of an exec
+    output_bytes: int = 4 * MiB        # max_output_bytes (per stream) of an exec is capped here
     concurrent_rpcs: int = 2048        # beyond this the colony answers RESOURCE_EXHAUSTED
     streams_per_peer: int = 64         # open Link/Shell streams from one peer address
     pending_hellos: int = 128          # Link streams not yet past their hello, colony-wide
@@ -168,10 +169,6 @@ class _Counter:
             if self._counts[key] <= 0:
                 del self._counts[key]
 
-    def count(self, key: str) -> int:
-        with self._lock:
-            return self._counts[key]
-
 
 class StreamCap(grpc.ServerInterceptor):
     """At most `streams_per_peer` open client-streaming RPCs (Link, Shell) per peer address:
@@ -286,11 +283,16 @@ def exec_problem(request, limits: Limits) -> str:
         return (f"exec argv, stdin and env are {size} bytes; the colony forwards at most "
                 f"{limits.request_bytes} (colony setting limits.requestBytes): send large "
                 "input as a file")
-    if not 0 <= request.max_output_bytes <= limits.output_bytes:
+    if request.max_output_bytes < 0:
         return (f"exec max_output_bytes {request.max_output_bytes}: expected 0 (the agent's "
-                f"default) up to {limits.output_bytes} bytes per stream (colony setting "
-                "limits.outputBytes)")
+                "default) or a positive number of bytes per stream")
     return ""
+
+
+def capped_output(max_output_bytes: int, limits: Limits) -> int:
+    """The max_output_bytes forwarded to an agent: what was asked, at most
+    limits.outputBytes per stream, so the agent's reply fits limits.receiveBytes."""
+    return min(max_output_bytes, limits.output_bytes)
 
 
 def size_problem(message, what: str, limits: Limits) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
@@ -39,6 +40,10 @@ class Operation:
 
     def close(self) -> None:
         self.link.forget(self.op_id)
+
+
+class Cancelled(Exception):
+    """The operator went away (or cancelled) while the operation ran; the agent was told."""
 
 
 class AgentLink:
@@ -89,17 +94,36 @@ class AgentLink:
         for op in ops:
             op.inbox.put(_CLOSED)
 
-    def exec(self, request: agent_pb2.ExecRequest, *, timeout: float) -> agent_pb2.ExecResult:
-        """Run one exec on the agent and wait for its result."""
+    def exec(self, request: agent_pb2.ExecRequest, *, timeout: float,
+             cancelled: Callable[[], bool] | None = None) -> agent_pb2.ExecResult:
+        """Run one exec on the agent and wait for its result. When `cancelled()` turns true
+        first, tell the agent to kill the command and raise Cancelled."""
         op = self.open()
         try:
             op.send(exec=request)
-            reply = op.receive(timeout)
+            reply = self._wait(op, timeout, cancelled)
             if reply.WhichOneof("body") == "error":
                 return agent_pb2.ExecResult(exit_code=-1, error=reply.error)
             return reply.exec_result
         finally:
             op.close()
+
+    @staticmethod
+    def _wait(op: Operation, timeout: float,
+              cancelled: Callable[[], bool] | None) -> mesh_pb2.AgentMessage:
+        if cancelled is None:
+            return op.receive(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            if cancelled():
+                op.send(cancel=True)
+                raise Cancelled(f"cancelled on agent {op.link.agent_id}")
+            try:
+                return op.receive(min(0.5, max(deadline - time.monotonic(), 0.001)))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"agent {op.link.agent_id} did not answer in "
+                                       f"{timeout:.0f}s") from None
 
     def runtime(self, *, timeout: float = 10.0) -> agent_pb2.RuntimeContext:
         op = self.open()

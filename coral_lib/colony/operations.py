@@ -6,14 +6,16 @@ import concurrent.futures
 import dataclasses
 import logging
 import shlex
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import auth, links, policy, registry
+from coral_lib.colony import targets as targets_mod
 
 log = logging.getLogger(__name__)
 LINK_MARGIN = 10.0  # seconds beyond the command's timeout before the colony gives up on an agent
@@ -28,9 +30,11 @@ class FanOut:
     def run(
         self, *, identity: auth.Identity, request: colony_pb2.OperateRequest,
         targets: list[colony_pb2.Target], admission: policy.Admission,
+        is_active: Callable[[], bool] = lambda: True,
     ) -> Iterator[colony_pb2.OperateEvent]:
         """Yield one result event per target as each finishes, then a summary. Targets the
-        gate refused are reported first, as refused, and never run."""
+        gate refused are reported first, as refused, and never run. Once the operator's
+        call is no longer active (cancelled, client gone), agents kill what still runs."""
         op_id = uuid.uuid4().hex[:16]
         yield colony_pb2.OperateEvent(targets=colony_pb2.ResolveResponse(targets=targets))
         results = [_refused(t, audit_id, reason) for t, audit_id, reason in admission.refused]
@@ -39,39 +43,59 @@ class FanOut:
         allowed = admission.allowed
         workers = max(1, min(request.max_concurrency or 64, len(allowed) or 1))
         stop_pct = request.stop_on_failure_percentage
+        cancel = threading.Event()
+
+        def cancelled() -> bool:
+            return cancel.is_set() or not is_active()
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fanout") as pool:
             futures = {pool.submit(self._one, op_id, identity, request, t, rule,
-                                   admission.approval_id): t for t, rule in allowed}
-            for future in concurrent.futures.as_completed(futures):
-                result = _skipped(futures[future]) if future.cancelled() else future.result()
-                results.append(result)
-                yield colony_pb2.OperateEvent(result=result)
-                failed = sum(r.status != "ok" for r in results)
-                if stop_pct and failed * 100.0 / len(targets) > stop_pct:
-                    for pending in futures:
-                        pending.cancel()
+                                   admission, cancelled): t
+                       for t, rule in allowed}
+            try:
+                yield from self._collect(futures, results, targets, stop_pct)
+            except GeneratorExit:  # the Operate call was cancelled or its client died
+                cancel.set()
+                for pending in futures:
+                    pending.cancel()
+                raise
         yield colony_pb2.OperateEvent(summary=_summary(op_id, targets, results))
 
+    @staticmethod
+    def _collect(futures, results, targets, stop_pct) -> Iterator[colony_pb2.OperateEvent]:
+        for future in concurrent.futures.as_completed(futures):
+            result = _skipped(futures[future]) if future.cancelled() else future.result()
+            results.append(result)
+            yield colony_pb2.OperateEvent(result=result)
+            failed = sum(r.status != "ok" for r in results)
+            if stop_pct and failed * 100.0 / len(targets) > stop_pct:
+                for pending in futures:
+                    pending.cancel()
+
     def _one(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
-             target: colony_pb2.Target, rule: str, approval_id: str) -> colony_pb2.TargetResult:
+             target: colony_pb2.Target, rule: str, admission: policy.Admission,
+             cancelled: Callable[[], bool]) -> colony_pb2.TargetResult:
         command = shlex.join(request.exec.argv)
-        verb = request.verb or "exec"
+        verb = admission.verb  # from the RPC (colony/verbs.py), never from the request
         agent = self.registry.get_agent(target.agent_id)
+        provenance = targets_mod.provenance(self.registry, target)
         runtime = agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown"
         key = f"{op_id}/{target.agent_id}/{target.pod}/{target.container}"
         try:
             audit_id = self.audit.started(
                 op_id=key, requester=identity.name, verb=verb, agent_id=target.agent_id,
                 runtime=runtime, service=target.service, namespace=target.namespace,
-                pod=target.pod, provenance="", command=command, approval_id=approval_id,
-                decision_rule=rule,
+                pod=target.pod, provenance=provenance, command=command,
+                approval_id=admission.approval_id, decision_rule=rule,
             )
         except audit_mod.AuditError as exc:
             log.error("%s on %s not run: %s", verb, target.agent_id, exc)
             return _refused(target, 0, f"not run because it could not be audited: {exc}")
-        result = self._execute(request.exec, target)
-        status = _status(result)
+        result, cut_off = self._execute(request.exec, target, cancelled)
+        status = "interrupted" if cut_off else _status(result)
         try:
+            if result.HasField("entered"):
+                targets_mod.record_entered(self.audit, op_id=key, target=target,
+                                           entered=result.entered, provenance=provenance)
             self.audit.finished(
                 op_id=key, status=status, exit_code=result.exit_code,
                 duration=result.duration_seconds,
@@ -82,23 +106,26 @@ class FanOut:
         return colony_pb2.TargetResult(target=target, result=result, audit_id=audit_id,
                                        status=status)
 
-    def _execute(self, exec_request: agent_pb2.ExecRequest,
-                 target: colony_pb2.Target) -> agent_pb2.ExecResult:
+    def _execute(self, exec_request: agent_pb2.ExecRequest, target: colony_pb2.Target,
+                 cancelled: Callable[[], bool]) -> tuple[agent_pb2.ExecResult, bool]:
+        """The agent's result, and whether the command was cut off mid-run (its agent's
+        link dropped, or the operator cancelled): the audit then says `interrupted`."""
         link = self.links.get(target.agent_id)
         if link is None:
             return agent_pb2.ExecResult(
-                exit_code=-1, error=f"agent {target.agent_id} is not connected")
+                exit_code=-1, error=f"agent {target.agent_id} is not connected"), False
         request = agent_pb2.ExecRequest()
         request.CopyFrom(exec_request)
-        request.target.namespace, request.target.pod_name = target.namespace, target.pod
-        request.target.container_name, request.service = target.container, target.service
+        request.target.CopyFrom(targets_mod.agent_target(target))
+        request.service = target.service
         timeout = (request.timeout_seconds or 30.0) + LINK_MARGIN
         started = time.monotonic()
         try:
-            return link.exec(request, timeout=timeout)
-        except (links.LinkClosed, TimeoutError) as exc:
+            return link.exec(request, timeout=timeout, cancelled=cancelled), False
+        except (links.LinkClosed, links.Cancelled, TimeoutError) as exc:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
-                                        duration_seconds=time.monotonic() - started)
+                                        duration_seconds=time.monotonic() - started), \
+                not isinstance(exc, TimeoutError)
 
 
 def _status(result: agent_pb2.ExecResult) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
-import json
+import logging
 import os
 import pathlib
 import secrets
@@ -18,6 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from coral_lib.colony import auth, storage
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +51,9 @@ class ColonyFiles:
 def ensure(data_dir: str | os.PathLike, *, hostnames: tuple[str, ...] = ()) -> ColonyFiles:
     """Create whatever is missing in data_dir; never overwrite what exists."""
     files = ColonyFiles(pathlib.Path(data_dir).resolve())
-    files.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(files.data_dir)
+    for db in (files.registry_db, files.audit_db, files.approvals_db):
+        storage.private_db(db)
     if not files.colony_id.exists():
         _write(files.colony_id, f"colony-{secrets.token_hex(4)}\n".encode(), 0o644)
     if not files.colony_secret.exists():
@@ -56,13 +62,28 @@ def ensure(data_dir: str | os.PathLike, *, hostnames: tuple[str, ...] = ()) -> C
         _write(files.admin_token, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
     if not files.tokens.exists():
         token = files.admin_token.read_text().strip()
-        body = {"tokens": [{"token": token, "identity": "admin", "groups": ["admins"]}]}
-        _write(files.tokens, json.dumps(body, indent=2).encode(), 0o600)
+        auth.save_tokens(files.tokens, [{"token": token, "identity": "admin",
+                                         "groups": ["admins"]}])
     if not (files.ca_cert.exists() and files.ca_key.exists()):
         _write_ca(files)
     if not (files.server_cert.exists() and files.server_key.exists()):
         _write_server_cert(files, hostnames)
     return files
+
+
+def private_dir(path: pathlib.Path) -> None:
+    """Create `path` 0700, or make an existing one 0700 when this user owns it; refuse a
+    directory someone else owns (they could read or swap the keys and the audit log)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.geteuid():
+        raise PermissionError(
+            f"data directory {path} is owned by uid {info.st_uid}, not by this user (uid "
+            f"{os.geteuid()}): it holds the colony's keys and audit log; chown it to uid "
+            f"{os.geteuid()} or choose another data directory")
+    if info.st_mode & 0o777 != 0o700:
+        log.warning("data directory %s was %o; made it 0700", path, info.st_mode & 0o777)
+        path.chmod(0o700)
 
 
 def _write(path: pathlib.Path, data: bytes, mode: int) -> None:

@@ -167,13 +167,7 @@ def add_token(path: str | os.PathLike, *, identity: str, groups: Sequence[str] =
     token = token or pysecrets.token_urlsafe(32)
     entries = [e for e in body.get("tokens", []) if e.get("identity") != identity]
     entries.append({"token": token, "identity": identity, "groups": list(groups)})
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"tokens": entries}, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    auth.save_tokens(path, entries)  # stores SHA-256 only
     return token
 
 
@@ -196,6 +190,7 @@ class Admission:
     allowed: list[tuple[colony_pb2.Target, str]]
     refused: list[tuple[colony_pb2.Target, int, str]]
     approval_id: str = ""
+    verb: str = ""  # the verb admitted, from the RPC (colony/verbs.py), for the audit
 
 
 class Gate:
@@ -225,14 +220,15 @@ class Gate:
                            node=target.node or (agent.node_name if agent else ""),
                            runtime=_RUNTIMES.get(mode, ""))
 
-    def check_read(self, identity: auth.Identity, what: str) -> None:
-        """Reads are colony-wide: only rules without a scope grant them."""
+    def check_read(self, identity: auth.Identity, what: str, *, verb: str = "read") -> None:
+        """Reads are colony-wide: only rules without a scope grant them. `verb` is the
+        RPC's verb from colony/verbs.py."""
         decision = rbac.decide(self.settings.policy, identity=identity.name,
-                               groups=identity.groups, verb="read", target=rbac.Target())
+                               groups=identity.groups, verb=verb, target=rbac.Target())
         if not decision.allowed:
-            self.audit.refused(requester=identity.name, verb="read", target=what, command="",
+            self.audit.refused(requester=identity.name, verb=verb, target=what, command="",
                                reason=decision.reason, rule=decision.rule)
-            raise Refused(f"read refused: {decision.reason}")
+            raise Refused(f"{verb} refused: {decision.reason}")
 
     def admit(self, *, identity: auth.Identity, verb: str, targets: list[colony_pb2.Target],
               command: str, approval_id: str = "", no_wait: bool = False,
@@ -260,7 +256,7 @@ class Gate:
                 approval_id=approval_id, no_wait=no_wait, is_active=is_active)
             if not approval_id:
                 return None
-        admission = Admission(allowed=[], refused=refused, approval_id=approval_id)
+        admission = Admission(allowed=[], refused=refused, approval_id=approval_id, verb=verb)
         waits = []
         for target, rule in allowed:
             verdict = self.limiter.check(identity.name, describe(target))
@@ -336,17 +332,18 @@ class Gate:
         return approval_id
 
     def decide_approval(self, identity: auth.Identity, approval_id: str, *,
-                        approve: bool) -> approvals_mod.Approval:
-        """Approve or deny; the approver needs verb `approve` on every target it covers
-        (the scope stored with the request, so it survives a colony restart)."""
+                        approve: bool, verb: str = "approve") -> approvals_mod.Approval:
+        """Approve or deny; the approver needs `verb` (the RPC's, colony/verbs.py: approve)
+        on every target it covers: the scope stored with the request, so it survives a
+        colony restart."""
         stored = self.approvals.get(approval_id)
         for target in _scope_targets(stored.scope) or [rbac.Target()]:
             decision = rbac.decide(self.settings.policy, identity=identity.name,
-                                   groups=identity.groups, verb="approve", target=target)
+                                   groups=identity.groups, verb=verb, target=target)
             if not decision.allowed:
-                self.audit.refused(requester=identity.name, verb="approve", target=approval_id,
+                self.audit.refused(requester=identity.name, verb=verb, target=approval_id,
                                    command="", reason=decision.reason, rule=decision.rule)
-                raise Refused(f"approve refused: {decision.reason}")
+                raise Refused(f"{verb} refused: {decision.reason}")
         action = self.approvals.approve if approve else self.approvals.deny
         record = action(approval_id, approver=identity.name)
         self.audit.append("approval", {"event": record.state, "approval_id": approval_id,

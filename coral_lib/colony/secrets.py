@@ -7,7 +7,9 @@
 * every registered secret (`register(value)`, e.g. the colony secret or an operator token)
   is replaced by "[redacted]" inside any string, so a command line that carries the colony
   secret never lands in a record;
-* `--password=x` / `token: x` style pairs inside strings lose their value.
+* secret values inside strings lose their value by the one redaction table in
+  coral_lib/redact.py (flags, attached values, URL userinfo, headers, assignments, PEM);
+* a list of strings (an argv) is redacted across flag/value pairs too (`--password`, `V`).
 
 Registered secrets live in one process-wide set guarded by a lock: the colony registers
 its secret once at start and every thread scrubs against it.
@@ -19,29 +21,15 @@ import re
 import threading
 from collections.abc import Mapping
 
-REDACTED = "[redacted]"
+from coral_lib import redact
+
+REDACTED = redact.REDACTED
 
 # Key names (lower-cased, any separator) whose values are secrets.
 _SECRET_KEY = re.compile(
     r"secret|token|passw|passphrase|authorization|cookie|credential|"
     r"api[-_]?key|private[-_]?key|(^|[-_.])key$|(^|[-_.])(pem|pkcs|pfx)($|[-_.])|^pwd$",
     re.IGNORECASE,
-)
-
-# Inline `name=value` / `name: value` pairs inside free text (command lines, errors).
-_INLINE_PAIR = re.compile(
-    # Anchored at a word start and bounded, so long words cannot make it backtrack for long.
-    r"(?<![\w.-])(?P<name>-{0,2}[\w.-]{0,40}?(?:password|passwd|secret|token|api[-_]?key)"
-    r"[\w.-]{0,40})"
-    r"(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"',;&]+)",
-    re.IGNORECASE,
-)
-# `Authorization: Bearer abc` and bare `Bearer abc`.
-_BEARER = re.compile(r"(?P<name>\b(?:bearer|basic))\s+(?P<value>[A-Za-z0-9._~+/=-]{4,})",
-                     re.IGNORECASE)
-# PEM private key blocks pasted into a command or an error.
-_PEM_KEY = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL
 )
 
 _lock = threading.Lock()
@@ -91,15 +79,12 @@ def _scrub(value: object, known: list[str]) -> object:
             str(k): REDACTED if is_secret_key(str(k)) and v not in (None, "") else _scrub(v, known)
             for k, v in value.items()
         }
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return redact.redact_argv(list(value), known)
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v, known) for v in value]
     return value
 
 
 def _scrub_text(text: str, known: list[str]) -> str:
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    text = _PEM_KEY.sub(REDACTED, text)
-    text = _INLINE_PAIR.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", text)
-    return _BEARER.sub(lambda m: f"{m['name']} {REDACTED}", text)
+    return redact.redact_text(text, known)

@@ -21,6 +21,7 @@ from coral_lib.colony import approvals as approvals_mod
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import (
     auth,
+    checkpoints,
     guard,
     links,
     operations,
@@ -30,8 +31,10 @@ from coral_lib.colony import (
     routing,
     secrets,
     tap_relay,
+    verbs,
 )
 from coral_lib.colony import shell as shell_mod
+from coral_lib.colony import targets as targets_mod
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +72,22 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
                tokens_file: str = "", heartbeat_interval: float = 10.0,
                degraded_after: float = 30.0, unhealthy_after: float = 90.0,
                settings: policy.Settings | None = None,
+               audit_options: checkpoints.Options | None = None,
                limits: guard.Limits | None = None) -> ColonyState:
-    """Open the data directory's stores; `settings` None is the embedded default policy."""
+    """Open the data directory's stores; `settings` None is the embedded default policy;
+    `audit_options` None keeps audit keys in the data dir, checkpoints beside it;
+    `limits` None is guard.Limits() (the documented defaults)."""
     files = pki.ensure(data_dir)
-    reg, audit = registry.Registry(files.registry_db), audit_mod.AuditLog(files.audit_db)
+    colony_id = colony_id or files.colony_id.read_text().strip()
+    audit_options = audit_options or checkpoints.Options()
+    reg = registry.Registry(files.registry_db)
+    audit = audit_mod.AuditLog(files.audit_db, key_file=audit_options.audit_key(files.data_dir),
+                               checkpoints=audit_options.writer(files.data_dir, colony_id))
     approvals = approvals_mod.ApprovalStore(files.approvals_db)
     gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
                        approvals=approvals, registry=reg)
     state = ColonyState(
-        colony_id=colony_id or files.colony_id.read_text().strip(),
+        colony_id=colony_id,
         colony_secret=colony_secret or files.colony_secret.read_text().strip(),
         files=files, registry=reg, audit=audit, links=links.Links(),
         tokens=auth.TokenBook(tokens_file or files.tokens), approvals=approvals, gate=gate,
@@ -87,8 +97,8 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
     state.peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     state.agent_peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     secrets.register(state.colony_secret)
-    for token in state.tokens.tokens():
-        secrets.register(token)
+    if files.admin_token.exists():  # tokens.json holds hashes; redact the one we know
+        secrets.register(files.admin_token.read_text().strip())
     interrupted = state.audit.mark_interrupted()
     if interrupted:
         log.warning("audit: %d operations were cut off by the last stop; marked interrupted",
@@ -263,11 +273,11 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
     def _who(self, context) -> auth.Identity:
         return auth.operator(context, self.state.tokens, self.state.peers)
 
-    def _reader(self, context, what: str) -> auth.Identity:
+    def _reader(self, context, what: str, rpc: str) -> auth.Identity:
         """The caller, when the policy lets them read; else abort PERMISSION_DENIED."""
         who = self._who(context)
         try:
-            self.gate.check_read(who, what)
+            self.gate.check_read(who, what, verb=verbs.colony(rpc))
         except policy.Refused as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except audit_mod.AuditError as exc:
@@ -279,7 +289,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return colony_pb2.WhoAmIResponse(identity=who.name, groups=list(who.groups))
 
     def ListAgents(self, request, context):
-        self._reader(context, "agents")
+        self._reader(context, "agents", "ListAgents")
         now, counts = time.time(), self.state.registry.service_counts()
         connected = self.state.links.connected()
         return colony_pb2.ListAgentsResponse(agents=[
@@ -296,7 +306,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         ])
 
     def ListServices(self, request, context):
-        self._reader(context, "services")
+        self._reader(context, "services", "ListServices")
         flt = registry.ServiceFilter(
             name=request.name, labels=dict(request.labels), provenance=request.provenance,
             agent=request.agent, node=request.node, namespace=request.namespace,
@@ -318,7 +328,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             raise
 
     def ResolveTargets(self, request, context):
-        self._reader(context, "targets")
+        self._reader(context, "targets", "ResolveTargets")
         return colony_pb2.ResolveResponse(targets=self._resolve(request, context))
 
     def _admit(self, context, wrap, **request):
@@ -333,20 +343,43 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not run: {exc}")
 
+    def _fixed(self, context, who: auth.Identity, rpc: str, *, command: str,
+               requested_verb: str = "", raw: tuple[str, agent_pb2.ExecTarget] | None = None
+               ) -> str:
+        """The verb of `rpc`, from the one table in verbs.py. A request that names another
+        verb, or a raw container id, is refused (INVALID_ARGUMENT naming the field) and
+        audited; see colony/verbs.py and colony/targets.py."""
+        verb = verbs.colony(rpc)
+        reason = verbs.check_request_verb(f"/{verbs.COLONY_SERVICE}/{rpc}", requested_verb)
+        rule = "verb-fixed-by-rpc"
+        if not reason and raw is not None:
+            reason, rule = targets_mod.raw_container_id(*raw), targets_mod.RAW_TARGET_RULE
+        if reason:
+            with contextlib.suppress(audit_mod.AuditError):
+                self.state.audit.refused(requester=who.name, verb=verb, target="",
+                                         command=command, reason=reason, rule=rule)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
+        return verb
+
     def Operate(self, request, context):
         who = self._who(context)
         if not request.exec.argv:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec.argv is empty: give a command")
         _check_request(context, guard.exec_problem(request.exec, self.state.limits),
                        request.approval_id)
+        request.exec.max_output_bytes = guard.capped_output(request.exec.max_output_bytes,
+                                                            self.state.limits)
+        command = shlex.join(request.exec.argv)
+        verb = self._fixed(context, who, "Operate", command=command,
+                           requested_verb=request.verb, raw=("exec.target", request.exec.target))
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.OperateEvent(pending=p), identity=who,
-            verb=request.verb or "exec", targets=targets, command=shlex.join(request.exec.argv),
+            verb=verb, targets=targets, command=command,
             approval_id=request.approval_id, no_wait=True)  # the client waits, not a thread
         if admission is not None:
             yield from self.fanout.run(identity=who, request=request, targets=targets,
-                                       admission=admission)
+                                       admission=admission, is_active=context.is_active)
 
     def Shell(self, request_iterator, context):
         who = self._who(context)
@@ -357,6 +390,9 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         if first.input.WhichOneof("input") != "start":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first shell frame must start it")
         _check_request(context, guard.size_problem(first, "the shell start", self.state.limits))
+        command = shlex.join(first.input.start.argv) or "/bin/sh"
+        verb = self._fixed(context, who, "Shell", command=command,
+                           raw=("input.start.target", first.input.start.target))
         targets = self._resolve(first.targeting, context)
         if len(targets) != 1:
             names = ", ".join(f"{t.agent_id}:{t.pod or '-'}/{t.container or '-'}" for t in targets)
@@ -364,8 +400,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                           f"a shell needs exactly one target; {len(targets)} matched: {names}")
         target = targets[0]
         admission = yield from self._admit(
-            context, _pending_text, identity=who, verb="shell", targets=targets,
-            command=shlex.join(first.input.start.argv) or "/bin/sh")
+            context, _pending_text, identity=who, verb=verb, targets=targets, command=command)
         link = self.state.links.get(target.agent_id)
         if link is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {target.agent_id} is not connected")
@@ -376,15 +411,18 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             audit=self.state.audit, rule=admission.allowed[0][1], is_active=context.is_active,
             approval_id=admission.approval_id,
             runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
+            verb=verb, provenance=targets_mod.provenance(self.state.registry, target),
         )
 
     def Tap(self, request, context):
         who = self._who(context)
         _check_request(context, guard.size_problem(request.tap, "the tap request",
                                                    self.state.limits), request.approval_id)
+        verb = self._fixed(context, who, "Tap", command=tap_relay.tap_command(request.tap),
+                           raw=("tap.target", request.tap.target))
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
-            context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb="tap",
+            context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb=verb,
             targets=targets, command=tap_relay.tap_command(request.tap),
             approval_id=request.approval_id, no_wait=True)
         if admission is not None:
@@ -395,17 +433,19 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         who = self._who(context)
         _check_request(context, guard.size_problem(request.trace, "the trace request",
                                                    self.state.limits), request.approval_id)
+        verb = self._fixed(context, who, "Trace", command=tap_relay.trace_command(request.trace),
+                           raw=("trace.target", request.trace.target))
         targets = self._resolve(request.targeting, context)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.TraceOperateEvent(pending=p), identity=who,
-            verb="trace", targets=targets, command=tap_relay.trace_command(request.trace),
+            verb=verb, targets=targets, command=tap_relay.trace_command(request.trace),
             approval_id=request.approval_id, no_wait=True)
         if admission is not None:
             yield from self.streams.trace(identity=who, request=request, targets=targets,
                                           admission=admission, is_active=context.is_active)
 
     def ListAudit(self, request, context):
-        self._reader(context, "audit")
+        self._reader(context, "audit", "ListAudit")
         try:
             rows = self.state.audit.list(
                 kind=request.kind or None, requester=request.requester or None,
@@ -418,7 +458,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return colony_pb2.ListAuditResponse(records=[_audit_record(r) for r in rows])
 
     def VerifyAudit(self, request, context):
-        self._reader(context, "audit")
+        self._reader(context, "audit", "VerifyAudit")
         try:
             result = self.state.audit.verify()
         except audit_mod.AuditError as exc:
@@ -432,7 +472,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         who = self._who(context)
         _check_request(context, "", request.approval_id, required=True)
         try:
-            record = self.gate.decide_approval(who, request.approval_id, approve=request.approve)
+            record = self.gate.decide_approval(who, request.approval_id, approve=request.approve,
+                                               verb=verbs.colony("Decide"))
         except policy.Refused as exc:
             _abort(context, exc)
         except approvals_mod.ApprovalError as exc:
@@ -450,11 +491,11 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         except approvals_mod.ApprovalError as exc:
             _abort_approval(context, exc)
         if record.requester != who.name:
-            self._reader(context, "approvals")
+            self._reader(context, "approvals", "GetApproval")
         return policy.approval_record(record)
 
     def ListApprovals(self, request, context):
-        self._reader(context, "approvals")
+        self._reader(context, "approvals", "ListApprovals")
         return colony_pb2.ListApprovalsResponse(
             approvals=[policy.approval_record(a) for a in self.state.approvals.pending()])
 

@@ -12,29 +12,31 @@ from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import auth, links
+from coral_lib.colony import targets as targets_mod
 
 
 def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_pb2.ShellFrame,
           frames: Iterator[colony_pb2.ShellFrame], link: links.AgentLink,
           audit: audit_mod.AuditLog, runtime: str, rule: str, is_active,
-          approval_id: str = "") -> Iterator[agent_pb2.ShellOutput]:
+          approval_id: str = "", verb: str = "shell",
+          provenance: str = "") -> Iterator[agent_pb2.ShellOutput]:
     """Start the shell on the agent, pump operator input to it, yield its output."""
     start = agent_pb2.ShellStart()
     start.CopyFrom(first.input.start)
-    start.target.namespace, start.target.pod_name = target.namespace, target.pod
-    start.target.container_name = target.container
+    start.target.CopyFrom(targets_mod.agent_target(target))
     op_key = f"shell-{uuid.uuid4().hex[:12]}"
     command = shlex.join(start.argv) or "/bin/sh"
     try:
-        audit.started(op_id=op_key, requester=identity.name, verb="shell",
+        audit.started(op_id=op_key, requester=identity.name, verb=verb,
                       agent_id=target.agent_id, runtime=runtime, service=target.service,
-                      namespace=target.namespace, pod=target.pod, provenance="",
+                      namespace=target.namespace, pod=target.pod, provenance=provenance,
                       command=command, decision_rule=rule, approval_id=approval_id)
     except audit_mod.AuditError as exc:
         yield agent_pb2.ShellOutput(error=f"shell not started because it could not be "
                                           f"audited: {exc}")
         return
     op, began, sent, code, error = link.open(), time.monotonic(), 0, None, ""
+    lost = False  # the agent's link dropped mid-shell: the shell was cut off
     try:
         op.send(shell=agent_pb2.ShellInput(start=start))
         threading.Thread(target=_forward, args=(frames, op), daemon=True).start()
@@ -46,26 +48,33 @@ def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_p
             out = reply.shell if reply.WhichOneof("body") == "shell" else agent_pb2.ShellOutput(
                 error=reply.error or "unexpected reply from agent")
             kind = out.WhichOneof("output")
+            if kind == "entered":  # for the audit, not the operator's terminal
+                targets_mod.record_entered(audit, op_id=op_key, target=target,
+                                           entered=out.entered, provenance=provenance)
+                continue
             sent += len(out.data)
             code = out.exit_code if kind == "exit_code" else None
             error = out.error if kind == "error" else ""
             yield out
     except links.LinkClosed as exc:
-        error = str(exc)
+        error, lost = str(exc), True
         yield agent_pb2.ShellOutput(error=error)
     finally:
         if code is None:
             _cancel(op)
         op.close()
-        audit.finished(op_id=op_key, status=_status(code, error, is_active()), exit_code=code,
+        audit.finished(op_id=op_key, status=_status(code, error, is_active() and not lost),
+                       exit_code=code,
                        duration=time.monotonic() - began, bytes_out=sent, error=error)
 
 
 def _status(code: int | None, error: str, active: bool) -> str:
+    if code is None and not active:  # operator gone or agent link lost
+        return "interrupted"
     if error:
         return "error"
     if code is None:
-        return "interrupted" if not active else "error"
+        return "error"
     return "ok" if code == 0 else "failed"
 
 

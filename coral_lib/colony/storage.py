@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 
@@ -13,16 +14,44 @@ def read_only(directory: str) -> bool:
         return False
 
 
-def explain(what: str, path: str, exc: sqlite3.Error) -> str:
-    """'<what> (<path>): <cause>: <sqlite message>' naming a full disk or read-only dir."""
+def explain(what: str, path: str, exc: sqlite3.Error | OSError) -> str:
+    """'<what> (<path>): <cause>: <message>' naming a full disk or read-only dir."""
     directory = os.path.dirname(os.path.abspath(path))
     text = str(exc)
-    if "full" in text:
+    if "full" in text or "No space" in text:
         cause = f"the disk holding {directory} is full"
-    elif read_only(directory) or "readonly" in text or "read-only" in text:
+    elif read_only(directory) or "readonly" in text or "read-only" in text or (
+            "Read-only" in text):
         cause = f"the data directory {directory} is read-only"
     elif not os.path.isdir(directory):
         cause = f"the data directory {directory} does not exist"
     else:
-        cause = "SQLite error"
+        cause = "SQLite error" if isinstance(exc, sqlite3.Error) else "OS error"
     return f"{what} ({path}): {cause}: {text}"
+
+
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def private_db(path: str | os.PathLike) -> None:
+    """Make a SQLite file and its side files owner-only (0600) before SQLite opens them.
+
+    SQLite creates -wal/-shm/-journal with the database file's mode, so creating the
+    database 0600 first covers them; chmod fixes files left 0644 by older versions. A
+    read-only file system is left alone: opening the database reports it.
+    """
+    path = os.fspath(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.ENOENT):
+            raise
+    for suffix in SQLITE_SIDE_FILES:
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise

@@ -22,6 +22,7 @@ from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import auth, links, policy, registry
+from coral_lib.colony import targets as targets_mod
 
 log = logging.getLogger(__name__)
 TAP_MARGIN = 30.0     # seconds past the duration before the colony gives up on an agent
@@ -104,6 +105,7 @@ class Relay:
             target=self._one, daemon=True, name=f"{kind.verb}-{target.agent_id}",
             kwargs={"kind": kind, "op_id": op_id, "identity": identity, "target": target,
                     "rule": rule, "approval_id": admission.approval_id, "request": body(target),
+                    "verb": admission.verb,
                     "deadline": time.monotonic() + (duration or 10.0) + kind.margin,
                     "command": command, "events": events, "stop": stop})
             for target, rule in admission.allowed]
@@ -126,15 +128,17 @@ class Relay:
             stop.set()  # the operator went away (or all ended): threads cancel and audit
 
     def _one(self, *, kind: _Kind, op_id, identity, target, rule, approval_id, request,
-             deadline, command, events: queue.Queue, stop: threading.Event) -> None:
+             verb: str, deadline, command, events: queue.Queue, stop: threading.Event) -> None:
         key = f"{op_id}/{target.agent_id}/{target.pod}/{target.container}"
         agent = self.registry.get_agent(target.agent_id)
+        provenance = targets_mod.provenance(self.registry, target)
         try:
             audit_id = self.audit.started(
-                op_id=key, requester=identity.name, verb=kind.verb, agent_id=target.agent_id,
+                op_id=key, requester=identity.name, verb=verb, agent_id=target.agent_id,
                 runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
                 service=target.service, namespace=target.namespace, pod=target.pod,
-                provenance="", command=command, approval_id=approval_id, decision_rule=rule)
+                provenance=provenance, command=command, approval_id=approval_id,
+                decision_rule=rule)
         except audit_mod.AuditError as exc:
             events.put(kind.event_type(target=target, event=_error_event(
                 kind, f"refused: not run because it could not be audited: {exc}")))
@@ -146,6 +150,10 @@ class Relay:
                                         deadline=deadline, stop=stop):
                 sent += kind.size(event)
                 which = event.WhichOneof("event")
+                if which == "entered":  # for the audit; the operator already has the target
+                    targets_mod.record_entered(self.audit, op_id=key, target=target,
+                                               entered=event.entered, provenance=provenance)
+                    continue
                 if which == "summary":
                     status = "ok"
                 elif which == "error":
@@ -196,8 +204,7 @@ class Relay:
 
 
 def _fill(out: agent_pb2.ExecTarget, target: colony_pb2.Target) -> None:
-    out.namespace, out.pod_name, out.container_name = (
-        target.namespace, target.pod, target.container)
+    out.CopyFrom(targets_mod.agent_target(target))
 
 
 def _error_event(kind: _Kind, text: str):

@@ -8,7 +8,7 @@ import signal
 import threading
 
 from coral_lib import config
-from coral_lib.colony import audit, guard, pki, policy, rbac, registry, server
+from coral_lib.colony import audit, checkpoints, guard, pki, policy, rbac, registry, server
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,11 @@ def start_command(args: argparse.Namespace) -> int:
                 observe_only_agents=settings.observe_only_agents,
                 rate_limits=settings.rate_limits, approval_ttl=settings.approval_ttl),
             limits=_limits(settings),
+            audit_options=checkpoints.Options(
+                audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
+                directory=settings.checkpoint_dir, syslog=settings.checkpoint_syslog,
+                every=settings.checkpoint_every, interval=settings.checkpoint_interval,
+                append_only=settings.checkpoint_append_only),
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import time
 
 from coral_lib import client, selection, validate
-from coral_lib.colony import audit
+from coral_lib.colony import audit, checkpoints
 from coral_lib.commands import approve, common
 
 
@@ -63,7 +64,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("-o", "--output", default="-", help="file (default: stdout)")
     common.add_connection_args(export)
     export.set_defaults(func=audit_export_command)
-    verify = verbs.add_parser("verify", help="check the hash chain of the audit log")
+    verify = verbs.add_parser(
+        "verify", help="check the HMAC chain of the audit log (through the colony); with "
+        "--checkpoints, check the database files locally against signed checkpoints")
+    local = verify.add_argument_group(
+        "local verification against checkpoints (reads the data directory's files)")
+    local.add_argument("--checkpoints", default="", metavar="PATH",
+                       help="checkpoint directory or file (JSON lines or syslog lines)")
+    local.add_argument("--public-key", default="", metavar="FILE",
+                       help="checkpoint public key (default: DATA_DIR/checkpoint.pub; pin a "
+                            "copy kept off the colony host)")
+    local.add_argument("--data-dir", default="", help="the colony's data directory "
+                       "(default: CORAL_COLONY_DATA_DIR or the local colony's)")
+    local.add_argument("--audit-key", default="", metavar="FILE",
+                       help="audit HMAC key (default: DATA_DIR/audit.key)")
     common.add_connection_args(verify)
     verify.set_defaults(func=audit_verify_command)
 
@@ -208,6 +222,11 @@ def audit_row(record: dict) -> dict:
         what = f"{record.get('verb', '')} {record.get('target', '')}: {record.get('reason', '')}"
     elif kind == "finished":
         what = record.get("op_id", "")
+    elif kind == "entered":
+        where = "/".join(str(record.get(k)) for k in ("namespace", "pod", "container")
+                         if record.get(k))
+        what = " ".join(p for p in ("entered", str(record.get("node") or ""), where,
+                                    f"({record.get('resolved_by') or '?'})") if p)
     else:
         what = " ".join(str(record.get(k) or "") for k in ("verb", "command")).strip()
     status = record.get("status") or ""
@@ -220,12 +239,33 @@ def audit_row(record: dict) -> dict:
 
 
 def audit_verify_command(args: argparse.Namespace) -> int:
+    if args.checkpoints:
+        return audit_verify_local(args)
+
     def action() -> int:
         with common.connect(args) as colony:
             result = colony.verify_audit()
         common.print_json(result)
         return 0 if result.get("ok") else 1
     return _run(action)
+
+
+def audit_verify_local(args: argparse.Namespace) -> int:
+    """Verify audit.db with the HMAC key and the checkpoints, without the colony running."""
+    data_dir = pathlib.Path(args.data_dir) if args.data_dir else common.default_data_dir()
+    key_file = args.audit_key or str(data_dir / "audit.key")
+    public_file = args.public_key or str(data_dir / "checkpoint.pub")
+    try:
+        key = audit.load_key(key_file, create=False)
+        public = checkpoints.load_public_key(public_file)
+        found, problems = checkpoints.read(args.checkpoints)
+        report = checkpoints.verify(
+            checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
+            chain=lambda on_row: audit.verify_file(data_dir / "audit.db", key, on_row))
+    except (OSError, ValueError, audit.AuditError) as exc:
+        return common.fail(f"cannot verify the audit log: {exc}")
+    common.print_json(report.as_dict())
+    return 0 if report.ok else 1
 
 
 def audit_export_command(args: argparse.Namespace) -> int:

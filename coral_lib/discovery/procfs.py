@@ -241,8 +241,9 @@ def services(
 
 
 def select_container(containers: Sequence[Container], name: str = "", *,
-                     default: str = "") -> Container:
-    """The container called `name` (or with that id / a unique id prefix of >= 6 chars).
+                     default: str = "", by_id: bool = True) -> Container:
+    """The container called `name` (or, with by_id, with that id / a unique id prefix of
+    >= 6 chars). Operation targets pass by_id=False: exact names only, never an id.
 
     Without a name: the `default` container when given and present (the pod's
     kubectl.kubernetes.io/default-container annotation), else the first app container.
@@ -253,9 +254,10 @@ def select_container(containers: Sequence[Container], name: str = "", *,
     if not name:
         return next((c for c in containers if default and c.name == default), containers[0])
     for c in containers:
-        if name in (c.name, c.container_id, c.key):
+        if name == c.name or by_id and name in (c.container_id, c.key):
             return c
-    prefixed = [c for c in containers if len(name) >= 6 and c.container_id.startswith(name)]
+    prefixed = [c for c in containers
+                if by_id and len(name) >= 6 and c.container_id.startswith(name)]
     if len(prefixed) == 1:
         return prefixed[0]
     listing = ", ".join(c.name for c in containers)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 DEFAULT_MAX_OUTPUT = 1 << 20  # bytes per stream before output is truncated
+# Whatever max_output a request asks for, an agent never returns more than this per stream:
+# a reply (stdout + stderr) must stay well below the link's 256 MiB message limit, or the
+# colony would drop the whole link instead of one oversized result.
+HARD_MAX_OUTPUT = 32 << 20
 
 
 class OperationError(Exception):
@@ -15,13 +20,18 @@ class OperationError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class ExecTarget:
-    """Where to run: empty fields mean "the agent's own host/process"."""
+    """Where to run: empty fields mean "the agent's own host/process".
+
+    A request names namespace, pod and container name only. container_id, pid and
+    resolved_by are filled by the agent's resolver once it found the container itself
+    (never from a request: agent/handlers.py refuses a request carrying a container id)."""
 
     namespace: str = ""
     pod_name: str = ""
     container_name: str = ""
     container_id: str = ""
     pid: int = 0  # a process inside the target container (nsenter backend)
+    resolved_by: str = ""  # how the resolver found it: cri | pod-status | sidecar | host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +44,7 @@ class ExecRequest:
     cwd: str = ""
     stdin: bytes = b""
     target: ExecTarget = ExecTarget()
+    cancel: threading.Event | None = None  # set by the agent when the operator cancels
 
 
 @dataclasses.dataclass(frozen=True)

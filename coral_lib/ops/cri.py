@@ -175,9 +175,13 @@ class CRIBackend:
     def version(self) -> api_pb2.VersionResponse:
         return self._call("Version", api_pb2.VersionRequest(version="v1"))
 
-    def list_pod_containers(self, *, namespace: str, pod_name: str) -> list[dict]:
-        """The pod's running containers (see `describe`), oldest first."""
+    def list_pod_containers(self, *, namespace: str, pod_name: str,
+                            pod_uid: str = "") -> list[dict]:
+        """The pod's running containers (see `describe`), oldest first. CRI label selectors
+        match exactly; with pod_uid, containers of an earlier pod of that name are left out."""
         selector = {POD_NAME_LABEL: pod_name, POD_NAMESPACE_LABEL: namespace}
+        if pod_uid:
+            selector[POD_UID_LABEL] = pod_uid
         return self._list({"label_selector": selector})
 
     def _list(self, filter_fields: dict) -> list[dict]:
@@ -198,22 +202,16 @@ class CRIBackend:
             return sandbox.annotations.get(DEFAULT_CONTAINER_ANNOTATION, "")
         return ""
 
-    def resolve(self, target: base.ExecTarget) -> dict:
-        """The running container the target names (see `describe`)."""
-        if target.container_id:
-            found = self._list({"id": target.container_id})
-            if not found:
-                raise base.OperationError(f"no running container with id "
-                                          f"{target.container_id!r} on {self.socket_path}")
-            if len(found) > 1:
-                raise base.OperationError(
-                    f"container id prefix {target.container_id!r} is ambiguous")
-            return found[0]
+    def resolve(self, target: base.ExecTarget, *, pod_uid: str = "") -> dict:
+        """The running container the target names (see `describe`): by namespace, pod and
+        container name through kubelet's labels, exact matches only. A container id is
+        never looked up (CRI's id filter matches prefixes: an escape and an oracle)."""
         if not target.pod_name:
-            raise base.OperationError("CRI exec needs a pod name or a container id")
+            raise base.OperationError("CRI exec needs a pod name")
         namespace = target.namespace or "default"
         pod = f"{namespace}/{target.pod_name}"
-        containers = self.list_pod_containers(namespace=namespace, pod_name=target.pod_name)
+        containers = self.list_pod_containers(namespace=namespace, pod_name=target.pod_name,
+                                              pod_uid=pod_uid)
         if not containers:
             raise base.OperationError(f"pod {pod} has no running containers on this node")
         default = "" if target.container_name else self._default_container(
@@ -225,6 +223,11 @@ class CRIBackend:
         if request.stdin:
             raise base.OperationError("CRI ExecSync cannot pass stdin to the command")
         container = self.resolve(request.target)
+        if request.target.container_id and request.target.container_id != container["id"]:
+            # the resolver pinned what it checked; anything else ran in between: refuse
+            raise base.OperationError(
+                f"container {container['name']!r} of pod {request.target.namespace}/"
+                f"{request.target.pod_name} changed while the operation started; try again")
         seconds = max(1, math.ceil(request.timeout))
         sync = api_pb2.ExecSyncRequest(
             container_id=container["id"], cmd=exec_argv(request), timeout=seconds)

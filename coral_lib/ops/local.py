@@ -15,4 +15,5 @@ class LocalBackend:
         return capture.run_process(
             base.effective_argv(request), timeout=request.timeout,
             max_output=request.max_output, stdin=request.stdin, env=env, cwd=request.cwd or None,
+            cancel=request.cancel,
         )

@@ -85,7 +85,8 @@ class NsenterBackend:
                               proc_root=self.proc_root)
         argv = base.effective_argv(request)
         result = capture.run_process(prefix + argv, timeout=request.timeout,
-                                     max_output=request.max_output, stdin=request.stdin, env=env)
+                                     max_output=request.max_output, stdin=request.stdin, env=env,
+                                     cancel=request.cancel)
         if result.exit_code != 0 and result.stderr.startswith(b"nsenter: "):
             # nsenter itself failed (entering a namespace or exec): not the command's output
             reason = result.stderr.decode(errors="replace").strip().removeprefix("nsenter: ")
@@ -119,22 +120,29 @@ def find_container_pid(*, container_id: str, proc_root: str = "/proc") -> int:
     return pids[0]
 
 
-def find_pod_container_pid(
-    *, pod_uid: str, container_name_or_id: str, proc_root: str = "/proc",
+def find_pod_container(
+    *, pod_uid: str, container_name: str, proc_root: str = "/proc",
     names: dict[str, str] | None = None,
-) -> int:
-    """The main pid of one container of a pod (by name or id), from a hostPID /proc scan.
+) -> procfs.Container:
+    """One container of a pod, by exact name, from a hostPID /proc scan: only processes
+    whose cgroup names the pod's UID are considered, so nothing outside the pod is found.
 
     `names` maps container ids to names (e.g. from the pod's containerStatuses); without
     it names come from CORAL_CONTAINER_NAME in the containers' environment.
     """
     uid = pod_uid.replace("_", "-")
     in_pod = [c for c in procfs.scan(proc_root=proc_root, names=names or {})
-              if c.pod_uid == uid and c.container_id]
+              if uid and c.pod_uid == uid and c.container_id]
     if not in_pod:
         raise base.OperationError(f"no container of pod {pod_uid} on this node")
-    wanted = container_name_or_id.split("://", 1)[-1]
     try:
-        return procfs.select_container(in_pod, wanted).main_pid
+        return procfs.select_container(in_pod, container_name, by_id=False)
     except procfs.ContainerNotFound as exc:
         raise base.OperationError(str(exc)) from exc
+
+
+def find_pod_container_pid(*, pod_uid: str, container_name: str, proc_root: str = "/proc",
+                           names: dict[str, str] | None = None) -> int:
+    """The main pid of find_pod_container()."""
+    return find_pod_container(pod_uid=pod_uid, container_name=container_name,
+                              proc_root=proc_root, names=names).main_pid

@@ -24,7 +24,7 @@ import subprocess
 import termios
 from collections.abc import Mapping, Sequence
 
-from coral_lib.ops import base, nsenter
+from coral_lib.ops import base, nsenter, procgroup
 
 READ_CHUNK = 65536
 
@@ -82,6 +82,7 @@ class PtySession:
             raise base.OperationError(f"cannot start {argv[0]!r} on a PTY: {exc}") from exc
         finally:
             os.close(slave)  # the child holds it; EOF on master once the child side closes
+        procgroup.watch(proc.pid)  # its session dies with the agent (setsid made it leader)
         return cls(proc, master)
 
     def fileno(self) -> int:
@@ -161,4 +162,8 @@ class PtySession:
         if self.master_fd >= 0:
             os.close(self.master_fd)
             self.master_fd = -1
-        return self.wait()
+        code = self.wait()
+        # what the shell left behind in its session (background jobs) ends with it
+        procgroup.kill_session(self.proc.pid, grace=grace)
+        procgroup.unwatch(self.proc.pid)
+        return code

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from coral_lib.ops import base
+from coral_lib.ops import base, procgroup
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 BCC_PACKAGE = "/usr/lib/python3/dist-packages/bcc/__init__.py"
@@ -234,11 +234,13 @@ def run(
         proc = subprocess.Popen([SYSTEM_PYTHON, "-c", _TRACER, json.dumps(config)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=errfile, start_new_session=True)
+        procgroup.watch(proc.pid)  # the tracer dies with the agent
         try:
             return _follow(proc, duration=duration, max_events=max_events, on_event=on_event,
                            stop=stop or threading.Event(), on_ready=on_ready, errfile=errfile)
         finally:
             _end(proc)
+            procgroup.unwatch(proc.pid)
 
 
 def _checked_cflags(kind, *, cgroup_path, pidns_inode, duration, max_events) -> list[str]:

@@ -16,8 +16,9 @@ author:
 description:
   - Asks the colony to run one command on every selected target (an agent and, where the
     target was chosen by service, that service) and returns one result per target.
-  - The colony authenticates the caller, audits the operation (a C(started) record before
-    and a C(finished) record after each target) and fans it out to the agents.
+  - The colony authenticates the caller, audits the operation (a C(started) record before,
+    an C(entered) record naming what the agent entered and a C(finished) record after each
+    target) and fans it out to the agents.
   - The command runs as an argument vector; a shell is used only with O(shell=true).
   - The task fails when any target fails (non-zero exit, timeout, or could not start)
     unless O(allow_failures=true).

@@ -22,6 +22,11 @@ CHUNKS = [range(start, min(start + CHUNK, conftest.RECORDS + 1))
           for start in range(1, conftest.RECORDS + 1, CHUNK)]
 
 
+def _key(db: pathlib.Path) -> pathlib.Path:
+    """The copies are verified with the key of the log they were copied from."""
+    return db.with_name("audit.key")
+
+
 def _modify(db: sqlite3.Connection, pos: int) -> int:
     """Change one column of record `pos`, rotating through every column an attacker might."""
     edits = [
@@ -59,7 +64,7 @@ def _run_case(source: pathlib.Path, work: pathlib.Path, tamper, pos: int) -> str
         db.execute("PRAGMA synchronous=OFF")  # a scratch copy: no need to wait for the disk
         expected = tamper(db, pos)
     db.close()
-    log = audit.AuditLog(work)
+    log = audit.AuditLog(work, key_file=_key(source))
     try:
         result = log.verify()
     finally:
@@ -82,7 +87,7 @@ def test_verify_catches_tampering_at_every_position_of_1000_record_log(
 def test_untampered_1000_record_log_verifies(log_1000: pathlib.Path, tmp_path) -> None:
     work = tmp_path / "copy.db"
     shutil.copyfile(log_1000, work)
-    log = audit.AuditLog(work)
+    log = audit.AuditLog(work, key_file=_key(log_1000))
     assert log.verify() == audit.VerifyResult(True, 1000, None, "1000 records, chain intact")
     log.close()
 
@@ -95,7 +100,7 @@ def test_verify_catches_truncated_tail(log_1000: pathlib.Path, tmp_path, count: 
     with sqlite3.connect(work) as db:
         db.execute("DELETE FROM audit WHERE seq > ?", (1000 - count,))
     db.close()
-    log = audit.AuditLog(work)
+    log = audit.AuditLog(work, key_file=_key(log_1000))
     result = log.verify()
     log.close()
     assert not result.ok and result.first_bad_id == 1001 - count
@@ -114,7 +119,7 @@ def test_verify_catches_forged_appended_record(log_1000: pathlib.Path, tmp_path)
         db.execute("INSERT INTO audit VALUES (1001, 1.0, 'started', ?, ?, ?)",
                    (fields, prev, digest))
     db.close()
-    log = audit.AuditLog(work)
+    log = audit.AuditLog(work, key_file=_key(log_1000))
     result = log.verify()
     log.close()
     assert not result.ok and result.first_bad_id == 1001
@@ -127,7 +132,7 @@ def test_verify_catches_deleted_head_row(log_1000: pathlib.Path, tmp_path) -> No
         db.execute("DELETE FROM audit_head")
     db.close()
     # Opening re-creates the schema; the re-seeded head (seq 0) no longer matches the rows.
-    log = audit.AuditLog(work)
+    log = audit.AuditLog(work, key_file=_key(log_1000))
     result = log.verify()
     log.close()
     assert not result.ok and result.first_bad_id == 1

@@ -23,7 +23,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory):
     head = log.head()
     log.close()
     assert len(raw) == 20
-    return raw, head
+    return raw, (head, audit.load_key(path.with_name("audit.key")))
 
 
 sqlite_values = st.one_of(st.none(), st.integers(-5, 50), st.floats(allow_nan=False),
@@ -33,13 +33,13 @@ sqlite_values = st.one_of(st.none(), st.integers(-5, 50), st.floats(allow_nan=Fa
 @settings(max_examples=300, deadline=None)
 @given(pos=st.integers(0, 19), column=st.integers(0, 5), value=sqlite_values)
 def test_any_single_edit_is_caught_and_never_crashes(chain, pos, column, value) -> None:
-    raw, head = chain
-    assert audit.verify_rows(raw, head).ok
+    raw, (head, key) = chain
+    assert audit.verify_rows(raw, head, key=key).ok
     row = list(raw[pos])
     if row[column] == value:
         return
     row[column] = value
     rows = sorted([*raw[:pos], tuple(row), *raw[pos + 1:]],
                   key=lambda r: r[0] if isinstance(r[0], int) else -1)
-    result = audit.verify_rows(rows, head)
+    result = audit.verify_rows(rows, head, key=key)
     assert not result.ok and result.reason

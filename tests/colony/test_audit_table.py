@@ -19,6 +19,10 @@ from coral_lib.commands import operator
      "interrupted"),
     ({"kind": "refused", "verb": "shell", "target": "a", "reason": "no rule"},
      "shell a: no rule", ""),
+    ({"kind": "entered", "node": "node-a", "namespace": "shop", "pod": "web",
+      "container": "app", "resolved_by": "cri"}, "entered node-a shop/web/app (cri)", ""),
+    ({"kind": "entered", "node": "vm1", "namespace": "", "pod": "", "container": "",
+      "resolved_by": "host"}, "entered vm1 (host)", ""),
 ])
 def test_audit_row_says_what_happened(record, what, status):
     row = operator.audit_row({"id": 1, "ts": 0, **record})

@@ -118,7 +118,9 @@ def test_exec_sizes_capped_before_anything_runs():
     stdin = agent_pb2.ExecRequest(argv=["cat"], stdin=b"x" * (1 << 20))
     assert "argv, stdin and env are" in guard.exec_problem(stdin, limits)
     output = agent_pb2.ExecRequest(argv=["true"], max_output_bytes=300 << 20)
-    assert "limits.outputBytes" in guard.exec_problem(output, limits)
+    assert guard.exec_problem(output, limits) == ""
+    assert guard.capped_output(300 << 20, limits) == 4 << 20
+    assert guard.capped_output(0, limits) == 0 and guard.capped_output(10, limits) == 10
     assert guard.exec_problem(agent_pb2.ExecRequest(argv=["true"], max_output_bytes=-1),
                               limits)
 

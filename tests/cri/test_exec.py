@@ -3,6 +3,7 @@ output and exit code; the target container is chosen by kubelet's io.kubernetes 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -33,10 +34,21 @@ def test_exec_selects_container_by_io_kubernetes_labels(backend, shop_pod, conta
     assert result.stdout.decode().strip() == container
 
 
-def test_exec_by_container_id(backend, shop_pod):
+def test_a_container_id_alone_is_never_looked_up(backend, shop_pod):
+    """Issue 10: CRI's id filter matches prefixes, so ids are never resolved; a pod is."""
     target = base.ExecTarget(container_id=shop_pod.containers["worker"])
-    result = backend.run(base.ExecRequest(argv=["cat", "/tmp/marker"], target=target))
+    with pytest.raises(base.OperationError, match="needs a pod name"):
+        backend.run(base.ExecRequest(argv=["cat", "/tmp/marker"], target=target))
+
+
+def test_a_resolver_pinned_id_must_be_the_named_containers(backend, shop_pod):
+    pinned = base.ExecTarget(namespace="shop", pod_name="web", container_name="worker",
+                             container_id=shop_pod.containers["worker"])
+    result = backend.run(base.ExecRequest(argv=["cat", "/tmp/marker"], target=pinned))
     assert result.stdout == b"worker\n"
+    other = dataclasses.replace(pinned, container_id=shop_pod.containers["app"])
+    with pytest.raises(base.OperationError, match="changed"):
+        backend.run(base.ExecRequest(argv=["cat", "/tmp/marker"], target=other))
 
 
 def test_default_container_is_first_non_sidecar(backend, shop_pod):

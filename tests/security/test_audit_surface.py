@@ -25,7 +25,7 @@ def test_audit_list_filters_export_and_verify(secured, tmp_path):
     op_id = rows[-1]["op_id"]
     by_op = json.loads(coral_procs.coral("audit", "list", "--op-id", op_id, "-o", "json",
                                          env=secured.operator_env).stdout)
-    assert [r["kind"] for r in by_op] == ["started", "finished"]
+    assert [r["kind"] for r in by_op] == ["started", "entered", "finished"]
     out = tmp_path / "audit.jsonl"
     export = coral_procs.coral("audit", "export", "-o", str(out), env=secured.operator_env)
     assert export.returncode == 0, export.stderr

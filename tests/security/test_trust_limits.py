@@ -14,7 +14,6 @@ import grpc
 import pytest
 
 from coral_lib import client
-from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.security import conftest
 from tests.support import coral_procs
@@ -248,21 +247,17 @@ def test_review_4mb_argv_is_refused_before_audit_and_the_agent_link_stays_up(lin
     assert linked.log_path.read_text().count("agent size-1 link closed") == closed
 
 
-def test_review_operate_asking_for_more_than_256mb_output_is_refused(linked):
-    token = (linked.data_dir / "admin.token").read_text().strip()
-    creds = grpc.ssl_channel_credentials((linked.data_dir / "ca.crt").read_bytes())
-    with grpc.secure_channel(linked.address, creds) as chan:
-        stub = colony_pb2_grpc.ColonyStub(chan)
-        request = colony_pb2.OperateRequest(
-            targeting=colony_pb2.Targeting(agent="size-1"),
-            exec={"argv": ["true"], "max_output_bytes": 300 << 20})
-        with pytest.raises(grpc.RpcError) as info:
-            list(stub.Operate(request, metadata=(("authorization", f"Bearer {token}"),),
-                              timeout=30))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "limits.outputBytes" in info.value.details()
+def test_review_operate_asking_for_more_than_256mb_output_is_capped(linked):
+    """300 MB of output per stream once made an agent reply larger than the link's message
+    limit and the colony dropped the link: the colony caps what it asks the agent for."""
+    closed = linked.log_path.read_text().count("agent size-1 link closed")
     with linked.client() as c:
+        big = c.exec(client.Targeting(agent="size-1"), argv=["head -c 6000000 /dev/zero"],
+                     shell=True, max_output=300 << 20, timeout=30).results[0]
+        assert big["status"] == "ok" and big["truncated"], big["error"]
+        assert len(big["stdout"]) == 4 << 20  # limits.outputBytes
         assert [a["connected"] for a in c.list_agents()] == [True]
+    assert linked.log_path.read_text().count("agent size-1 link closed") == closed
 
 
 def test_review_forged_target_names_from_operators_are_refused_before_audit(linked):

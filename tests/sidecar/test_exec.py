@@ -128,9 +128,12 @@ def test_find_container_pid_helpers_for_the_daemonset_path(shop_pod):
     assert nsenter.find_container_pid(container_id=f"containerd://{cache.container_id[:12]}") \
         == cache.host_pid
     assert nsenter.find_pod_container_pid(pod_uid=shop_pod.uid,
-                                          container_name_or_id="cache") == cache.host_pid
+                                          container_name="cache") == cache.host_pid
     with pytest.raises(base.OperationError, match="containers: web, cache"):
-        nsenter.find_pod_container_pid(pod_uid=shop_pod.uid, container_name_or_id="db")
+        nsenter.find_pod_container_pid(pod_uid=shop_pod.uid, container_name="db")
+    with pytest.raises(base.OperationError, match="no container .* containers: web, cache"):
+        nsenter.find_pod_container_pid(pod_uid=shop_pod.uid,
+                                       container_name=cache.container_id[:12])
     with pytest.raises(base.OperationError, match="no process of container"):
         nsenter.find_container_pid(container_id="f" * 64)
 

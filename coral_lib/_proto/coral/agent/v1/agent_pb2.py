@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63oral/agent/v1/agent.proto\x12\x0e\x63oral.agent.v1\"/\n\nCapability\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xfd\x03\n\x0eRuntimeContext\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.coral.agent.v1.RuntimeMode\x12\x12\n\nvisibility\x18\x02 \x01(\t\x12\x14\n\x0c\x65xec_backend\x18\x03 \x01(\t\x12,\n\x08\x63\x61n_exec\x18\x04 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12-\n\tcan_shell\x18\x05 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12+\n\x07\x63\x61n_tap\x18\x06 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12-\n\tcan_trace\x18\x07 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12\x10\n\x08pod_name\x18\t \x01(\t\x12\x15\n\rpod_namespace\x18\n \x01(\t\x12\x0f\n\x07pod_uid\x18\x0b \x01(\t\x12\x11\n\tnode_name\x18\x0c \x01(\t\x12\x10\n\x08hostname\x18\r \x01(\t\x12<\n\x07\x64\x65tails\x18\x0e \x03(\x0b\x32+.coral.agent.v1.RuntimeContext.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1a\n\x18GetRuntimeContextRequest\"_\n\nExecTarget\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x10\n\x08pod_name\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontainer_name\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\"\x95\x02\n\x0b\x45xecRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05shell\x18\x02 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\x12\x31\n\x03\x65nv\x18\x05 \x03(\x0b\x32$.coral.agent.v1.ExecRequest.EnvEntry\x12\x0b\n\x03\x63wd\x18\x06 \x01(\t\x12\r\n\x05stdin\x18\x07 \x01(\x0c\x12*\n\x06target\x18\x08 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0f\n\x07service\x18\t \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8e\x01\n\nExecResult\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06stdout\x18\x02 \x01(\x0c\x12\x0e\n\x06stderr\x18\x03 \x01(\x0c\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x11\n\ttimed_out\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"f\n\tExecChunk\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12,\n\x06result\x18\x03 \x01(\x0b\x32\x1a.coral.agent.v1.ExecResultH\x00\x42\x07\n\x05\x63hunk\"\xce\x01\n\nShellStart\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12*\n\x06target\x18\x02 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0c\n\x04\x63ols\x18\x04 \x01(\r\x12\x30\n\x03\x65nv\x18\x05 \x03(\x0b\x32#.coral.agent.v1.ShellStart.EnvEntry\x12\x0c\n\x04term\x18\x06 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x06Resize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\xa6\x01\n\nShellInput\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.coral.agent.v1.ShellStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12(\n\x06resize\x18\x03 \x01(\x0b\x32\x16.coral.agent.v1.ResizeH\x00\x12\x10\n\x06signal\x18\x04 \x01(\x05H\x00\x12\x15\n\x0b\x63lose_stdin\x18\x05 \x01(\x08H\x00\x42\x07\n\x05input\"M\n\x0bShellOutput\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x02 \x01(\x05H\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x42\x08\n\x06output\"\xa0\x01\n\nTapRequest\x12*\n\x06target\x18\x01 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\x13\n\x0bmax_packets\x18\x04 \x01(\x03\x12\x11\n\tmax_bytes\x18\x05 \x01(\x03\x12\x14\n\x0cheaders_only\x18\x06 \x01(\x08\"7\n\tTapPacket\x12\n\n\x02ts\x18\x01 \x01(\x01\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08orig_len\x18\x03 \x01(\r\"M\n\nTapSummary\x12\x0f\n\x07packets\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x80\x01\n\x08TapEvent\x12+\n\x06packet\x18\x01 \x01(\x0b\x32\x19.coral.agent.v1.TapPacketH\x00\x12-\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.coral.agent.v1.TapSummaryH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x42\x07\n\x05\x65vent\"v\n\x0cTraceRequest\x12*\n\x06target\x18\x01 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\x12\n\nmax_events\x18\x04 \x01(\x03\"<\n\x0cTraceSummary\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x03\x12\x0c\n\x04lost\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"g\n\nTraceEvent\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12/\n\x07summary\x18\x02 \x01(\x0b\x32\x1c.coral.agent.v1.TraceSummaryH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x42\x07\n\x05\x65vent*\x9a\x01\n\x0bRuntimeMode\x12\x18\n\x14RUNTIME_MODE_UNKNOWN\x10\x00\x12\x17\n\x13RUNTIME_MODE_NATIVE\x10\x01\x12\x1a\n\x16RUNTIME_MODE_CONTAINER\x10\x02\x12\x1e\n\x1aRUNTIME_MODE_K8S_DAEMONSET\x10\x03\x12\x1c\n\x18RUNTIME_MODE_K8S_SIDECAR\x10\x04\x32\xf4\x02\n\x05\x41gent\x12]\n\x11GetRuntimeContext\x12(.coral.agent.v1.GetRuntimeContextRequest\x1a\x1e.coral.agent.v1.RuntimeContext\x12?\n\x04\x45xec\x12\x1b.coral.agent.v1.ExecRequest\x1a\x1a.coral.agent.v1.ExecResult\x12\x46\n\nExecStream\x12\x1b.coral.agent.v1.ExecRequest\x1a\x19.coral.agent.v1.ExecChunk0\x01\x12\x44\n\x05Shell\x12\x1a.coral.agent.v1.ShellInput\x1a\x1b.coral.agent.v1.ShellOutput(\x01\x30\x01\x12=\n\x03Tap\x12\x1a.coral.agent.v1.TapRequest\x1a\x18.coral.agent.v1.TapEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63oral/agent/v1/agent.proto\x12\x0e\x63oral.agent.v1\"/\n\nCapability\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xfd\x03\n\x0eRuntimeContext\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.coral.agent.v1.RuntimeMode\x12\x12\n\nvisibility\x18\x02 \x01(\t\x12\x14\n\x0c\x65xec_backend\x18\x03 \x01(\t\x12,\n\x08\x63\x61n_exec\x18\x04 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12-\n\tcan_shell\x18\x05 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12+\n\x07\x63\x61n_tap\x18\x06 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12-\n\tcan_trace\x18\x07 \x01(\x0b\x32\x1a.coral.agent.v1.Capability\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12\x10\n\x08pod_name\x18\t \x01(\t\x12\x15\n\rpod_namespace\x18\n \x01(\t\x12\x0f\n\x07pod_uid\x18\x0b \x01(\t\x12\x11\n\tnode_name\x18\x0c \x01(\t\x12\x10\n\x08hostname\x18\r \x01(\t\x12<\n\x07\x64\x65tails\x18\x0e \x03(\x0b\x32+.coral.agent.v1.RuntimeContext.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1a\n\x18GetRuntimeContextRequest\"c\n\nExecTarget\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x10\n\x08pod_name\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontainer_name\x18\x03 \x01(\t\x12\x18\n\x0c\x63ontainer_id\x18\x04 \x01(\tB\x02\x18\x01\"{\n\rEnteredTarget\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x05 \x01(\t\x12\x13\n\x0bresolved_by\x18\x06 \x01(\t\"\x95\x02\n\x0b\x45xecRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\r\n\x05shell\x18\x02 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\x12\x31\n\x03\x65nv\x18\x05 \x03(\x0b\x32$.coral.agent.v1.ExecRequest.EnvEntry\x12\x0b\n\x03\x63wd\x18\x06 \x01(\t\x12\r\n\x05stdin\x18\x07 \x01(\x0c\x12*\n\x06target\x18\x08 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0f\n\x07service\x18\t \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\nExecResult\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06stdout\x18\x02 \x01(\x0c\x12\x0e\n\x06stderr\x18\x03 \x01(\x0c\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x11\n\ttimed_out\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12.\n\x07\x65ntered\x18\x08 \x01(\x0b\x32\x1d.coral.agent.v1.EnteredTarget\"f\n\tExecChunk\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12,\n\x06result\x18\x03 \x01(\x0b\x32\x1a.coral.agent.v1.ExecResultH\x00\x42\x07\n\x05\x63hunk\"\xce\x01\n\nShellStart\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12*\n\x06target\x18\x02 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0c\n\x04\x63ols\x18\x04 \x01(\r\x12\x30\n\x03\x65nv\x18\x05 \x03(\x0b\x32#.coral.agent.v1.ShellStart.EnvEntry\x12\x0c\n\x04term\x18\x06 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x06Resize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\xa6\x01\n\nShellInput\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.coral.agent.v1.ShellStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12(\n\x06resize\x18\x03 \x01(\x0b\x32\x16.coral.agent.v1.ResizeH\x00\x12\x10\n\x06signal\x18\x04 \x01(\x05H\x00\x12\x15\n\x0b\x63lose_stdin\x18\x05 \x01(\x08H\x00\x42\x07\n\x05input\"\x7f\n\x0bShellOutput\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x02 \x01(\x05H\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x12\x30\n\x07\x65ntered\x18\x04 \x01(\x0b\x32\x1d.coral.agent.v1.EnteredTargetH\x00\x42\x08\n\x06output\"\xa0\x01\n\nTapRequest\x12*\n\x06target\x18\x01 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\x13\n\x0bmax_packets\x18\x04 \x01(\x03\x12\x11\n\tmax_bytes\x18\x05 \x01(\x03\x12\x14\n\x0cheaders_only\x18\x06 \x01(\x08\"7\n\tTapPacket\x12\n\n\x02ts\x18\x01 \x01(\x01\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08orig_len\x18\x03 \x01(\r\"M\n\nTapSummary\x12\x0f\n\x07packets\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xb2\x01\n\x08TapEvent\x12+\n\x06packet\x18\x01 \x01(\x0b\x32\x19.coral.agent.v1.TapPacketH\x00\x12-\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.coral.agent.v1.TapSummaryH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x12\x30\n\x07\x65ntered\x18\x04 \x01(\x0b\x32\x1d.coral.agent.v1.EnteredTargetH\x00\x42\x07\n\x05\x65vent\"v\n\x0cTraceRequest\x12*\n\x06target\x18\x01 \x01(\x0b\x32\x1a.coral.agent.v1.ExecTarget\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\x12\n\nmax_events\x18\x04 \x01(\x03\"<\n\x0cTraceSummary\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x03\x12\x0c\n\x04lost\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x99\x01\n\nTraceEvent\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12/\n\x07summary\x18\x02 \x01(\x0b\x32\x1c.coral.agent.v1.TraceSummaryH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x12\x30\n\x07\x65ntered\x18\x04 \x01(\x0b\x32\x1d.coral.agent.v1.EnteredTargetH\x00\x42\x07\n\x05\x65vent*\x9a\x01\n\x0bRuntimeMode\x12\x18\n\x14RUNTIME_MODE_UNKNOWN\x10\x00\x12\x17\n\x13RUNTIME_MODE_NATIVE\x10\x01\x12\x1a\n\x16RUNTIME_MODE_CONTAINER\x10\x02\x12\x1e\n\x1aRUNTIME_MODE_K8S_DAEMONSET\x10\x03\x12\x1c\n\x18RUNTIME_MODE_K8S_SIDECAR\x10\x04\x32\xf4\x02\n\x05\x41gent\x12]\n\x11GetRuntimeContext\x12(.coral.agent.v1.GetRuntimeContextRequest\x1a\x1e.coral.agent.v1.RuntimeContext\x12?\n\x04\x45xec\x12\x1b.coral.agent.v1.ExecRequest\x1a\x1a.coral.agent.v1.ExecResult\x12\x46\n\nExecStream\x12\x1b.coral.agent.v1.ExecRequest\x1a\x19.coral.agent.v1.ExecChunk0\x01\x12\x44\n\x05Shell\x12\x1a.coral.agent.v1.ShellInput\x1a\x1b.coral.agent.v1.ShellOutput(\x01\x30\x01\x12=\n\x03Tap\x12\x1a.coral.agent.v1.TapRequest\x1a\x18.coral.agent.v1.TapEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNTIMECONTEXT_DETAILSENTRY']._loaded_options = None
   _globals['_RUNTIMECONTEXT_DETAILSENTRY']._serialized_options = b'8\001'
+  _globals['_EXECTARGET'].fields_by_name['container_id']._loaded_options = None
+  _globals['_EXECTARGET'].fields_by_name['container_id']._serialized_options = b'\030\001'
   _globals['_EXECREQUEST_ENVENTRY']._loaded_options = None
   _globals['_EXECREQUEST_ENVENTRY']._serialized_options = b'8\001'
   _globals['_SHELLSTART_ENVENTRY']._loaded_options = None
   _globals['_SHELLSTART_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_RUNTIMEMODE']._serialized_start=2474
-  _globals['_RUNTIMEMODE']._serialized_end=2628
+  _globals['_RUNTIMEMODE']._serialized_start=2802
+  _globals['_RUNTIMEMODE']._serialized_end=2956
   _globals['_CAPABILITY']._serialized_start=46
   _globals['_CAPABILITY']._serialized_end=93
   _globals['_RUNTIMECONTEXT']._serialized_start=96
@@ -48,39 +50,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNTIMECONTEXTREQUEST']._serialized_start=607
   _globals['_GETRUNTIMECONTEXTREQUEST']._serialized_end=633
   _globals['_EXECTARGET']._serialized_start=635
-  _globals['_EXECTARGET']._serialized_end=730
-  _globals['_EXECREQUEST']._serialized_start=733
-  _globals['_EXECREQUEST']._serialized_end=1010
-  _globals['_EXECREQUEST_ENVENTRY']._serialized_start=968
-  _globals['_EXECREQUEST_ENVENTRY']._serialized_end=1010
-  _globals['_EXECRESULT']._serialized_start=1013
-  _globals['_EXECRESULT']._serialized_end=1155
-  _globals['_EXECCHUNK']._serialized_start=1157
-  _globals['_EXECCHUNK']._serialized_end=1259
-  _globals['_SHELLSTART']._serialized_start=1262
-  _globals['_SHELLSTART']._serialized_end=1468
-  _globals['_SHELLSTART_ENVENTRY']._serialized_start=968
-  _globals['_SHELLSTART_ENVENTRY']._serialized_end=1010
-  _globals['_RESIZE']._serialized_start=1470
-  _globals['_RESIZE']._serialized_end=1506
-  _globals['_SHELLINPUT']._serialized_start=1509
-  _globals['_SHELLINPUT']._serialized_end=1675
-  _globals['_SHELLOUTPUT']._serialized_start=1677
-  _globals['_SHELLOUTPUT']._serialized_end=1754
-  _globals['_TAPREQUEST']._serialized_start=1757
-  _globals['_TAPREQUEST']._serialized_end=1917
-  _globals['_TAPPACKET']._serialized_start=1919
-  _globals['_TAPPACKET']._serialized_end=1974
-  _globals['_TAPSUMMARY']._serialized_start=1976
-  _globals['_TAPSUMMARY']._serialized_end=2053
-  _globals['_TAPEVENT']._serialized_start=2056
-  _globals['_TAPEVENT']._serialized_end=2184
-  _globals['_TRACEREQUEST']._serialized_start=2186
-  _globals['_TRACEREQUEST']._serialized_end=2304
-  _globals['_TRACESUMMARY']._serialized_start=2306
-  _globals['_TRACESUMMARY']._serialized_end=2366
-  _globals['_TRACEEVENT']._serialized_start=2368
-  _globals['_TRACEEVENT']._serialized_end=2471
-  _globals['_AGENT']._serialized_start=2631
-  _globals['_AGENT']._serialized_end=3003
+  _globals['_EXECTARGET']._serialized_end=734
+  _globals['_ENTEREDTARGET']._serialized_start=736
+  _globals['_ENTEREDTARGET']._serialized_end=859
+  _globals['_EXECREQUEST']._serialized_start=862
+  _globals['_EXECREQUEST']._serialized_end=1139
+  _globals['_EXECREQUEST_ENVENTRY']._serialized_start=1097
+  _globals['_EXECREQUEST_ENVENTRY']._serialized_end=1139
+  _globals['_EXECRESULT']._serialized_start=1142
+  _globals['_EXECRESULT']._serialized_end=1332
+  _globals['_EXECCHUNK']._serialized_start=1334
+  _globals['_EXECCHUNK']._serialized_end=1436
+  _globals['_SHELLSTART']._serialized_start=1439
+  _globals['_SHELLSTART']._serialized_end=1645
+  _globals['_SHELLSTART_ENVENTRY']._serialized_start=1097
+  _globals['_SHELLSTART_ENVENTRY']._serialized_end=1139
+  _globals['_RESIZE']._serialized_start=1647
+  _globals['_RESIZE']._serialized_end=1683
+  _globals['_SHELLINPUT']._serialized_start=1686
+  _globals['_SHELLINPUT']._serialized_end=1852
+  _globals['_SHELLOUTPUT']._serialized_start=1854
+  _globals['_SHELLOUTPUT']._serialized_end=1981
+  _globals['_TAPREQUEST']._serialized_start=1984
+  _globals['_TAPREQUEST']._serialized_end=2144
+  _globals['_TAPPACKET']._serialized_start=2146
+  _globals['_TAPPACKET']._serialized_end=2201
+  _globals['_TAPSUMMARY']._serialized_start=2203
+  _globals['_TAPSUMMARY']._serialized_end=2280
+  _globals['_TAPEVENT']._serialized_start=2283
+  _globals['_TAPEVENT']._serialized_end=2461
+  _globals['_TRACEREQUEST']._serialized_start=2463
+  _globals['_TRACEREQUEST']._serialized_end=2581
+  _globals['_TRACESUMMARY']._serialized_start=2583
+  _globals['_TRACESUMMARY']._serialized_end=2643
+  _globals['_TRACEEVENT']._serialized_start=2646
+  _globals['_TRACEEVENT']._serialized_end=2799
+  _globals['_AGENT']._serialized_start=2959
+  _globals['_AGENT']._serialized_end=3331
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,22 @@ class ExecTarget(_message.Message):
     container_id: str
     def __init__(self, namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., container_name: _Optional[str] = ..., container_id: _Optional[str] = ...) -> None: ...
 
+class EnteredTarget(_message.Message):
+    __slots__ = ("node", "namespace", "pod", "container", "container_id", "resolved_by")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    namespace: str
+    pod: str
+    container: str
+    container_id: str
+    resolved_by: str
+    def __init__(self, node: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., container_id: _Optional[str] = ..., resolved_by: _Optional[str] = ...) -> None: ...
+
 class ExecRequest(_message.Message):
     __slots__ = ("argv", "shell", "timeout_seconds", "max_output_bytes", "env", "cwd", "stdin", "target", "service")
     class EnvEntry(_message.Message):
@@ -113,7 +129,7 @@ class ExecRequest(_message.Message):
     def __init__(self, argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., max_output_bytes: _Optional[int] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., stdin: _Optional[bytes] = ..., target: _Optional[_Union[ExecTarget, _Mapping]] = ..., service: _Optional[str] = ...) -> None: ...
 
 class ExecResult(_message.Message):
-    __slots__ = ("exit_code", "stdout", "stderr", "duration_seconds", "truncated", "timed_out", "error")
+    __slots__ = ("exit_code", "stdout", "stderr", "duration_seconds", "truncated", "timed_out", "error", "entered")
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +137,7 @@ class ExecResult(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
     exit_code: int
     stdout: bytes
     stderr: bytes
@@ -128,7 +145,8 @@ class ExecResult(_message.Message):
     truncated: bool
     timed_out: bool
     error: str
-    def __init__(self, exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., duration_seconds: _Optional[float] = ..., truncated: _Optional[bool] = ..., timed_out: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    entered: EnteredTarget
+    def __init__(self, exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., duration_seconds: _Optional[float] = ..., truncated: _Optional[bool] = ..., timed_out: _Optional[bool] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
 
 class ExecChunk(_message.Message):
     __slots__ = ("stdout", "stderr", "result")
@@ -186,14 +204,16 @@ class ShellInput(_message.Message):
     def __init__(self, start: _Optional[_Union[ShellStart, _Mapping]] = ..., stdin: _Optional[bytes] = ..., resize: _Optional[_Union[Resize, _Mapping]] = ..., signal: _Optional[int] = ..., close_stdin: _Optional[bool] = ...) -> None: ...
 
 class ShellOutput(_message.Message):
-    __slots__ = ("data", "exit_code", "error")
+    __slots__ = ("data", "exit_code", "error", "entered")
     DATA_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     exit_code: int
     error: str
-    def __init__(self, data: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    entered: EnteredTarget
+    def __init__(self, data: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
 
 class TapRequest(_message.Message):
     __slots__ = ("target", "filter", "duration_seconds", "max_packets", "max_bytes", "headers_only")
@@ -234,14 +254,16 @@ class TapSummary(_message.Message):
     def __init__(self, packets: _Optional[int] = ..., bytes: _Optional[int] = ..., dropped: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TapEvent(_message.Message):
-    __slots__ = ("packet", "summary", "error")
+    __slots__ = ("packet", "summary", "error", "entered")
     PACKET_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
     packet: TapPacket
     summary: TapSummary
     error: str
-    def __init__(self, packet: _Optional[_Union[TapPacket, _Mapping]] = ..., summary: _Optional[_Union[TapSummary, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    entered: EnteredTarget
+    def __init__(self, packet: _Optional[_Union[TapPacket, _Mapping]] = ..., summary: _Optional[_Union[TapSummary, _Mapping]] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
 
 class TraceRequest(_message.Message):
     __slots__ = ("target", "kind", "duration_seconds", "max_events")
@@ -266,11 +288,13 @@ class TraceSummary(_message.Message):
     def __init__(self, events: _Optional[int] = ..., lost: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TraceEvent(_message.Message):
-    __slots__ = ("json", "summary", "error")
+    __slots__ = ("json", "summary", "error", "entered")
     JSON_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
     json: str
     summary: TraceSummary
     error: str
-    def __init__(self, json: _Optional[str] = ..., summary: _Optional[_Union[TraceSummary, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    entered: EnteredTarget
+    def __init__(self, json: _Optional[str] = ..., summary: _Optional[_Union[TraceSummary, _Mapping]] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
