@@ -300,17 +300,18 @@ def default_data_dir() -> str:
 
 
 class ColonyLimits(_Model):
-    """What one caller may cost the colony (coral_lib/colony/guard.py Limits)."""
+    """What one caller may cost the colony; unset keys keep the defaults of
+    coral_lib/colony/guard.py Limits (the one home of the numbers)."""
 
-    receive_bytes: int = 16 << 20
-    request_bytes: int = 1 << 20
-    output_bytes: int = 4 << 20
-    concurrent_rpcs: int = 2048
-    streams_per_peer: int = 64
-    pending_hellos: int = 128
-    hello_timeout: Interval = 10.0
-    login_failures: int = 10
-    login_window: Interval = 60.0
+    receive_bytes: int | None = None
+    request_bytes: int | None = None
+    output_bytes: int | None = None
+    concurrent_rpcs: int | None = None
+    streams_per_peer: int | None = None
+    pending_hellos: int | None = None
+    hello_timeout: Interval | None = None
+    login_failures: int | None = None
+    login_window: Interval | None = None
 
 
 class ColonySettings(_Model):

@@ -40,9 +40,8 @@ class Limits:
     """Documented defaults; the colony settings key `limits` overrides them."""
 
     receive_bytes: int = 16 * MiB      # largest message the colony parses (any RPC)
-    request_bytes: int = 1 * MiB       # argv + stdin + env (+ cwd) of one exec; one tap,
-    #                                    trace or shell frame
-    output_bytes: int = 4 * MiB        # max_output_bytes (per stream) of an exec is capped here
+    request_bytes: int = 1 * MiB       # one exec's argv+stdin+env; one tap/trace/shell frame
+    output_bytes: int = 4 * MiB        # an exec's max_output_bytes per stream is capped here
     concurrent_rpcs: int = 2048        # beyond this the colony answers RESOURCE_EXHAUSTED
     streams_per_peer: int = 64         # open Link/Shell streams from one peer address
     pending_hellos: int = 128          # Link streams not yet past their hello, colony-wide

@@ -105,7 +105,7 @@ def start_command(args: argparse.Namespace) -> int:
 
 def _limits(settings: config.ColonySettings) -> guard.Limits:
     try:
-        return guard.Limits(**settings.limits.model_dump())
+        return guard.Limits(**settings.limits.model_dump(exclude_none=True))
     except ValueError as exc:
         raise config.ConfigError(settings._source, "limits", str(exc)) from None
 
