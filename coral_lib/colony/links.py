@@ -110,8 +110,13 @@ class AgentLink:
             op.close()
 
 
+class AlreadyLinked(Exception):
+    """The agent id already has an open link; a second one is refused, never a takeover."""
+
+
 class Links:
-    """Agent id -> its open link. A new link from the same agent replaces the old one."""
+    """Agent id -> its open link. A second link for a connected id is refused: an impostor
+    must not take over a link (and the commands and stdin sent down it)."""
 
     def __init__(self) -> None:
         self._links: dict[str, AgentLink] = {}
@@ -120,9 +125,10 @@ class Links:
     def attach(self, agent_id: str) -> AgentLink:
         link = AgentLink(agent_id)
         with self._lock:
-            old, self._links[agent_id] = self._links.get(agent_id), link
-        if old is not None:
-            old.close()
+            old = self._links.get(agent_id)
+            if old is not None and not old.closed.is_set():
+                raise AlreadyLinked(f"agent {agent_id} is already connected")
+            self._links[agent_id] = link
         return link
 
     def detach(self, link: AgentLink) -> None:

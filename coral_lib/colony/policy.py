@@ -203,6 +203,15 @@ class Gate:
                                reason=decision.reason, rule=decision.rule)
             raise Refused(f"read refused: {decision.reason}")
 
+    def check_admin(self, identity: auth.Identity, what: str) -> None:
+        """Agent administration (revoke, join tokens): verb `admin`, colony-wide like reads."""
+        decision = rbac.decide(self.settings.policy, identity=identity.name,
+                               groups=identity.groups, verb="admin", target=rbac.Target())
+        if not decision.allowed:
+            self.audit.refused(requester=identity.name, verb="admin", target=what, command="",
+                               reason=decision.reason, rule=decision.rule)
+            raise Refused(f"admin refused: {decision.reason}")
+
     def admit(self, *, identity: auth.Identity, verb: str, targets: list[colony_pb2.Target],
               command: str, approval_id: str = "", no_wait: bool = False,
               is_active=lambda: True) -> Iterator[colony_pb2.PendingApproval]:

@@ -13,14 +13,14 @@ import time
 
 import grpc
 
-from coral_lib import convert
+from coral_lib import convert, identity
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from coral_lib.colony import approvals as approvals_mod
-from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import (
+    agentauth,
     auth,
+    enrollment,
     links,
     operations,
     pki,
@@ -30,6 +30,8 @@ from coral_lib.colony import (
     secrets,
     tap_relay,
 )
+from coral_lib.colony import approvals as approvals_mod
+from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import shell as shell_mod
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,6 @@ class ColonyState:
     """Everything the servicers share. Built by open_state(), closed by close()."""
 
     colony_id: str
-    colony_secret: str
     files: pki.ColonyFiles
     registry: registry.Registry
     audit: audit_mod.AuditLog
@@ -48,6 +49,8 @@ class ColonyState:
     tokens: auth.TokenBook
     approvals: approvals_mod.ApprovalStore
     gate: policy.Gate
+    enrollment: enrollment.Enrollment
+    agent_auth: agentauth.AgentAuth
     heartbeat_interval: float = 10.0
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
@@ -56,28 +59,37 @@ class ColonyState:
         self.links.close_all()
         self.registry.close()
         self.approvals.close()
+        self.enrollment.close()
         self.audit.close()
 
 
-def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
-               tokens_file: str = "", heartbeat_interval: float = 10.0,
-               degraded_after: float = 30.0, unhealthy_after: float = 90.0,
-               settings: policy.Settings | None = None) -> ColonyState:
-    """Open the data directory's stores; `settings` None is the embedded default policy."""
+def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
+               heartbeat_interval: float = 10.0, degraded_after: float = 30.0,
+               unhealthy_after: float = 90.0, settings: policy.Settings | None = None,
+               agent_cert_ttl: float = enrollment.DEFAULT_TTL,
+               agent_service_account: str = enrollment.DEFAULT_AGENT_SERVICE_ACCOUNT,
+               reviewer: enrollment.Reviewer | None = None) -> ColonyState:
+    """Open the data directory's stores; `settings` None is the embedded default policy.
+    `reviewer` (an object with review(token) -> PodClaims, e.g. tokenreview.TokenReviewer)
+    enables Kubernetes agents' bootstrap; None refuses it with a clear error."""
     files = pki.ensure(data_dir)
+    colony_id = colony_id or files.colony_id.read_text().strip()
     reg, audit = registry.Registry(files.registry_db), audit_mod.AuditLog(files.audit_db)
     approvals = approvals_mod.ApprovalStore(files.approvals_db)
     gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
                        approvals=approvals, registry=reg)
+    enroll = enrollment.Enrollment(files, colony_id=colony_id, audit=audit,
+                                   cert_ttl=agent_cert_ttl, reviewer=reviewer,
+                                   agent_service_account=agent_service_account)
+    verifier = agentauth.Verifier(ca_cert=enroll.ca_certificate, colony_id=colony_id,
+                                  revoked_at=enroll.revoked_at)
     state = ColonyState(
-        colony_id=colony_id or files.colony_id.read_text().strip(),
-        colony_secret=colony_secret or files.colony_secret.read_text().strip(),
-        files=files, registry=reg, audit=audit, links=links.Links(),
+        colony_id=colony_id, files=files, registry=reg, audit=audit, links=links.Links(),
         tokens=auth.TokenBook(tokens_file or files.tokens), approvals=approvals, gate=gate,
+        enrollment=enroll, agent_auth=agentauth.AgentAuth(verifier),
         heartbeat_interval=heartbeat_interval, degraded_after=degraded_after,
         unhealthy_after=unhealthy_after,
     )
-    secrets.register(state.colony_secret)
     for token in state.tokens.tokens():
         secrets.register(token)
     interrupted = state.audit.mark_interrupted()
@@ -88,60 +100,105 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
 
 
 class MeshServicer(mesh_pb2_grpc.MeshServicer):
+    """Every call but Join arrives verified by agentauth.AgentAuth; who the agent is comes
+    from its certificate, never from the request's agent_id/colony_id/colony_secret."""
+
     def __init__(self, state: ColonyState) -> None:
         self.state = state
 
-    def _agent_ok(self, *, agent_id: str, colony_id: str, secret: str, peer: str) -> str:
-        """'' when the agent's credentials are right, else the reason it is refused."""
-        if not agent_id:
-            return "agent_id is empty"
-        if colony_id != self.state.colony_id:
-            return f"colony id {colony_id!r} does not match this colony"
-        if not auth.secret_matches(secret, self.state.colony_secret):
-            return "wrong colony secret"
+    def Join(self, request, context):
+        if len(request.join_token) > 256 or len(request.service_account_token) > 16384 or \
+                len(request.agent_id_hint) > identity.MAX_ID:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "join request too large: join_token <= 256, service_account_token "
+                          f"<= 16384, agent_id_hint <= {identity.MAX_ID} characters")
+        try:
+            issued = self.state.enrollment.join(
+                join_token=request.join_token, service_account_token=request.service_account_token,
+                csr_der=request.csr_der, hint=request.agent_id_hint, peer=context.peer())
+        except enrollment.Refused as exc:
+            log.warning("join from %s refused: %s", context.peer(), exc)
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"join not recorded: {exc}")
+        log.info("agent %s joined from %s", issued.who.agent_id, context.peer())
+        return mesh_pb2.JoinResponse(
+            certificate_pem=issued.certificate_pem.decode(), ca_pem=self.state.enrollment.ca_pem
+            .decode(), agent_id=issued.who.agent_id, not_after=issued.not_after)
+
+    def Renew(self, request, context):
+        who = self.state.agent_auth.identity(context)
+        try:
+            issued = self.state.enrollment.renew(who, request.csr_der)
+        except enrollment.Refused as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"renewal not recorded: {exc}")
+        return mesh_pb2.RenewResponse(certificate_pem=issued.certificate_pem.decode(),
+                                      not_after=issued.not_after)
+
+    def _out_of_scope(self, who: identity.AgentIdentity, services, host_node: str) -> str:
+        """'' when every service is within the agent's identity, else the first reason."""
+        if who.kind == "host" and host_node and \
+                self.state.registry.get_agent(f"node-{host_node}") is not None:
+            return (f"host agent {who.agent_id} may not claim node {host_node[:80]!r}: "
+                    "a Kubernetes node agent holds it")
+        if who.kind == "node" and host_node not in ("", who.node):
+            return f"node agent {who.agent_id} may not register as node {host_node[:80]!r}"
+        for svc in services:
+            reason = identity.scope_violation(
+                who, node_name=svc.node_name, namespace=svc.namespace, pod=svc.pod_name,
+                host_node=host_node)
+            if reason:
+                return reason
         return ""
 
-    def Register(self, request, context):
-        reason = self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
-                                secret=request.colony_secret, peer=context.peer())
-        if reason:
-            log.warning("registration of agent %r from %s refused: %s",
-                        request.agent_id, context.peer(), reason)
-            self.state.audit.refused(requester=f"agent:{request.agent_id}", verb="register",
-                                     target=self.state.colony_id, command="", reason=reason,
-                                     rule="colony-secret")
-            return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
-        with _storage_errors(context):
-            return self._register(request)
+    def _refuse_scope(self, who: identity.AgentIdentity, verb: str, reason: str) -> None:
+        log.warning("%s of agent %s refused: %s", verb, who.agent_id, reason)
+        self.state.audit.refused(requester=f"agent:{who.agent_id}", verb=verb,
+                                 target=self.state.colony_id, command="", reason=reason[:500],
+                                 rule="agent-scope")
 
-    def _register(self, request):
+    def Register(self, request, context):
+        who = self.state.agent_auth.identity(context)
         services = list(request.services) or _legacy_service(request)
+        node_name = request.node_name or (who.node if who.kind == "node" else "")
+        reason = self._out_of_scope(who, services, node_name)
+        with _storage_errors(context):
+            if reason:
+                self._refuse_scope(who, "register", reason)
+                return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
+            return self._register(who.agent_id, request, services, node_name)
+
+    def _register(self, agent_id: str, request, services, node_name: str):
         now = time.time()
-        existing = self.state.registry.get_agent(request.agent_id)
+        existing = self.state.registry.get_agent(agent_id)
         self.state.registry.upsert_agent(registry.AgentRow(
-            agent_id=request.agent_id, version=request.version, runtime=request.runtime,
-            node_name=request.node_name, node_labels=dict(request.node_labels),
+            agent_id=agent_id, version=request.version, runtime=request.runtime,
+            node_name=node_name, node_labels=dict(request.node_labels),
             labels=dict(request.labels), registered_at=existing.registered_at if existing else now,
             last_seen=now,
         ))
-        self._store_services(request.agent_id, services)
-        log.info("agent %s registered (%d services)", request.agent_id, len(services))
+        self._store_services(agent_id, services)
+        log.info("agent %s registered (%d services)", agent_id, len(services))
         return mesh_pb2.RegisterResponse(
-            accepted=True, agent_id=request.agent_id, colony_id=self.state.colony_id,
+            accepted=True, agent_id=agent_id, colony_id=self.state.colony_id,
             heartbeat_interval_seconds=self.state.heartbeat_interval,
         )
 
     def Heartbeat(self, request, context):
-        reason = self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
-                                secret=request.colony_secret, peer=context.peer())
-        if reason:
-            return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
+        who = self.state.agent_auth.identity(context)
         with _storage_errors(context):
-            if not self.state.registry.touch(request.agent_id):
+            agent = self.state.registry.get_agent(who.agent_id)
+            if agent is None or not self.state.registry.touch(who.agent_id):
                 return mesh_pb2.HeartbeatResponse(ok=False, reregister=True,
                                                   reason="agent not registered")
             if request.services_changed:
-                self._store_services(request.agent_id, list(request.services))
+                reason = self._out_of_scope(who, request.services, agent.node_name)
+                if reason:
+                    self._refuse_scope(who, "heartbeat", reason)
+                    return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
+                self._store_services(who.agent_id, list(request.services))
         return mesh_pb2.HeartbeatResponse(ok=True)
 
     def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
@@ -152,16 +209,17 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         self.state.audit.discoveries(agent_id=agent_id, events=events)
 
     def Link(self, request_iterator, context):
+        # Identity from the verified metadata: nothing of the stream is read before this.
+        who = self.state.agent_auth.identity(context)
         try:
-            hello = next(request_iterator)
-        except StopIteration:
-            return
-        reason = self._agent_ok(agent_id=hello.hello.agent_id, colony_id=hello.hello.colony_id,
-                                secret=hello.hello.colony_secret, peer=context.peer())
-        if reason:
-            log.warning("link from %s refused: %s", context.peer(), reason)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
-        link = self.state.links.attach(hello.hello.agent_id)
+            link = self.state.links.attach(who.agent_id)
+        except links.AlreadyLinked as exc:
+            log.warning("second link for agent %s from %s refused", who.agent_id, context.peer())
+            with contextlib.suppress(audit_mod.AuditError):
+                self.state.audit.refused(
+                    requester=f"agent:{who.agent_id}", verb="link", target=self.state.colony_id,
+                    command="", reason=f"{exc} (from {context.peer()[:100]})", rule="agent-link")
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         log.info("agent %s linked from %s", link.agent_id, context.peer())
         reader = threading.Thread(target=_pump, args=(request_iterator, link), daemon=True,
                                   name=f"link-{link.agent_id}")
@@ -394,6 +452,44 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return colony_pb2.ListApprovalsResponse(
             approvals=[policy.approval_record(a) for a in self.state.approvals.pending()])
 
+    def _admin(self, context, what: str) -> auth.Identity:
+        who = self._who(context)
+        try:
+            self.gate.check_admin(who, what)
+        except policy.Refused as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"admin refused: {exc}")
+        return who
+
+    def RevokeAgent(self, request, context):
+        who = self._admin(context, f"revoke {request.agent_id[:100]}")
+        try:
+            when = self.state.enrollment.revoke(request.agent_id, by=who.name)
+        except identity.IdentityError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"revocation not recorded: {exc}")
+        link = self.state.links.get(request.agent_id)
+        if link is not None:
+            link.close()  # its Link RPC ends; every later call is refused by AgentAuth
+        log.warning("agent %s revoked by %s", request.agent_id, who.name)
+        return colony_pb2.RevokeAgentResponse(agent_id=request.agent_id, revoked_at=when,
+                                              link_closed=link is not None)
+
+    def CreateJoinToken(self, request, context):
+        who = self._admin(context, f"join-token {request.agent_id[:100]}")
+        try:
+            token, expires_at = self.state.enrollment.create_token(
+                request.agent_id, ttl=request.ttl_seconds or enrollment.DEFAULT_TOKEN_TTL,
+                created_by=who.name)
+        except ValueError as exc:  # IdentityError included
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"join token not recorded: {exc}")
+        return colony_pb2.CreateJoinTokenResponse(token=token, agent_id=request.agent_id,
+                                                  expires_at=expires_at)
+
 
 def _translated(gen, wrap):
     """Re-yield a generator's items through `wrap` and return its return value."""
@@ -454,6 +550,7 @@ class ColonyServer:
             options=[*MESSAGE_LIMITS, ("grpc.keepalive_time_ms", 20000),
                      ("grpc.http2.min_ping_interval_without_data_ms", 10000),
                      ("grpc.keepalive_permit_without_calls", 1)],
+            interceptors=[state.agent_auth],
         )
         mesh_pb2_grpc.add_MeshServicer_to_server(MeshServicer(state), self._server)
         colony_pb2_grpc.add_ColonyServicer_to_server(ColonyServicer(state), self._server)

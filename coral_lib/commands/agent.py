@@ -47,7 +47,6 @@ def start_command(args: argparse.Namespace) -> int:
         cfg = config.load_agent_config(_config_path(args.config))
         agent = modes.build(cfg, monitor_all=args.monitor_all,
                             state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
-        cfg.colony_secret()  # fail now, clearly, rather than on the first registration
         runner.colony_ca(cfg)
     except config.ConfigError as exc:
         return common.fail(str(exc), 2)

@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _output_arg(agents)
     common.add_connection_args(agents)
     agents.set_defaults(func=agents_command)
+    agent_verbs = agents.add_subparsers(dest="agents_command", metavar="VERB")
+    revoke = agent_verbs.add_parser(
+        "revoke", help="refuse an agent's certificates from its next call on (verb admin)")
+    revoke.add_argument("agent_id", metavar="ID")
+    common.add_connection_args(revoke)
+    revoke.set_defaults(func=revoke_command)
 
     services = sub.add_parser("services", help="list registered services")
     services.add_argument("--name", default=None)
@@ -121,6 +127,15 @@ def agents_command(args: argparse.Namespace) -> int:
         else:
             common.print_table(rows, ["agent_id", "status", "connected", "runtime_mode",
                                       "node_name", "service_count", "version"])
+        return 0
+    return _run(action)
+
+
+def revoke_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            row = colony.revoke_agent(args.agent_id)
+        common.print_json(row)
         return 0
     return _run(action)
 
