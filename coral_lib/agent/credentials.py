@@ -48,6 +48,10 @@ class Held:
     def not_after(self) -> float:
         return self.cert.not_valid_after_utc.timestamp()
 
+    def usable(self) -> bool:
+        """Valid long enough to renew with (renew_forever renews at once when overdue)."""
+        return self.not_after - time.time() > 5
+
     def renew_at(self) -> float:
         """Two thirds into the certificate's life."""
         return self.not_before + (self.not_after - self.not_before) * 2 / 3
@@ -79,7 +83,7 @@ class Holder:
         if not isinstance(key, ec.EllipticCurvePrivateKey) or cert.public_key() != key.public_key():
             return None
         held = Held(key, cert, cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
-        if held.not_after <= time.time() + 60:
+        if not held.usable():
             return None
         with self._lock:
             self._held = held
@@ -174,7 +178,7 @@ class Enroller:
         """The stored identity, or a new one from Join. Raises grpc.RpcError or
         identity.IdentityError (no credential to join with)."""
         held = self.holder.held or self.holder.load()
-        if held is not None and held.not_after > time.time() + 60:
+        if held is not None and held.usable():
             return held
         sa_token = self._sa_token()
         join_token = "" if sa_token else self._join_token()
