@@ -93,6 +93,12 @@ class Holder:
         with self._lock:
             self._held = None
 
+    def discard(self) -> None:
+        """Forget the identity on disk too (it was revoked): only a new join helps."""
+        self.clear()
+        for path in (self.key_path, self.cert_path):
+            path.unlink(missing_ok=True)
+
     def store(self, key: ec.EllipticCurvePrivateKey, cert_pem: bytes, agent_id: str) -> Held:
         cert = x509.load_pem_x509_certificate(cert_pem)
         if cert.public_key() != key.public_key():

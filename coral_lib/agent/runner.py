@@ -104,7 +104,7 @@ class Agent:
                                         name="renew", daemon=True)]
             for thread in threads:
                 thread.start()
-            self._loop(sess)
+            self._loop(sess, enroller)
         finally:
             self.stop.set()
             for thread in threads:
@@ -131,7 +131,7 @@ class Agent:
             attempt += 1
         return None
 
-    def _loop(self, sess: session_mod.Session) -> None:
+    def _loop(self, sess: session_mod.Session, enroller: credentials.Enroller) -> None:
         attempt = 0
         cached = state_mod.load(self.state_path)
         while not self.stop.is_set():
@@ -148,8 +148,16 @@ class Agent:
             except session_mod.Refused as exc:
                 log.error("%s", exc)
             except grpc.RpcError as exc:
-                log.warning("colony unreachable at %s: %s", self.cfg.colony.address,
-                            exc.details() if hasattr(exc, "details") else exc)
+                if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    # Only a revocation answers PERMISSION_DENIED to an agent: drop the
+                    # certificate and join again (refused until an admin re-admits it).
+                    log.error("colony refused this agent's certificate: %s", exc.details())
+                    enroller.holder.discard()
+                    if self._enroll(enroller) is None:
+                        return
+                else:
+                    log.warning("colony unreachable at %s: %s", self.cfg.colony.address,
+                                exc.details() if hasattr(exc, "details") else exc)
             self.registered.clear()
             self.stop.wait(session_mod.backoff(attempt))
             attempt += 1
