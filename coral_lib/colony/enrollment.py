@@ -15,6 +15,7 @@ Every token creation, redemption and refusal is audited (refusals with bounded f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -33,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from coral_lib import identity
 from coral_lib.colony import audit as audit_mod
-from coral_lib.colony import pki
+from coral_lib.colony import pki, storage
 
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_TOKEN_TTL = 3600.0
@@ -113,15 +114,24 @@ class Enrollment:
         self._ca_cert = x509.load_pem_x509_certificate(self.ca_pem)
         self._ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
         self._lock = threading.Lock()
-        path = files.data_dir / "identity.db"
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # never readable by others
-        path.chmod(0o600)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._revoked = {row[0]: row[1] for row in self._db.execute(
-            "SELECT agent_id, revoked_at FROM revoked")}
+        self.path = str(files.data_dir / "identity.db")
+        if not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # never world-readable
+        with self._sql("cannot open the agent identity store"):
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            self._revoked = {row[0]: row[1] for row in self._db.execute(
+                "SELECT agent_id, revoked_at FROM revoked")}
+
+    @contextlib.contextmanager
+    def _sql(self, what: str):
+        """SQLite failures (disk full, read-only) as Refused UNAVAILABLE naming the cause."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise Refused(storage.explain(what, self.path, exc), code="UNAVAILABLE") from None
 
     @property
     def ca_certificate(self) -> x509.Certificate:
@@ -149,7 +159,7 @@ class Enrollment:
             raise ValueError(f"ttl {ttl}: expected more than 0 and at most 30 days")
         token = "coral-join-" + secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock:
+        with self._lock, self._sql("cannot store the join token"):
             self._db.execute("INSERT INTO join_tokens VALUES (?, ?, ?, ?, ?, NULL)",
                              (_hash(token), agent_id, now, now + ttl, created_by))
             if agent_id.startswith(identity.RESERVED_PREFIXES):
@@ -161,7 +171,7 @@ class Enrollment:
 
     def _redeem(self, token: str, hint: str) -> str:
         now = time.time()
-        with self._lock:
+        with self._lock, self._sql("cannot redeem the join token"):
             row = self._db.execute(
                 "SELECT agent_id, expires_at, used_at FROM join_tokens WHERE hash = ?",
                 (_hash(token),)).fetchone()
@@ -236,7 +246,7 @@ class Enrollment:
         return who
 
     def _db_revocation(self, agent_id: str) -> tuple[float, float | None] | None:
-        with self._lock:
+        with self._lock, self._sql("cannot read revocations"):
             return self._db.execute("SELECT revoked_at, lifted_at FROM revoked WHERE agent_id = ?",
                                     (agent_id,)).fetchone()
 
@@ -279,7 +289,7 @@ class Enrollment:
             raise identity.IdentityError(f"agent id {_bounded(agent_id)!r}: expected 1-"
                                          f"{identity.MAX_ID} characters")
         now = time.time()
-        with self._lock:
+        with self._lock, self._sql("cannot store the revocation"):
             self._db.execute(
                 "INSERT INTO revoked VALUES (?, ?, ?, NULL) ON CONFLICT(agent_id) DO UPDATE "
                 "SET revoked_at = excluded.revoked_at, revoked_by = excluded.revoked_by, "

@@ -468,6 +468,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             when = self.state.enrollment.revoke(request.agent_id, by=who.name)
         except identity.IdentityError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except enrollment.Refused as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"revocation not recorded: {exc}")
         link = self.state.links.get(request.agent_id)
@@ -485,6 +487,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                 created_by=who.name)
         except ValueError as exc:  # IdentityError included
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except enrollment.Refused as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"join token not recorded: {exc}")
         return colony_pb2.CreateJoinTokenResponse(token=token, agent_id=request.agent_id,

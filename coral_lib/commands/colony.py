@@ -8,7 +8,7 @@ import signal
 import threading
 
 from coral_lib import client, config, durations
-from coral_lib.colony import audit, pki, policy, rbac, registry, server
+from coral_lib.colony import audit, enrollment, pki, policy, rbac, registry, server
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ def start_command(args: argparse.Namespace) -> int:
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
-    except (OSError, ValueError, registry.RegistryError, audit.AuditError) as exc:
+    except (OSError, ValueError, registry.RegistryError, audit.AuditError,
+            enrollment.Refused) as exc:
         return common.fail(f"colony cannot start: {exc}")
     try:
         colony = server.ColonyServer(state, listen=settings.listen,
