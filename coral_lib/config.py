@@ -27,7 +27,9 @@ in its state directory; `colony.secret`/`secretFile` are rejected with that mess
 Colony settings file (flat): id, listen (host:port), dataDir, heartbeatInterval,
 degradedAfter, unhealthyAfter, tokensFile, observeOnly, agentCertTtl (default 24h),
 agentServiceAccount (default coral-system/coral-agent: the DaemonSet's account, whose
-tokens get node identities; any other account gets its own pod's identity).
+tokens get node identities; any other account gets its own pod's identity),
+tokenReviewKubeconfig / tokenReviewInCluster / tokenReviewAudience (how the colony checks
+Kubernetes agents' projected tokens; neither set: Kubernetes bootstrap is refused).
 
 Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
 Placeholders: `{{ NAME }}` in any string value (even unquoted, even inside `{...}` flow
@@ -45,7 +47,7 @@ separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV
 | CORAL_COLONY_ID              | colony.id                                |
 | CORAL_COLONY_JOIN_TOKEN      | colony.joinToken                         |
 | CORAL_COLONY_JOIN_TOKEN_FILE | colony.joinTokenFile                     |
-| CORAL_COLONY_SA_TOKEN_FILE   | colony.serviceAccountTokenFile           |
+| CORAL_SERVICE_ACCOUNT_TOKEN_FILE | colony.serviceAccountTokenFile       |
 | CORAL_COLONY_CA_FILE         | colony.caFile                            |
 | CORAL_POLL_INTERVAL          | discovery.host.pollInterval              |
 | CORAL_K8S_POLL_INTERVAL      | discovery.kubernetes.pollInterval        |
@@ -59,6 +61,7 @@ separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV
 |------------------------------|---------------------|
 | CORAL_COLONY_ID              | id                  |
 | CORAL_AGENT_CERT_TTL         | agentCertTtl        |
+| CORAL_TOKEN_REVIEW_KUBECONFIG | tokenReviewKubeconfig |
 | CORAL_COLONY_LISTEN          | listen              |
 | CORAL_COLONY_DATA_DIR        | dataDir             |
 | CORAL_COLONY_TOKENS_FILE     | tokensFile          |
@@ -323,6 +326,10 @@ class ColonySettings(_Model):
     approval_ttl: Duration = 900.0
     agent_cert_ttl: Duration = 86400.0
     agent_service_account: str = "coral-system/coral-agent"
+    # Kubernetes agents' bootstrap (TokenReview); neither set: refused with a clear error.
+    token_review_kubeconfig: str = ""
+    token_review_in_cluster: bool = False
+    token_review_audience: str = "coral"
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.model_validator(mode="before")
@@ -362,7 +369,7 @@ AGENT_ENV: dict[str, tuple[tuple[str, ...], str]] = {
     "CORAL_COLONY_SECRET_FILE": (("colony", "secretFile"), "str"),  # rejected: _NO_SECRET
     "CORAL_COLONY_JOIN_TOKEN": (("colony", "joinToken"), "str"),
     "CORAL_COLONY_JOIN_TOKEN_FILE": (("colony", "joinTokenFile"), "str"),
-    "CORAL_COLONY_SA_TOKEN_FILE": (("colony", "serviceAccountTokenFile"), "str"),
+    "CORAL_SERVICE_ACCOUNT_TOKEN_FILE": (("colony", "serviceAccountTokenFile"), "str"),
     "CORAL_COLONY_CA_FILE": (("colony", "caFile"), "str"),
     "CORAL_COLONY_CA": (("colony", "ca"), "str"),
     "CORAL_POLL_INTERVAL": (("discovery", "host", "pollInterval"), "str"),
@@ -379,6 +386,7 @@ COLONY_ENV: dict[str, tuple[tuple[str, ...], str]] = {
     "CORAL_COLONY_SECRET": (("secret",), "str"),  # rejected: no shared secret any more
     "CORAL_COLONY_SECRET_FILE": (("secretFile",), "str"),
     "CORAL_AGENT_CERT_TTL": (("agentCertTtl",), "str"),
+    "CORAL_TOKEN_REVIEW_KUBECONFIG": (("tokenReviewKubeconfig",), "str"),
     "CORAL_COLONY_LISTEN": (("listen",), "str"),
     "CORAL_COLONY_DATA_DIR": (("dataDir",), "str"),
     "CORAL_COLONY_TOKENS_FILE": (("tokensFile",), "str"),

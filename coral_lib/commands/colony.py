@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import threading
@@ -35,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--agent-cert-ttl", default=None,
                        help="lifetime of agent certificates (config agentCertTtl, default 24h);"
                             " agents renew at two thirds of it")
+    start.add_argument("--token-review-kubeconfig", default=None,
+                       help="check Kubernetes agents' service account tokens with TokenReview "
+                            "on this cluster (config tokenReviewKubeconfig)")
+    start.add_argument("--token-review-in-cluster", action="store_true", default=None,
+                       help="the same with the colony pod's own service account")
     start.set_defaults(func=start_command)
     token = verbs.add_parser("token", help="operator tokens (tokens.json in the data dir)")
     token_verbs = token.add_subparsers(dest="token_command", metavar="VERB")
@@ -60,7 +66,11 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
     updates = {k: v for k, v in (("data_dir", args.data_dir),
                                  ("listen", getattr(args, "listen", None)),
                                  ("policy_file", getattr(args, "policy", None)),
-                                 ("observe_only", getattr(args, "observe_only", None))) if v}
+                                 ("observe_only", getattr(args, "observe_only", None)),
+                                 ("token_review_kubeconfig",
+                                  getattr(args, "token_review_kubeconfig", None)),
+                                 ("token_review_in_cluster",
+                                  getattr(args, "token_review_in_cluster", None))) if v}
     ttl = getattr(args, "agent_cert_ttl", None)
     if ttl:
         try:
@@ -81,6 +91,15 @@ def init_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reviewer(settings: config.ColonySettings):
+    """The TokenReview client for Kubernetes agents' bootstrap, or None (refused)."""
+    if not (settings.token_review_kubeconfig or settings.token_review_in_cluster):
+        return None
+    tokenreview = importlib.import_module("coral_lib.colony.tokenreview")
+    return tokenreview.TokenReviewer(kubeconfig=settings.token_review_kubeconfig or None,
+                                     audience=settings.token_review_audience)
+
+
 def start_command(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
@@ -88,6 +107,7 @@ def start_command(args: argparse.Namespace) -> int:
             data_dir=settings.data_dir, colony_id="" if settings.id == "default" else settings.id,
             tokens_file=settings.tokens_file, agent_cert_ttl=settings.agent_cert_ttl,
             agent_service_account=settings.agent_service_account,
+            reviewer=_reviewer(settings),
             heartbeat_interval=settings.heartbeat_interval,
             degraded_after=settings.degraded_after, unhealthy_after=settings.unhealthy_after,
             settings=policy.load_settings(
@@ -98,7 +118,7 @@ def start_command(args: argparse.Namespace) -> int:
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
     except (OSError, ValueError, registry.RegistryError, audit.AuditError,
-            enrollment.Refused) as exc:
+            enrollment.Refused, ImportError) as exc:
         return common.fail(f"colony cannot start: {exc}")
     try:
         colony = server.ColonyServer(state, listen=settings.listen,

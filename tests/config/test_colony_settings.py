@@ -82,7 +82,7 @@ def test_join_token_file_unreadable_names_the_file(tmp_path, write_config):
 def test_service_account_token_file_empty_is_an_error(tmp_path):
     (tmp_path / "s").write_text("")
     cfg = config.load_agent_config(
-        None, environ={"CORAL_COLONY_SA_TOKEN_FILE": str(tmp_path / "s")})
+        None, environ={"CORAL_SERVICE_ACCOUNT_TOKEN_FILE": str(tmp_path / "s")})
     with pytest.raises(config.ConfigError, match="key colony.serviceAccountTokenFile: .* is empty"):
         cfg.service_account_token()
 

@@ -14,7 +14,7 @@ AGENT_CASES = [
     ("CORAL_COLONY_ID", "prod", lambda c: c.colony.id, "prod"),
     ("CORAL_COLONY_JOIN_TOKEN", "t0ken", lambda c: c.join_token(), "t0ken"),
     ("CORAL_COLONY_JOIN_TOKEN_FILE", "/x/tok", lambda c: c.colony.join_token_file, "/x/tok"),
-    ("CORAL_COLONY_SA_TOKEN_FILE", "/var/run/coral/token",
+    ("CORAL_SERVICE_ACCOUNT_TOKEN_FILE", "/var/run/coral/token",
      lambda c: c.colony.service_account_token_file, "/var/run/coral/token"),
     ("CORAL_COLONY_CA_FILE", "/x/ca.pem", lambda c: c.colony.ca_file, "/x/ca.pem"),
     ("CORAL_COLONY_CA", "-----BEGIN CERTIFICATE-----", lambda c: c.colony.ca,
@@ -120,6 +120,7 @@ def test_environ_default_is_the_process_environment(monkeypatch):
 COLONY_CASES = [
     ("CORAL_COLONY_ID", "prod", "id", "prod"),
     ("CORAL_AGENT_CERT_TTL", "2h", "agent_cert_ttl", 7200.0),
+    ("CORAL_TOKEN_REVIEW_KUBECONFIG", "/k.yaml", "token_review_kubeconfig", "/k.yaml"),
     ("CORAL_COLONY_LISTEN", "0.0.0.0:1234", "listen", "0.0.0.0:1234"),
     ("CORAL_COLONY_DATA_DIR", "/data", "data_dir", "/data"),
     ("CORAL_COLONY_TOKENS_FILE", "/t.yaml", "tokens_file", "/t.yaml"),
