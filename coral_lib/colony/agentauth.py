@@ -63,8 +63,9 @@ class Verifier:
         self.ca_cert, self.colony_id, self.revoked_at, self.clock = (
             ca_cert, colony_id, revoked_at, clock)
         self._lock = threading.Lock()
-        self._nonces: collections.OrderedDict[str, tuple[float, identity.AgentIdentity]] = (
-            collections.OrderedDict())
+        # nonce -> (forget at, who, certificate notAfter)
+        self._nonces: collections.OrderedDict[
+            str, tuple[float, identity.AgentIdentity, float]] = collections.OrderedDict()
         self._certs: collections.OrderedDict[bytes, _Parsed] = collections.OrderedDict()
 
     def verify(self, method: str, metadata: dict[str, str]) -> identity.AgentIdentity:
@@ -105,7 +106,7 @@ class Verifier:
         except (InvalidSignature, TypeError, ValueError):
             raise AuthError("coral-agent-proof does not verify with the certificate's key") \
                 from None
-        self._use_nonce(nonce, parsed.who, now)
+        self._use_nonce(nonce, parsed, now)
         return parsed.who
 
     def _parse(self, der: bytes) -> _Parsed:
@@ -142,21 +143,22 @@ class Verifier:
                 self._certs.popitem(last=False)
         return parsed
 
-    def _use_nonce(self, nonce: str, who: identity.AgentIdentity, now: float) -> None:
+    def _use_nonce(self, nonce: str, parsed: _Parsed, now: float) -> None:
         with self._lock:
             while self._nonces:
-                oldest, (expires, _) = next(iter(self._nonces.items()))
+                oldest, (expires, _, _) = next(iter(self._nonces.items()))
                 if expires > now and len(self._nonces) < MAX_NONCES:
                     break
                 del self._nonces[oldest]
             if nonce in self._nonces:
                 raise AuthError("coral-agent-nonce was already used (replayed call)")
-            self._nonces[nonce] = (now + 2 * SKEW, who)
+            self._nonces[nonce] = (now + 2 * SKEW, parsed.who, parsed.not_after)
 
-    def identity_of(self, nonce: str) -> identity.AgentIdentity | None:
+    def identity_of(self, nonce: str) -> tuple[identity.AgentIdentity, float] | None:
+        """(who, certificate notAfter) of a call verified within the window."""
         with self._lock:
             hit = self._nonces.get(nonce)
-        return hit[1] if hit else None
+        return (hit[1], hit[2]) if hit else None
 
 
 def _ts(when: datetime.datetime) -> float:
@@ -185,11 +187,15 @@ class AgentAuth(grpc.ServerInterceptor):
 
     def identity(self, context: grpc.ServicerContext) -> identity.AgentIdentity:
         """The verified caller of this call; aborts UNAUTHENTICATED when there is none."""
+        return self.caller(context)[0]
+
+    def caller(self, context: grpc.ServicerContext) -> tuple[identity.AgentIdentity, float]:
+        """(who, when its certificate expires) for this call; aborts when unverified."""
         nonce = dict(context.invocation_metadata() or ()).get(identity.NONCE_KEY, "")
-        who = self.verifier.identity_of(nonce) if nonce else None
-        if who is None:
+        hit = self.verifier.identity_of(nonce) if nonce else None
+        if hit is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "no verified agent identity")
-        return who
+        return hit
 
 
 def _refusal(handler, exc: AuthError):

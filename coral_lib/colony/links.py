@@ -42,8 +42,10 @@ class Operation:
 
 
 class AgentLink:
-    def __init__(self, agent_id: str) -> None:
+    def __init__(self, agent_id: str, *, expires_at: float = float("inf")) -> None:
         self.agent_id = agent_id
+        # When the certificate the link was opened with ends; a renewal moves it on.
+        self.expires_at = expires_at
         self._outbox: queue.Queue = queue.Queue()
         self._ops: dict[str, Operation] = {}
         self._lock = threading.Lock()
@@ -122,8 +124,8 @@ class Links:
         self._links: dict[str, AgentLink] = {}
         self._lock = threading.Lock()
 
-    def attach(self, agent_id: str) -> AgentLink:
-        link = AgentLink(agent_id)
+    def attach(self, agent_id: str, *, expires_at: float = float("inf")) -> AgentLink:
+        link = AgentLink(agent_id, expires_at=expires_at)
         with self._lock:
             old = self._links.get(agent_id)
             if old is not None and not old.closed.is_set():
@@ -140,6 +142,14 @@ class Links:
     def get(self, agent_id: str) -> AgentLink | None:
         with self._lock:
             return self._links.get(agent_id)
+
+    def close_expired(self, now: float) -> list[str]:
+        """Close links whose certificate ran out without a renewal; their agent ids."""
+        with self._lock:
+            expired = [link for link in self._links.values() if link.expires_at <= now]
+        for link in expired:
+            link.close()
+        return [link.agent_id for link in expired]
 
     def connected(self) -> set[str]:
         with self._lock:

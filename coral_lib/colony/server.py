@@ -134,6 +134,9 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"renewal not recorded: {exc}")
+        link = self.state.links.get(who.agent_id)
+        if link is not None:  # the link stays up on the renewed certificate
+            link.expires_at = max(link.expires_at, issued.not_after)
         return mesh_pb2.RenewResponse(certificate_pem=issued.certificate_pem.decode(),
                                       not_after=issued.not_after)
 
@@ -210,9 +213,9 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
 
     def Link(self, request_iterator, context):
         # Identity from the verified metadata: nothing of the stream is read before this.
-        who = self.state.agent_auth.identity(context)
+        who, not_after = self.state.agent_auth.caller(context)
         try:
-            link = self.state.links.attach(who.agent_id)
+            link = self.state.links.attach(who.agent_id, expires_at=not_after)
         except links.AlreadyLinked as exc:
             log.warning("second link for agent %s from %s refused", who.agent_id, context.peer())
             with contextlib.suppress(audit_mod.AuditError):
@@ -549,6 +552,7 @@ class ColonyServer:
         requires a client certificate signed by the colony CA (identity = its CN); gRPC
         Python cannot ask for an optional client certificate on one port."""
         self.state, self.listen = state, listen
+        self._stopping = threading.Event()
         self._server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
             options=[*MESSAGE_LIMITS, ("grpc.keepalive_time_ms", 20000),
@@ -576,13 +580,21 @@ class ColonyServer:
 
     def start(self) -> ColonyServer:
         self._server.start()
+        threading.Thread(target=self._expire_links, name="link-expiry", daemon=True).start()
         log.info("colony %s listening on %s (TLS)", self.state.colony_id, self.listen)
         return self
+
+    def _expire_links(self) -> None:
+        """A link lives as long as its agent's certificate, renewals included."""
+        while not self._stopping.wait(2.0):
+            for agent_id in self.state.links.close_expired(time.time()):
+                log.warning("agent %s link closed: its certificate expired unrenewed", agent_id)
 
     def wait(self) -> None:
         self._server.wait_for_termination()
 
     def stop(self, grace: float = 2.0) -> None:
+        self._stopping.set()
         self.state.links.close_all()
         self._server.stop(grace).wait()
         self.state.close()

@@ -10,6 +10,7 @@ in-process colony serving gRPC over TLS on loopback, real SQLite, real certifica
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import grpc
@@ -232,3 +233,30 @@ def test_verifier_bounds_its_nonce_cache(tmp_path, monkeypatch):
             verifier.verify("/m", meta)
     finally:
         state.close()
+
+
+def test_a_link_ends_when_its_certificate_expires_unrenewed(tmp_path):
+    state = server.open_state(data_dir=str(tmp_path / "colony"), agent_cert_ttl=10)
+    running = server.ColonyServer(state, listen="127.0.0.1:0").start()
+    try:
+        token, _ = state.enrollment.create_token("short-1", created_by="test")
+        chan, holder, stub = _agent(running, tmp_path, "short-1")
+        with chan:
+            held = _join(stub, holder, token=token, name="short-1")
+            done = threading.Event()
+
+            def agent_side():  # keeps its half of the stream open, as an agent does
+                yield mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello())
+                done.wait(30)
+
+            stream = stub.Link(agent_side(), timeout=30)
+            deadline = time.time() + 5
+            while "short-1" not in state.links.connected() and time.time() < deadline:
+                time.sleep(0.1)
+            assert "short-1" in state.links.connected()
+            assert list(stream) == []  # the colony ends the stream
+            assert time.time() >= held.not_after
+            assert "short-1" not in state.links.connected()
+            done.set()
+    finally:
+        running.stop(0)
