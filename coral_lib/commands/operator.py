@@ -223,6 +223,9 @@ def audit_row(record: dict) -> dict:
         what = f"{record.get('verb', '')} {record.get('target', '')}: {record.get('reason', '')}"
     elif kind == "finished":
         what = record.get("op_id", "")
+    elif kind == "identity":  # agent enrollment: join token created, joined, renewed, revoked
+        by = record.get("by") or record.get("peer") or ""
+        what = f"{record.get('event', '')} {by}".strip()
     else:
         what = " ".join(str(record.get(k) or "") for k in ("verb", "command")).strip()
     status = record.get("status") or ""

@@ -19,6 +19,10 @@ from coral_lib.commands import operator
      "interrupted"),
     ({"kind": "refused", "verb": "shell", "target": "a", "reason": "no rule"},
      "shell a: no rule", ""),
+    ({"kind": "identity", "event": "revoked", "agent_id": "web-1", "by": "admin"},
+     "revoked admin", ""),
+    ({"kind": "identity", "event": "joined", "agent_id": "web-1", "peer": "ipv4:1.2.3.4:5"},
+     "joined ipv4:1.2.3.4:5", ""),
 ])
 def test_audit_row_says_what_happened(record, what, status):
     row = operator.audit_row({"id": 1, "ts": 0, **record})
