@@ -86,6 +86,27 @@ def _bounded(text: str) -> str:
     return text if len(text) <= _FIELD else text[:_FIELD] + f"...({len(text)} chars)"
 
 
+class _Budget:
+    """At most `per_minute` records a minute; take() -> None when over budget, else how
+    many were skipped since the last record."""
+
+    def __init__(self, *, per_minute: int) -> None:
+        self.per_minute, self._lock = per_minute, threading.Lock()
+        self._window, self._used, self._skipped = 0, 0, 0
+
+    def take(self) -> int | None:
+        with self._lock:
+            window = int(time.time() // 60)
+            if window != self._window:
+                self._window, self._used = window, 0
+            if self._used >= self.per_minute:
+                self._skipped += 1
+                return None
+            self._used += 1
+            skipped, self._skipped = self._skipped, 0
+            return skipped
+
+
 def _csr_key(csr_der: bytes) -> ec.EllipticCurvePublicKey:
     """The public key of a valid self-signed P-256 CSR; Refused otherwise."""
     if len(csr_der) > MAX_CSR:
@@ -114,6 +135,7 @@ class Enrollment:
         self._ca_cert = x509.load_pem_x509_certificate(self.ca_pem)
         self._ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
         self._lock = threading.Lock()
+        self._refusals = _Budget(per_minute=60)
         self.path = str(files.data_dir / "identity.db")
         if not os.path.exists(self.path):
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # never world-readable
@@ -211,9 +233,13 @@ class Enrollment:
             who = self._bootstrap(join_token, service_account_token, hint)
             issued = self._issue(who, key)
         except (Refused, identity.IdentityError) as exc:
-            self.audit.refused(requester=f"agent:{_bounded(hint) or '?'}", verb="join",
-                               target=self.colony_id, command="", rule="agent-join",
-                               reason=_bounded(f"{exc} (from {peer})"))
+            suppressed = self._refusals.take()
+            if suppressed is not None:  # Join is unauthenticated: refusals cannot fill the disk
+                self.audit.refused(
+                    requester=f"agent:{_bounded(hint) or '?'}", verb="join",
+                    target=self.colony_id, command="", rule="agent-join",
+                    reason=_bounded(f"{exc} (from {peer})") + (
+                        f" [+{suppressed} more refused joins not recorded]" if suppressed else ""))
             raise exc if isinstance(exc, Refused) else Refused(str(exc)) from None
         self.audit.append("identity", {"event": "joined", "agent_id": who.agent_id,
                                        "agent_kind": who.kind, "peer": _bounded(peer),

@@ -260,3 +260,18 @@ def test_a_link_ends_when_its_certificate_expires_unrenewed(tmp_path):
             done.set()
     finally:
         running.stop(0)
+
+
+def test_refused_joins_are_audited_within_a_budget(colony, tmp_path):
+    """Join is unauthenticated: a flood of bad joins may not write a record each."""
+    colony.state.enrollment._refusals.per_minute = 10
+    chan, _, stub = _agent(colony, tmp_path, "flood")
+    with chan:
+        for _ in range(40):
+            with pytest.raises(grpc.RpcError):
+                stub.Join(mesh_pb2.JoinRequest(join_token="coral-join-nope",
+                                               csr_der=credentials.new_key_and_csr("x")[1]),
+                          timeout=10)
+    joins = [r for r in colony.state.audit.list(kind="refused") if r["verb"] == "join"]
+    assert 10 <= len(joins) <= 20  # 20: the run may straddle a minute
+    assert all(len(r["reason"]) < 400 for r in joins)
