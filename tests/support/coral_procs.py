@@ -52,8 +52,11 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: s
 
 
 class Colony:
-    def __init__(self, data_dir: pathlib.Path, *, port: int | None = None) -> None:
-        self.data_dir, self.port = data_dir, port or free_port()
+    """A real `coral colony start` process; `args` are extra flags for it."""
+
+    def __init__(self, data_dir: pathlib.Path, *, port: int | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.data_dir, self.port, self.args = data_dir, port or free_port(), tuple(args)
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
@@ -75,7 +78,8 @@ class Colony:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*CORAL, "colony", "start", "--data-dir", str(self.data_dir), "--listen", self.address],
+            [*CORAL, "colony", "start", "--data-dir", str(self.data_dir), "--listen", self.address,
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for(self._ready, what=f"colony on {self.address}")
