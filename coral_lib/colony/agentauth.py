@@ -169,8 +169,12 @@ class AgentAuth(grpc.ServerInterceptor):
     """Verifies agent metadata on every call of `service` except `open_methods`."""
 
     def __init__(self, verifier: Verifier, *, service: str = "/coral.mesh.v1.Mesh/",
-                 open_methods: tuple[str, ...] = ("/coral.mesh.v1.Mesh/Join",)) -> None:
+                 open_methods: tuple[str, ...] = ("/coral.mesh.v1.Mesh/Join",),
+                 on_refused: Callable[[str, str, str], None] | None = None) -> None:
+        """on_refused(peer, method, reason): told of every refused call (e.g. to throttle
+        and audit failed logins per peer); it runs before the call is answered."""
         self.verifier, self.service, self.open_methods = verifier, service, open_methods
+        self.on_refused = on_refused
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -182,7 +186,7 @@ class AgentAuth(grpc.ServerInterceptor):
             self.verifier.verify(method, metadata)
         except AuthError as exc:
             log.warning("agent call %s refused: %s", method, exc)
-            return _refusal(continuation(handler_call_details), exc)
+            return _refusal(continuation(handler_call_details), exc, method, self.on_refused)
         return continuation(handler_call_details)
 
     def identity(self, context: grpc.ServicerContext) -> identity.AgentIdentity:
@@ -198,9 +202,14 @@ class AgentAuth(grpc.ServerInterceptor):
         return hit
 
 
-def _refusal(handler, exc: AuthError):
+def _refusal(handler, exc: AuthError, method: str, on_refused):
     """A handler of the same shape that aborts without deserializing or reading requests."""
     def abort(_request, context):
+        if on_refused is not None:
+            try:
+                on_refused(context.peer(), method, str(exc))
+            except Exception:  # noqa: BLE001 - a failing hook must not answer the call OK
+                log.exception("agent auth refusal hook failed")
         context.abort(exc.code, str(exc))
     if handler is None:
         return None

@@ -275,3 +275,21 @@ def test_refused_joins_are_audited_within_a_budget(colony, tmp_path):
     joins = [r for r in colony.state.audit.list(kind="refused") if r["verb"] == "join"]
     assert 10 <= len(joins) <= 20  # 20: the run may straddle a minute
     assert all(len(r["reason"]) < 400 for r in joins)
+
+
+def test_refused_agent_calls_are_reported_with_the_peer(tmp_path):
+    """The hook the per-peer failed-login throttle plugs into."""
+    seen = []
+    state = server.open_state(data_dir=str(tmp_path / "colony"))
+    state.agent_auth.on_refused = lambda peer, method, reason: seen.append((peer, method, reason))
+    running = server.ColonyServer(state, listen="127.0.0.1:0").start()
+    try:
+        ca = state.files.ca_cert.read_bytes()
+        with grpc.secure_channel(f"127.0.0.1:{running.port}",
+                                 grpc.ssl_channel_credentials(ca)) as chan:
+            with pytest.raises(grpc.RpcError):
+                mesh_pb2_grpc.MeshStub(chan).Heartbeat(mesh_pb2.HeartbeatRequest(), timeout=10)
+    finally:
+        running.stop(0)
+    assert len(seen) == 1 and seen[0][0].startswith("ipv4:127.0.0.1:")
+    assert seen[0][1] == "/coral.mesh.v1.Mesh/Heartbeat" and "no agent credentials" in seen[0][2]
