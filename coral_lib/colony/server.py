@@ -73,6 +73,9 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
     `reviewer` (an object with review(token) -> PodClaims, e.g. tokenreview.TokenReviewer)
     enables Kubernetes agents' bootstrap; None refuses it with a clear error."""
     files = pki.ensure(data_dir)
+    if (files.data_dir / "colony.secret").exists():
+        log.warning("%s is no longer used (agents hold their own certificates): delete it",
+                    files.data_dir / "colony.secret")
     colony_id = colony_id or files.colony_id.read_text().strip()
     reg, audit = registry.Registry(files.registry_db), audit_mod.AuditLog(files.audit_db)
     approvals = approvals_mod.ApprovalStore(files.approvals_db)

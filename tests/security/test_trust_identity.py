@@ -249,10 +249,17 @@ def test_review_foreign_self_signed_and_expired_certificates_are_refused(trust, 
     try:
         with agent_identity.MeshAgent(other, tmp_path / "o", "victim-1") as there:
             held = there.join()
+        foreign_token = agent_identity.join_token(other, "victim-1")
     finally:
         other.stop()
     err = _register_with(trust, held.key, held.cert)
     assert err and err.code() == grpc.StatusCode.UNAUTHENTICATED
+    # ... and its join token means nothing here.
+    with agent_identity.MeshAgent(trust, tmp_path / "t", "victim-1") as here:
+        with pytest.raises(grpc.RpcError) as unknown:
+            here.join(foreign_token)
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "unknown join token" in unknown.value.details()
     # Expired, though signed by this colony's CA (a test shortcut: the attacker in the
     # review has no CA key; this checks the validity window alone).
     ca_key = serialization.load_pem_private_key((trust.data_dir / "ca.key").read_bytes(), None)
@@ -327,6 +334,9 @@ def test_review_rotation_at_two_thirds_keeps_the_link(tmp_path):
     try:
         coral_procs.wait_registered(colony, ["rot-1"])
         first = x509.load_pem_x509_certificate(agent.cert_path.read_bytes())
+        key_path = agent.state_dir / "rot-1.key"
+        assert key_path.stat().st_mode & 0o777 == 0o600  # the key never leaves the agent
+        assert (colony.data_dir / "identity.db").stat().st_mode & 0o777 == 0o600
         lifetime = (first.not_valid_after_utc - first.not_valid_before_utc).total_seconds()
         assert lifetime == 12
         coral_procs.wait_for(lambda: x509.load_pem_x509_certificate(
