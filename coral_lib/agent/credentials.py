@@ -168,6 +168,8 @@ def channel(address: str, *, ca_pem: bytes, holder: Holder) -> grpc.Channel:
         grpc.metadata_call_credentials(CallProof(holder), name="coral-agent"))
     return grpc.secure_channel(address, creds, options=[
         ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_permit_without_calls", 1),
+        # accept what the colony may send (its own limit, colony/server.py MESSAGE_LIMITS)
+        ("grpc.max_receive_message_length", 256 << 20),
     ])
 
 
