@@ -37,6 +37,7 @@ def colony_kubeconfig(server, path: pathlib.Path) -> str:
             server.store.create(obj)
         except Exception:  # noqa: BLE001 - created by an earlier call
             pass
+    path.parent.mkdir(parents=True, exist_ok=True)
     return server.service_account_kubeconfig(SYSTEM, "coral-colony", path,
                                              expiration_seconds=86400)
 
