@@ -54,10 +54,7 @@ def _import_rss(code: str) -> float:
 
 def _start_agent(base: Path, server, colony, entry: list[str]) -> subprocess.Popen:
     cfg = base / "agent.yaml"
-    cfg.write_text(
-        f"agent: {{id: bench-{NODE}, runtime: daemonset}}\n"
-        f"colony: {{address: '{colony.address}', caFile: '{colony.data_dir / 'ca.crt'}', "
-        f"id: '{colony.colony_id}', secretFile: '{colony.data_dir / 'colony.secret'}'}}\n")
+    cfg.write_text(bench_discovery.agent_config(base, server, colony))
     with open(base / "agent.log", "ab") as log:
         return subprocess.Popen(
             [sys.executable, *entry, "--config", str(cfg), "--kubeconfig",
@@ -70,7 +67,7 @@ def measure(entry: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-agent-rss-") as tmp:
         base = Path(tmp)
         server = bench_discovery.start_server(base / "kubeapi", pods=PODS)
-        colony = coral_procs.Colony(base / "colony").start()
+        colony = bench_discovery.start_colony(base, server)
         agent = bench_discovery.AgentProc(_start_agent(base, server, colony, entry))
         try:
             with colony.client() as c:

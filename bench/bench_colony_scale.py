@@ -3,9 +3,12 @@ ListServices latency filtered by namespace / label with 100,000 services stored.
 
 A real colony process (`coral colony start`) serves on loopback TLS. The simulated
 agents are grpc.aio clients in this process, each with its own channel and its own TLS
-connection (local subchannel pool), speaking the real Mesh protocol with the colony's id
-and secret: 1,000 agents x 100 services = 100,000 services (each registration also writes
-100 hash-chained audit records, as a real agent's first registration does). Then every
+connection (local subchannel pool), speaking the real Mesh protocol as DaemonSet node
+agents: each holds its own node certificate (minted before the clock starts with the CA
+key from the data directory, as the colony would issue it after TokenReview) and sends
+the per-call proof:
+1,000 agents x 100 services = 100,000 services (each registration also writes 100
+hash-chained audit records, as a real agent's first registration does). Then every
 agent heartbeats as fast as it is answered for a fixed time. Then an operator client
 (coral_lib.client, token auth) runs filtered ListServices queries; target p99 < 50 ms.
 
@@ -21,6 +24,7 @@ protobuf parse and response build + serialise, so a missed target says what woul
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import sys
 import tempfile
@@ -29,13 +33,19 @@ from pathlib import Path
 
 import grpc
 import psutil
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
+from coral_lib import identity  # noqa: E402
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc  # noqa: E402
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc  # noqa: E402
+from coral_lib.agent import credentials  # noqa: E402
 from coral_lib.colony import pki, registry  # noqa: E402
 from tests.support import coral_procs  # noqa: E402
 
@@ -61,16 +71,41 @@ def services_of(i: int, *, per_agent: int = PER_AGENT) -> list[mesh_pb2.ServiceI
     ) for j in range(per_agent)]
 
 
+def node_holder(colony: coral_procs.Colony, state: Path, node: str) -> credentials.Holder:
+    """A node agent's key and certificate, signed here with the colony's CA key."""
+    files = pki.ColonyFiles(colony.data_dir)
+    ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
+    ca_pem = files.ca_cert.read_bytes()
+    who = identity.node_identity(node)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, who.agent_id)]))
+            .issuer_name(x509.load_pem_x509_certificate(ca_pem).subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(seconds=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(
+                identity.spiffe_uri(colony.colony_id, who))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    holder = credentials.Holder(state, who.agent_id, ca_pem=ca_pem)
+    holder.store(key, cert.public_bytes(serialization.Encoding.PEM), who.agent_id)
+    return holder
+
+
 class SimAgents:
     """N agents over N TLS channels to one colony; register and heartbeat like real ones."""
 
     def __init__(self, colony: coral_procs.Colony, count: int) -> None:
         ca = (colony.data_dir / "ca.crt").read_bytes()
-        self.colony_id = colony.colony_id
-        self.secret = (colony.data_dir / "colony.secret").read_text().strip()
-        creds = grpc.ssl_channel_credentials(root_certificates=ca)
-        self.channels = [grpc.aio.secure_channel(colony.address, creds, options=[
-            ("grpc.use_local_subchannel_pool", 1)]) for _ in range(count)]
+        self.state = tempfile.TemporaryDirectory(prefix="bench-sim-agents-")
+        holders = [node_holder(colony, Path(self.state.name), f"node-{i}") for i in range(count)]
+        self.channels = [grpc.aio.secure_channel(colony.address, grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(root_certificates=ca),
+            grpc.metadata_call_credentials(credentials.CallProof(holder))), options=[
+            ("grpc.use_local_subchannel_pool", 1)]) for holder in holders]
         self.stubs = [mesh_pb2_grpc.MeshStub(c) for c in self.channels]
 
     async def connect(self) -> None:
@@ -81,7 +116,6 @@ class SimAgents:
 
         async def one(i: int) -> None:
             request = mesh_pb2.RegisterRequest(
-                agent_id=f"sim-{i:04d}", colony_id=self.colony_id, colony_secret=self.secret,
                 version="bench", node_name=f"node-{i}",
                 services=services_of(i, per_agent=per_agent))
             async with gate:
@@ -89,7 +123,7 @@ class SimAgents:
                 reply = await self.stubs[i].Register(request, timeout=600)
                 samples.append(time.perf_counter() - started)
             if not reply.accepted:
-                raise RuntimeError(f"sim-{i:04d} refused: {reply.reason}")
+                raise RuntimeError(f"node-{i} refused: {reply.reason}")
         await asyncio.gather(*(one(i) for i in range(len(self.stubs))))
         return samples
 
@@ -97,19 +131,19 @@ class SimAgents:
         deadline, samples = time.monotonic() + seconds, []
 
         async def loop(i: int) -> None:
-            request = mesh_pb2.HeartbeatRequest(agent_id=f"sim-{i:04d}", colony_id=self.colony_id,
-                                                colony_secret=self.secret)
+            request = mesh_pb2.HeartbeatRequest()
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 reply = await self.stubs[i].Heartbeat(request, timeout=60)
                 samples.append(time.perf_counter() - started)
                 if not reply.ok:
-                    raise RuntimeError(f"sim-{i:04d} heartbeat refused: {reply.reason}")
+                    raise RuntimeError(f"node-{i} heartbeat refused: {reply.reason}")
         await asyncio.gather(*(loop(i) for i in range(len(self.stubs))))
         return samples
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.channels))
+        self.state.cleanup()
 
 
 def _query_latency(client, *, rounds: int) -> dict:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from coral_lib import config  # noqa: E402
 from coral_lib.agent import node  # noqa: E402
 from coral_lib.discovery import kubernetes  # noqa: E402
-from tests.support import coral_procs  # noqa: E402
+from tests.support import coral_procs, kube_identity  # noqa: E402
 from tests.support.kubeapi import KubeAPIServer  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_DISCOVERY_EVENTS", "1000"))
@@ -59,15 +59,27 @@ class AgentProc:
         coral_procs.stop_process(self.proc)
 
 
+def start_colony(base: Path, server: KubeAPIServer) -> coral_procs.Colony:
+    """A colony that checks node agents' service account tokens on `server`."""
+    kubeconfig = kube_identity.colony_kubeconfig(server, base / "colony-kubeconfig")
+    return coral_procs.Colony(base / "colony",
+                              args=("--token-review-kubeconfig", kubeconfig)).start()
+
+
+def agent_config(base: Path, server: KubeAPIServer, colony: coral_procs.Colony) -> str:
+    """The node agent's config: its pod-bound token makes it node-<NODE> on the colony."""
+    token = kube_identity.node_agent_token(server, NODE, base / "agent.token")
+    return (f"agent: {{id: node-{NODE}, runtime: daemonset}}\n"
+            f"colony: {{address: '{colony.address}', caFile: '{colony.data_dir / 'ca.crt'}', "
+            f"id: '{colony.colony_id}', serviceAccountTokenFile: '{token}'}}\n")
+
+
 def start_world(base: Path, *, pods: int = 0):
     """(API server fixture, colony process, node agent process) with `pods` pods on NODE."""
     server = start_server(base / "kubeapi", pods=pods)
-    colony = coral_procs.Colony(base / "colony").start()
+    colony = start_colony(base, server)
     cfg = base / "agent.yaml"
-    cfg.write_text(
-        f"agent: {{id: bench-{NODE}, runtime: daemonset}}\n"
-        f"colony: {{address: '{colony.address}', caFile: '{colony.data_dir / 'ca.crt'}', "
-        f"id: '{colony.colony_id}', secretFile: '{colony.data_dir / 'colony.secret'}'}}\n")
+    cfg.write_text(agent_config(base, server, colony))
     log = open(base / "agent.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "coral_lib.commands.agent_node", "--config", str(cfg),

@@ -41,7 +41,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from coral_lib.ops import base, cri  # noqa: E402
-from tests.support import containerd, coral_procs  # noqa: E402
+from tests.support import containerd, coral_procs, kube_identity  # noqa: E402
 from tests.support.kubeapi import KubeAPIServer  # noqa: E402
 
 NODE, NAMESPACE = "node-a", "fanout"
@@ -165,12 +165,14 @@ def make_pods(runtime: containerd.Containerd, kubeapi: KubeAPIServer, count: int
 
 
 def start_node_agent(base_dir: pathlib.Path, colony: coral_procs.Colony, *,
-                     kubeconfig: str, cri_socket: str) -> subprocess.Popen:
+                     kubeapi: KubeAPIServer, cri_socket: str) -> subprocess.Popen:
+    token = kube_identity.node_agent_token(kubeapi, NODE, base_dir / "agent.token")
+    kubeconfig = kubeapi.kubeconfig_path
     cfg = base_dir / "agent.yaml"
     cfg.write_text(
-        f"agent: {{id: ds-{NODE}, runtime: daemonset}}\n"
+        f"agent: {{id: node-{NODE}, runtime: daemonset}}\n"
         f"colony: {{address: '{colony.address}', caFile: '{colony.data_dir / 'ca.crt'}', "
-        f"id: '{colony.colony_id}', secretFile: '{colony.data_dir / 'colony.secret'}'}}\n")
+        f"id: '{colony.colony_id}', serviceAccountTokenFile: '{token}'}}\n")
     log = open(base_dir / "agent.log", "ab")
     proc = subprocess.Popen(
         [*coral_procs.CORAL, "agent", "node", "--config", str(cfg), "--kubeconfig", kubeconfig,
@@ -275,13 +277,14 @@ def run(*, quick: bool = False) -> dict:
                 started = time.perf_counter()
                 pods = make_pods(runtime, kubeapi, max(sizes))
                 setup_s = time.perf_counter() - started
-                colony = coral_procs.Colony(work / "colony").start()
-                agent = start_node_agent(work, colony, kubeconfig=kubeapi.kubeconfig_path,
-                                         cri_socket=runtime.socket)
+                kubeconfig = kube_identity.colony_kubeconfig(kubeapi, work / "colony-kc")
+                colony = coral_procs.Colony(
+                    work / "colony", args=("--token-review-kubeconfig", kubeconfig)).start()
+                agent = start_node_agent(work, colony, kubeapi=kubeapi, cri_socket=runtime.socket)
                 with colony.client() as c:
                     coral_procs.wait_for(lambda: len(c.list_services(namespace=NAMESPACE))
                                          == len(pods), timeout=120, what="pods registered")
-                coral_procs.wait_registered(colony, [f"ds-{NODE}"])
+                coral_procs.wait_registered(colony, [f"node-{NODE}"])
                 figures = measure(work, colony=colony, kubeapi=kubeapi, pods=pods, sizes=sizes,
                                   coral_runs=3, baseline_runs=1 if not quick else 1)
             finally:

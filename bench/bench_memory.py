@@ -85,7 +85,12 @@ def sidecar_agent_figures(base: Path) -> dict:
     reason = why_not_runnable()
     if reason:
         return {"sidecar_agent_skipped": reason}
-    colony = coral_procs.Colony(base / "colony-sidecar").start()
+    from tests.support import kube_identity
+    from tests.support.kubeapi import KubeAPIServer
+    kubeapi = KubeAPIServer(base / "kubeapi-sidecar", nodes=["node-1"]).start()
+    kubeconfig = kube_identity.colony_kubeconfig(kubeapi, base / "colony-sidecar-kc")
+    colony = coral_procs.Colony(base / "colony-sidecar",
+                                args=("--token-review-kubeconfig", kubeconfig)).start()
     pod = podharness.Pod("bench-shop", "payments").start()
     agent = None
     try:
@@ -94,7 +99,7 @@ def sidecar_agent_figures(base: Path) -> dict:
         pod.add_container("worker", ["sleep", "100000"])
         work = base / "sidecar"
         work.mkdir()
-        agent = SidecarAgent(pod, colony, work).start()
+        agent = SidecarAgent(pod, colony, work, kubeapi).start()
         coral_procs.wait_registered(colony, [agent.agent_id])
         time.sleep(SETTLE_S)
         rss, uss = memory_mb(coral_pid(agent.proc.pid))
@@ -103,6 +108,7 @@ def sidecar_agent_figures(base: Path) -> dict:
             agent.stop()
         pod.stop()
         colony.stop()
+        kubeapi.stop()
     return {"sidecar_agent_rss_mb": rss, "sidecar_agent_uss_mb": uss}
 
 

@@ -276,6 +276,18 @@ class Client:
                 return
             after = reply.records[-1].id
 
+    # -- agent administration (verb admin) ------------------------------------------------
+
+    def revoke_agent(self, agent_id: str) -> dict:
+        """Refuse the agent's certificates from its next call on and close its link."""
+        return convert.to_dict(self._call("RevokeAgent", colony_pb2.RevokeAgentRequest(
+            agent_id=agent_id)))
+
+    def create_join_token(self, agent_id: str, *, ttl: float = 3600.0) -> dict:
+        """A one-time join token for a host agent: {token, agent_id, expires_at}."""
+        return convert.to_dict(self._call("CreateJoinToken", colony_pb2.CreateJoinTokenRequest(
+            agent_id=agent_id, ttl_seconds=ttl)))
+
     # -- approvals --------------------------------------------------------------------------
 
     def approve(self, approval_id: str) -> dict:

@@ -3,7 +3,8 @@
 Agent config file (`.coral/agent-config.yaml`), keys exactly as written::
 
     agent: {mode: passive, id: "node-agent-{{ NODE_NAME }}", runtime: auto}
-    colony: {address: 127.0.0.1:9443, caFile: ..., id: ..., secret: ... | secretFile: ...}
+    colony: {address: 127.0.0.1:9443, caFile: ..., id: ...,
+             joinToken: ... | joinTokenFile: ... | serviceAccountTokenFile: ...}
     discovery:
       kubernetes: {includeNamespaces: [], includeLabels: {}, excludeNamespaces: [],
                    excludeLabels: {}, pollInterval: 30s, resyncInterval: 5m}
@@ -19,10 +20,18 @@ Agent config file (`.coral/agent-config.yaml`), keys exactly as written::
 runs the configured health checks. `agent.runtime`: `auto` (default, detect), `host`,
 `daemonset` or `sidecar`.
 
-Colony settings file (flat): id, secret | secretFile, listen (host:port), dataDir,
-heartbeatInterval, degradedAfter, unhealthyAfter, tokensFile, observeOnly; audit integrity:
-auditKeyFile, checkpointKeyFile, checkpointDir, checkpointSyslog, checkpointEvery,
-checkpointInterval, checkpointAppendOnly; and `limits` (defaults in
+There is no shared colony secret: an agent holds its own certificate, obtained once with a
+one-time join token (hosts) or its projected service account token (Kubernetes) and kept
+in its state directory; `colony.secret`/`secretFile` are rejected with that message.
+
+Colony settings file (flat): id, listen (host:port), dataDir, heartbeatInterval,
+degradedAfter, unhealthyAfter, tokensFile, observeOnly, agentCertTtl (default 24h),
+agentServiceAccount (default coral-system/coral-agent: the DaemonSet's account, whose
+tokens get node identities; any other account gets its own pod's identity),
+tokenReviewKubeconfig / tokenReviewInCluster / tokenReviewAudience (how the colony checks
+Kubernetes agents' projected tokens; neither set: Kubernetes bootstrap is refused); audit
+integrity: auditKeyFile, checkpointKeyFile, checkpointDir, checkpointSyslog,
+checkpointEvery, checkpointInterval, checkpointAppendOnly; and `limits` (defaults in
 coral_lib/colony/guard.py Limits): receiveBytes (16 MiB), requestBytes (1 MiB: argv +
 stdin + env of one exec), outputBytes (4 MiB per stream), concurrentRpcs (2048),
 streamsPerPeer (64), pendingHellos (128), helloTimeout (10s), loginFailures (10 per
@@ -42,8 +51,9 @@ separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV
 | CORAL_AGENT_HEALTH_MODE      | agent.mode (passive, active)             |
 | CORAL_COLONY_ADDRESS         | colony.address                           |
 | CORAL_COLONY_ID              | colony.id                                |
-| CORAL_COLONY_SECRET          | colony.secret                            |
-| CORAL_COLONY_SECRET_FILE     | colony.secretFile                        |
+| CORAL_COLONY_JOIN_TOKEN      | colony.joinToken                         |
+| CORAL_COLONY_JOIN_TOKEN_FILE | colony.joinTokenFile                     |
+| CORAL_SERVICE_ACCOUNT_TOKEN_FILE | colony.serviceAccountTokenFile       |
 | CORAL_COLONY_CA_FILE         | colony.caFile                            |
 | CORAL_POLL_INTERVAL          | discovery.host.pollInterval              |
 | CORAL_K8S_POLL_INTERVAL      | discovery.kubernetes.pollInterval        |
@@ -56,8 +66,8 @@ separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV
 | variable                     | colony settings key |
 |------------------------------|---------------------|
 | CORAL_COLONY_ID              | id                  |
-| CORAL_COLONY_SECRET          | secret              |
-| CORAL_COLONY_SECRET_FILE     | secretFile          |
+| CORAL_AGENT_CERT_TTL         | agentCertTtl        |
+| CORAL_TOKEN_REVIEW_KUBECONFIG | tokenReviewKubeconfig |
 | CORAL_COLONY_LISTEN          | listen              |
 | CORAL_COLONY_DATA_DIR        | dataDir             |
 | CORAL_COLONY_TOKENS_FILE     | tokensFile          |
@@ -173,13 +183,21 @@ class ColonyClient(_Model):
     ca_file: str = ""
     ca: str = ""  # the CA certificate itself (PEM), e.g. from a Secret in a pod's env
     id: str = "default"
-    secret: pydantic.SecretStr = pydantic.SecretStr("")
-    secret_file: str = ""
+    join_token: pydantic.SecretStr = pydantic.SecretStr("")  # one-time, hosts
+    join_token_file: str = ""
+    service_account_token_file: str = ""  # projected token (audience coral), Kubernetes
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_shared_secret(cls, data: object) -> object:
+        if isinstance(data, Mapping) and ({"secret", "secretFile", "secret_file"} & set(data)):
+            raise ValueError(_NO_SECRET)
+        return data
 
     @pydantic.model_validator(mode="after")
-    def _one_secret(self) -> ColonyClient:
-        if self.secret.get_secret_value() and self.secret_file:
-            raise ValueError("set only one of colony.secret and colony.secretFile")
+    def _one_token(self) -> ColonyClient:
+        if self.join_token.get_secret_value() and self.join_token_file:
+            raise ValueError("set only one of colony.joinToken and colony.joinTokenFile")
         return self
 
 
@@ -254,22 +272,18 @@ class ExplicitService(_Model):
     labels: Labels = pydantic.Field(default_factory=dict)
 
 
-def _resolve_secret(*, secret: pydantic.SecretStr, secret_file: str, key: str, source: str) -> str:
-    if secret.get_secret_value():
-        return secret.get_secret_value()
-    if not secret_file:
-        raise ConfigError(
-            source, key,
-            "no colony secret configured: set secret, secretFile or CORAL_COLONY_SECRET",
-        )
+_NO_SECRET = ("the shared colony secret (colony.secret / secretFile, CORAL_COLONY_SECRET) "
+              "is gone: replaced by joinToken/joinTokenFile (hosts: `coral colony join-token "
+              "create`) or serviceAccountTokenFile (Kubernetes)")
+
+
+def _read_token(path: str, *, key: str, source: str) -> str:
     try:
-        text = pathlib.Path(secret_file).read_text(encoding="utf-8").strip()
+        text = pathlib.Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            source, key + "File", f"cannot read secret file {secret_file}: {exc}"
-        ) from None
+        raise ConfigError(source, key, f"cannot read {path}: {exc}") from None
     if not text:
-        raise ConfigError(source, key + "File", f"secret file {secret_file} is empty")
+        raise ConfigError(source, key, f"{path} is empty")
     return text
 
 
@@ -281,15 +295,31 @@ class AgentConfig(_Model):
     services: Annotated[tuple[ExplicitService, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
-    def colony_secret(self) -> str:
-        """The colony secret from colony.secret or the file colony.secretFile names.
+    def join_token(self) -> str:
+        """colony.joinToken or the content of colony.joinTokenFile; '' when neither is set
+        (an agent that already holds a certificate needs none)."""
+        if self.colony.join_token.get_secret_value():
+            return self.colony.join_token.get_secret_value()
+        if not self.colony.join_token_file:
+            return ""
+        return _read_token(self.colony.join_token_file, key="colony.joinTokenFile",
+                           source=self._source)
 
-        Raises ConfigError when neither is set or the file cannot be read.
-        """
-        return _resolve_secret(
-            secret=self.colony.secret, secret_file=self.colony.secret_file,
-            key="colony.secret", source=self._source,
-        )
+    def service_account_token(self) -> str:
+        """The projected service account token (re-read on every join: kubelet rotates it)."""
+        if not self.colony.service_account_token_file:
+            return ""
+        return _read_token(self.colony.service_account_token_file,
+                           key="colony.serviceAccountTokenFile", source=self._source)
+
+    def check_bootstrap(self) -> None:
+        """ConfigError unless a join credential is configured or readable."""
+        if self.colony.service_account_token_file:
+            self.service_account_token()
+        elif not self.join_token():
+            raise ConfigError(self._source, "colony.joinToken",
+                              "no join credential: set joinToken, joinTokenFile "
+                              "(CORAL_COLONY_JOIN_TOKEN[_FILE]) or serviceAccountTokenFile")
 
 
 def default_data_dir() -> str:
@@ -316,8 +346,6 @@ class ColonyLimits(_Model):
 
 class ColonySettings(_Model):
     id: str = "default"
-    secret: pydantic.SecretStr = pydantic.SecretStr("")
-    secret_file: str = ""
     listen: Address = "127.0.0.1:9443"
     data_dir: str = pydantic.Field(default_factory=default_data_dir)
     heartbeat_interval: Interval = 10.0
@@ -329,6 +357,12 @@ class ColonySettings(_Model):
     policy_file: str = ""  # RBAC + rate limits + approvals (coral_lib/colony/policy.py)
     rate_limits: dict[str, str] = pydantic.Field(default_factory=dict)
     approval_ttl: Interval = 900.0
+    agent_cert_ttl: Duration = 86400.0
+    agent_service_account: str = "coral-system/coral-agent"
+    # Kubernetes agents' bootstrap (TokenReview); neither set: refused with a clear error.
+    token_review_kubeconfig: str = ""
+    token_review_in_cluster: bool = False
+    token_review_audience: str = "coral"
     # Audit integrity (coral_lib.colony.audit / checkpoints); '' = the default location.
     audit_key_file: str = ""  # HMAC key; default <dataDir>/audit.key
     checkpoint_key_file: str = ""  # Ed25519 signing key; default <dataDir>/checkpoint.key
@@ -340,6 +374,22 @@ class ColonySettings(_Model):
     limits: ColonyLimits = pydantic.Field(default_factory=ColonyLimits)
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_shared_secret(cls, data: object) -> object:
+        if isinstance(data, Mapping) and ({"secret", "secretFile", "secret_file"} & set(data)):
+            raise ValueError("secret/secretFile: agents no longer share a colony secret; "
+                             "remove it (agents join with `coral colony join-token create` "
+                             "tokens or Kubernetes service account tokens)")
+        return data
+
+    @pydantic.field_validator("agent_cert_ttl")
+    @classmethod
+    def _ttl_range(cls, value: float) -> float:
+        if not 10 <= value <= 366 * 86400:  # 10s: short enough to test rotation
+            raise ValueError(f"agentCertTtl {value:g}s: expected between 10s and 366 days")
+        return value
+
     @pydantic.field_validator("unhealthy_after")
     @classmethod
     def _after_degraded(cls, value: float, info: pydantic.ValidationInfo) -> float:
@@ -349,12 +399,6 @@ class ColonySettings(_Model):
                              f"({degraded:g}s)")
         return value
 
-    def colony_secret(self) -> str:
-        """The colony secret from secret or secretFile; ConfigError when neither works."""
-        return _resolve_secret(
-            secret=self.secret, secret_file=self.secret_file, key="secret", source=self._source,
-        )
-
 
 # env var -> (key path in the file, kind). kind: str | list (a,b) | labels (k=v,k2=v2)
 AGENT_ENV: dict[str, tuple[tuple[str, ...], str]] = {
@@ -363,8 +407,11 @@ AGENT_ENV: dict[str, tuple[tuple[str, ...], str]] = {
     "CORAL_AGENT_HEALTH_MODE": (("agent", "mode"), "str"),
     "CORAL_COLONY_ADDRESS": (("colony", "address"), "str"),
     "CORAL_COLONY_ID": (("colony", "id"), "str"),
-    "CORAL_COLONY_SECRET": (("colony", "secret"), "str"),
-    "CORAL_COLONY_SECRET_FILE": (("colony", "secretFile"), "str"),
+    "CORAL_COLONY_SECRET": (("colony", "secret"), "str"),  # rejected: _NO_SECRET
+    "CORAL_COLONY_SECRET_FILE": (("colony", "secretFile"), "str"),  # rejected: _NO_SECRET
+    "CORAL_COLONY_JOIN_TOKEN": (("colony", "joinToken"), "str"),
+    "CORAL_COLONY_JOIN_TOKEN_FILE": (("colony", "joinTokenFile"), "str"),
+    "CORAL_SERVICE_ACCOUNT_TOKEN_FILE": (("colony", "serviceAccountTokenFile"), "str"),
     "CORAL_COLONY_CA_FILE": (("colony", "caFile"), "str"),
     "CORAL_COLONY_CA": (("colony", "ca"), "str"),
     "CORAL_POLL_INTERVAL": (("discovery", "host", "pollInterval"), "str"),
@@ -378,8 +425,10 @@ AGENT_ENV: dict[str, tuple[tuple[str, ...], str]] = {
 
 COLONY_ENV: dict[str, tuple[tuple[str, ...], str]] = {
     "CORAL_COLONY_ID": (("id",), "str"),
-    "CORAL_COLONY_SECRET": (("secret",), "str"),
+    "CORAL_COLONY_SECRET": (("secret",), "str"),  # rejected: no shared secret any more
     "CORAL_COLONY_SECRET_FILE": (("secretFile",), "str"),
+    "CORAL_AGENT_CERT_TTL": (("agentCertTtl",), "str"),
+    "CORAL_TOKEN_REVIEW_KUBECONFIG": (("tokenReviewKubeconfig",), "str"),
     "CORAL_COLONY_LISTEN": (("listen",), "str"),
     "CORAL_COLONY_DATA_DIR": (("dataDir",), "str"),
     "CORAL_COLONY_TOKENS_FILE": (("tokensFile",), "str"),
@@ -420,7 +469,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TOKEN = "__coral_placeholder_{}__"
 _FILL = re.compile(r"__coral_placeholder_(\d+)__|" + _PLACEHOLDER.pattern)
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SECRET_KEYS = {"secret"}
+_SECRET_KEYS = {"secret", "joinToken"}
 
 EnvTable = Mapping[str, tuple[tuple[str, ...], str]]
 

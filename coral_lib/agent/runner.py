@@ -12,10 +12,10 @@ from collections.abc import Callable
 import grpc
 
 from coral_lib import config as config_mod
-from coral_lib import convert, overrides, service
+from coral_lib import convert, identity, overrides, service
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from coral_lib.agent import credentials, local_server
 from coral_lib.agent import handlers as handlers_mod
-from coral_lib.agent import local_server
 from coral_lib.agent import session as session_mod
 from coral_lib.agent import state as state_mod
 
@@ -74,7 +74,8 @@ class Agent:
         self.stop = threading.Event()
         self.wake = threading.Event()  # a discovery source saw a change: send it now
         self.registered = threading.Event()
-        self.state_path = (state_dir or default_state_dir()) / f"{cfg.agent.id}.json"
+        self.state_dir = state_dir or default_state_dir()
+        self.state_path = self.state_dir / f"{cfg.agent.id}.json"
         self.socket_path: pathlib.Path | None = None  # serve the local Agent API when set
         self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
 
@@ -82,26 +83,55 @@ class Agent:
         return desired_services(self.discover(), self.cfg, node_name=self.node_name)
 
     def run(self) -> None:
-        chan = session_mod.channel(self.cfg.colony.address, ca_pem=colony_ca(self.cfg))
-        sess = session_mod.Session(
-            stub=mesh_pb2_grpc.MeshStub(chan), agent_id=self.cfg.agent.id,
-            colony_id=self.cfg.colony.id, secret=self.cfg.colony_secret(),
-            node_name=self.node_name,
-        )
+        ca_pem = colony_ca(self.cfg)
+        holder = credentials.Holder(self.state_dir, self.cfg.agent.id, ca_pem=ca_pem)
+        chan = credentials.channel(self.cfg.colony.address, ca_pem=ca_pem, holder=holder)
+        stub = mesh_pb2_grpc.MeshStub(chan)
+        enroller = credentials.Enroller(
+            stub, holder, name=self.cfg.agent.id, join_token=self.cfg.join_token,
+            service_account_token=self.cfg.service_account_token)
         local = local_server.serve(self.handlers, self.socket_path) if self.socket_path else None
-        link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
-        link_thread = threading.Thread(target=link.run_forever, name="link", daemon=True)
-        link_thread.start()
+        threads: list[threading.Thread] = []
         try:
-            self._loop(sess)
+            held = self._enroll(enroller)
+            if held is None:
+                return
+            sess = session_mod.Session(stub=stub, agent_id=held.agent_id,
+                                       node_name=self.node_name)
+            link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
+            threads = [threading.Thread(target=link.run_forever, name="link", daemon=True),
+                       threading.Thread(target=enroller.renew_forever, args=(self.stop,),
+                                        name="renew", daemon=True)]
+            for thread in threads:
+                thread.start()
+            self._loop(sess, enroller)
         finally:
             self.stop.set()
-            link_thread.join(timeout=5)
+            for thread in threads:
+                thread.join(timeout=5)
             chan.close()
             if local is not None:
                 local.stop(1)
 
-    def _loop(self, sess: session_mod.Session) -> None:
+    def _enroll(self, enroller: credentials.Enroller) -> credentials.Held | None:
+        """The agent's certificate (stored, or joined now); None when stopped first."""
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                return enroller.ensure()
+            except identity.IdentityError as exc:
+                raise config_mod.ConfigError(self.cfg._source, "colony.joinToken", str(exc)) \
+                    from None
+            except grpc.RpcError as exc:
+                log.error("cannot join colony at %s: %s", self.cfg.colony.address,
+                          exc.details() if hasattr(exc, "details") else exc)
+            except ValueError as exc:
+                log.error("cannot join colony at %s: %s", self.cfg.colony.address, exc)
+            self.stop.wait(session_mod.backoff(attempt, cap=30.0))
+            attempt += 1
+        return None
+
+    def _loop(self, sess: session_mod.Session, enroller: credentials.Enroller) -> None:
         attempt = 0
         cached = state_mod.load(self.state_path)
         while not self.stop.is_set():
@@ -118,8 +148,16 @@ class Agent:
             except session_mod.Refused as exc:
                 log.error("%s", exc)
             except grpc.RpcError as exc:
-                log.warning("colony unreachable at %s: %s", self.cfg.colony.address,
-                            exc.details() if hasattr(exc, "details") else exc)
+                if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    # Only a revocation answers PERMISSION_DENIED to an agent: drop the
+                    # certificate and join again (refused until an admin re-admits it).
+                    log.error("colony refused this agent's certificate: %s", exc.details())
+                    enroller.holder.discard()
+                    if self._enroll(enroller) is None:
+                        return
+                else:
+                    log.warning("colony unreachable at %s: %s", self.cfg.colony.address,
+                                exc.details() if hasattr(exc, "details") else exc)
             self.registered.clear()
             self.stop.wait(session_mod.backoff(attempt))
             attempt += 1

@@ -25,17 +25,7 @@ LINK_MESSAGE_LIMIT = 256 << 20  # the colony's message limit (colony/server.py M
 
 
 class Refused(Exception):
-    """The colony refused the agent's credentials."""
-
-
-def channel(address: str, *, ca_pem: bytes) -> grpc.Channel:
-    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
-    return grpc.secure_channel(address, creds, options=[
-        ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_permit_without_calls", 1),
-        # accept anything the colony may send (its own limit), so an oversized request is
-        # answered with an error instead of gRPC ending the whole link (default: 4 MiB)
-        ("grpc.max_receive_message_length", LINK_MESSAGE_LIMIT),
-    ])
+    """The colony refused the registration (e.g. a service outside the agent's scope)."""
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
@@ -44,19 +34,19 @@ def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
 
 
 class Session:
-    """One agent's identity towards the colony, over one channel."""
+    """One agent's conversation with the colony over one channel whose call credentials
+    (agent.credentials) prove who it is; `agent_id` is what its certificate names."""
 
-    def __init__(self, *, stub: mesh_pb2_grpc.MeshStub, agent_id: str, colony_id: str,
-                 secret: str, node_name: str = "", labels: dict[str, str] | None = None,
+    def __init__(self, *, stub: mesh_pb2_grpc.MeshStub, agent_id: str, node_name: str = "",
+                 labels: dict[str, str] | None = None,
                  node_labels: dict[str, str] | None = None) -> None:
-        self.stub, self.agent_id, self.colony_id, self._secret = stub, agent_id, colony_id, secret
+        self.stub, self.agent_id = stub, agent_id
         self.node_name, self.labels, self.node_labels = node_name, labels or {}, node_labels or {}
 
     def register(self, *, services: list[mesh_pb2.ServiceInfo],
                  runtime: agent_pb2.RuntimeContext, timeout: float = 10.0) -> float:
         """Register; returns the heartbeat interval. Raises Refused or grpc.RpcError."""
         reply = self.stub.Register(mesh_pb2.RegisterRequest(
-            agent_id=self.agent_id, colony_id=self.colony_id, colony_secret=self._secret,
             version=__version__, labels=self.labels, services=services,
             node_name=self.node_name, node_labels=self.node_labels, runtime=runtime,
         ), timeout=timeout)
@@ -67,13 +57,12 @@ class Session:
     def heartbeat(self, *, services: list[mesh_pb2.ServiceInfo] | None,
                   timeout: float = 10.0) -> mesh_pb2.HeartbeatResponse:
         return self.stub.Heartbeat(mesh_pb2.HeartbeatRequest(
-            agent_id=self.agent_id, colony_id=self.colony_id, colony_secret=self._secret,
             services_changed=services is not None, services=services or [],
         ), timeout=timeout)
 
     def hello(self) -> mesh_pb2.AgentMessage:
-        return mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello(
-            agent_id=self.agent_id, colony_id=self.colony_id, colony_secret=self._secret))
+        # Informational: the colony knows who is linking from the call's verified metadata.
+        return mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello())
 
 
 _END = object()

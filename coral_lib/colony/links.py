@@ -47,8 +47,10 @@ class Cancelled(Exception):
 
 
 class AgentLink:
-    def __init__(self, agent_id: str) -> None:
+    def __init__(self, agent_id: str, *, expires_at: float = float("inf")) -> None:
         self.agent_id = agent_id
+        # When the certificate the link was opened with ends; a renewal moves it on.
+        self.expires_at = expires_at
         self._outbox: queue.Queue = queue.Queue()
         self._ops: dict[str, Operation] = {}
         self._lock = threading.Lock()
@@ -134,19 +136,25 @@ class AgentLink:
             op.close()
 
 
+class AlreadyLinked(Exception):
+    """The agent id already has an open link; a second one is refused, never a takeover."""
+
+
 class Links:
-    """Agent id -> its open link. A new link from the same agent replaces the old one."""
+    """Agent id -> its open link. A second link for a connected id is refused: an impostor
+    must not take over a link (and the commands and stdin sent down it)."""
 
     def __init__(self) -> None:
         self._links: dict[str, AgentLink] = {}
         self._lock = threading.Lock()
 
-    def attach(self, agent_id: str) -> AgentLink:
-        link = AgentLink(agent_id)
+    def attach(self, agent_id: str, *, expires_at: float = float("inf")) -> AgentLink:
+        link = AgentLink(agent_id, expires_at=expires_at)
         with self._lock:
-            old, self._links[agent_id] = self._links.get(agent_id), link
-        if old is not None:
-            old.close()
+            old = self._links.get(agent_id)
+            if old is not None and not old.closed.is_set():
+                raise AlreadyLinked(f"agent {agent_id} is already connected")
+            self._links[agent_id] = link
         return link
 
     def detach(self, link: AgentLink) -> None:
@@ -158,6 +166,14 @@ class Links:
     def get(self, agent_id: str) -> AgentLink | None:
         with self._lock:
             return self._links.get(agent_id)
+
+    def close_expired(self, now: float) -> list[str]:
+        """Close links whose certificate ran out without a renewal; their agent ids."""
+        with self._lock:
+            expired = [link for link in self._links.values() if link.expires_at <= now]
+        for link in expired:
+            link.close()
+        return [link.agent_id for link in expired]
 
     def connected(self) -> set[str]:
         with self._lock:

@@ -1,4 +1,6 @@
-"""The colony's data directory identity: CA, server certificate, colony id/secret, admin token.
+"""The colony's data directory identity: CA, server certificate, colony id, admin token.
+
+Agents hold no shared secret: each gets its own certificate (coral_lib.colony.enrollment).
 
 Created once on first start (files written atomically, private keys 0600) and reused after.
 """
@@ -33,7 +35,6 @@ class ColonyFiles:
     server_cert = property(lambda self: self.data_dir / "server.crt")
     server_key = property(lambda self: self.data_dir / "server.key")
     colony_id = property(lambda self: self.data_dir / "colony.id")
-    colony_secret = property(lambda self: self.data_dir / "colony.secret")
     admin_token = property(lambda self: self.data_dir / "admin.token")
     tokens = property(lambda self: self.data_dir / "tokens.json")
     registry_db = property(lambda self: self.data_dir / "colony.db")
@@ -44,7 +45,6 @@ class ColonyFiles:
         return {
             "colony_id": self.colony_id.read_text().strip(), "data_dir": str(self.data_dir),
             "ca_file": str(self.ca_cert), "token_file": str(self.admin_token),
-            "secret_file": str(self.colony_secret),
         }
 
 
@@ -56,8 +56,6 @@ def ensure(data_dir: str | os.PathLike, *, hostnames: tuple[str, ...] = ()) -> C
         storage.private_db(db)
     if not files.colony_id.exists():
         _write(files.colony_id, f"colony-{secrets.token_hex(4)}\n".encode(), 0o644)
-    if not files.colony_secret.exists():
-        _write(files.colony_secret, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
     if not files.admin_token.exists():
         _write(files.admin_token, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
     if not files.tokens.exists():

@@ -221,8 +221,8 @@ class Gate:
                            runtime=_RUNTIMES.get(mode, ""))
 
     def check_read(self, identity: auth.Identity, what: str, *, verb: str = "read") -> None:
-        """Reads are colony-wide: only rules without a scope grant them. `verb` is the
-        RPC's verb from colony/verbs.py."""
+        """Colony-wide verbs (read; admin for agent administration): only rules without a
+        scope grant them. `verb` is the RPC's verb from colony/verbs.py."""
         decision = rbac.decide(self.settings.policy, identity=identity.name,
                                groups=identity.groups, verb=verb, target=rbac.Target())
         if not decision.allowed:

@@ -11,7 +11,8 @@ Policy file:
         effect: allow                  # allow (default) | deny
         identities: [carol]            # identities from client certificates or tokens; "*" = any
         groups: [sre]                  # a subject matches when it is listed or in a listed group
-        verbs: [read, exec, shell]     # read exec shell tap trace approve, or "*"
+        verbs: [read, exec, shell]     # read exec shell tap trace approve admin, or "*"
+                                       # admin: revoke agents, create join tokens (no scope)
         scope:                         # every key given must match; a missing key matches all
           env: [staging]               # the target's labels["env"]
           namespace: [payments, "shop-*"]   # shell-style patterns for names
@@ -43,7 +44,7 @@ from collections.abc import Mapping, Sequence
 
 from coral_lib import selection, yamlfile
 
-VERBS = ("read", "exec", "shell", "tap", "trace", "approve")
+VERBS = ("read", "exec", "shell", "tap", "trace", "approve", "admin")
 ACTIVE_VERBS = frozenset({"exec", "shell", "tap", "trace"})
 RUNTIMES = ("host", "daemonset", "sidecar")
 NAME_SCOPES = ("env", "namespace", "service", "pod", "node")

@@ -13,15 +13,15 @@ import time
 
 import grpc
 
-from coral_lib import convert, validate
+from coral_lib import convert, identity, validate
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from coral_lib.colony import approvals as approvals_mod
-from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import (
+    agentauth,
     auth,
     checkpoints,
+    enrollment,
     guard,
     links,
     operations,
@@ -33,6 +33,8 @@ from coral_lib.colony import (
     tap_relay,
     verbs,
 )
+from coral_lib.colony import approvals as approvals_mod
+from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import shell as shell_mod
 from coral_lib.colony import targets as targets_mod
 
@@ -44,7 +46,6 @@ class ColonyState:
     """Everything the servicers share. Built by open_state(), closed by close()."""
 
     colony_id: str
-    colony_secret: str
     files: pki.ColonyFiles
     registry: registry.Registry
     audit: audit_mod.AuditLog
@@ -52,6 +53,8 @@ class ColonyState:
     tokens: auth.TokenBook
     approvals: approvals_mod.ApprovalStore
     gate: policy.Gate
+    enrollment: enrollment.Enrollment
+    agent_auth: agentauth.AgentAuth
     limits: guard.Limits = dataclasses.field(default_factory=guard.Limits)
     # Failed logins per peer address, operators and agents apart (so a broken agent does
     # not lock out an operator on the same host). Built by open_state.
@@ -65,19 +68,27 @@ class ColonyState:
         self.links.close_all()
         self.registry.close()
         self.approvals.close()
+        self.enrollment.close()
         self.audit.close()
 
 
-def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
-               tokens_file: str = "", heartbeat_interval: float = 10.0,
-               degraded_after: float = 30.0, unhealthy_after: float = 90.0,
-               settings: policy.Settings | None = None,
+def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
+               heartbeat_interval: float = 10.0, degraded_after: float = 30.0,
+               unhealthy_after: float = 90.0, settings: policy.Settings | None = None,
                audit_options: checkpoints.Options | None = None,
-               limits: guard.Limits | None = None) -> ColonyState:
+               limits: guard.Limits | None = None,
+               agent_cert_ttl: float = enrollment.DEFAULT_TTL,
+               agent_service_account: str = enrollment.DEFAULT_AGENT_SERVICE_ACCOUNT,
+               reviewer: enrollment.Reviewer | None = None) -> ColonyState:
     """Open the data directory's stores; `settings` None is the embedded default policy;
     `audit_options` None keeps audit keys in the data dir, checkpoints beside it;
-    `limits` None is guard.Limits() (the documented defaults)."""
+    `limits` None is guard.Limits() (the documented defaults). `reviewer` (an object with
+    review(token) -> PodClaims, e.g. tokenreview.TokenReviewer) enables Kubernetes agents'
+    bootstrap; None refuses it with a clear error."""
     files = pki.ensure(data_dir)
+    if (files.data_dir / "colony.secret").exists():
+        log.warning("%s is no longer used (agents hold their own certificates): delete it",
+                    files.data_dir / "colony.secret")
     colony_id = colony_id or files.colony_id.read_text().strip()
     audit_options = audit_options or checkpoints.Options()
     reg = registry.Registry(files.registry_db)
@@ -86,17 +97,21 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
     approvals = approvals_mod.ApprovalStore(files.approvals_db)
     gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
                        approvals=approvals, registry=reg)
+    enroll = enrollment.Enrollment(files, colony_id=colony_id, audit=audit,
+                                   cert_ttl=agent_cert_ttl, reviewer=reviewer,
+                                   agent_service_account=agent_service_account)
+    verifier = agentauth.Verifier(ca_cert=enroll.ca_certificate, colony_id=colony_id,
+                                  revoked_at=enroll.revoked_at)
     state = ColonyState(
-        colony_id=colony_id,
-        colony_secret=colony_secret or files.colony_secret.read_text().strip(),
-        files=files, registry=reg, audit=audit, links=links.Links(),
+        colony_id=colony_id, files=files, registry=reg, audit=audit, links=links.Links(),
         tokens=auth.TokenBook(tokens_file or files.tokens), approvals=approvals, gate=gate,
+        enrollment=enroll, agent_auth=agentauth.AgentAuth(verifier),
         heartbeat_interval=heartbeat_interval, degraded_after=degraded_after,
         unhealthy_after=unhealthy_after, limits=limits or guard.Limits(),
     )
     state.peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     state.agent_peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
-    secrets.register(state.colony_secret)
+    state.agent_auth.on_refused = _agent_refusal_counter(state.agent_peers)
     if files.admin_token.exists():  # tokens.json holds hashes; redact the one we know
         secrets.register(files.admin_token.read_text().strip())
     interrupted = state.audit.mark_interrupted()
@@ -104,6 +119,13 @@ def open_state(*, data_dir: str, colony_id: str = "", colony_secret: str = "",
         log.warning("audit: %d operations were cut off by the last stop; marked interrupted",
                     interrupted)
     return state
+
+
+def _agent_refusal_counter(peers: guard.PeerGuard):
+    """AgentAuth's on_refused hook: a refused agent call counts as a failed login."""
+    def count(peer: str, method: str, reason: str) -> None:
+        peers.failed(peer, what=method.rsplit("/", 1)[-1].lower(), reason=reason)
+    return count
 
 
 def _login_recorder(state: ColonyState):
@@ -116,18 +138,62 @@ def _login_recorder(state: ColonyState):
 
 
 class MeshServicer(mesh_pb2_grpc.MeshServicer):
+    """Every call but Join arrives verified by agentauth.AgentAuth; who the agent is comes
+    from its certificate, never from the request's agent_id/colony_id/colony_secret."""
+
     def __init__(self, state: ColonyState) -> None:
         self.state = state
-        self.hellos = guard.HelloSlots(state.limits)
 
-    def _agent_ok(self, *, agent_id: str, colony_id: str, secret: str, peer: str) -> str:
-        """'' when the agent's credentials are right, else the reason it is refused."""
-        if not agent_id:
-            return "agent_id is empty"
-        if colony_id != self.state.colony_id:
-            return f"colony id {colony_id!r} does not match this colony"
-        if not auth.secret_matches(secret, self.state.colony_secret):
-            return "wrong colony secret"
+    def Join(self, request, context):
+        guard.throttled(context, self.state.agent_peers)
+        if len(request.join_token) > 256 or len(request.service_account_token) > 16384 or \
+                len(request.agent_id_hint) > identity.MAX_ID:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "join request too large: join_token <= 256, service_account_token "
+                          f"<= 16384, agent_id_hint <= {identity.MAX_ID} characters")
+        try:
+            issued = self.state.enrollment.join(
+                join_token=request.join_token, service_account_token=request.service_account_token,
+                csr_der=request.csr_der, hint=request.agent_id_hint, peer=context.peer())
+        except enrollment.Refused as exc:
+            log.warning("join from %s refused: %s", validate.printable(context.peer()), exc)
+            self.state.agent_peers.failed(context.peer(), what="join", reason=str(exc))
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"join not recorded: {exc}")
+        log.info("agent %s joined from %s", issued.who.agent_id, context.peer())
+        return mesh_pb2.JoinResponse(
+            certificate_pem=issued.certificate_pem.decode(), ca_pem=self.state.enrollment.ca_pem
+            .decode(), agent_id=issued.who.agent_id, not_after=issued.not_after)
+
+    def Renew(self, request, context):
+        who = self.state.agent_auth.identity(context)
+        try:
+            issued = self.state.enrollment.renew(who, request.csr_der)
+        except enrollment.Refused as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"renewal not recorded: {exc}")
+        link = self.state.links.get(who.agent_id)
+        if link is not None:  # the link stays up on the renewed certificate
+            link.expires_at = max(link.expires_at, issued.not_after)
+        return mesh_pb2.RenewResponse(certificate_pem=issued.certificate_pem.decode(),
+                                      not_after=issued.not_after)
+
+    def _out_of_scope(self, who: identity.AgentIdentity, services, host_node: str) -> str:
+        """'' when every service is within the agent's identity, else the first reason."""
+        if who.kind == "host" and host_node and \
+                self.state.registry.get_agent(f"node-{host_node}") is not None:
+            return (f"host agent {who.agent_id} may not claim node {host_node[:80]!r}: "
+                    "a Kubernetes node agent holds it")
+        if who.kind == "node" and host_node not in ("", who.node):
+            return f"node agent {who.agent_id} may not register as node {host_node[:80]!r}"
+        for svc in services:
+            reason = identity.scope_violation(
+                who, node_name=svc.node_name, namespace=svc.namespace, pod=svc.pod_name,
+                host_node=host_node)
+            if reason:
+                return reason
         return ""
 
     def _refused(self, context, what: str, agent_id: str, reason: str) -> None:
@@ -138,23 +204,6 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         self.state.agent_peers.failed(context.peer(), what=what,
                                       reason=f"agent '{shown}': {reason}")
 
-    def Register(self, request, context):
-        guard.throttled(context, self.state.agent_peers)
-        reason = guard.registration_problem(
-            agent_id=request.agent_id, node_name=request.node_name, labels=request.labels,
-            node_labels=request.node_labels,
-        ) or self._agent_ok(agent_id=request.agent_id, colony_id=request.colony_id,
-                            secret=request.colony_secret, peer=context.peer())
-        if reason:
-            self._refused(context, "registration", request.agent_id, reason)
-            return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
-        services, skipped = self._checked(request.agent_id,
-                                          list(request.services) or _legacy_service(request))
-        with _storage_errors(context):
-            reply = self._register(request, services)
-        reply.reason = "; ".join(skipped)
-        return reply
-
     def _checked(self, agent_id: str, services: list) -> tuple[list, list[str]]:
         """Services with acceptable names; the others are skipped and logged (escaped)."""
         services, skipped = guard.split_services(services)
@@ -163,37 +212,64 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                         validate.clip("; ".join(skipped), 1000))
         return services, [validate.clip(s) for s in skipped[:10]]
 
-    def _register(self, request, services: list):
+    def _refuse_scope(self, who: identity.AgentIdentity, verb: str, reason: str) -> None:
+        log.warning("%s of agent %s refused: %s", verb, who.agent_id, validate.printable(reason))
+        self.state.audit.refused(requester=f"agent:{who.agent_id}", verb=verb,
+                                 target=self.state.colony_id, command="",
+                                 reason=validate.clip(reason, 500), rule="agent-scope")
+
+    def Register(self, request, context):
+        guard.throttled(context, self.state.agent_peers)
+        who = self.state.agent_auth.identity(context)
+        node_name = request.node_name or (who.node if who.kind == "node" else "")
+        reason = guard.registration_problem(
+            agent_id=who.agent_id, node_name=node_name, labels=request.labels,
+            node_labels=request.node_labels)
+        if reason:
+            self._refused(context, "registration", who.agent_id, reason)
+            return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
+        services, skipped = self._checked(who.agent_id,
+                                          list(request.services) or _legacy_service(request))
+        reason = self._out_of_scope(who, services, node_name)
+        with _storage_errors(context):
+            if reason:
+                self._refuse_scope(who, "register", reason)
+                return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
+            reply = self._register(who.agent_id, request, services, node_name)
+        reply.reason = "; ".join(skipped)
+        return reply
+
+    def _register(self, agent_id: str, request, services, node_name: str):
         now = time.time()
-        existing = self.state.registry.get_agent(request.agent_id)
+        existing = self.state.registry.get_agent(agent_id)
         self.state.registry.upsert_agent(registry.AgentRow(
-            agent_id=request.agent_id, version=request.version, runtime=request.runtime,
-            node_name=request.node_name, node_labels=dict(request.node_labels),
+            agent_id=agent_id, version=request.version, runtime=request.runtime,
+            node_name=node_name, node_labels=dict(request.node_labels),
             labels=dict(request.labels), registered_at=existing.registered_at if existing else now,
             last_seen=now,
         ))
-        self._store_services(request.agent_id, services)
-        log.info("agent %s registered (%d services)", request.agent_id, len(services))
+        self._store_services(agent_id, services)
+        log.info("agent %s registered (%d services)", agent_id, len(services))
         return mesh_pb2.RegisterResponse(
-            accepted=True, agent_id=request.agent_id, colony_id=self.state.colony_id,
+            accepted=True, agent_id=agent_id, colony_id=self.state.colony_id,
             heartbeat_interval_seconds=self.state.heartbeat_interval,
         )
 
     def Heartbeat(self, request, context):
         guard.throttled(context, self.state.agent_peers)
-        reason = guard.registration_problem(agent_id=request.agent_id) or self._agent_ok(
-            agent_id=request.agent_id, colony_id=request.colony_id,
-            secret=request.colony_secret, peer=context.peer())
-        if reason:
-            self._refused(context, "heartbeat", request.agent_id, reason)
-            return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
+        who = self.state.agent_auth.identity(context)
         with _storage_errors(context):
-            if not self.state.registry.touch(request.agent_id):
+            agent = self.state.registry.get_agent(who.agent_id)
+            if agent is None or not self.state.registry.touch(who.agent_id):
                 return mesh_pb2.HeartbeatResponse(ok=False, reregister=True,
                                                   reason="agent not registered")
             if request.services_changed:
-                services, _ = self._checked(request.agent_id, list(request.services))
-                self._store_services(request.agent_id, services)
+                services, _ = self._checked(who.agent_id, list(request.services))
+                reason = self._out_of_scope(who, services, agent.node_name)
+                if reason:
+                    self._refuse_scope(who, "heartbeat", reason)
+                    return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
+                self._store_services(who.agent_id, services)
         return mesh_pb2.HeartbeatResponse(ok=True)
 
     def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
@@ -205,20 +281,19 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
 
     def Link(self, request_iterator, context):
         guard.throttled(context, self.state.agent_peers)
-        hello_done = self.hellos.start(context)  # bounded, and cancelled without a hello
+        # Identity from the verified metadata: nothing of the stream is read before this.
+        who, not_after = self.state.agent_auth.caller(context)
         try:
-            hello = next(request_iterator)
-        except (StopIteration, grpc.RpcError):
-            return
-        finally:
-            hello_done()
-        reason = guard.registration_problem(agent_id=hello.hello.agent_id) or self._agent_ok(
-            agent_id=hello.hello.agent_id, colony_id=hello.hello.colony_id,
-            secret=hello.hello.colony_secret, peer=context.peer())
-        if reason:
-            self._refused(context, "link", hello.hello.agent_id, reason)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
-        link = self.state.links.attach(hello.hello.agent_id)
+            link = self.state.links.attach(who.agent_id, expires_at=not_after)
+        except links.AlreadyLinked as exc:
+            log.warning("second link for agent %s from %s refused", who.agent_id,
+                        validate.printable(context.peer()))
+            with contextlib.suppress(audit_mod.AuditError):
+                self.state.audit.refused(
+                    requester=f"agent:{who.agent_id}", verb="link", target=self.state.colony_id,
+                    command="", reason=f"{exc} (from {validate.clip(context.peer(), 100)})",
+                    rule="agent-link")
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         log.info("agent %s linked from %s", link.agent_id, validate.printable(context.peer()))
         reader = threading.Thread(target=_pump, args=(request_iterator, link), daemon=True,
                                   name=f"link-{link.agent_id}")
@@ -274,14 +349,15 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return auth.operator(context, self.state.tokens, self.state.peers)
 
     def _reader(self, context, what: str, rpc: str) -> auth.Identity:
-        """The caller, when the policy lets them read; else abort PERMISSION_DENIED."""
+        """The caller, when the policy grants the RPC's colony-wide verb (read, or admin for
+        agent administration); else abort PERMISSION_DENIED."""
         who = self._who(context)
         try:
             self.gate.check_read(who, what, verb=verbs.colony(rpc))
         except policy.Refused as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except audit_mod.AuditError as exc:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"read refused: {exc}")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"refused: {exc}")
         return who
 
     def WhoAmI(self, request, context):
@@ -499,6 +575,38 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         return colony_pb2.ListApprovalsResponse(
             approvals=[policy.approval_record(a) for a in self.state.approvals.pending()])
 
+    def RevokeAgent(self, request, context):
+        who = self._reader(context, f"revoke {request.agent_id[:100]}", "RevokeAgent")
+        try:
+            when = self.state.enrollment.revoke(request.agent_id, by=who.name)
+        except identity.IdentityError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except enrollment.Refused as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"revocation not recorded: {exc}")
+        link = self.state.links.get(request.agent_id)
+        if link is not None:
+            link.close()  # its Link RPC ends; every later call is refused by AgentAuth
+        log.warning("agent %s revoked by %s", request.agent_id, who.name)
+        return colony_pb2.RevokeAgentResponse(agent_id=request.agent_id, revoked_at=when,
+                                              link_closed=link is not None)
+
+    def CreateJoinToken(self, request, context):
+        who = self._reader(context, f"join-token {request.agent_id[:100]}", "CreateJoinToken")
+        try:
+            token, expires_at = self.state.enrollment.create_token(
+                request.agent_id, ttl=request.ttl_seconds or enrollment.DEFAULT_TOKEN_TTL,
+                created_by=who.name)
+        except ValueError as exc:  # IdentityError included
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except enrollment.Refused as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except audit_mod.AuditError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"join token not recorded: {exc}")
+        return colony_pb2.CreateJoinTokenResponse(token=token, agent_id=request.agent_id,
+                                                  expires_at=expires_at)
+
 
 def _check_request(context, problem: str, approval_id: str = "", *,
                    required: bool = False) -> None:
@@ -576,9 +684,10 @@ class ColonyServer:
         Python cannot ask for an optional client certificate on one port."""
         self.state, self.listen = state, listen
         limits = state.limits
+        self._stopping = threading.Event()
         self._server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
-            interceptors=[guard.StreamCap(limits)],
+            interceptors=[state.agent_auth, guard.StreamCap(limits)],
             maximum_concurrent_rpcs=limits.concurrent_rpcs,
             options=[("grpc.max_send_message_length", MAX_SEND),
                      ("grpc.max_receive_message_length", limits.receive_bytes),
@@ -606,13 +715,21 @@ class ColonyServer:
 
     def start(self) -> ColonyServer:
         self._server.start()
+        threading.Thread(target=self._expire_links, name="link-expiry", daemon=True).start()
         log.info("colony %s listening on %s (TLS)", self.state.colony_id, self.listen)
         return self
+
+    def _expire_links(self) -> None:
+        """A link lives as long as its agent's certificate, renewals included."""
+        while not self._stopping.wait(2.0):
+            for agent_id in self.state.links.close_expired(time.time()):
+                log.warning("agent %s link closed: its certificate expired unrenewed", agent_id)
 
     def wait(self) -> None:
         self._server.wait_for_termination()
 
     def stop(self, grace: float = 2.0) -> None:
+        self._stopping.set()
         self.state.links.close_all()
         self._server.stop(grace).wait()
         self.state.close()

@@ -5,7 +5,7 @@ The verb of an operation comes from the RPC the caller invoked, never from the r
 differs from the table's (INVALID_ARGUMENT naming the field), so a read-only or
 approve-only identity cannot relabel an exec as a read or an approval.
 
-Verbs, besides the RBAC verbs of colony/rbac.py (read exec shell tap trace approve):
+Verbs, besides the RBAC verbs of colony/rbac.py (read exec shell tap trace approve admin):
 
 * ``identify``   — authentication only, no policy decision (WhoAmI);
 * ``agent-auth`` — an agent's own calls, authenticated as an agent, never as an operator;
@@ -48,11 +48,15 @@ _COLONY = {
     "Tap": "tap",
     "Trace": "trace",
     "Decide": "approve",
+    "RevokeAgent": "admin",
+    "CreateJoinToken": "admin",
 }
 _MESH = {
     "Register": AGENT_AUTH,
     "Heartbeat": AGENT_AUTH,
     "Link": AGENT_AUTH,
+    "Renew": AGENT_AUTH,
+    "Join": BOOTSTRAP,
 }
 
 RPC_VERBS: dict[str, str] = {

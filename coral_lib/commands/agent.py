@@ -10,7 +10,7 @@ import signal
 import grpc
 
 from coral_lib import config, convert
-from coral_lib.agent import context, local_server, modes, runner
+from coral_lib.agent import context, credentials, local_server, modes, runner
 from coral_lib.commands import agent_node, common
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--socket", default=None, help="the running agent's socket")
     status.add_argument("--config", default=None)
     status.set_defaults(func=status_command)
+    ident = verbs.add_parser(
+        "identity", help="the certificate this agent holds (exit 3: none valid, it must join)")
+    ident.add_argument("--config", default=None)
+    ident.add_argument("--state-dir", default=None)
+    ident.set_defaults(func=identity_command)
 
 
 def _config_path(given: str | None) -> str | None:
@@ -47,7 +52,6 @@ def start_command(args: argparse.Namespace) -> int:
         cfg = config.load_agent_config(_config_path(args.config))
         agent = modes.build(cfg, monitor_all=args.monitor_all,
                             state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
-        cfg.colony_secret()  # fail now, clearly, rather than on the first registration
         runner.colony_ca(cfg)
     except config.ConfigError as exc:
         return common.fail(str(exc), 2)
@@ -84,3 +88,22 @@ def status_command(args: argparse.Namespace) -> int:
     body["source"] = source
     common.print_json(body)
     return 0
+
+
+def identity_command(args: argparse.Namespace) -> int:
+    """Whether the agent holds a usable certificate (the host role asks before it creates a
+    join token, so a deployed agent is not given a new one on every run)."""
+    try:
+        cfg = config.load_agent_config(_config_path(args.config))
+        ca = runner.colony_ca(cfg)
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    state_dir = pathlib.Path(args.state_dir) if args.state_dir else runner.default_state_dir()
+    held = credentials.Holder(state_dir, cfg.agent.id, ca_pem=ca).load()
+    if held is None:
+        common.print_json({"valid": False, "agent_id": cfg.agent.id})
+        return 3
+    common.print_json({"valid": True, "agent_id": held.agent_id, "not_after": held.not_after,
+                       "renew_at": held.renew_at()})
+    return 0
+

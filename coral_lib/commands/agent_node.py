@@ -60,7 +60,6 @@ def node_command(args: argparse.Namespace) -> int:
         cfg = config.load_agent_config(args.config)
         agent = node.build(cfg, options(args),
                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
-        cfg.colony_secret()  # fail now, clearly, rather than on the first registration
     except (config.ConfigError, kubeclient.KubeConfigError, ValueError) as exc:
         return _fail(str(exc), 2)
     except Exception as exc:  # noqa: BLE001 - kubeconfig / in-cluster loading failures

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import threading
 
-from coral_lib import config
-from coral_lib.colony import audit, checkpoints, guard, pki, policy, rbac, registry, server
+from coral_lib import client, config, durations
+from coral_lib.colony import (
+    audit,
+    checkpoints,
+    enrollment,
+    guard,
+    pki,
+    policy,
+    rbac,
+    registry,
+    server,
+)
 from coral_lib.commands import common
 
 log = logging.getLogger(__name__)
@@ -17,7 +28,7 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     colony = sub.add_parser("colony", help="run the colony (registry, routing, audit)")
     verbs = colony.add_subparsers(dest="colony_command", metavar="VERB")
-    init = verbs.add_parser("init", help="create CA, certificates, id, secret and admin token")
+    init = verbs.add_parser("init", help="create CA, certificates, id and admin token")
     init.add_argument("--data-dir", default=None,
                       help="default: /var/lib/coral/colony as root, else ~/.coral/colony")
     init.set_defaults(func=init_command)
@@ -32,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="host:port that requires client certificates (identity = CN)")
     start.add_argument("--observe-only", action="store_true", default=None,
                        help="refuse exec/shell/tap/trace on every agent; reads still work")
+    start.add_argument("--agent-cert-ttl", default=None,
+                       help="lifetime of agent certificates (config agentCertTtl, default 24h);"
+                            " agents renew at two thirds of it")
+    start.add_argument("--token-review-kubeconfig", default=None,
+                       help="check Kubernetes agents' service account tokens with TokenReview "
+                            "on this cluster (config tokenReviewKubeconfig)")
+    start.add_argument("--token-review-in-cluster", action="store_true", default=None,
+                       help="the same with the colony pod's own service account")
     start.set_defaults(func=start_command)
     token = verbs.add_parser("token", help="operator tokens (tokens.json in the data dir)")
     token_verbs = token.add_subparsers(dest="token_command", metavar="VERB")
@@ -41,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--identity", required=True)
     add.add_argument("--group", action="append", default=[], help="repeatable")
     add.set_defaults(func=token_add_command)
+    join = verbs.add_parser("join-token", help="one-time join tokens for host agents")
+    join_verbs = join.add_subparsers(dest="join_command", metavar="VERB")
+    create = join_verbs.add_parser(
+        "create", help="a token that lets one host agent join once as --agent-id; prints it")
+    create.add_argument("--agent-id", required=True)
+    create.add_argument("--ttl", default="1h", help="how long the token may be redeemed (1h)")
+    create.add_argument("-o", "--output", choices=("token", "json"), default="token")
+    common.add_connection_args(create)
+    create.set_defaults(func=join_token_create_command)
 
 
 def _settings(args: argparse.Namespace) -> config.ColonySettings:
@@ -48,7 +76,17 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
     updates = {k: v for k, v in (("data_dir", args.data_dir),
                                  ("listen", getattr(args, "listen", None)),
                                  ("policy_file", getattr(args, "policy", None)),
-                                 ("observe_only", getattr(args, "observe_only", None))) if v}
+                                 ("observe_only", getattr(args, "observe_only", None)),
+                                 ("token_review_kubeconfig",
+                                  getattr(args, "token_review_kubeconfig", None)),
+                                 ("token_review_in_cluster",
+                                  getattr(args, "token_review_in_cluster", None))) if v}
+    ttl = getattr(args, "agent_cert_ttl", None)
+    if ttl:
+        try:
+            updates["agent_cert_ttl"] = durations.parse_duration(ttl)
+        except ValueError as exc:
+            raise config.ConfigError("--agent-cert-ttl", "agentCertTtl", str(exc)) from None
     return settings.model_copy(update=updates)
 
 
@@ -63,14 +101,23 @@ def init_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reviewer(settings: config.ColonySettings):
+    """The TokenReview client for Kubernetes agents' bootstrap, or None (refused)."""
+    if not (settings.token_review_kubeconfig or settings.token_review_in_cluster):
+        return None
+    tokenreview = importlib.import_module("coral_lib.colony.tokenreview")
+    return tokenreview.TokenReviewer(kubeconfig=settings.token_review_kubeconfig or None,
+                                     audience=settings.token_review_audience)
+
+
 def start_command(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
-        secret = settings.colony_secret() if (settings.secret.get_secret_value()
-                                               or settings.secret_file) else ""
         state = server.open_state(
             data_dir=settings.data_dir, colony_id="" if settings.id == "default" else settings.id,
-            colony_secret=secret, tokens_file=settings.tokens_file,
+            tokens_file=settings.tokens_file, agent_cert_ttl=settings.agent_cert_ttl,
+            agent_service_account=settings.agent_service_account,
+            reviewer=_reviewer(settings),
             heartbeat_interval=settings.heartbeat_interval,
             degraded_after=settings.degraded_after, unhealthy_after=settings.unhealthy_after,
             settings=policy.load_settings(
@@ -86,7 +133,8 @@ def start_command(args: argparse.Namespace) -> int:
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
-    except (OSError, ValueError, registry.RegistryError, audit.AuditError) as exc:
+    except (OSError, ValueError, registry.RegistryError, audit.AuditError,
+            enrollment.Refused, ImportError) as exc:
         return common.fail(f"colony cannot start: {exc}")
     try:
         colony = server.ColonyServer(state, listen=settings.listen,
@@ -122,4 +170,22 @@ def token_add_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         return common.fail(f"cannot add the token: {exc}")
     print(token)
+    return 0
+
+
+def join_token_create_command(args: argparse.Namespace) -> int:
+    """Asks the running colony (verb admin), which stores the token hashed and audits it."""
+    try:
+        ttl = durations.parse_duration(args.ttl)
+    except ValueError as exc:
+        return common.fail(f"--ttl {args.ttl!r}: {exc}", 2)
+    try:
+        with common.connect(args) as colony:
+            row = colony.create_join_token(args.agent_id, ttl=ttl)
+    except client.CoralError as exc:
+        return common.fail(str(exc))
+    if args.output == "json":
+        common.print_json(row)
+    else:
+        print(row["token"])
     return 0

@@ -18,6 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _output_arg(agents)
     common.add_connection_args(agents)
     agents.set_defaults(func=agents_command)
+    agent_verbs = agents.add_subparsers(dest="agents_command", metavar="VERB")
+    revoke = agent_verbs.add_parser(
+        "revoke", help="refuse an agent's certificates from its next call on (verb admin)")
+    revoke.add_argument("agent_id", metavar="ID")
+    common.add_connection_args(revoke)
+    revoke.set_defaults(func=revoke_command)
 
     services = sub.add_parser("services", help="list registered services")
     services.add_argument("--name", default=None)
@@ -139,6 +145,15 @@ def agents_command(args: argparse.Namespace) -> int:
     return _run(action)
 
 
+def revoke_command(args: argparse.Namespace) -> int:
+    def action() -> int:
+        with common.connect(args) as colony:
+            row = colony.revoke_agent(args.agent_id)
+        common.print_json(row)
+        return 0
+    return _run(action)
+
+
 def services_command(args: argparse.Namespace) -> int:
     def action() -> int:
         with common.connect(args) as colony:
@@ -227,6 +242,9 @@ def audit_row(record: dict) -> dict:
                          if record.get(k))
         what = " ".join(p for p in ("entered", str(record.get("node") or ""), where,
                                     f"({record.get('resolved_by') or '?'})") if p)
+    elif kind == "identity":  # agent enrollment: join token created, joined, renewed, revoked
+        by = record.get("by") or record.get("peer") or ""
+        what = f"{record.get('event', '')} {by}".strip()
     else:
         what = " ".join(str(record.get(k) or "") for k in ("verb", "command")).strip()
     status = record.get("status") or ""

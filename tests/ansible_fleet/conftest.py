@@ -17,7 +17,8 @@ import yaml
 from tests.security.conftest import PolicyColony
 from tests.sidecar.conftest import why_not_runnable
 from tests.sidecar_agent.conftest import SidecarAgent
-from tests.support import coral_procs, podharness
+from tests.support import coral_procs, kube_identity, podharness
+from tests.support.kubeapi import KubeAPIServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -118,7 +119,10 @@ def fleet(tmp_path_factory):
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("fleet")
     (work / "policy.yaml").write_text(POLICY)
-    colony = PolicyColony(work / "colony", args=("--policy", str(work / "policy.yaml")))
+    kubeapi = KubeAPIServer(work / "kubeapi", nodes=["node-1"]).start()
+    kubeconfig = kube_identity.colony_kubeconfig(kubeapi, work / "colony-kubeconfig")
+    colony = PolicyColony(work / "colony", args=("--policy", str(work / "policy.yaml"),
+                                                 "--token-review-kubeconfig", kubeconfig))
     colony.add_token("viewer")
     colony.start()
     pod = podharness.Pod("shop-7d9f", "payments").start()
@@ -128,13 +132,13 @@ def fleet(tmp_path_factory):
                           env={"OTEL_SERVICE_NAME": "checkout"})
         sidecar_dir = work / "sidecar"
         sidecar_dir.mkdir()
-        sidecar = SidecarAgent(pod, colony, sidecar_dir).start()
+        sidecar = SidecarAgent(pod, colony, sidecar_dir, kubeapi).start()
         started.append(sidecar)
         for index, env_label in ((1, "test"), (2, "prod")):
             agent = coral_procs.Agent(work / "hosts", colony, agent_id=f"host-{index}", services=[
                 {"name": "api", "port": 18080 + index, "labels": {"env": env_label}}]).start()
             started.append(agent)
-        coral_procs.wait_registered(colony, ["sidecar-shop-7d9f", "host-1", "host-2"])
+        coral_procs.wait_registered(colony, ["pod-payments.shop-7d9f", "host-1", "host-2"])
         coral_procs.wait_for(lambda: _registered(colony), what="checkout and api services")
         yield Fleet(colony=colony, pod=pod, sidecar=sidecar, hosts=started[1:], work=work,
                     env=_ansible_env(work, colony))
@@ -143,10 +147,11 @@ def fleet(tmp_path_factory):
             proc.stop()
         pod.stop()
         colony.stop()
+        kubeapi.stop()
 
 
 def _registered(colony: PolicyColony) -> bool:
     with colony.client() as c:
         names = {(s["agent"], s["component_name"]) for s in c.list_services()}
-    return {("sidecar-shop-7d9f", "checkout"), ("host-1", "api"),
+    return {("pod-payments.shop-7d9f", "checkout"), ("host-1", "api"),
             ("host-2", "api")} <= names

@@ -74,7 +74,7 @@ def test_every_connection_command_is_in_the_colony_audit(fleet, pod_play):
     admin, verb exec, on the sidecar agent and the web container."""
     run, _, _ = pod_play
     assert run.returncode == 0
-    started = [r for r in fleet.audit(kind="started", agent="sidecar-shop-7d9f")
+    started = [r for r in fleet.audit(kind="started", agent="pod-payments.shop-7d9f")
                if REMOTE_TMP in r["command"] or "coral-put" in r["command"]
                or "coral-fetch" in r["command"]]
     commands = " ".join(r["command"] for r in started)

@@ -17,7 +17,7 @@ def test_inventory_plugin_hosts_per_pod_with_vars_and_groups(fleet):
     pod = inv["_meta"]["hostvars"]["shop-7d9f.payments"]
     assert {k: pod[k] for k in ("coral_agent", "coral_namespace", "coral_pod",
                                 "coral_container", "coral_node", "coral_runtime")} == {
-        "coral_agent": "sidecar-shop-7d9f", "coral_namespace": "payments",
+        "coral_agent": "pod-payments.shop-7d9f", "coral_namespace": "payments",
         "coral_pod": "shop-7d9f", "coral_container": "web", "coral_node": "node-1",
         "coral_runtime": "k8s_sidecar"}
     assert pod["coral_provenance"] == "discovered" and "checkout" in pod["coral_services"]
@@ -43,7 +43,7 @@ def test_inventory_plugin_hosts_per_pod_with_vars_and_groups(fleet):
 
 @pytest.mark.parametrize("host_per, expected", [
     ("service", {"checkout.shop-7d9f.payments", "api.host-1", "api.host-2"}),
-    ("agent", {"sidecar-shop-7d9f", "host-1", "host-2"}),
+    ("agent", {"pod-payments.shop-7d9f", "host-1", "host-2"}),
 ])
 def test_inventory_plugin_host_per_service_and_agent(fleet, host_per, expected):
     source = fleet.inventory_file(f"per-{host_per}", host_per=host_per,

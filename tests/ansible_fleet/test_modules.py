@@ -112,7 +112,7 @@ def test_coral_tap_writes_pcap_per_target_on_the_controller(fleet):
     thread.start()
     try:
         run, out = run_local(fleet, "tap", [{"coral.mesh.coral_tap": {
-            "agent": "sidecar-shop-7d9f", "filter": "tcp port 8080", "duration": 3,
+            "agent": "pod-payments.shop-7d9f", "filter": "tcp port 8080", "duration": 3,
             "max_packets": 20, "dest": str(dest)}, "register": "tap"}])
     finally:
         stop.set()

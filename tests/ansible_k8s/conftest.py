@@ -18,7 +18,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support import coral_procs
+from tests.support import coral_procs, kube_identity
 from tests.support.kubeapi import KubeAPIServer, errors
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -126,15 +126,17 @@ class NodeAgent:
     DaemonSet's pod would run there, registering with a real colony."""
 
     def __init__(self, work_dir: pathlib.Path, colony: coral_procs.Colony, *, node: str,
-                 kubeconfig: str) -> None:
-        self.agent_id = f"ds-{node}"
+                 kubeapi: KubeAPIServer) -> None:
+        # Its pod-bound token (the colony checks it with TokenReview) makes it node-<node>.
+        self.agent_id = f"node-{node}"
+        kubeconfig = kubeapi.kubeconfig_path
         work_dir.mkdir(parents=True, exist_ok=True)
+        token = kube_identity.node_agent_token(kubeapi, node, work_dir / f"{self.agent_id}.token")
         config = work_dir / f"{self.agent_id}.yaml"
         config.write_text(yaml.safe_dump({
             "agent": {"id": self.agent_id, "runtime": "daemonset"},
             "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
-                       "id": colony.colony_id,
-                       "secretFile": str(colony.data_dir / "colony.secret")},
+                       "id": colony.colony_id, "serviceAccountTokenFile": str(token)},
             "discovery": {"kubernetes": {"resyncInterval": "5m"}}}))
         self.log_path = work_dir / f"{self.agent_id}.log"
         self.argv = [*coral_procs.CORAL, "agent", "node", "--config", str(config),
@@ -151,8 +153,8 @@ class NodeAgent:
         coral_procs.stop_process(self.proc)
 
 
-@pytest.fixture
-def colony(tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
-    yield colony
-    colony.stop()
+def cluster_colony(work_dir: pathlib.Path, kubeapi: KubeAPIServer) -> coral_procs.Colony:
+    """A colony for one cluster: it checks that cluster's agent tokens (TokenReview)."""
+    kubeconfig = kube_identity.colony_kubeconfig(kubeapi, work_dir / "colony-kubeconfig")
+    return coral_procs.Colony(work_dir / "colony",
+                              args=("--token-review-kubeconfig", kubeconfig)).start()

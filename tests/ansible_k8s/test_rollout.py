@@ -6,6 +6,8 @@ What the DaemonSet gate proves here: the fixture runs no pods, so "the DaemonSet
 are real `coral agent node` processes started by the test for cluster A's nodes, watching
 cluster A's API and registering with a real colony. Cluster B has none, so its gate fails
 exactly as it would if its agent pods never came up. The gate asks the colony, not the test.
+Each cluster has its own colony (inventory host vars coral_colony_*): a colony checks its
+agents' pod-bound tokens with its own cluster's TokenReview.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.ansible_k8s.conftest import NodeAgent, get, merge_kubeconfigs, run_playbook
+from tests.ansible_k8s.conftest import (
+    NodeAgent,
+    cluster_colony,
+    get,
+    merge_kubeconfigs,
+    run_playbook,
+)
 from tests.support import coral_procs
 from tests.support.kubeapi import KubeAPIServer
 
@@ -28,18 +36,25 @@ def image(server: KubeAPIServer) -> str:
 
 
 @pytest.fixture
-def fleet(tmp_path, base_vars, colony):
+def fleet(tmp_path, base_vars):
     """Four clusters at v1 (deployed with deploy-coral.yml), one kubeconfig with a context
     each, and real DaemonSet agents for every node of clusters A, C and D, none for B."""
     servers = {name: KubeAPIServer(tmp_path / name, nodes=nodes, context=name).start()
                for name, nodes in CLUSTERS.items()}
     agents: list[NodeAgent] = []
+    colonies: dict[str, coral_procs.Colony] = {}
     try:
+        for name, server in servers.items():
+            colonies[name] = cluster_colony(tmp_path / f"colony-{name}", server)
         kubeconfig = merge_kubeconfigs([s.kubeconfig_path for s in servers.values()],
                                        tmp_path / "fleet.kubeconfig")
         inventory = tmp_path / "clusters.yml"
         inventory.write_text(yaml.safe_dump({"all": {"children": {"coral_clusters": {
-            "hosts": {name: {"coral_k8s_context": name} for name in CLUSTERS},
+            "hosts": {name: {
+                "coral_k8s_context": name, "coral_colony_address": colonies[name].address,
+                "coral_colony_ca_file": str(colonies[name].data_dir / "ca.crt"),
+                "coral_colony_token_file": str(colonies[name].data_dir / "admin.token")}
+                for name in CLUSTERS},
             "vars": {"ansible_connection": "local", "coral_k8s_kubeconfig": kubeconfig}}}}}))
         ev = {**base_vars, "coral_mode": "daemonset"}
         run = run_playbook("deploy-coral.yml", inventory=str(inventory),
@@ -47,20 +62,19 @@ def fleet(tmp_path, base_vars, colony):
         assert run.rc == 0, run.explain()
         assert {image(s) for s in servers.values()} == {"coral/agent:0.1.0"}
         for name in ("cluster-a", "cluster-c", "cluster-d"):
-            agents += [NodeAgent(tmp_path / "agents", colony, node=node,
-                                 kubeconfig=servers[name].kubeconfig_path).start()
-                       for node in CLUSTERS[name]]
-        coral_procs.wait_registered(colony, [a.agent_id for a in agents])
+            started = [NodeAgent(tmp_path / "agents", colonies[name], node=node,
+                                 kubeapi=servers[name]).start() for node in CLUSTERS[name]]
+            agents += started
+            coral_procs.wait_registered(colonies[name], [a.agent_id for a in started])
         rollout_vars = {
             **ev, "coral_daemonset_image": "coral/agent:0.2.0",
-            "coral_rollout_gate_timeout": 4, "coral_rollout_gate_delay": 1,
-            "coral_colony_address": colony.address,
-            "coral_colony_ca_file": str(colony.data_dir / "ca.crt"),
-            "coral_colony_token_file": str(colony.data_dir / "admin.token")}
+            "coral_rollout_gate_timeout": 4, "coral_rollout_gate_delay": 1}
         yield servers, str(inventory), rollout_vars
     finally:
         for agent in agents:
             agent.stop()
+        for colony in colonies.values():
+            colony.stop()
         for server in servers.values():
             server.stop()
 

@@ -23,6 +23,10 @@ from coral_lib.commands import operator
       "container": "app", "resolved_by": "cri"}, "entered node-a shop/web/app (cri)", ""),
     ({"kind": "entered", "node": "vm1", "namespace": "", "pod": "", "container": "",
       "resolved_by": "host"}, "entered vm1 (host)", ""),
+    ({"kind": "identity", "event": "revoked", "agent_id": "web-1", "by": "admin"},
+     "revoked admin", ""),
+    ({"kind": "identity", "event": "joined", "agent_id": "web-1", "peer": "ipv4:1.2.3.4:5"},
+     "joined ipv4:1.2.3.4:5", ""),
 ])
 def test_audit_row_says_what_happened(record, what, status):
     row = operator.audit_row({"id": 1, "ts": 0, **record})

@@ -1,4 +1,4 @@
-"""Colony settings file, and resolving the colony secret (secret or secretFile)."""
+"""Colony settings file, and resolving the agent's join token (joinToken or joinTokenFile)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from coral_lib import config
 
 def test_colony_settings_good_file(testdata):
     settings = config.load_colony_config(testdata / "colony.yaml",
-                                         environ={"COLONY_SECRET": "s1"})
+                                         environ={"CERT_TTL": "2h"})
     assert settings.id == "prod"
-    assert settings.colony_secret() == "s1"
+    assert settings.agent_cert_ttl == 7200.0
+    assert settings.agent_service_account == "coral/agents"
     assert settings.listen == "0.0.0.0:9443"
     assert settings.data_dir == "/var/lib/coral/colony"
     assert (settings.heartbeat_interval, settings.degraded_after, settings.unhealthy_after) == (
@@ -54,32 +55,39 @@ def test_bad_input_colony_listen_not_host_port(write_config):
         config.load_colony_config(path, environ={})
 
 
-def test_colony_secret_from_secret_file(tmp_path, write_config):
-    secret = tmp_path / "secret"
-    secret.write_text("from-file\n")
-    path = write_config(f"colony:\n  secretFile: {secret}\n")
-    assert config.load_agent_config(path, environ={}).colony_secret() == "from-file"
+def test_join_token_from_file(tmp_path, write_config):
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    path = write_config(f"colony:\n  joinTokenFile: {token}\n")
+    assert config.load_agent_config(path, environ={}).join_token() == "from-file"
 
 
-def test_colony_secret_missing_is_a_clear_error(write_config):
-    path = write_config("colony: {id: x}\n")
+def test_join_credential_missing_is_a_clear_error(write_config):
+    path = write_config("agent:\n  id: a\n")
     cfg = config.load_agent_config(path, environ={})
-    with pytest.raises(config.ConfigError, match=f"{path}: key colony.secret: no colony secret "
-                       "configured: set secret, secretFile or CORAL_COLONY_SECRET"):
-        cfg.colony_secret()
+    assert cfg.join_token() == ""  # an agent holding a certificate needs none
+    with pytest.raises(config.ConfigError, match=f"{path}: key colony.joinToken: no join "
+                       "credential: set joinToken, joinTokenFile"):
+        cfg.check_bootstrap()
 
 
-def test_colony_secret_file_unreadable_names_the_file(tmp_path, write_config):
-    path = write_config(f"colony:\n  secretFile: {tmp_path / 'absent'}\n")
+def test_join_token_file_unreadable_names_the_file(tmp_path, write_config):
+    path = write_config(f"colony:\n  joinTokenFile: {tmp_path / 'absent'}\n")
     cfg = config.load_agent_config(path, environ={})
-    with pytest.raises(config.ConfigError, match=f"key colony.secretFile: cannot read secret "
-                       f"file {tmp_path / 'absent'}"):
-        cfg.colony_secret()
+    with pytest.raises(config.ConfigError, match=f"key colony.joinTokenFile: cannot read "
+                       f"{tmp_path / 'absent'}"):
+        cfg.join_token()
 
 
-def test_colony_secret_file_empty_is_an_error(tmp_path):
-    (tmp_path / "s").write_text("\n")
-    settings = config.load_colony_config(
-        None, environ={"CORAL_COLONY_SECRET_FILE": str(tmp_path / "s")})
-    with pytest.raises(config.ConfigError, match="key secretFile: secret file .* is empty"):
-        settings.colony_secret()
+def test_service_account_token_file_empty_is_an_error(tmp_path):
+    (tmp_path / "s").write_text("")
+    cfg = config.load_agent_config(
+        None, environ={"CORAL_SERVICE_ACCOUNT_TOKEN_FILE": str(tmp_path / "s")})
+    with pytest.raises(config.ConfigError, match="key colony.serviceAccountTokenFile: .* is empty"):
+        cfg.service_account_token()
+
+
+def test_colony_settings_reject_the_shared_secret(write_config):
+    path = write_config("secretFile: /x\n", name="colony.yaml")
+    with pytest.raises(config.ConfigError, match="agents no longer share a colony secret"):
+        config.load_colony_config(path, environ={})

@@ -12,8 +12,10 @@ AGENT_CASES = [
     ("CORAL_AGENT_HEALTH_MODE", "active", lambda c: c.agent.mode, "active"),
     ("CORAL_COLONY_ADDRESS", "10.0.0.1:7000", lambda c: c.colony.address, "10.0.0.1:7000"),
     ("CORAL_COLONY_ID", "prod", lambda c: c.colony.id, "prod"),
-    ("CORAL_COLONY_SECRET", "s3cret", lambda c: c.colony_secret(), "s3cret"),
-    ("CORAL_COLONY_SECRET_FILE", "/x/secret", lambda c: c.colony.secret_file, "/x/secret"),
+    ("CORAL_COLONY_JOIN_TOKEN", "t0ken", lambda c: c.join_token(), "t0ken"),
+    ("CORAL_COLONY_JOIN_TOKEN_FILE", "/x/tok", lambda c: c.colony.join_token_file, "/x/tok"),
+    ("CORAL_SERVICE_ACCOUNT_TOKEN_FILE", "/var/run/coral/token",
+     lambda c: c.colony.service_account_token_file, "/var/run/coral/token"),
     ("CORAL_COLONY_CA_FILE", "/x/ca.pem", lambda c: c.colony.ca_file, "/x/ca.pem"),
     ("CORAL_COLONY_CA", "-----BEGIN CERTIFICATE-----", lambda c: c.colony.ca,
      "-----BEGIN CERTIFICATE-----"),
@@ -32,14 +34,24 @@ AGENT_CASES = [
 
 
 def test_env_table_is_covered_case_by_case():
-    assert {c[0] for c in AGENT_CASES} == set(config.AGENT_ENV)
+    rejected = {"CORAL_COLONY_SECRET", "CORAL_COLONY_SECRET_FILE"}  # test below
+    assert {c[0] for c in AGENT_CASES} | rejected == set(config.AGENT_ENV)
+
+
+@pytest.mark.parametrize("var", ["CORAL_COLONY_SECRET", "CORAL_COLONY_SECRET_FILE"])
+def test_env_shared_colony_secret_is_rejected_with_what_replaced_it(var):
+    with pytest.raises(config.ConfigError, match="replaced by joinToken/joinTokenFile .* or "
+                       "serviceAccountTokenFile"):
+        config.load_agent_config(None, environ={var: "x"})
+    with pytest.raises(config.ConfigError, match="no longer share a colony secret"):
+        config.load_colony_config(None, environ={var: "x"})
 
 
 @pytest.mark.parametrize(("var", "value", "read", "expected"), AGENT_CASES,
                          ids=[c[0] for c in AGENT_CASES])
 def test_env_override_beats_file_value(testdata, var, value, read, expected):
     env = {"HOST": "h", var: value}
-    if var == "CORAL_COLONY_SECRET":  # full.yaml sets secretFile; only one of the two may be set
+    if var == "CORAL_COLONY_JOIN_TOKEN":  # full.yaml sets joinTokenFile; only one may be set
         cfg = config.load_agent_config(None, environ=env)
     else:
         cfg = config.load_agent_config(testdata / "full.yaml", environ=env)
@@ -107,7 +119,8 @@ def test_environ_default_is_the_process_environment(monkeypatch):
 
 COLONY_CASES = [
     ("CORAL_COLONY_ID", "prod", "id", "prod"),
-    ("CORAL_COLONY_SECRET_FILE", "/s", "secret_file", "/s"),
+    ("CORAL_AGENT_CERT_TTL", "2h", "agent_cert_ttl", 7200.0),
+    ("CORAL_TOKEN_REVIEW_KUBECONFIG", "/k.yaml", "token_review_kubeconfig", "/k.yaml"),
     ("CORAL_COLONY_LISTEN", "0.0.0.0:1234", "listen", "0.0.0.0:1234"),
     ("CORAL_COLONY_DATA_DIR", "/data", "data_dir", "/data"),
     ("CORAL_COLONY_TOKENS_FILE", "/t.yaml", "tokens_file", "/t.yaml"),
@@ -119,7 +132,8 @@ COLONY_CASES = [
 
 
 def test_colony_env_table_is_covered_case_by_case():
-    assert {c[0] for c in COLONY_CASES} | {"CORAL_COLONY_SECRET"} == set(config.COLONY_ENV)
+    rejected = {"CORAL_COLONY_SECRET", "CORAL_COLONY_SECRET_FILE"}
+    assert {c[0] for c in COLONY_CASES} | rejected == set(config.COLONY_ENV)
 
 
 @pytest.mark.parametrize(("var", "value", "attr", "expected"), COLONY_CASES,
@@ -129,6 +143,6 @@ def test_colony_env_override(var, value, attr, expected):
     assert getattr(settings, attr) == expected
 
 
-def test_colony_env_secret_override():
-    settings = config.load_colony_config(None, environ={"CORAL_COLONY_SECRET": "abc"})
-    assert settings.colony_secret() == "abc"
+def test_colony_agent_cert_ttl_is_bounded():
+    with pytest.raises(config.ConfigError, match="agentCertTtl 5s: expected between 10s"):
+        config.load_colony_config(None, environ={"CORAL_AGENT_CERT_TTL": "5s"})

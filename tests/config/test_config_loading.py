@@ -37,7 +37,7 @@ def test_good_file_every_key_is_read_into_snake_case_attributes(testdata):
     assert cfg.colony.address == "colony.example:9443"
     assert cfg.colony.ca_file == "/etc/coral/ca.pem"
     assert cfg.colony.id == "prod"
-    assert cfg.colony.secret_file == "/etc/coral/secret"
+    assert cfg.colony.join_token_file == "/etc/coral/join-token"
     k8s = cfg.discovery.kubernetes
     assert k8s.exclude_labels == {"coral.io/skip": "yes"}
     assert (k8s.poll_interval, k8s.resync_interval) == (90.0, 3600.0)
@@ -88,7 +88,7 @@ BAD_CASES = [
     ("missing-service-name.yaml", "services[0].name", "required key 'name' is missing"),
     ("port-out-of-range.yaml", "services[0].port", "less than or equal to 65535"),
     ("bad-colony-address.yaml", "colony.address", "expected host:port"),
-    ("two-secrets.yaml", "colony", "only one of colony.secret and colony.secretFile"),
+    ("two-secrets.yaml", "colony", "only one of colony.joinToken and colony.joinTokenFile"),
     ("bad-health-endpoint.yaml", "services[0].health.endpoint", "a path like /healthz"),
 ]
 
@@ -195,12 +195,16 @@ def test_models_are_usable_from_code_with_snake_case_names():
 
 
 def test_secret_never_appears_in_repr_or_errors(write_config):
-    cfg = config.load_agent_config(None, environ={"CORAL_COLONY_SECRET": "hunter2"})
+    cfg = config.load_agent_config(None, environ={"CORAL_COLONY_JOIN_TOKEN": "hunter2"})
     assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg)
-    path = write_config("colony:\n  secret: [hunter2]\n")
+    path = write_config("colony:\n  joinToken: [hunter2]\n")
     with pytest.raises(config.ConfigError) as caught:
         config.load_agent_config(path, environ={})
-    assert "hunter2" not in str(caught.value) and "colony.secret" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "colony.joinToken" in str(caught.value)
+    path = write_config("colony:\n  secret: hunter2\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_agent_config(path, environ={})
+    assert "hunter2" not in str(caught.value) and "replaced by joinToken" in str(caught.value)
 
 
 def test_format_path_quotes_keys_that_are_not_plain_names():

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support import coral_procs
+from tests.support import coral_procs, kube_identity
 from tests.support.kubeapi import KubeAPIServer
 
 NODES = ("node-a", "node-b", "node-c")
@@ -48,8 +48,11 @@ def kubeapi(tmp_path):
 
 
 @pytest.fixture
-def colony(tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
+def colony(tmp_path, kubeapi):
+    """A colony that checks the node agents' service account tokens on the fixture."""
+    kubeconfig = kube_identity.colony_kubeconfig(kubeapi, tmp_path / "colony-kubeconfig")
+    colony = coral_procs.Colony(tmp_path / "colony",
+                                args=("--token-review-kubeconfig", kubeconfig)).start()
     yield colony
     colony.stop()
 
@@ -59,9 +62,10 @@ class NodeAgentProc:
     until `coral agent` registers the verb)."""
 
     def __init__(self, work_dir: pathlib.Path, colony: coral_procs.Colony, *, node: str,
-                 kubeconfig: str, extra: dict | None = None, flags: list[str] | None = None
-                 ) -> None:
-        self.node, self.agent_id = node, f"ds-{node}"
+                 kubeapi: KubeAPIServer, extra: dict | None = None,
+                 flags: list[str] | None = None) -> None:
+        # The colony derives the id from the pod-bound token: node-<node>.
+        self.node, self.agent_id = node, f"node-{node}"
         self.work_dir = work_dir
         self.config_path = work_dir / f"{self.agent_id}.yaml"
         self.log_path = work_dir / f"{self.agent_id}.log"
@@ -69,13 +73,14 @@ class NodeAgentProc:
         body = {"agent": {"id": self.agent_id, "runtime": "daemonset"},
                 "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
                            "id": colony.colony_id,
-                           "secretFile": str(colony.data_dir / "colony.secret")},
+                           "serviceAccountTokenFile": str(kube_identity.node_agent_token(
+                               kubeapi, node, work_dir / f"{self.agent_id}.token"))},
                 "discovery": {"kubernetes": {"resyncInterval": "5m"}},
                 **(extra or {})}
         work_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(body))
         self.argv = [sys.executable, "-m", "coral_lib.commands.agent_node",
-                     "--config", str(self.config_path), "--kubeconfig", kubeconfig,
+                     "--config", str(self.config_path), "--kubeconfig", kubeapi.kubeconfig_path,
                      "--node-name", node, "--state-dir", str(self.state_dir), *(flags or [])]
         self.proc: subprocess.Popen | None = None
 
@@ -98,8 +103,8 @@ def node_agents(tmp_path, colony, kubeapi):
     started: list[NodeAgentProc] = []
 
     def start(node: str, **kwargs) -> NodeAgentProc:
-        agent = NodeAgentProc(tmp_path / "agents", colony, node=node,
-                              kubeconfig=kubeapi.kubeconfig_path, **kwargs).start()
+        agent = NodeAgentProc(tmp_path / "agents", colony, node=node, kubeapi=kubeapi,
+                              **kwargs).start()
         started.append(agent)
         return agent
 

@@ -79,8 +79,8 @@ def test_three_agents_report_their_node_and_services_filter_by_node(
         assert run.returncode == 0, run.stderr
         rows = json.loads(run.stdout)
         assert sorted(r["pod_name"] for r in rows) == [f"{node}-p{i}" for i in range(3)]
-        assert {r["agent"] for r in rows} == {f"ds-{node}"}
+        assert {r["agent"] for r in rows} == {f"node-{node}"}
     with colony.client() as c:
         agents = {a["agent_id"]: a for a in c.list_agents()}
     assert {a: agents[a]["runtime_mode"] for a in agents} == {
-        f"ds-{n}": "k8s_daemonset" for n in ("node-a", "node-b", "node-c")}
+        f"node-{n}": "k8s_daemonset" for n in ("node-a", "node-b", "node-c")}

@@ -63,7 +63,7 @@ def _expected() -> dict[tuple, tuple]:
             continue
         name = f"renamed-{i % 50}" if i % 7 == 0 else f"svc-{i % 50}"
         provenance = "overridden" if i % 10 == 0 else "discovered"
-        key = (f"ds-{_node(i)}", f"churn-{i:04d}", name, 8000 + i % 7)
+        key = (f"node-{_node(i)}", f"churn-{i:04d}", name, 8000 + i % 7)
         out[key] = (provenance, _node(i), "grpc" if i % 10 == 0 else "http")
     return out
 
@@ -90,7 +90,7 @@ def test_churn_1000_pods_three_nodes_registry_equals_expected_set_no_double_regi
     _finish_some(kubeapi)
     _fault(kubeapi)
     expected = _expected()
-    assert {k[0] for k in expected} == {f"ds-{n}" for n in NODES}
+    assert {k[0] for k in expected} == {f"node-{n}" for n in NODES}
     try:
         wait_for(lambda: _actual(colony) == expected, timeout=90, interval=1.0,
                  what="registry equals the expected set")

@@ -64,9 +64,9 @@ def test_coral_exec_pod_runs_in_the_container_with_output_and_exit_code(
     node_agents("node-b")  # another node's agent must not get the operation
     wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
              what="pod web registered")
-    coral_procs.wait_registered(colony, ["ds-node-a", "ds-node-b"])
+    coral_procs.wait_registered(colony, ["node-node-a", "node-node-b"])
     marker = _exec(colony, "--", "cat", "/tmp/marker")
-    assert (marker["agent"], marker["rc"], marker["stdout"]) == ("ds-node-a", 0, "in-app\n"), \
+    assert (marker["agent"], marker["rc"], marker["stdout"]) == ("node-node-a", 0, "in-app\n"), \
         (marker, agent.log()[-2000:])
     hostname = _exec(colony, "--", "cat", "/etc/hostname")
     assert hostname["rc"] == 0 and hostname["stdout"].strip(), hostname
@@ -74,7 +74,7 @@ def test_coral_exec_pod_runs_in_the_container_with_output_and_exit_code(
     assert (failing["rc"], failing["stderr"]) == (3, "oops\n"), failing
     with colony.client() as c:
         agents = {a["agent_id"]: a for a in c.list_agents()}
-    assert agents["ds-node-a"]["runtime"]["exec_backend"] == backend
+    assert agents["node-node-a"]["runtime"]["exec_backend"] == backend
 
 
 def test_exec_on_a_deleted_pod_is_refused_naming_it(kubeapi, colony, node_agents):
@@ -99,7 +99,7 @@ def test_coral_shell_pod_enters_the_container(kubeapi, colony, node_agents, runt
     node_agents("node-a", flags=flags)
     wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
              what="pod web registered")
-    coral_procs.wait_registered(colony, ["ds-node-a"])
+    coral_procs.wait_registered(colony, ["node-node-a"])
 
     def inputs():
         yield agent_pb2.ShellInput(stdin=b"cat /tmp/marker; exit 4\n")
@@ -126,7 +126,7 @@ def test_coral_tap_pod_captures_in_the_pods_network_namespace(kubeapi, colony, n
     node_agents("node-a", flags=["--cri-socket", runtime.socket])
     wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
              what="pod web registered")
-    coral_procs.wait_registered(colony, ["ds-node-a"])
+    coral_procs.wait_registered(colony, ["node-node-a"])
     port, stop = coral_procs.free_port(), threading.Event()
 
     def send() -> None:

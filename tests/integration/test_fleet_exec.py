@@ -117,36 +117,34 @@ def test_bad_input_colony_unreachable_names_the_address(colony):
     assert "Traceback" not in run.stderr
 
 
-def test_bad_input_wrong_secret_is_refused_logged_without_secret_and_not_stored(tmp_path,
-                                                                                 colony):
-    wrong = "not-the-secret-0123456789"
-    agent = coral_procs.Agent(tmp_path / "agents", colony, agent_id="intruder", secret=wrong)
+def test_bad_input_wrong_join_token_is_refused_logged_without_token_and_not_stored(tmp_path,
+                                                                                   colony):
+    wrong = "coral-join-not-a-token-0123456789"
+    agent = coral_procs.Agent(tmp_path / "agents", colony, agent_id="intruder", join_token=wrong)
     agent.start()
     try:
-        coral_procs.wait_for(lambda: "refused" in agent.log(), what="refusal in agent log")
+        coral_procs.wait_for(lambda: "cannot join" in agent.log(), what="refusal in agent log")
     finally:
         agent.stop()
     with colony.client() as c:
         assert [a["agent_id"] for a in c.list_agents()] == []
         assert c.list_services() == []
     colony_log = colony.log_path.read_text()
-    assert "registration of agent 'intruder'" in colony_log and "wrong colony secret" in colony_log
+    assert "join from" in colony_log and "unknown join token" in colony_log
     assert wrong not in colony_log and wrong not in agent.log()
-    refusals = [r for r in _audit(colony) if r["kind"] == "refused"]
+    refusals = [r for r in _audit(colony) if r["kind"] == "refused" and r["verb"] == "join"]
     assert refusals and wrong not in json.dumps(refusals)
 
 
-def test_single_service_agent_sending_only_component_name_keeps_working(colony):
+def test_single_service_agent_sending_only_component_name_keeps_working(colony,
+                                                                            tmp_path):
     """A first-protocol-version agent registers with component_name and no services."""
-    import grpc
+    from tests.support import agent_identity
 
-    from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-    creds = grpc.ssl_channel_credentials((colony.data_dir / "ca.crt").read_bytes())
-    with grpc.secure_channel(colony.address, creds) as chan:
-        reply = mesh_pb2_grpc.MeshStub(chan).Register(mesh_pb2.RegisterRequest(
-            agent_id="legacy-1", component_name="billing", colony_id=colony.colony_id,
-            colony_secret=(colony.data_dir / "colony.secret").read_text().strip(),
-            version="0.0.1"), timeout=10)
+    with agent_identity.MeshAgent(colony, tmp_path, "legacy-1") as legacy:
+        legacy.join()
+        reply = legacy.stub.Register(agent_identity.mesh_pb2.RegisterRequest(
+            component_name="billing", version="0.0.1"), timeout=10)
     assert reply.accepted
     with colony.client() as c:
         services = c.list_services(agent="legacy-1")

@@ -90,7 +90,7 @@ def churn_step(server, i: int, *, nodes: tuple[str, ...], rng) -> None:
 
 def truth(server) -> set[tuple]:
     """(agent, pod, component, port) for every pod the API server holds now."""
-    return {(f"ds-{p['spec']['nodeName']}", p["metadata"]["name"], p["metadata"]["labels"]["app"],
+    return {(f"node-{p['spec']['nodeName']}", p["metadata"]["name"], p["metadata"]["labels"]["app"],
              p["spec"]["containers"][0]["ports"][0]["containerPort"])
             for p in server.store.list("pods", namespace="shop")}
 

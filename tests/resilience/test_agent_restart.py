@@ -34,7 +34,7 @@ PODS = 400
 def test_daemonset_agent_sigkill_restart_during_churn_no_duplicate_or_ghost_services(
         kubeapi, colony, node_agents):
     agents = {n: node_agents(n) for n in NODES}
-    coral_procs.wait_registered(colony, [f"ds-{n}" for n in NODES], timeout=30)
+    coral_procs.wait_registered(colony, [f"node-{n}" for n in NODES], timeout=30)
     rng, done = random.Random(7), threading.Event()
 
     def churn() -> None:

@@ -10,31 +10,41 @@ a registry and an audit log.
 from __future__ import annotations
 
 import os
+import pathlib
 import sqlite3
 import subprocess
+import tempfile
 
 import grpc
 import pytest
 
-from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.colony import audit
 from tests.resilience.conftest import read_only_bind
-from tests.support import coral_procs
+from tests.support import agent_identity, coral_procs
+
+_AGENTS: dict[tuple[str, str], agent_identity.MeshAgent] = {}
+
+
+def enroll(colony: coral_procs.Colony, *agent_ids: str) -> None:
+    """Join these agent ids now (a join writes to the data directory: do it before the
+    directory fills up or turns read-only)."""
+    for agent_id in agent_ids:
+        agent = agent_identity.MeshAgent(colony, pathlib.Path(tempfile.mkdtemp()), agent_id)
+        agent.join()
+        _AGENTS[colony.address, agent_id] = agent
 
 
 def register(colony: coral_procs.Colony, agent_id: str,
              services: int) -> mesh_pb2.RegisterResponse:
-    """Register an agent with `services` services over the real Mesh protocol (TLS)."""
-    creds = grpc.ssl_channel_credentials((colony.data_dir / "ca.crt").read_bytes())
-    with grpc.secure_channel(colony.address, creds) as channel:
-        return mesh_pb2_grpc.MeshStub(channel).Register(mesh_pb2.RegisterRequest(
-            agent_id=agent_id, colony_id=colony.colony_id,
-            colony_secret=(colony.data_dir / "colony.secret").read_text().strip(),
-            node_name="node-1", services=[
-                mesh_pb2.ServiceInfo(component_name=f"{agent_id}-svc-{i}", port=8000 + i,
-                                     labels={"pad": "x" * 200},
-                                     provenance=mesh_pb2.SERVICE_PROVENANCE_EXPLICIT)
-                for i in range(services)]), timeout=30)
+    """Register an agent with `services` services over the real Mesh protocol (TLS), with
+    the identity enroll() obtained for it."""
+    return _AGENTS[colony.address, agent_id].stub.Register(mesh_pb2.RegisterRequest(
+        node_name="node-1", services=[
+            mesh_pb2.ServiceInfo(component_name=f"{agent_id}-svc-{i}", port=8000 + i,
+                                 labels={"pad": "x" * 200},
+                                 provenance=mesh_pb2.SERVICE_PROVENANCE_EXPLICIT)
+            for i in range(services)]), timeout=30)
 
 
 def stored(colony: coral_procs.Colony) -> set[tuple[str, str, int]]:
@@ -73,6 +83,8 @@ def test_disk_full_colony_clear_error_no_corruption_keeps_answering_reads(tmpfs_
     mount = tmpfs_factory("32m", "full")
     colony = coral_procs.Colony(mount / "colony").start()
     try:
+        enroll(colony, *[f"before-{i}" for i in range(5)], *[f"during-{i}" for i in range(20)],
+               "after")
         for i in range(5):
             assert register(colony, f"before-{i}", 10).accepted
         before = stored(colony)
@@ -106,6 +118,7 @@ def test_read_only_data_dir_colony_clear_error_nothing_changed(tmp_path):
     """Issue 7 resilience: the colony's data directory is read-only (bind mount, ro)."""
     colony = coral_procs.Colony(tmp_path / "data" / "colony").start()
     try:
+        enroll(colony, "stored-1", "new-agent")
         assert register(colony, "stored-1", 10).accepted
         before = stored(colony)
     finally:
@@ -114,6 +127,10 @@ def test_read_only_data_dir_colony_clear_error_nothing_changed(tmp_path):
     view = tmp_path / "ro" / "colony"  # the colony's log goes next to it, writable
     with read_only_bind(colony.data_dir, view):
         ro = coral_procs.Colony(view, port=coral_procs.free_port())
+        enroll_as = _AGENTS[colony.address, "new-agent"]
+        _AGENTS[ro.address, "new-agent"] = agent_identity.MeshAgent(
+            ro, enroll_as.holder.cert_path.parent, "new-agent")
+        _AGENTS[ro.address, "new-agent"].holder.load()
         try:
             ro.start()
         except RuntimeError as exc:  # it refused to start: the reason must be clear
@@ -129,7 +146,7 @@ def test_read_only_data_dir_colony_clear_error_nothing_changed(tmp_path):
             finally:
                 ro.stop()
     after = {p.name: p.read_bytes() for p in colony.data_dir.iterdir() if p.is_file()}
-    for name in ("colony.db", "audit.db"):
+    for name in ("colony.db", "audit.db", "identity.db"):
         assert after.get(name) == snapshot.get(name), f"{name} changed through a read-only mount"
     offline_checks(colony.data_dir)
     subprocess.run(["sync"], check=False)

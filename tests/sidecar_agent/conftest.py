@@ -16,21 +16,28 @@ import pytest
 import yaml
 
 from tests.sidecar.conftest import why_not_runnable
-from tests.support import coral_procs, podharness
+from tests.support import coral_procs, kube_identity, podharness
+from tests.support.kubeapi import KubeAPIServer
 
 SETUP = 'set -e; echo $$ > "$1/cgroup.procs"; mount -t proc proc /proc; shift; exec "$@"'
 
 
 class SidecarAgent:
-    def __init__(self, pod: podharness.Pod, colony: coral_procs.Colony, work) -> None:
-        self.pod, self.colony, self.agent_id = pod, colony, f"sidecar-{pod.name}"
+    """The sidecar proves who it is with its pod's token (the pod object lives in the API
+    server fixture `kubeapi`); the colony derives its id, pod-<namespace>.<pod>."""
+
+    def __init__(self, pod: podharness.Pod, colony: coral_procs.Colony, work,
+                 kubeapi: KubeAPIServer) -> None:
+        self.pod, self.colony = pod, colony
+        self.agent_id = f"pod-{pod.namespace}.{pod.name}"
+        token = kube_identity.pod_token(kubeapi, pod.namespace, pod.name, work / "token",
+                                        node="node-1")
         self.config = work / "agent.yaml"
         self.log_path = work / "agent.log"
         self.config.write_text(yaml.safe_dump({
             "agent": {"id": self.agent_id},
             "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
-                       "id": colony.colony_id,
-                       "secretFile": str(colony.data_dir / "colony.secret")},
+                       "id": colony.colony_id, "serviceAccountTokenFile": str(token)},
             "discovery": {"host": {"pollInterval": "500ms"}},
         }))
         self.cgroup = os.path.join(pod.cgroup, secrets.token_hex(32))
@@ -63,14 +70,22 @@ class SidecarAgent:
 
 
 @pytest.fixture
-def colony(tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
+def kubeapi(tmp_path):
+    with KubeAPIServer(tmp_path / "kubeapi", nodes=["node-1"]) as server:
+        yield server
+
+
+@pytest.fixture
+def colony(tmp_path, kubeapi):
+    kubeconfig = kube_identity.colony_kubeconfig(kubeapi, tmp_path / "colony-kubeconfig")
+    colony = coral_procs.Colony(tmp_path / "colony",
+                                args=("--token-review-kubeconfig", kubeconfig)).start()
     yield colony
     colony.stop()
 
 
 @pytest.fixture
-def shop(tmp_path, colony):
+def shop(tmp_path, colony, kubeapi):
     reason = why_not_runnable()
     if reason:
         pytest.skip(reason)
@@ -82,7 +97,7 @@ def shop(tmp_path, colony):
         pod.add_container("cache", ["python3", "-m", "http.server", "9090", "--bind",
                                     "127.0.0.1"], port=9090)
         pod.add_container("worker", ["sleep", "100000"])
-        agent = SidecarAgent(pod, colony, tmp_path).start()
+        agent = SidecarAgent(pod, colony, tmp_path, kubeapi).start()
         coral_procs.wait_registered(colony, [agent.agent_id])
         yield pod, agent
     finally:

@@ -52,8 +52,11 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: s
 
 
 class Colony:
-    def __init__(self, data_dir: pathlib.Path, *, port: int | None = None) -> None:
-        self.data_dir, self.port = data_dir, port or free_port()
+    """A real `coral colony start` process; `args` are extra flags for it."""
+
+    def __init__(self, data_dir: pathlib.Path, *, port: int | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.data_dir, self.port, self.args = data_dir, port or free_port(), tuple(args)
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
@@ -75,7 +78,8 @@ class Colony:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*CORAL, "colony", "start", "--data-dir", str(self.data_dir), "--listen", self.address],
+            [*CORAL, "colony", "start", "--data-dir", str(self.data_dir), "--listen", self.address,
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for(self._ready, what=f"colony on {self.address}")
@@ -98,35 +102,51 @@ class Colony:
 
 
 class Agent:
+    """A real `coral agent start` process. Its identity: a one-time join token created with
+    `coral colony join-token create` (the colony must be running) on its first start, or
+    `join_token` as given ("" = none); later starts reuse the certificate in its state dir."""
+
     def __init__(self, work_dir: pathlib.Path, colony: Colony, *, agent_id: str,
-                 services: list[dict] | None = None, secret: str | None = None,
+                 services: list[dict] | None = None, join_token: str | None = None,
                  extra: dict | None = None) -> None:
         self.work_dir, self.colony, self.agent_id = work_dir, colony, agent_id
         self.config_path = work_dir / f"{agent_id}.yaml"
         self.log_path = work_dir / f"{agent_id}.log"
         self.socket_path = work_dir / f"{agent_id}.sock"
+        self.state_dir = work_dir / f"{agent_id}-state"
+        self.token_path = work_dir / f"{agent_id}.join-token"
+        self.join_token = join_token
         body = {
             "agent": {"id": agent_id},
             "colony": {"address": colony.address, "caFile": str(colony.data_dir / "ca.crt"),
-                       "id": colony.colony_id},
+                       "id": colony.colony_id, "joinTokenFile": str(self.token_path)},
             "discovery": {"host": {"pollInterval": "1s"}},
             "services": services or [],
             **(extra or {}),
         }
-        if secret is None:
-            body["colony"]["secretFile"] = str(colony.data_dir / "colony.secret")
-        else:
-            body["colony"]["secret"] = secret
         work_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(body))
         self.proc: subprocess.Popen | None = None
 
+    @property
+    def cert_path(self) -> pathlib.Path:
+        return self.state_dir / f"{self.agent_id}.crt"
+
+    def create_join_token(self, *, ttl: str = "10m") -> str:
+        run = coral("colony", "join-token", "create", "--agent-id", self.agent_id, "--ttl", ttl,
+                    env=self.colony.operator_env)
+        if run.returncode != 0:
+            raise RuntimeError(f"join-token create for {self.agent_id}: {run.stderr}")
+        return run.stdout.strip()
+
     def start(self) -> Agent:
+        if not self.cert_path.exists():
+            token = self.join_token if self.join_token is not None else self.create_join_token()
+            self.token_path.write_text(token + "\n")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*CORAL, "agent", "start", "--config", str(self.config_path),
-             "--state-dir", str(self.work_dir / f"{self.agent_id}-state"),
-             "--socket", str(self.socket_path)],
+             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         return self

@@ -387,3 +387,37 @@ class WhoAmIResponse(_message.Message):
     identity: str
     groups: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, identity: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RevokeAgentRequest(_message.Message):
+    __slots__ = ("agent_id",)
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
+class RevokeAgentResponse(_message.Message):
+    __slots__ = ("agent_id", "revoked_at", "link_closed")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    LINK_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    revoked_at: float
+    link_closed: bool
+    def __init__(self, agent_id: _Optional[str] = ..., revoked_at: _Optional[float] = ..., link_closed: _Optional[bool] = ...) -> None: ...
+
+class CreateJoinTokenRequest(_message.Message):
+    __slots__ = ("agent_id", "ttl_seconds")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    ttl_seconds: float
+    def __init__(self, agent_id: _Optional[str] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
+
+class CreateJoinTokenResponse(_message.Message):
+    __slots__ = ("token", "agent_id", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    agent_id: str
+    expires_at: float
+    def __init__(self, token: _Optional[str] = ..., agent_id: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...

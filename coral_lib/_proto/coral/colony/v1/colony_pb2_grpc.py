@@ -100,6 +100,16 @@ class ColonyStub:
                 request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRequest.SerializeToString,
                 response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRecord.FromString,
                 _registered_method=True)
+        self.RevokeAgent = channel.unary_unary(
+                '/coral.colony.v1.Colony/RevokeAgent',
+                request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.RevokeAgentRequest.SerializeToString,
+                response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.RevokeAgentResponse.FromString,
+                _registered_method=True)
+        self.CreateJoinToken = channel.unary_unary(
+                '/coral.colony.v1.Colony/CreateJoinToken',
+                request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenRequest.SerializeToString,
+                response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenResponse.FromString,
+                _registered_method=True)
 
 
 class ColonyServicer:
@@ -183,6 +193,18 @@ class ColonyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateJoinToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ColonyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +272,16 @@ def add_ColonyServicer_to_server(servicer, server):
                     servicer.GetApproval,
                     request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRequest.FromString,
                     response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRecord.SerializeToString,
+            ),
+            'RevokeAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAgent,
+                    request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.RevokeAgentRequest.FromString,
+                    response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.RevokeAgentResponse.SerializeToString,
+            ),
+            'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJoinToken,
+                    request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenRequest.FromString,
+                    response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -603,6 +635,60 @@ class Colony:
             '/coral.colony.v1.Colony/GetApproval',
             coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRequest.SerializeToString,
             coral_dot_colony_dot_v1_dot_colony__pb2.ApprovalRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.colony.v1.Colony/RevokeAgent',
+            coral_dot_colony_dot_v1_dot_colony__pb2.RevokeAgentRequest.SerializeToString,
+            coral_dot_colony_dot_v1_dot_colony__pb2.RevokeAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.colony.v1.Colony/CreateJoinToken',
+            coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenRequest.SerializeToString,
+            coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -162,6 +162,44 @@ class LinkHello(_message.Message):
     colony_secret: str
     def __init__(self, agent_id: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ...) -> None: ...
 
+class JoinRequest(_message.Message):
+    __slots__ = ("join_token", "service_account_token", "csr_der", "agent_id_hint")
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_DER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_HINT_FIELD_NUMBER: _ClassVar[int]
+    join_token: str
+    service_account_token: str
+    csr_der: bytes
+    agent_id_hint: str
+    def __init__(self, join_token: _Optional[str] = ..., service_account_token: _Optional[str] = ..., csr_der: _Optional[bytes] = ..., agent_id_hint: _Optional[str] = ...) -> None: ...
+
+class JoinResponse(_message.Message):
+    __slots__ = ("certificate_pem", "ca_pem", "agent_id", "not_after")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    ca_pem: str
+    agent_id: str
+    not_after: float
+    def __init__(self, certificate_pem: _Optional[str] = ..., ca_pem: _Optional[str] = ..., agent_id: _Optional[str] = ..., not_after: _Optional[float] = ...) -> None: ...
+
+class RenewRequest(_message.Message):
+    __slots__ = ("csr_der",)
+    CSR_DER_FIELD_NUMBER: _ClassVar[int]
+    csr_der: bytes
+    def __init__(self, csr_der: _Optional[bytes] = ...) -> None: ...
+
+class RenewResponse(_message.Message):
+    __slots__ = ("certificate_pem", "not_after")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    not_after: float
+    def __init__(self, certificate_pem: _Optional[str] = ..., not_after: _Optional[float] = ...) -> None: ...
+
 class AgentMessage(_message.Message):
     __slots__ = ("op_id", "hello", "exec_result", "shell", "tap", "runtime", "error", "trace")
     OP_ID_FIELD_NUMBER: _ClassVar[int]

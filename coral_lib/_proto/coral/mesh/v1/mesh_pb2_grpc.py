@@ -34,6 +34,16 @@ class MeshStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Join = channel.unary_unary(
+                '/coral.mesh.v1.Mesh/Join',
+                request_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.JoinRequest.SerializeToString,
+                response_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.JoinResponse.FromString,
+                _registered_method=True)
+        self.Renew = channel.unary_unary(
+                '/coral.mesh.v1.Mesh/Renew',
+                request_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.RenewRequest.SerializeToString,
+                response_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.RenewResponse.FromString,
+                _registered_method=True)
         self.Register = channel.unary_unary(
                 '/coral.mesh.v1.Mesh/Register',
                 request_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.RegisterRequest.SerializeToString,
@@ -53,6 +63,18 @@ class MeshStub:
 
 class MeshServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Join(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Renew(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Register(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -76,6 +98,16 @@ class MeshServicer:
 
 def add_MeshServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.JoinRequest.FromString,
+                    response_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.JoinResponse.SerializeToString,
+            ),
+            'Renew': grpc.unary_unary_rpc_method_handler(
+                    servicer.Renew,
+                    request_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.RenewRequest.FromString,
+                    response_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.RenewResponse.SerializeToString,
+            ),
             'Register': grpc.unary_unary_rpc_method_handler(
                     servicer.Register,
                     request_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.RegisterRequest.FromString,
@@ -101,6 +133,60 @@ def add_MeshServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Mesh:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.mesh.v1.Mesh/Join',
+            coral_dot_mesh_dot_v1_dot_mesh__pb2.JoinRequest.SerializeToString,
+            coral_dot_mesh_dot_v1_dot_mesh__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Renew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.mesh.v1.Mesh/Renew',
+            coral_dot_mesh_dot_v1_dot_mesh__pb2.RenewRequest.SerializeToString,
+            coral_dot_mesh_dot_v1_dot_mesh__pb2.RenewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Register(request,
