@@ -46,7 +46,7 @@ options:
     description:
       - Manifest settings as a dictionary, the keys C(coral manifests render --set) accepts,
         for example C(namespace), C(image), C(observe_only), C(failure_policy),
-        C(webhook_replicas), C(cert_mode), C(colony_secret_name), C(kubernetes_version).
+        C(webhook_replicas), C(cert_mode), C(colony_config_map), C(colony_service_account), C(kubernetes_version).
       - Unknown keys and values of the wrong type fail with a message naming the key.
     type: dict
     default: {}
