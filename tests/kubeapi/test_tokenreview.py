@@ -4,7 +4,8 @@ The fixture's TokenRequest / TokenReview are exercised with the `kubernetes` cli
 `kubectl create token`, and the colony's TokenReviewer (coral_lib.colony.tokenreview)
 talks to it over HTTPS as the colony's own service account, authorized only by the RBAC
 our manifests render. Kubelet is not modelled: tests request the pod-bound token through
-the API exactly as kubelet does for a projected `serviceAccountToken` volume.
+the API exactly as kubelet does for a projected `serviceAccountToken` volume
+(tests.support.kubeapi.kubelet.TokenProjector does that for a pod's own volumes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kubernetes import client
 from coral_lib import manifests
 from coral_lib.colony import tokenreview
 from coral_lib.manifests import colony as colony_manifests
-from tests.support.kubeapi import authn
+from tests.support.kubeapi import authn, kubelet
 
 COLONY_NS = "coral-system"
 
@@ -68,7 +69,9 @@ def colony_kubeconfig(server, tmp_path_factory):
     for obj in colony_manifests.rbac(manifests.ManifestSettings()):
         server.store.create(obj)
     path = tmp_path_factory.mktemp("colony") / "kubeconfig"
-    return server.service_account_kubeconfig(COLONY_NS, "coral-colony", path)
+    # a day: tests move the fixture's token clock forward by up to an hour
+    return server.service_account_kubeconfig(COLONY_NS, "coral-colony", path,
+                                             expiration_seconds=86400)
 
 
 @pytest.fixture
@@ -326,3 +329,40 @@ def test_reviewer_with_custom_audience(colony_kubeconfig, core, tenant):
     assert reviewer.review(_token(core, ns, "web", audiences=["coral-prod"])).pod == "web"
     with pytest.raises(tokenreview.TokenRejected):
         reviewer.review(_token(core, ns, "web"))
+
+
+# ---- end to end: the rendered DaemonSet pod, its projected token, the colony's review -------
+
+def test_rendered_daemonset_pod_token_reviews_as_its_node(server, reviewer, tmp_path):
+    """The DaemonSet pod as our manifests render it, on node-b: kubelet's projected token
+    (audience coral, 3600 s, bound to the pod) reviews as that pod on node-b, and is
+    rotated before it expires."""
+    objects = manifests.render("daemonset", manifests.ManifestSettings())
+    sa = next(o for o in objects if o["kind"] == "ServiceAccount"
+              and o["metadata"]["name"] == "coral-agent")
+    if not any(s["metadata"]["name"] == "coral-agent"
+               for s in server.store.list("serviceaccounts", namespace=COLONY_NS)):
+        server.store.create(sa)
+    template = next(o for o in objects if o["kind"] == "DaemonSet")["spec"]["template"]
+    pod_name = f"coral-agent-{uuid.uuid4().hex[:5]}"
+    server.store.create({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {**template["metadata"], "name": pod_name,
+                                      "namespace": COLONY_NS},
+                         "spec": {**template["spec"], "nodeName": "node-b"}})
+    projector = kubelet.TokenProjector(server, tmp_path / "kubelet")
+    projector.project(COLONY_NS, pod_name)
+    mounts = projector.mounts(COLONY_NS, pod_name, "coral-agent")
+    env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+    token_file = env["CORAL_SERVICE_ACCOUNT_TOKEN_FILE"]
+    mount_path, host_dir = next(iter(mounts.items()))
+    host_file = host_dir / token_file[len(mount_path) + 1:]
+    first = host_file.read_text()
+    claims = reviewer.review(first)
+    assert (claims.namespace, claims.pod, claims.node, claims.service_account) == (
+        COLONY_NS, pod_name, "node-b", "coral-agent")
+    assert _claims(first)["exp"] - _claims(first)["iat"] == 3600
+    assert projector.refresh() == 0
+    server.tokens.advance(0.8 * 3600 + 1)
+    assert projector.refresh() == 1
+    rotated = host_file.read_text()
+    assert rotated != first and reviewer.review(rotated).pod == pod_name
