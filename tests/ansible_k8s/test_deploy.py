@@ -97,3 +97,15 @@ def test_webhook_mode_apply_idempotent_check_remove(cluster, base_vars):
     assert not any(present(cluster, want).values()), present(cluster, want)
     assert get(cluster, "configmaps", "coral-colony", "shop") is None
     assert "coral.io/inject" not in get(cluster, "namespaces", "shop")["metadata"]["labels"]
+
+
+def test_removed_colony_secret_variables_fail_clearly(cluster, base_vars):
+    """Issue 10: the shared colony secret is no longer distributed; a playbook still
+    passing it fails before touching the cluster, naming the variable and why."""
+    ev = {**base_vars, "coral_mode": "webhook", "coral_k8s_kubeconfig": cluster.kubeconfig_path,
+          "coral_k8s_colony_secret": "s3cr3t-value"}
+    run = run_playbook("deploy-coral.yml", extra_vars=ev)
+    assert run.rc != 0
+    assert "coral_k8s_colony_secret: removed" in run.output, run.explain()
+    assert "s3cr3t-value" not in run.output
+    assert "coral-system" not in names(cluster, "namespaces")

@@ -41,6 +41,10 @@ def deployed(tmp_path_factory):
     (folder / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     with KubeAPIServer(folder / "api", nodes=["node-1", "node-2"], context="fixture") as api:
         create_namespace(api, TENANT)
+        # what an earlier version left behind: the shared secret in the tenant namespace
+        api.store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "coral-colony", "namespace": TENANT},
+            "data": {"secret": base64.b64encode(colony_secret.encode()).decode()}})
         run = run_playbook("deploy-coral.yml", extra_vars={
             "ansible_python_interpreter": PYTHON, "coral_mode": "webhook",
             "coral_k8s_kubeconfig": api.kubeconfig_path,
@@ -87,7 +91,8 @@ def _pods(core) -> list[dict]:
 
 def test_review_injected_tenant_namespace_holds_no_colony_secret(deployed):
     """Everything a tenant can read in its namespace (Secrets, ConfigMaps, pod specs: env
-    and volumes) holds neither the colony secret nor any credential but each pod's own."""
+    and volumes) holds neither the colony secret nor any credential but each pod's own;
+    the Secret an earlier version put there is gone after the deploy."""
     api, core, colony_secret, _folder = deployed
     pods = _pods(core)
     assert len(pods) == 2 and all(
