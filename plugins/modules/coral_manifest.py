@@ -39,6 +39,11 @@ options:
       - C(webhook) is the sidecar injection webhook (Deployment, Service,
         MutatingWebhookConfiguration, TLS Secret).
       - C(sidecar) is a pod template for teams that add the sidecar by hand.
+      - C(daemonset) and C(webhook) also render the colony's identity for checking agent
+        tokens (ServiceAccount C(coral-colony), ClusterRole C(coral-colony-tokenreview) with
+        C(create) on C(tokenreviews) only, and its binding). Agents get a projected service
+        account token (audience C(coral)) and the colony's address and CA from a ConfigMap;
+        no colony secret is rendered.
     type: str
     required: true
     choices: [daemonset, webhook, sidecar]
