@@ -194,8 +194,9 @@ class Watch:
 
 
 class Client:
-    """GETs against one API server. Thread-safe: every request has its own connection
-    (requests are rare: a list per resync, a watch per few minutes)."""
+    """Requests to one API server (GETs, watches, a TokenReview POST). Thread-safe: every
+    request has its own connection (requests are rare: a list per resync, a watch per few
+    minutes, a review per agent bootstrap)."""
 
     def __init__(self, creds: Credentials, *, connect_timeout: float = 10.0) -> None:
         self.creds = creds
@@ -240,7 +241,17 @@ class Client:
         finally:
             conn.close()
 
-    def _open(self, path: str, *, query: Mapping[str, str], read_timeout: float
+    def post_json(self, path: str, body: Mapping[str, Any], *, timeout: float = 30.0) -> dict:
+        """POST a JSON object (e.g. a TokenReview); the decoded answer, or ApiError."""
+        conn, resp = self._open(path, query={}, read_timeout=timeout, method="POST",
+                                body=json.dumps(body).encode())
+        try:
+            return json.loads(resp.read())
+        finally:
+            conn.close()
+
+    def _open(self, path: str, *, query: Mapping[str, str], read_timeout: float,
+              method: str = "GET", body: bytes | None = None
               ) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
         target = self._prefix + path
         params = urllib.parse.urlencode({k: v for k, v in query.items() if v})
@@ -255,8 +266,11 @@ class Client:
             else:
                 conn.connect()
             conn.sock.settimeout(read_timeout)
-            conn.request("GET", f"{target}?{params}" if params else target,
-                         headers=self._headers())
+            headers = self._headers()
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, f"{target}?{params}" if params else target, body=body,
+                         headers=headers)
             resp = conn.getresponse()
             if resp.status >= 300:
                 raise _api_error(resp.status, resp.reason, resp.read())

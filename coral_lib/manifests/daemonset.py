@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from coral_lib.manifests import objects
+from coral_lib.manifests import colony, objects
 from coral_lib.manifests import settings as settings_mod
+from coral_lib.webhook import inject
 
 NAME = "coral-agent"
 SOCKET_VOLUME = "cri-socket"
@@ -27,6 +28,7 @@ def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
             {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
         ]),
         objects.cluster_role_binding(NAME, ns),
+        *colony.rbac(settings),
         daemon_set(settings),
     ]
 
@@ -40,9 +42,12 @@ def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "priorityClassName": "system-node-critical",
         "containers": [_container(settings)],
     }
+    # The agent's identity: its pod's token for audience `coral`, which the colony checks
+    # with TokenReview (agent id node-<node>); no shared secret in the namespace.
+    pod_spec["volumes"] = [inject.token_volume()]
     if not settings.observe_only:
-        pod_spec["volumes"] = [{"name": SOCKET_VOLUME, "hostPath": {
-            "path": settings.cri_socket, "type": "Socket"}}]
+        pod_spec["volumes"].append({"name": SOCKET_VOLUME, "hostPath": {
+            "path": settings.cri_socket, "type": "Socket"}})
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -60,11 +65,13 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
     env = [
         {"name": "CORAL_AGENT_MODE", "value": "daemonset"},
         objects.field_env("NODE_NAME", "spec.nodeName"),
-        # one stable id per node, so a restarted agent pod takes over its predecessor's set
-        {"name": "CORAL_AGENT_ID", "value": "node-agent-$(NODE_NAME)"},
+        # one stable id per node, so a restarted agent pod takes over its predecessor's set;
+        # the colony derives the same id from the reviewed token's node (never from here)
+        {"name": "CORAL_AGENT_ID", "value": "node-$(NODE_NAME)"},
         objects.field_env("POD_NAME", "metadata.name"),
         objects.field_env("POD_NAMESPACE", "metadata.namespace"),
-        *objects.colony_env(settings.colony_secret_name),
+        *inject.colony_env(settings.colony_config_map),
+        inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
     ]
     container: dict[str, Any] = {
@@ -73,6 +80,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["coral", "agent", "node"],
         "env": env,
+        "volumeMounts": [inject.token_mount()],
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
@@ -90,5 +98,5 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "privileged": True,
         "capabilities": {"add": ["NET_ADMIN", "SYS_PTRACE", "BPF"]},
     }
-    container["volumeMounts"] = [{"name": SOCKET_VOLUME, "mountPath": settings.cri_socket}]
+    container["volumeMounts"].append({"name": SOCKET_VOLUME, "mountPath": settings.cri_socket})
     return container

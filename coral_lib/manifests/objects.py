@@ -33,32 +33,19 @@ def cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
             "metadata": meta(name), "rules": rules}
 
 
-def cluster_role_binding(name: str, namespace_name: str) -> dict[str, Any]:
-    """Binds the ClusterRole `name` to the ServiceAccount `name` in namespace_name."""
+def cluster_role_binding(name: str, namespace_name: str,
+                         service_account: str | None = None) -> dict[str, Any]:
+    """Binds the ClusterRole `name` to the ServiceAccount `service_account` (default: `name`)
+    in namespace_name."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": meta(name),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                     "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace_name}],
+        "subjects": [{"kind": "ServiceAccount", "name": service_account or name,
+                      "namespace": namespace_name}],
     }
 
 
 def field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
-
-
-def secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> dict[str, Any]:
-    ref: dict[str, Any] = {"name": secret, "key": key}
-    if optional:
-        ref["optional"] = True
-    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
-
-
-def colony_env(secret: str) -> list[dict[str, Any]]:
-    return [
-        secret_env("CORAL_COLONY_ADDRESS", secret, "address"),
-        secret_env("CORAL_COLONY_SECRET", secret, "secret"),
-        secret_env("CORAL_COLONY_ID", secret, "colony-id", optional=True),
-        secret_env("CORAL_COLONY_CA", secret, "ca.crt"),
-    ]

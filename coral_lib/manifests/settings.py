@@ -27,7 +27,8 @@ class ManifestSettings:
     image: str = "coral/agent:0.1.0"
     agent_version: str = "0.1.0"
     image_pull_policy: str = "IfNotPresent"
-    colony_secret_name: str = "coral-colony"
+    colony_config_map: str = "coral-colony"  # address, colony-id, ca.crt (no secret)
+    colony_service_account: str = "coral-colony"  # the colony's identity for TokenReview
     # daemonset
     observe_only: bool = False
     cri_socket: str = "/run/containerd/containerd.sock"
@@ -91,6 +92,8 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
+        if key == "colony_secret_name":
+            raise ManifestError(f"--set {key}: {inject_settings.REMOVED_SECRET_SETTING}")
         if not sep or key not in fields:
             raise ManifestError(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
                                 f"{', '.join(sorted(fields))}")
@@ -111,6 +114,8 @@ def _coerce(key: str, raw: str, kind: type) -> Any:
 
 
 def build(values: dict[str, Any], *, tls: certs.TLSMaterial | None = None) -> ManifestSettings:
+    if "colony_secret_name" in values:
+        raise ManifestError(inject_settings.REMOVED_SECRET_SETTING)
     try:
         return ManifestSettings(**values, tls=tls)
     except TypeError as exc:

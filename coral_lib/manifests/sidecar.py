@@ -1,7 +1,8 @@
 """Sidecar mode by hand: a PodTemplate with the agent already added, for teams that do
 not run the webhook. It is inject() applied to a template pod, so the hand-made and the
-injected sidecar cannot drift. The pod needs the colony Secret in its own namespace and
-meets the `baseline` Pod Security Standard (SYS_PTRACE is outside `restricted`)."""
+injected sidecar cannot drift. The pod needs the colony ConfigMap (address, CA) in its own
+namespace, proves its identity with its own projected service account token (no secret),
+and meets the `baseline` Pod Security Standard (SYS_PTRACE is outside `restricted`)."""
 
 from __future__ import annotations
 

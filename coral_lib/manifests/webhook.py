@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from coral_lib.manifests import objects
+from coral_lib.manifests import colony, objects
 from coral_lib.manifests import settings as settings_mod
 from coral_lib.webhook import certs
 from coral_lib.webhook import settings as inject_settings
@@ -34,6 +34,7 @@ def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         ]),
         objects.cluster_role_binding(name, ns),
+        *colony.rbac(settings),
         settings_config_map(settings),
         *tls_objects(settings),
         deployment(settings),

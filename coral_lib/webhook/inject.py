@@ -22,13 +22,20 @@ _FIELD_REFS = (
     ("POD_UID", "metadata.uid"),
     ("NODE_NAME", "spec.nodeName"),
 )
-# env name -> (key in the colony Secret, optional)
-_SECRET_KEYS = (
+# env name -> (key in the colony ConfigMap, optional). Nothing in it is secret: the agent
+# proves who it is with its pod's own projected token, not with a shared colony secret.
+_CONFIG_KEYS = (
     ("CORAL_COLONY_ADDRESS", "address", False),
-    ("CORAL_COLONY_SECRET", "secret", False),
     ("CORAL_COLONY_ID", "colony-id", True),
     ("CORAL_COLONY_CA", "ca.crt", False),
 )
+# The pod's own service account token, projected for the colony only (audience `coral`,
+# bound to this pod, rotated by kubelet): the colony checks it with TokenReview.
+TOKEN_VOLUME = "coral-agent-token"
+TOKEN_DIR = "/var/run/secrets/coral.io/serviceaccount"
+TOKEN_AUDIENCE = "coral"
+TOKEN_EXPIRATION_SECONDS = 3600
+TOKEN_FILE_ENV = "CORAL_SERVICE_ACCOUNT_TOKEN_FILE"  # agent config colony.serviceAccountTokenFile
 CONTAINER_NAME_ENV = "CORAL_CONTAINER_NAME"  # tells the sidecar's /proc scan each app's name
 
 
@@ -84,8 +91,42 @@ def inject(
         *_annotation_ops(pod, new_annotations),
         *([] if spn == "unchanged" else [_add("/spec/shareProcessNamespace", True)]),
         *_container_name_ops(spec),
+        _volume_op(spec),
         _agent_op(spec, agent, native=settings.native_sidecar),
     ]
+
+
+def token_volume() -> dict[str, Any]:
+    """The projected service account token volume (one definition for sidecar and
+    DaemonSet)."""
+    return {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": {
+        "audience": TOKEN_AUDIENCE, "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+        "path": "token"}}]}}
+
+
+def token_mount() -> dict[str, Any]:
+    return {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
+
+
+def token_file_env() -> dict[str, Any]:
+    return {"name": TOKEN_FILE_ENV, "value": f"{TOKEN_DIR}/token"}
+
+
+def colony_env(config_map: str) -> list[dict[str, Any]]:
+    """Colony address, id and CA from the (non-secret) colony ConfigMap."""
+    env = []
+    for name, key, optional in _CONFIG_KEYS:
+        ref: dict[str, Any] = {"name": config_map, "key": key}
+        if optional:
+            ref["optional"] = True
+        env.append({"name": name, "valueFrom": {"configMapKeyRef": ref}})
+    return env
+
+
+def _volume_op(spec: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(spec.get("volumes"), list):
+        return _add("/spec/volumes/-", token_volume())
+    return _add("/spec/volumes", [token_volume()])
 
 
 def _container_name_ops(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -121,6 +162,7 @@ def agent_container(
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
         },
         "securityContext": {"capabilities": {"add": caps}} if caps else {},
+        "volumeMounts": [token_mount()],
     }
     if settings.native_sidecar:
         container["restartPolicy"] = "Always"
@@ -136,11 +178,8 @@ def _env(
         {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
         for name, path in _FIELD_REFS
     ]
-    for name, key, optional in _SECRET_KEYS:
-        ref: dict[str, Any] = {"name": settings.colony_secret_name, "key": key}
-        if optional:
-            ref["optional"] = True
-        env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+    env += colony_env(settings.colony_config_map)
+    env.append(token_file_env())
     env.append({"name": "CORAL_CONTAINER_NAMES", "value": ",".join(app_names)})
     env.append({"name": "CORAL_DEFAULT_CONTAINER", "value": default_container})
     env.append({"name": "CORAL_OBSERVE_ONLY", "value": "true" if observe_only else "false"})

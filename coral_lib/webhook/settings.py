@@ -12,6 +12,13 @@ SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 
 
+REMOVED_SECRET_SETTING = (
+    "setting colony_secret_name was removed: agents no longer read a shared colony secret "
+    "(each proves its own pod identity with a projected service account token); the "
+    "colony's address and CA come from the ConfigMap named by colony_config_map "
+    "(default coral-colony)")
+
+
 class SettingsError(ValueError):
     """A settings value or file a user gave is not acceptable; the message says why."""
 
@@ -30,7 +37,7 @@ class InjectSettings:
     image: str = "coral/agent:0.1.0"
     agent_version: str = "0.1.0"
     image_pull_policy: str = "IfNotPresent"
-    colony_secret_name: str = "coral-colony"
+    colony_config_map: str = "coral-colony"  # address, colony-id, ca.crt: nothing secret
     allow_host_network: bool = False
     enable_bpf: bool = False
     kubernetes_version: str = "1.30"
@@ -80,6 +87,8 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "settings") -> Inject
     """Build settings from a mapping (a parsed file); unknown keys are an error."""
     if not isinstance(data, Mapping):
         raise SettingsError(f"{source}: expected a mapping of setting names to values")
+    if "colony_secret_name" in data:
+        raise SettingsError(f"{source}: {REMOVED_SECRET_SETTING}")
     known = {field.name for field in dataclasses.fields(InjectSettings)}
     unknown = sorted(str(key) for key in data if key not in known)
     if unknown:

@@ -39,6 +39,11 @@ options:
       - C(webhook) is the sidecar injection webhook (Deployment, Service,
         MutatingWebhookConfiguration, TLS Secret).
       - C(sidecar) is a pod template for teams that add the sidecar by hand.
+      - C(daemonset) and C(webhook) also render the colony's identity for checking agent
+        tokens (ServiceAccount C(coral-colony), ClusterRole C(coral-colony-tokenreview) with
+        C(create) on C(tokenreviews) only, and its binding). Agents get a projected service
+        account token (audience C(coral)) and the colony's address and CA from a ConfigMap;
+        no colony secret is rendered.
     type: str
     required: true
     choices: [daemonset, webhook, sidecar]
@@ -46,7 +51,7 @@ options:
     description:
       - Manifest settings as a dictionary, the keys C(coral manifests render --set) accepts,
         for example C(namespace), C(image), C(observe_only), C(failure_policy),
-        C(webhook_replicas), C(cert_mode), C(colony_secret_name), C(kubernetes_version).
+        C(webhook_replicas), C(cert_mode), C(colony_config_map), C(colony_service_account), C(kubernetes_version).
       - Unknown keys and values of the wrong type fail with a message naming the key.
     type: dict
     default: {}

@@ -62,12 +62,10 @@ def run_playbook(playbook: str, *, extra_vars: dict, check: bool = False,
 
 
 def colony_vars(folder: pathlib.Path) -> dict:
-    """The colony Secret's inputs (a real colony is not needed to deploy)."""
+    """The colony ConfigMap's inputs (a real colony is not needed to deploy)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "colony.secret").write_text("not-a-real-secret\n")
     (folder / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     return {"coral_k8s_colony_address": "coral-colony.example:9443",
-            "coral_k8s_colony_secret_file": str(folder / "colony.secret"),
             "coral_k8s_colony_ca_file": str(folder / "ca.crt"),
             "coral_k8s_colony_id": "colony-test"}
 

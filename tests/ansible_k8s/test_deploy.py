@@ -25,11 +25,11 @@ def present(cluster, objects) -> dict[tuple, bool]:
 
 def test_daemonset_mode_check_apply_idempotent_remove(cluster, base_vars):
     """daemonset mode: check mode creates nothing; apply creates every rendered object, the
-    colony Secret and a rolled-out DaemonSet; a second run changes nothing; coral_state=absent
+    colony ConfigMap and a rolled-out DaemonSet; a second run changes nothing; coral_state=absent
     removes all. (Check mode on existing objects: see the webhook test.)
     The kubeconfig comes from K8S_AUTH_KUBECONFIG (kubernetes.core's own environment)."""
     env = {"K8S_AUTH_KUBECONFIG": cluster.kubeconfig_path}
-    want = rendered("daemonset") + [("Secret", "coral-colony", "coral-system")]
+    want = rendered("daemonset") + [("ConfigMap", "coral-colony", "coral-system")]
     ev = {**base_vars, "coral_mode": "daemonset"}
 
     run = run_playbook("deploy-coral.yml", extra_vars=ev, check=True, env=env)
@@ -42,13 +42,12 @@ def test_daemonset_mode_check_apply_idempotent_remove(cluster, base_vars):
     assert all(present(cluster, want).values()), present(cluster, want)
     ds = get(cluster, "daemonsets", "coral-agent", "coral-system")
     assert ds["status"]["numberReady"] == ds["status"]["desiredNumberScheduled"] == 2
-    secret = get(cluster, "secrets", "coral-colony", "coral-system")
-    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert decoded["address"] == "coral-colony.example:9443"
-    assert decoded["secret"] == "not-a-real-secret"
-    assert decoded["colony-id"] == "colony-test"
-    assert "BEGIN CERTIFICATE" in decoded["ca.crt"]
-    assert "not-a-real-secret" not in run.output  # no_log on the Secret
+    data = get(cluster, "configmaps", "coral-colony", "coral-system")["data"]
+    assert data["address"] == "coral-colony.example:9443"
+    assert data["colony-id"] == "colony-test"
+    assert "BEGIN CERTIFICATE" in data["ca.crt"]
+    assert set(data) == {"address", "colony-id", "ca.crt"}  # issue 10: no colony secret
+    assert get(cluster, "secrets", "coral-colony", "coral-system") is None
 
     run = run_playbook("deploy-coral.yml", extra_vars=ev, env=env)
     assert run.rc == 0 and run.changed == 0, run.explain()
@@ -61,10 +60,10 @@ def test_daemonset_mode_check_apply_idempotent_remove(cluster, base_vars):
 
 def test_webhook_mode_apply_idempotent_check_remove(cluster, base_vars):
     """webhook mode: apply creates every rendered object, the MutatingWebhookConfiguration
-    trusts the CA of the TLS Secret, the labelled namespace gets the colony Secret; a
+    trusts the CA of the TLS Secret, the labelled namespace gets the colony ConfigMap; a
     second run changes nothing (the certificate is read back from the cluster); a check run
     with failure_policy=Fail reports the change and leaves it; removal removes all, the
-    colony Secret and the namespace label. Kubeconfig and context given as role options."""
+    colony ConfigMap and the namespace label. Kubeconfig and context given as role options."""
     want = rendered("webhook")
     ev = {**base_vars, "coral_mode": "webhook", "coral_k8s_kubeconfig": cluster.kubeconfig_path,
           "coral_k8s_context": "fixture", "coral_webhook_inject_namespaces": ["shop"]}
@@ -77,7 +76,8 @@ def test_webhook_mode_apply_idempotent_check_remove(cluster, base_vars):
     assert {w["clientConfig"]["caBundle"] for w in mwc["webhooks"]} == {tls["data"]["ca.crt"]}
     assert [w["failurePolicy"] for w in mwc["webhooks"]] == ["Ignore", "Ignore"]
     assert get(cluster, "namespaces", "shop")["metadata"]["labels"]["coral.io/inject"] == "true"
-    assert get(cluster, "secrets", "coral-colony", "shop") is not None
+    assert get(cluster, "configmaps", "coral-colony", "shop") is not None
+    assert get(cluster, "secrets", "coral-colony", "shop") is None
     assert base64.b64decode(tls["data"]["tls.key"]).decode() not in run.output
     deploy = get(cluster, "deployments", "coral-webhook", "coral-system")
     assert deploy["status"]["readyReplicas"] == 2
@@ -95,5 +95,17 @@ def test_webhook_mode_apply_idempotent_check_remove(cluster, base_vars):
     run = run_playbook("deploy-coral.yml", extra_vars={**ev, "coral_state": "absent"})
     assert run.rc == 0, run.explain()
     assert not any(present(cluster, want).values()), present(cluster, want)
-    assert get(cluster, "secrets", "coral-colony", "shop") is None
+    assert get(cluster, "configmaps", "coral-colony", "shop") is None
     assert "coral.io/inject" not in get(cluster, "namespaces", "shop")["metadata"]["labels"]
+
+
+def test_removed_colony_secret_variables_fail_clearly(cluster, base_vars):
+    """Issue 10: the shared colony secret is no longer distributed; a playbook still
+    passing it fails before touching the cluster, naming the variable and why."""
+    ev = {**base_vars, "coral_mode": "webhook", "coral_k8s_kubeconfig": cluster.kubeconfig_path,
+          "coral_k8s_colony_secret": "s3cr3t-value"}
+    run = run_playbook("deploy-coral.yml", extra_vars=ev)
+    assert run.rc != 0
+    assert "coral_k8s_colony_secret: removed" in run.output, run.explain()
+    assert "s3cr3t-value" not in run.output
+    assert "coral-system" not in names(cluster, "namespaces")

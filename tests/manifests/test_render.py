@@ -49,7 +49,8 @@ def _agent(objects: list[dict]) -> dict:
 def test_daemonset_least_privilege_and_node_access() -> None:
     objects = manifests.render("daemonset", manifests.ManifestSettings())
     assert [o["kind"] for o in objects] == [
-        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]
     assert by_kind(objects, "ClusterRole")[0]["rules"] == [
         {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]
     binding = by_kind(objects, "ClusterRoleBinding")[0]
@@ -60,14 +61,54 @@ def test_daemonset_least_privilege_and_node_access() -> None:
     container = spec["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-    assert env["CORAL_COLONY_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "coral-colony"
-    assert env["CORAL_COLONY_ADDRESS"]["valueFrom"]["secretKeyRef"]["key"] == "address"
+    assert "CORAL_COLONY_SECRET" not in env and "secretKeyRef" not in json.dumps(spec)
+    assert env["CORAL_COLONY_ADDRESS"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "coral-colony", "key": "address"}
+    assert env["CORAL_COLONY_CA"]["valueFrom"]["configMapKeyRef"]["key"] == "ca.crt"
     assert container["securityContext"]["privileged"] is True
     assert set(container["securityContext"]["capabilities"]["add"]) == {
         "NET_ADMIN", "SYS_PTRACE", "BPF"}
-    assert spec["volumes"][0]["hostPath"] == {"path": "/run/containerd/containerd.sock",
+    assert spec["volumes"][1]["hostPath"] == {"path": "/run/containerd/containerd.sock",
                                               "type": "Socket"}
-    assert container["volumeMounts"][0]["mountPath"] == "/run/containerd/containerd.sock"
+    assert container["volumeMounts"][1]["mountPath"] == "/run/containerd/containerd.sock"
+
+
+def test_daemonset_agent_identity_is_a_projected_token_for_coral() -> None:
+    """Issue 10 item 3: audience coral, at most an hour, read-only, named in the config."""
+    spec = _agent(manifests.render("daemonset", manifests.ManifestSettings()))
+    assert spec["volumes"][0] == {"name": "coral-agent-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "coral", "expirationSeconds": 3600,
+                                 "path": "token"}}]}}
+    container = spec["containers"][0]
+    assert container["volumeMounts"][0] == {
+        "name": "coral-agent-token", "mountPath": "/var/run/secrets/coral.io/serviceaccount",
+        "readOnly": True}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CORAL_SERVICE_ACCOUNT_TOKEN_FILE"] == (
+        "/var/run/secrets/coral.io/serviceaccount/token")
+    assert env["CORAL_AGENT_ID"] == "node-$(NODE_NAME)"
+
+
+@pytest.mark.parametrize("mode", ["daemonset", "webhook"])
+def test_colony_may_create_tokenreviews_and_nothing_else(mode, tls) -> None:
+    objects = manifests.render(mode, manifests.ManifestSettings(tls=tls))
+    role = [o for o in by_kind(objects, "ClusterRole")
+            if o["metadata"]["name"] == "coral-colony-tokenreview"][0]
+    assert role["rules"] == [{"apiGroups": ["authentication.k8s.io"],
+                              "resources": ["tokenreviews"], "verbs": ["create"]}]
+    binding = [o for o in by_kind(objects, "ClusterRoleBinding")
+               if o["roleRef"]["name"] == "coral-colony-tokenreview"][0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "coral-colony",
+                                    "namespace": "coral-system"}]
+
+
+def test_removed_colony_secret_setting_fails_clearly() -> None:
+    for call in (lambda: manifests.settings_mod.parse_sets(["colony_secret_name=x"]),
+                 lambda: manifests.settings_mod.build({"colony_secret_name": "x"})):
+        with pytest.raises(manifests.ManifestError, match="colony_secret_name was removed"):
+            call()
+    with pytest.raises(inject_settings.SettingsError, match="no longer read a shared"):
+        inject_settings.from_mapping({"colony_secret_name": "x"})
 
 
 def test_daemonset_observe_only_has_no_ptrace_net_admin_or_socket() -> None:
@@ -75,7 +116,8 @@ def test_daemonset_observe_only_has_no_ptrace_net_admin_or_socket() -> None:
     container = spec["containers"][0]
     text = json.dumps(spec)
     assert "SYS_PTRACE" not in text and "NET_ADMIN" not in text
-    assert "containerd.sock" not in text and "volumes" not in spec
+    assert "containerd.sock" not in text
+    assert [v["name"] for v in spec["volumes"]] == ["coral-agent-token"]
     assert container["securityContext"]["privileged"] is False
 
 

@@ -70,8 +70,13 @@ def test_injected_pod_shape(case: conftest.Case) -> None:
     assert env["CORAL_AGENT_MODE"]["value"] == "sidecar"
     for name in ("POD_NAME", "POD_NAMESPACE", "POD_UID", "NODE_NAME"):
         assert "fieldRef" in env[name]["valueFrom"]
-    for name in ("CORAL_COLONY_ADDRESS", "CORAL_COLONY_SECRET", "CORAL_COLONY_ID"):
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == case.settings.colony_secret_name
+    for name in ("CORAL_COLONY_ADDRESS", "CORAL_COLONY_ID", "CORAL_COLONY_CA"):
+        assert env[name]["valueFrom"]["configMapKeyRef"]["name"] == case.settings.colony_config_map
+    # issue 10: no shared colony secret; the pod's own token for audience coral, read-only
+    assert "CORAL_COLONY_SECRET" not in env and "secretKeyRef" not in json.dumps(agent)
+    assert env[inject.TOKEN_FILE_ENV]["value"] == f"{inject.TOKEN_DIR}/token"
+    assert agent["volumeMounts"] == [inject.token_mount()]
+    assert inject.token_volume() in spec["volumes"]
     apps = [c["name"] for c in case.pod["spec"]["containers"]]
     assert env["CORAL_CONTAINER_NAMES"]["value"] == ",".join(apps)
     caps = agent["securityContext"].get("capabilities", {}).get("add", [])

@@ -12,9 +12,11 @@ import urllib.parse
 import yaml
 
 from tests.support.kubeapi import (
+    authn,
     errors,
     exec_ws,
     openapi,
+    rbac,
     resources,
     routes,
     selectors,
@@ -77,24 +79,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self, method: str, path: str) -> None:
         app = self.app
-        if not self._authorized():
-            raise errors.ApiError(401, "Unauthorized")
+        self.user = self._authenticate()
         is_watch = self.query.get("watch") in ("1", "true", "True")
+        route = routes.parse(path)
+        attrs = self._attributes(method, path, route, is_watch)
+        if not rbac.allowed(app.store, self.user, attrs):
+            raise rbac.forbidden(self.user, attrs)
         code, delay = app.faults.check(method, self.path, is_watch)
         if delay:
             time.sleep(delay)
         if code:
             self._read_body_bytes()
             raise errors.ApiError(code, f"injected fault: HTTP {code}")
-        route = routes.parse(path)
         if route is None:
             self._non_resource(method, path)
         else:
             self._resource(method, route, is_watch)
 
-    def _authorized(self) -> bool:
-        token = self.app.token
-        return not token or self.headers.get("Authorization", "") == f"Bearer {token}"
+    def _authenticate(self) -> authn.User:
+        """The admin token (or, with auth=client-cert, the verified client certificate),
+        else a service account token for the API's audience; 401 otherwise."""
+        header = self.headers.get("Authorization", "")
+        token = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+        if self.app.token and token == self.app.token:
+            return authn.ADMIN
+        if not self.app.token and not token:
+            return authn.ADMIN  # TLS already required a certificate from the fixture CA
+        if token:
+            try:
+                return self.app.tokens.authenticate(token)[0]
+            except authn.TokenInvalid:
+                pass
+        raise errors.ApiError(401, "Unauthorized")
+
+    def _attributes(self, method: str, path: str, route: routes.Route | None,
+                    is_watch: bool) -> rbac.Attributes:
+        if route is None:
+            return rbac.Attributes(verb=method.lower(), path=path)
+        verb = rbac.verb_for(method, has_name=route.name is not None, is_watch=is_watch,
+                             sub=route.sub)
+        resource = f"{route.rt.plural}/{route.sub}" if route.sub else route.rt.plural
+        return rbac.Attributes(verb=verb, group=route.rt.group, resource=resource,
+                               namespace=route.namespace or "", name=route.name or "")
 
     def _send_bytes(self, code: int, body: bytes, content_type: str = "application/json"):
         self.send_response(code)
@@ -211,6 +237,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pod, _raw = store.get_raw(rt, ns, route.name)
             exec_ws.serve(self, pod=pod, app=self.app)
             return
+        if route.sub == "token" or rt.plural == "tokenreviews":
+            self._token_api(method, route)
+            return
         if route.name is None:
             self._collection(method, route, is_watch, dry=dry, fm=fm)
             return
@@ -236,6 +265,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send_json(200, doc)
         else:
             raise errors.ApiError(405, f"method {method} not allowed on a {rt.kind}")
+
+    def _token_api(self, method: str, route: routes.Route) -> None:
+        """TokenRequest (POST serviceaccounts/<name>/token) and TokenReview (POST
+        tokenreviews): create-only, nothing stored."""
+        if method != "POST" or (route.rt.plural == "tokenreviews" and route.name):
+            raise errors.ApiError(405, f"method {method} not allowed on {route.rt.plural}"
+                                  f"{'/' + route.sub if route.sub else ''}; only create (POST)")
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
+        if route.sub == "token" and ctype == "application/vnd.kubernetes.protobuf":
+            body = authn.token_request_from_protobuf(self._read_body_bytes())
+        else:
+            body = self._body()
+        if route.sub == "token":
+            doc = self.app.tokens.request(route.namespace or "", route.name, body)
+        else:
+            doc = self.app.tokens.review(body)
+        self._send_json(201, doc)
 
     def _delete_options(self, body: bytes) -> dict:
         if not body.strip():

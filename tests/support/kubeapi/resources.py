@@ -18,6 +18,7 @@ class ResourceType:
     has_status: bool = False  # status is a subresource: main updates keep it
     has_generation: bool = False  # metadata.generation bumped on spec changes
     subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = tuple(_VERBS)  # what discovery lists (tokenreviews: create)
 
     @property
     def api_version(self) -> str:
@@ -32,17 +33,18 @@ class ResourceType:
         return self.kind.lower()
 
 
-def _rt(group, version, kind, plural, namespaced, short=(), *, status=False, gen=False, sub=()):
+def _rt(group, version, kind, plural, namespaced, short=(), *, status=False, gen=False, sub=(),
+        verbs=tuple(_VERBS)):
     subs = (("status",) if status else ()) + tuple(sub)
     return ResourceType(group, version, kind, plural, namespaced, tuple(short),
-                        status, gen, subs)
+                        status, gen, subs, tuple(verbs))
 
 
 TYPES: list[ResourceType] = [
     _rt("", "v1", "Pod", "pods", True, ["po"], status=True, sub=["exec"]),
     _rt("", "v1", "Namespace", "namespaces", False, ["ns"], status=True),
     _rt("", "v1", "Node", "nodes", False, ["no"], status=True),
-    _rt("", "v1", "ServiceAccount", "serviceaccounts", True, ["sa"]),
+    _rt("", "v1", "ServiceAccount", "serviceaccounts", True, ["sa"], sub=["token"]),
     _rt("", "v1", "Service", "services", True, ["svc"], status=True),
     _rt("", "v1", "Secret", "secrets", True),
     _rt("", "v1", "ConfigMap", "configmaps", True, ["cm"]),
@@ -61,6 +63,8 @@ TYPES: list[ResourceType] = [
         "mutatingwebhookconfigurations", False, gen=True),
     _rt("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
         "validatingwebhookconfigurations", False, gen=True),
+    # create-only and never stored: answered by authn.TokenAuthority
+    _rt("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=["create"]),
 ]
 
 _BY_PATH = {(t.group, t.version, t.plural): t for t in TYPES}
@@ -128,11 +132,12 @@ def api_resource_list(group: str, version: str) -> dict | None:
     for t in members:
         resources.append({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
-            "kind": t.kind, "verbs": _VERBS, "shortNames": list(t.short_names),
+            "kind": t.kind, "verbs": list(t.verbs), "shortNames": list(t.short_names),
         })
         for sub in t.subresources:
-            verbs = ["get", "patch", "update"] if sub == "status" else ["create", "get"]
-            kind = "PodExecOptions" if sub == "exec" else t.kind
+            verbs = {"status": ["get", "patch", "update"], "token": ["create"]}.get(
+                sub, ["create", "get"])
+            kind = {"exec": "PodExecOptions", "token": "TokenRequest"}.get(sub, t.kind)
             resources.append({"name": f"{t.plural}/{sub}", "singularName": "",
                               "namespaced": t.namespaced, "kind": kind, "verbs": verbs})
     gv = f"{group}/{version}" if group else version

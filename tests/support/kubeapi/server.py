@@ -16,7 +16,7 @@ import ssl
 import threading
 from collections.abc import Callable
 
-from tests.support.kubeapi import admission, exec_ws, faults, handler, store, tls
+from tests.support.kubeapi import admission, authn, exec_ws, faults, handler, store, tls
 
 ServiceResolver = Callable[[str, str, int], str]
 
@@ -90,6 +90,7 @@ class KubeAPIServer:
         self.watch_timeout = watch_timeout
         self.store = store.Store(history_size=history_size)
         self.faults = faults.Faults(self.store)
+        self.tokens = authn.TokenAuthority(self.store)  # TokenRequest/TokenReview, SA auth
         self.exec_handler = exec_ws.local_exec
         self.admission = admission.Admission(self.store, service_resolver=service_resolver)
         self.store.admit = self.admission.admit
@@ -172,6 +173,16 @@ class KubeAPIServer:
     @service_resolver.setter
     def service_resolver(self, fn: ServiceResolver | None) -> None:
         self.admission.service_resolver = fn
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: str | pathlib.Path,
+                                   *, expiration_seconds: int = 3600) -> str:
+        """A kubeconfig authenticating as the service account (a token for the API's
+        audience, as kubelet projects into a pod), written to `path`; RBAC applies to it."""
+        token = self.tokens.request(namespace, name, {"spec": {
+            "expirationSeconds": expiration_seconds}})["status"]["token"]
+        tls.write_kubeconfig(pathlib.Path(path), tls.kubeconfig(
+            url=self.url, ca_pem=self.ca_pem, token=token, context=self.context))
+        return str(path)
 
     def compact(self) -> int:
         return self.store.compact()
