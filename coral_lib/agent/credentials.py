@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import logging
 import os
 import pathlib
@@ -173,6 +174,21 @@ def channel(address: str, *, ca_pem: bytes, holder: Holder) -> grpc.Channel:
     ])
 
 
+# Answers that a join credential will get again however often it is sent (used, expired,
+# unknown, revoked); UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are worth a retry.
+_FINAL_JOIN_CODES = frozenset({
+    grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND})
+RETRY_REFUSED_CREDENTIAL = 300.0  # seconds before the same refused credential is sent again
+
+
+class CredentialRefused(Exception):
+    """The colony refused this join credential; it is not sent again until it changes (a
+    new token file, a rotated service account token) or RETRY_REFUSED_CREDENTIAL passed.
+    Re-sending it would only count as failed logins against the agent's address."""
+
+
 class Enroller:
     """Joins when the agent holds no valid certificate, renews at 2/3 of its life."""
 
@@ -181,6 +197,7 @@ class Enroller:
         """join_token / service_account_token: callables returning the current value ('')."""
         self.stub, self.holder, self.name = stub, holder, name
         self._join_token, self._sa_token = join_token, service_account_token
+        self._refused: tuple[str, float] | None = None  # (credential digest, when)
 
     def ensure(self, *, timeout: float = 15.0) -> Held:
         """The stored identity, or a new one from Join. Raises grpc.RpcError or
@@ -195,10 +212,21 @@ class Enroller:
                 f"no valid certificate in {self.holder.cert_path.parent} and no join "
                 "credential: set colony.joinToken/joinTokenFile (a new one from `coral colony "
                 "join-token create`) or colony.serviceAccountTokenFile")
+        digest = hashlib.sha256((sa_token or join_token).encode()).hexdigest()
+        if self._refused and self._refused[0] == digest and \
+                time.monotonic() - self._refused[1] < RETRY_REFUSED_CREDENTIAL:
+            raise CredentialRefused("the colony refused this join credential; waiting for a "
+                                    "new one (join token file or service account token)")
         key, csr = new_key_and_csr(self.name)
-        reply = self.stub.Join(mesh_pb2.JoinRequest(
-            join_token=join_token, service_account_token=sa_token, csr_der=csr,
-            agent_id_hint="" if sa_token else self.name), timeout=timeout)
+        try:
+            reply = self.stub.Join(mesh_pb2.JoinRequest(
+                join_token=join_token, service_account_token=sa_token, csr_der=csr,
+                agent_id_hint="" if sa_token else self.name), timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() in _FINAL_JOIN_CODES:
+                self._refused = (digest, time.monotonic())
+            raise
+        self._refused = None
         held = self.holder.store(key, reply.certificate_pem.encode(), reply.agent_id)
         log.info("joined the colony as %s (certificate valid until %s)", held.agent_id,
                  held.cert.not_valid_after_utc.isoformat())

@@ -115,10 +115,16 @@ class Agent:
 
     def _enroll(self, enroller: credentials.Enroller) -> credentials.Held | None:
         """The agent's certificate (stored, or joined now); None when stopped first."""
-        attempt = 0
+        attempt, waiting = 0, False
         while not self.stop.is_set():
             try:
                 return enroller.ensure()
+            except credentials.CredentialRefused as exc:
+                if not waiting:
+                    log.warning("%s", exc)
+                waiting = True
+                self.stop.wait(2.0)  # look for a new credential without calling the colony
+                continue
             except identity.IdentityError as exc:
                 raise config_mod.ConfigError(self.cfg._source, "colony.joinToken", str(exc)) \
                     from None

@@ -20,7 +20,6 @@ import dataclasses
 import datetime
 import hashlib
 import math
-import os
 import secrets
 import sqlite3
 import threading
@@ -136,9 +135,7 @@ class Enrollment:
         self._ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
         self._lock = threading.Lock()
         self._refusals = _Budget(per_minute=60)
-        self.path = str(files.data_dir / "identity.db")
-        if not os.path.exists(self.path):
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # never world-readable
+        self.path = str(files.identity_db)  # made 0600 (with its side files) by pki.ensure
         with self._sql("cannot open the agent identity store"):
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                        timeout=30)

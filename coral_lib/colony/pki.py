@@ -40,6 +40,7 @@ class ColonyFiles:
     registry_db = property(lambda self: self.data_dir / "colony.db")
     audit_db = property(lambda self: self.data_dir / "audit.db")
     approvals_db = property(lambda self: self.data_dir / "approvals.db")
+    identity_db = property(lambda self: self.data_dir / "identity.db")
 
     def summary(self) -> dict[str, str]:
         return {
@@ -52,7 +53,7 @@ def ensure(data_dir: str | os.PathLike, *, hostnames: tuple[str, ...] = ()) -> C
     """Create whatever is missing in data_dir; never overwrite what exists."""
     files = ColonyFiles(pathlib.Path(data_dir).resolve())
     private_dir(files.data_dir)
-    for db in (files.registry_db, files.audit_db, files.approvals_db):
+    for db in (files.registry_db, files.audit_db, files.approvals_db, files.identity_db):
         storage.private_db(db)
     if not files.colony_id.exists():
         _write(files.colony_id, f"colony-{secrets.token_hex(4)}\n".encode(), 0o644)

@@ -145,6 +145,10 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         self.state = state
 
     def Join(self, request, context):
+        # Only join credentials can be guessed: a peer with too many failed logins is
+        # throttled here. Calls past the AgentAuth interceptor carry a verified proof of a
+        # colony-issued key, which no guessing produces, so agents sharing an address
+        # (NAT, one node) are never locked out by a broken neighbour.
         guard.throttled(context, self.state.agent_peers)
         if len(request.join_token) > 256 or len(request.service_account_token) > 16384 or \
                 len(request.agent_id_hint) > identity.MAX_ID:
@@ -219,7 +223,6 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                                  reason=validate.clip(reason, 500), rule="agent-scope")
 
     def Register(self, request, context):
-        guard.throttled(context, self.state.agent_peers)
         who = self.state.agent_auth.identity(context)
         node_name = request.node_name or (who.node if who.kind == "node" else "")
         reason = guard.registration_problem(
@@ -256,7 +259,6 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         )
 
     def Heartbeat(self, request, context):
-        guard.throttled(context, self.state.agent_peers)
         who = self.state.agent_auth.identity(context)
         with _storage_errors(context):
             agent = self.state.registry.get_agent(who.agent_id)
@@ -280,7 +282,6 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         self.state.audit.discoveries(agent_id=agent_id, events=events)
 
     def Link(self, request_iterator, context):
-        guard.throttled(context, self.state.agent_peers)
         # Identity from the verified metadata: nothing of the stream is read before this.
         who, not_after = self.state.agent_auth.caller(context)
         try:

@@ -18,9 +18,8 @@ from coral_lib.colony import auth
 from tests.security import conftest
 from tests.support import coral_procs
 
-DATABASES = ("colony.db", "audit.db", "approvals.db")
-PRIVATE = ("audit.key", "checkpoint.key", "tokens.json", "ca.key", "server.key", "admin.token",
-           "colony.secret")
+DATABASES = ("colony.db", "audit.db", "approvals.db", "identity.db")
+PRIVATE = ("audit.key", "checkpoint.key", "tokens.json", "ca.key", "server.key", "admin.token")
 
 
 def _mode(path: pathlib.Path) -> int:

@@ -33,9 +33,15 @@ API = {"name": "api", "port": 18090, "labels": {"env": "staging"}}
 
 @pytest.fixture(scope="module")
 def trust(tmp_path_factory):
-    """A colony and one real host agent, `victim-1` (service api, env=staging)."""
+    """A colony and one real host agent, `victim-1` (service api, env=staging).
+
+    Shortcut, named: every attack here comes from 127.0.0.1, as do the honest agents, so
+    the per-address failed-login throttle (tested in test_trust_limits.py) is raised for
+    this module; otherwise the attacks of one test would throttle the joins of the next."""
     tmp = tmp_path_factory.mktemp("trust")
-    colony = coral_procs.Colony(tmp / "colony").start()
+    tmp.joinpath("colony.yaml").write_text('{"limits": {"loginFailures": 1000}}')
+    colony = conftest.PolicyColony(tmp / "colony",
+                                   args=("--config", str(tmp / "colony.yaml"))).start()
     victim = coral_procs.Agent(tmp / "agents", colony, agent_id="victim-1", services=[API])
     victim.start()
     coral_procs.wait_registered(colony, ["victim-1"])
