@@ -118,6 +118,7 @@ class TargetFailed:
     target: str
     error: str
     audit_id: int = 0
+    refused: bool = False  # refused (scope, policy, audit) rather than failed
 
 
 TapEvent = TargetsResolved | Packet | CaptureEnded | TargetFailed
@@ -148,7 +149,8 @@ def _typed(key: str, event, audit_id: int):
         return TraceRecord(target=key, record=record if isinstance(record, dict)
                            else {"value": record})
     if which == "error":
-        return TargetFailed(target=key, error=event.error, audit_id=audit_id)
+        return TargetFailed(target=key, error=event.error, audit_id=audit_id,
+                            refused=event.refused)
     return None
 
 
