@@ -34,7 +34,7 @@ integrity: auditKeyFile, checkpointKeyFile, checkpointDir, checkpointSyslog,
 checkpointEvery, checkpointInterval, checkpointAppendOnly; and `limits` (defaults in
 coral_lib/colony/guard.py Limits): receiveBytes (16 MiB), requestBytes (1 MiB: argv +
 stdin + env of one exec), outputBytes (4 MiB per stream), concurrentRpcs (2048),
-streamsPerPeer (64), pendingHellos (128), helloTimeout (10s), loginFailures (10 per
+streamsPerPeer (64), loginFailures (10 per
 loginWindow, 60s, per peer address before it is throttled).
 
 Durations: see coral_lib.durations (`30s`, `5m`, `1h`, `500ms`, plain number = seconds).
@@ -338,8 +338,6 @@ class ColonyLimits(_Model):
     output_bytes: int | None = None
     concurrent_rpcs: int | None = None
     streams_per_peer: int | None = None
-    pending_hellos: int | None = None
-    hello_timeout: Interval | None = None
     login_failures: int | None = None
     login_window: Interval | None = None
 

@@ -1,16 +1,17 @@
 """Limits in front of the colony: what an unauthenticated or careless caller can cost it.
 
 * `Limits`: message sizes (receive, one request's argv/stdin/env, output per stream),
-  concurrent RPCs, open streams per peer, Link streams waiting for their hello and how
-  long they may wait. Configured by the colony settings key `limits` (see config.py).
+  concurrent RPCs, open streams per peer, failed logins per peer. Configured by the
+  colony settings key `limits` (see config.py). Agent calls are verified before their
+  stream is read (colony/agentauth.py), so a stream that never authenticates holds no
+  handler.
 * `PeerGuard`: failed logins and refused pre-auth requests per peer address. The first
   failure in a window and the moment a peer is throttled are audited (two records per
   peer per window at most, every untrusted field clipped); past `login_failures` in a
   window every attempt from the peer is refused with RESOURCE_EXHAUSTED and retry-after,
   good credentials included (else throttling would still answer "this one is right").
 * `StreamCap`: a gRPC interceptor counting open client-streaming RPCs (Link, Shell) per
-  peer address; `HelloSlots` bounds Link streams that have not said hello yet, and
-  `Deadlines` cancels those that do not within `hello_timeout`, on one thread.
+  peer address.
 * `exec_problem` / `size_problem` / `capped_output`: colony-side caps on what is forwarded
   to an agent (refused) and on the output asked for (capped), so no request or reply can
   exceed an agent link's message size and drop the link.
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import heapq
-import itertools
 import logging
 import threading
 import time
@@ -45,20 +44,17 @@ class Limits:
     output_bytes: int = 4 * MiB        # an exec's max_output_bytes per stream is capped here
     concurrent_rpcs: int = 2048        # beyond this the colony answers RESOURCE_EXHAUSTED
     streams_per_peer: int = 64         # open Link/Shell streams from one peer address
-    pending_hellos: int = 128          # Link streams not yet past their hello, colony-wide
-    hello_timeout: float = 10.0        # seconds a Link may wait before sending its hello
     login_failures: int = 10           # failed logins per peer per window before throttling
     login_window: float = 60.0         # seconds
 
     def __post_init__(self) -> None:
         for name in ("receive_bytes", "request_bytes", "output_bytes", "concurrent_rpcs",
-                     "streams_per_peer", "pending_hellos", "login_failures"):
+                     "streams_per_peer", "login_failures"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"limits.{_camel(name)}: expected a whole number >= 1, got "
                                  f"{getattr(self, name)!r}")
-        for name in ("hello_timeout", "login_window"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"limits.{_camel(name)}: expected more than 0 seconds")
+        if not self.login_window > 0:
+            raise ValueError("limits.loginWindow: expected more than 0 seconds")
         # An agent's reply carries stdout and stderr of up to output_bytes each.
         needed = 2 * self.output_bytes + self.request_bytes + MiB
         if self.receive_bytes < needed:
@@ -208,68 +204,6 @@ class StreamCap(grpc.ServerInterceptor):
             self._admit(context)
             return behavior(request_iterator, context)
         return wrapped
-
-
-class Deadlines:
-    """Run callbacks after a delay on one thread, however many are pending (a Timer per
-    pending Link would be a thread per attacker stream)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, list]] = []
-        self._cond = threading.Condition()
-        self._ids = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def after(self, delay: float, callback: Callable[[], None]) -> Callable[[], None]:
-        """Schedule `callback`; return a function that cancels it."""
-        entry = [callback]
-        with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._ids), entry))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="colony-deadlines")
-                self._thread.start()
-            self._cond.notify()
-        return entry.clear
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
-                _, _, entry = heapq.heappop(self._heap)
-            for callback in list(entry):
-                try:
-                    callback()
-                except Exception as exc:  # one failing callback must not stop the others
-                    log.warning("deadline callback failed: %s", exc)
-
-
-class HelloSlots:
-    """Link streams that have not sent their hello yet: at most `pending_hellos` at once,
-    each cancelled after `hello_timeout` seconds."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.waiting = _Counter(limits.pending_hellos)
-        self.deadlines = Deadlines()
-
-    def start(self, context) -> Callable[[], None]:
-        """Take a slot (or abort RESOURCE_EXHAUSTED) and arm the hello deadline; call the
-        returned function once the hello arrived (or the stream ended)."""
-        if not self.waiting.enter(""):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"too many links waiting for their hello (at most "
-                          f"{self.limits.pending_hellos}); retry shortly")
-        cancel = self.deadlines.after(self.limits.hello_timeout, context.cancel)
-        done = []
-
-        def finish() -> None:
-            if not done:
-                done.append(True)
-                cancel()
-                self.waiting.leave("")
-        return finish
 
 
 # -- sizes ----------------------------------------------------------------------------------

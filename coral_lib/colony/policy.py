@@ -220,6 +220,12 @@ class Gate:
                            node=target.node or (agent.node_name if agent else ""),
                            runtime=_RUNTIMES.get(mode, ""))
 
+    def grants(self, identity: auth.Identity, verb: str) -> bool:
+        """Whether a colony-wide rule grants `verb` (no audit record: a question, not an
+        operation)."""
+        return rbac.decide(self.settings.policy, identity=identity.name, groups=identity.groups,
+                           verb=verb, target=rbac.Target()).allowed
+
     def check_read(self, identity: auth.Identity, what: str, *, verb: str = "read") -> None:
         """Colony-wide verbs (read; admin for agent administration): only rules without a
         scope grant them. `verb` is the RPC's verb from colony/verbs.py."""

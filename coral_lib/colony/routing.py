@@ -12,7 +12,12 @@ from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
 
 class NoTargets(Exception):
-    """Targeting selected nothing; the message says what exists that is close."""
+    """Targeting selected nothing. `message` says what was not found; `hint` names what
+    exists that is close (only for callers who may list the registry anyway)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message + hint)
+        self.message, self.hint = message, hint
 
 
 NO_TARGETING = "no targeting given: use a service, agent, selector, pod, node or all"
@@ -64,7 +69,7 @@ def resolve(
     if not chosen(targeting):
         raise NoTargets(NO_TARGETING)
     if targeting.agent and not any(a.agent_id == targeting.agent for a in agents):
-        raise NoTargets(_unknown("agent", targeting.agent, [a.agent_id for a in agents]))
+        raise NoTargets(*_unknown("agent", targeting.agent, [a.agent_id for a in agents]))
     if targeting.pod or targeting.service or targeting.selector:
         targets = _service_targets(targeting, agents=agents, services=services)
         if not targets and targeting.agent and targeting.pod:
@@ -74,7 +79,7 @@ def resolve(
     else:
         targets = _agent_targets(targeting, agents)
     if not targets:
-        raise NoTargets(_nothing_message(targeting, agents=agents, services=services))
+        raise NoTargets(*_nothing_message(targeting, agents=agents, services=services))
     return targets
 
 
@@ -119,14 +124,15 @@ def _service_targets(targeting, *, agents, services) -> list[colony_pb2.Target]:
     return [seen[k] for k in sorted(seen)]
 
 
-def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+def _unknown(kind: str, name: str, known: Sequence[str]) -> tuple[str, str]:
+    """(what was not found, the close matches or the known names)."""
     close = difflib.get_close_matches(name, sorted(set(known)), n=5, cutoff=0.5)
     hint = f"; did you mean: {', '.join(close)}" if close else ""
     listing = f" (known: {', '.join(sorted(set(known))[:20]) or 'none'})" if not close else ""
-    return f"unknown {kind} {name!r}{hint}{listing}"
+    return f"unknown {kind} {name!r}", hint + listing
 
 
-def _nothing_message(targeting, *, agents, services) -> str:
+def _nothing_message(targeting, *, agents, services) -> tuple[str, str]:
     if targeting.service:
         return _unknown("service", targeting.service, [s.component_name for _, s in services])
     if targeting.pod:
@@ -135,5 +141,5 @@ def _nothing_message(targeting, *, agents, services) -> str:
         return _unknown("node", targeting.node, [a.node_name for a in agents if a.node_name])
     if targeting.selector:
         wanted = ",".join(f"{k}={v}" for k, v in sorted(targeting.selector.items()))
-        return f"no service or agent matches selector {wanted}"
-    return "no agents are registered"
+        return f"no service or agent matches selector {wanted}", ""
+    return "no agents are registered", ""

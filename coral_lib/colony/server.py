@@ -392,7 +392,9 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             for agent_id, svc in self.state.registry.services(flt)
         ])
 
-    def _resolve(self, targeting, context) -> list[colony_pb2.Target]:
+    def _resolve(self, targeting, context, who: auth.Identity) -> list[colony_pb2.Target]:
+        """The targets; when there are none, only a caller who may list the registry is
+        told the close matches (others could enumerate other tenants' pods with them)."""
         _check_request(context, guard.targeting_problem(targeting))
         agents = [routing.AgentView(a.agent_id, a.node_name, a.labels)
                   for a in self.state.registry.agents()]
@@ -400,12 +402,13 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             return routing.resolve(targeting, agents=agents,
                                    services=self.state.registry.services())
         except routing.NoTargets as exc:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            may_list = self.gate.grants(who, verbs.colony("ListServices"))
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc) if may_list else exc.message)
             raise
 
     def ResolveTargets(self, request, context):
-        self._reader(context, "targets", "ResolveTargets")
-        return colony_pb2.ResolveResponse(targets=self._resolve(request, context))
+        who = self._reader(context, "targets", "ResolveTargets")
+        return colony_pb2.ResolveResponse(targets=self._resolve(request, context, who))
 
     def _admit(self, context, wrap, **request):
         """Run the gate; pending approvals go out through `wrap`; refusals abort the RPC."""
@@ -448,7 +451,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         command = shlex.join(request.exec.argv)
         verb = self._fixed(context, who, "Operate", command=command,
                            requested_verb=request.verb, raw=("exec.target", request.exec.target))
-        targets = self._resolve(request.targeting, context)
+        targets = self._resolve(request.targeting, context, who)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.OperateEvent(pending=p), identity=who,
             verb=verb, targets=targets, command=command,
@@ -469,7 +472,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         command = shlex.join(first.input.start.argv) or "/bin/sh"
         verb = self._fixed(context, who, "Shell", command=command,
                            raw=("input.start.target", first.input.start.target))
-        targets = self._resolve(first.targeting, context)
+        targets = self._resolve(first.targeting, context, who)
         if len(targets) != 1:
             names = ", ".join(f"{t.agent_id}:{t.pod or '-'}/{t.container or '-'}" for t in targets)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -496,7 +499,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                                                    self.state.limits), request.approval_id)
         verb = self._fixed(context, who, "Tap", command=tap_relay.tap_command(request.tap),
                            raw=("tap.target", request.tap.target))
-        targets = self._resolve(request.targeting, context)
+        targets = self._resolve(request.targeting, context, who)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.TapOperateEvent(pending=p), identity=who, verb=verb,
             targets=targets, command=tap_relay.tap_command(request.tap),
@@ -511,7 +514,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                                                    self.state.limits), request.approval_id)
         verb = self._fixed(context, who, "Trace", command=tap_relay.trace_command(request.trace),
                            raw=("trace.target", request.trace.target))
-        targets = self._resolve(request.targeting, context)
+        targets = self._resolve(request.targeting, context, who)
         admission = yield from self._admit(
             context, lambda p: colony_pb2.TraceOperateEvent(pending=p), identity=who,
             verb=verb, targets=targets, command=tap_relay.trace_command(request.trace),

@@ -1,11 +1,8 @@
 """The colony's pre-auth limits and name checks as pure decisions: names refused with the
 field named, untrusted strings escaped, failed logins counted per peer with a bounded
-number of audit records, exec sizes capped, hello deadlines fired on one thread."""
+number of audit records, exec sizes capped."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 import pytest
 
@@ -130,24 +127,6 @@ def test_limits_keep_an_agents_largest_reply_receivable():
         guard.Limits(receive_bytes=8 << 20, output_bytes=8 << 20)
     with pytest.raises(ValueError, match="limits.streamsPerPeer"):
         guard.Limits(streams_per_peer=0)
-
-
-def test_deadlines_fire_on_one_thread_and_can_be_cancelled():
-    deadlines, fired = guard.Deadlines(), []
-    done = threading.Event()
-    cancels = [deadlines.after(0.2, lambda i=i: fired.append(i)) for i in range(200)]
-    for cancel in cancels[100:]:
-        cancel()
-    deadlines.after(0.3, done.set)
-    before = threading.active_count()
-    assert done.wait(5)
-    assert sorted(fired) == list(range(100))
-    assert threading.active_count() <= before
-    started = time.monotonic()
-    deadlines.after(0.05, done.clear)
-    while done.is_set() and time.monotonic() - started < 5:
-        time.sleep(0.01)
-    assert not done.is_set()
 
 
 # -- approvals at the gate: bounded waiting, rate-limited creation ---------------------------

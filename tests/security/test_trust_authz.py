@@ -51,6 +51,10 @@ rules:
     identities: [watcher]
     verbs: [exec]
     scope: {node: ["*"]}
+  - name: scoped-exec
+    identities: [scoped]
+    verbs: [exec]
+    scope: {service: [app]}
 """
 
 
@@ -85,7 +89,7 @@ def authz(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("authz")
     (tmp / "policy.yaml").write_text(AUTHZ_POLICY)
     colony = PolicyColony(tmp / "colony", args=("--policy", str(tmp / "policy.yaml")))
-    for identity in ("reader", "approver", "gated", "watcher"):
+    for identity in ("reader", "approver", "gated", "watcher", "scoped"):
         colony.add_token(identity)
     colony.start()
     agents = [coral_procs.Agent(tmp / "agents", colony, agent_id="app-1",
@@ -186,6 +190,21 @@ rules:
     verbs: [read, exec, shell, tap, trace]
     scope: {namespace: [shop]}
 """
+
+
+def test_review_failed_lookup_names_no_other_targets_to_a_scoped_identity(authz):
+    """A failed target lookup ran before RBAC and listed what exists (an enumeration
+    oracle for a tenant scoped to one service or namespace). Only a caller who may list
+    the registry anyway is told the close matches."""
+    for name in ("ap", "obs-typo"):
+        run = coral_procs.coral("exec", "--service", name, "--", "true",
+                                env=authz.env_for("scoped"))
+        assert run.returncode != 0 and f"unknown service '{name}'" in run.stderr
+        assert "app" not in run.stderr.replace(f"'{name}'", "") and "obs" not in \
+            run.stderr.replace(f"'{name}'", ""), run.stderr
+    admin = coral_procs.coral("exec", "--service", "ap", "--", "true",
+                              env=authz.operator_env)
+    assert admin.returncode != 0 and "did you mean: app" in admin.stderr
 
 
 @pytest.fixture

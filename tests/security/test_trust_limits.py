@@ -16,15 +16,12 @@ import pytest
 from coral_lib import client
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.security import conftest
-from tests.support import coral_procs
-
-HELLO_TIMEOUT = 3.0
+from tests.support import agent_identity, coral_procs
 
 
 def _start(tmp: pathlib.Path, limits: dict | None = None) -> conftest.PolicyColony:
     cfg = tmp / "colony.yaml"
-    cfg.write_text(json.dumps({"limits": {"helloTimeout": f"{HELLO_TIMEOUT}s",
-                                          **(limits or {})}}))
+    cfg.write_text(json.dumps({"limits": limits or {}}))
     return conftest.PolicyColony(tmp / "colony", args=("--config", str(cfg))).start()
 
 
@@ -81,8 +78,9 @@ def test_review_600_link_streams_without_hello_do_not_freeze_the_colony(colony):
                 return c.whoami()
 
         who = await asyncio.to_thread(operator_call)
-        # Every stream ends by itself: refused at once, or cancelled at the hello deadline.
-        ends = await asyncio.wait_for(results, HELLO_TIMEOUT + 20)
+        # Every stream ends by itself: agent calls are verified from their metadata before
+        # the stream is read, so a stream without an agent's proof is refused at once.
+        ends = await asyncio.wait_for(results, 20)
         never.set()
         for chan in channels:
             await chan.close()
@@ -90,9 +88,7 @@ def test_review_600_link_streams_without_hello_do_not_freeze_the_colony(colony):
 
     ends, who = asyncio.run(attack())
     assert who == "admin"
-    # 64 streams per peer address are let in and cancelled at the hello deadline.
-    assert ends.count("RESOURCE_EXHAUSTED") == 600 - 64
-    assert ends.count("CANCELLED") == 64
+    assert ends.count("UNAUTHENTICATED") == 600, sorted(set(ends))
 
 
 def test_review_256mb_message_is_refused_before_it_is_parsed(colony):
@@ -111,22 +107,28 @@ def test_review_256mb_message_is_refused_before_it_is_parsed(colony):
 
 
 def test_review_refused_register_with_20mb_agent_id_writes_no_large_audit_record(colony):
+    """Unauthenticated Registers with huge agent ids: refused before the message is parsed
+    (over the receive limit, or before the handler reads it: no agent proof), counted per
+    peer, audited at most twice per window with clipped fields."""
     audit_files = [colony.data_dir / n for n in ("audit.db", "audit.db-wal")]
     size_before = sum(p.stat().st_size for p in audit_files if p.exists())
     chan, stub = _mesh(colony, **{"grpc.max_send_message_length": 64 << 20})
-    with pytest.raises(grpc.RpcError) as info:  # over the receive limit: never parsed
+    with pytest.raises(grpc.RpcError) as info:
         stub.Register(mesh_pb2.RegisterRequest(agent_id="x" * (20 << 20)), timeout=60)
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    for _ in range(20):  # under the limit: parsed, refused by name, audited bounded
-        reply = stub.Register(mesh_pb2.RegisterRequest(agent_id="y" * (2 << 20)), timeout=60)
-        assert not reply.accepted and reply.reason.startswith("agent_id is 2097152 characters")
+    assert info.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 grpc.StatusCode.UNAUTHENTICATED)
+    for _ in range(20):  # under the receive limit: refused unread, counted, not each audited
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Register(mesh_pb2.RegisterRequest(agent_id="y" * (2 << 20)), timeout=60)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     chan.close()
     grown = sum(p.stat().st_size for p in audit_files if p.exists()) - size_before
     assert grown < 256 << 10, f"audit files grew by {grown} bytes"
-    mine = [r for r in _refusals(colony) if r["verb"] == "registration"]
-    assert 1 <= len(mine) <= 2  # aggregated per peer and window
+    # aggregated per peer and window (earlier attacks in this module share the window)
+    mine = [r for r in _refusals(colony) if r["rule"] == "authentication"]
+    assert 1 <= len(mine) <= 2, mine
     assert all(len(json.dumps(r)) < 2000 for r in mine)
-    assert mine[0]["requester"] == "peer:127.0.0.1" and "more characters cut" in mine[0]["reason"]
+    assert mine[0]["requester"] == "peer:127.0.0.1"
 
 
 def test_review_failed_logins_are_audited_with_the_peer_and_throttled(tmp_path):
@@ -162,24 +164,42 @@ def test_review_failed_logins_are_audited_with_the_peer_and_throttled(tmp_path):
         colony.stop()
 
 
-@pytest.mark.parametrize(("field", "request_kwargs"), [
-    ("agent_id", {"agent_id": "x\n2099-01-01 INFO coral_lib.colony.server: agent forged "
-                              "registered (0 services)"}),
-    ("agent_id", {"agent_id": "x\x1b[2K\r2099-01-01 INFO forged"}),
-    ("agent_id", {"agent_id": "x\x00forged"}),
-    ("labels[env]", {"agent_id": "honest", "labels": {"env": "prod\x1b[31m"}}),
-    ("node_name", {"agent_id": "honest", "node_name": "n\n2099-01-01 INFO forged"}),
-])
-def test_review_names_with_newline_ansi_nul_are_refused_and_forge_no_log_line(
-        colony, field, request_kwargs):
-    chan, stub = _mesh(colony)
-    reply = stub.Register(mesh_pb2.RegisterRequest(**request_kwargs), timeout=30)
-    chan.close()
-    assert not reply.accepted and reply.reason.startswith(field), reply.reason
-    assert not re.search(r"[\x00-\x08\x0b-\x1f]", reply.reason)
+FORGED_IDS = ["x\n2099-01-01 INFO coral_lib.colony.server: agent forged registered (0 services)",
+              "x\x1b[2K\r2099-01-01 INFO forged", "x\x00forged"]
+
+
+def _log_is_clean(colony) -> None:
     log = colony.log_path.read_bytes()
     assert b"\x1b" not in log and b"\x00" not in log
     assert not [line for line in log.splitlines() if line.startswith(b"2099-01-01")]
+
+
+@pytest.mark.parametrize("agent_id", FORGED_IDS)
+def test_review_agent_ids_with_newline_ansi_nul_are_refused_and_forge_no_log_line(
+        colony, agent_id):
+    """Agent ids come from join tokens (the certificate carries them): a forged one is
+    refused where it would enter, naming the field."""
+    with colony.client() as c, pytest.raises(client.CoralError) as info:
+        c.create_join_token(agent_id, ttl=600)
+    assert "agent" in str(info.value) and not re.search(r"[\x00-\x08\x0b-\x1f]",
+                                                        str(info.value))
+    _log_is_clean(colony)
+
+
+@pytest.mark.parametrize(("field", "request_kwargs"), [
+    ("labels[env]", {"labels": {"env": "prod\x1b[31m"}}),
+    ("node_name", {"node_name": "n\n2099-01-01 INFO forged"}),
+    ("node_name", {"node_name": "n\x00forged"}),
+])
+def test_review_names_with_newline_ansi_nul_are_refused_and_forge_no_log_line(
+        colony, tmp_path, field, request_kwargs):
+    """An enrolled agent sends names of its own (node, labels): refused naming the field."""
+    with agent_identity.MeshAgent(colony, tmp_path, "honest") as agent:
+        agent.join()
+        reply = agent.stub.Register(mesh_pb2.RegisterRequest(**request_kwargs), timeout=30)
+    assert not reply.accepted and reply.reason.startswith(field), reply.reason
+    assert not re.search(r"[\x00-\x08\x0b-\x1f]", reply.reason)
+    _log_is_clean(colony)
 
 
 def test_review_forged_service_names_from_an_agent_are_skipped_and_log_nothing_forged(
@@ -212,14 +232,18 @@ def test_review_forged_service_names_from_an_agent_are_skipped_and_log_nothing_f
         colony.stop()
 
 
-def test_review_link_hello_with_forged_agent_id_is_refused_naming_the_field(colony):
+def test_review_link_hello_with_forged_agent_id_is_refused_and_logs_nothing_forged(colony):
+    """The hello's agent id is not an identity any more (the certificate is): a Link with a
+    forged id and no agent proof is refused before its hello is read, and nothing of the
+    forged id reaches the colony log."""
     chan, stub = _mesh(colony)
     hello = mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello(agent_id="evil\n2099 forged"))
     with pytest.raises(grpc.RpcError) as info:
         list(stub.Link(iter([hello]), timeout=30))
     chan.close()
-    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert info.value.details().startswith("agent_id 'evil\\n2099 forged'")
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert not any(line.startswith("2099 forged") for line in colony.log_path.read_text()
+                   .splitlines())
 
 
 @pytest.fixture(scope="module")
