@@ -6,12 +6,12 @@ import dataclasses
 import difflib
 from collections.abc import Sequence
 
-from coral_lib import validate
+from coral_lib import errors, validate
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
 
-class NoTargets(Exception):
+class NoTargets(errors.NoTargets):
     """Targeting selected nothing. `message` says what was not found; `hint` names what
     exists that is close (only for callers who may list the registry anyway)."""
 

@@ -57,6 +57,15 @@ def test_one_exception_root_and_stable_kinds():
     assert errors.NoTargets("x").kind == "NoTargets" and errors.CoralError("x").kind == "CoralError"
     assert issubclass(base.OperationError, errors.CoralError)
     assert issubclass(base.Refused, base.OperationError)
+    # the colony's own refusals carry the status they are answered with as `code`
+    from coral_lib.colony import approvals, audit, enrollment, policy, routing
+    for cls in (approvals.ApprovalError, audit.AuditError, enrollment.Refused, policy.Refused,
+                routing.NoTargets):
+        assert issubclass(cls, errors.CoralError), cls
+    assert approvals.ApprovalError("x", code="NOT_FOUND").code == "NOT_FOUND"
+    assert policy.Refused("x", code="RESOURCE_EXHAUSTED", retry_after=2).code == \
+        "RESOURCE_EXHAUSTED"
+    assert routing.NoTargets("x").code == "NOT_FOUND"
     # every status the colony answers with maps to a kind by its code alone
     for name, cls in errors.BY_STATUS.items():
         assert hasattr(grpc.StatusCode, name) and cls.__name__ in STABLE_KINDS
