@@ -24,11 +24,10 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
     from coral_lib import client, errors
-    from coral_lib.operator import capture
     from coral_lib.operator import connect as operator_connect
     from coral_lib.operator import targeting as targets
 except ImportError:
-    client = errors = capture = operator_connect = targets = None
+    client = errors = operator_connect = targets = None
     CORAL_IMPORT_ERROR = traceback.format_exc()
 else:
     CORAL_IMPORT_ERROR = None

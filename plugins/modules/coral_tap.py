@@ -157,6 +157,7 @@ def argspec():
 def main():
     module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True)
     coral.require_coral_lib(module)
+    from coral_lib.operator import capture  # the loop `coral tap` runs too
     params = module.params
     try:
         targeting = coral.targeting(params)
@@ -170,7 +171,7 @@ def main():
         if module.check_mode:
             keys = [coral.client.tap_key(dict(t, agent_id=t.get("agent_id") or t.get("agent")))
                     for t in colony.resolve(targeting)]
-            paths = coral.capture.output_paths(params["dest"], keys)
+            paths = capture.output_paths(params["dest"], keys)
             result["captures"] = [dict(target=k, path=paths[k]) for k in keys]
             module.exit_json(**result)
         events = colony.tap(
@@ -178,7 +179,7 @@ def main():
             max_packets=params["max_packets"], max_bytes=params["max_bytes"],
             headers_only=params["headers_only"], approval_id=params["approval_id"],
             wait_for_approval=params["wait_for_approval"])
-        captures = [c.as_dict() for c in coral.capture.tap_to_files(events, params["dest"])]
+        captures = [c.as_dict() for c in capture.tap_to_files(events, params["dest"])]
     except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc, **result)
     finally:
