@@ -9,50 +9,21 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from coral_lib import convert
+from coral_lib import convert, errors
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 
-
-class CoralError(Exception):
-    """Anything the colony or the connection to it refused; the message is for users."""
-
-
-class Unreachable(CoralError):
-    pass
-
-
-class Unauthenticated(CoralError):
-    pass
-
-
-class PermissionDenied(CoralError):
-    pass
-
-
-class NoTargets(CoralError):
-    pass
-
-
-class InvalidRequest(CoralError):
-    pass
-
-
-class RateLimited(CoralError):
-    """Over the colony's rate limit; retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ApprovalPending(CoralError):
-    """The operation waits for another identity's approval (`coral approve ID`)."""
-
-    def __init__(self, approval_id: str, *, expires_at: float = 0.0, reason: str = "") -> None:
-        super().__init__(f"waiting for approval {approval_id} (coral approve {approval_id})"
-                         + (f": {reason}" if reason else ""))
-        self.approval_id, self.expires_at = approval_id, expires_at
+# The library's one exception root and its kinds, re-exported: callers may keep writing
+# client.CoralError, client.NoTargets, ...
+CoralError = errors.CoralError
+ConfigError = errors.ConfigError
+Unreachable = errors.Unreachable
+Unauthenticated = errors.Unauthenticated
+PermissionDenied = errors.PermissionDenied
+NoTargets = errors.NoTargets
+InvalidRequest = errors.InvalidRequest
+RateLimited = errors.RateLimited
+ApprovalPending = errors.ApprovalPending
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,31 +56,127 @@ class ExecOutcome:
         return [r for r in self.results if r["status"] != "ok"]
 
 
+# -- typed events of tap() and trace() ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetsResolved:
+    """First event of a tap or trace: every target that will stream (target dicts)."""
+
+    targets: list[dict]
+
+    @property
+    def keys(self) -> list[str]:
+        return [tap_key(t) for t in self.targets]
+
+
+@dataclasses.dataclass(frozen=True)
+class Packet:
+    """One captured packet from target `target` (a tap_key)."""
+
+    target: str
+    ts: float
+    data: bytes
+    orig_len: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureEnded:
+    """A target's capture finished; its counts and why it ended."""
+
+    target: str
+    packets: int
+    bytes: int
+    dropped: int
+    reason: str
+    audit_id: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceRecord:
+    """One traced event (exec or connect) from target `target`."""
+
+    target: str
+    record: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceEnded:
+    """A target's trace finished; its counts and why it ended."""
+
+    target: str
+    events: int
+    lost: int
+    reason: str
+    audit_id: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetFailed:
+    """A target's tap or trace failed (or was refused); `error` says why."""
+
+    target: str
+    error: str
+    audit_id: int = 0
+    refused: bool = False  # refused (scope, policy, audit) rather than failed
+
+
+TapEvent = TargetsResolved | Packet | CaptureEnded | TargetFailed
+TraceEvent = TargetsResolved | TraceRecord | TraceEnded | TargetFailed
+
+
+def _typed(key: str, event, audit_id: int):
+    """The typed event for one agent TapEvent/TraceEvent; None for ones operators never
+    see (`entered` is for the colony's audit)."""
+    which = event.WhichOneof("event")
+    if which == "packet":
+        p = event.packet
+        return Packet(target=key, ts=p.ts, data=p.data, orig_len=p.orig_len)
+    if which == "summary" and isinstance(event, agent_pb2.TapEvent):
+        s = event.summary
+        return CaptureEnded(target=key, packets=s.packets, bytes=s.bytes, dropped=s.dropped,
+                            reason=s.reason, audit_id=audit_id)
+    if which == "summary":
+        s = event.summary
+        return TraceEnded(target=key, events=s.events, lost=s.lost, reason=s.reason,
+                          audit_id=audit_id)
+    if which == "json":
+        try:
+            record = json.loads(event.json)
+        except ValueError as exc:
+            return TargetFailed(target=key, error=f"malformed trace event: {exc}",
+                                audit_id=audit_id)
+        return TraceRecord(target=key, record=record if isinstance(record, dict)
+                           else {"value": record})
+    if which == "error":
+        return TargetFailed(target=key, error=event.error, audit_id=audit_id,
+                            refused=event.refused)
+    return None
+
+
 def _errors(address: str):
-    """Map gRPC failures to CoralError subclasses with messages that name the input."""
+    """Map gRPC failures to CoralError kinds by status code (and the retry-after trailer);
+    the message adds the address where it helps and never decides the kind."""
 
     def translate(exc: grpc.RpcError) -> CoralError:
         code, details = exc.code(), exc.details() or ""
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return Unreachable(f"colony unreachable at {address}: {details}")
-        if code == grpc.StatusCode.UNAUTHENTICATED:
+        kind = errors.BY_STATUS.get(code.name, CoralError)
+        if kind is Unreachable:
+            return Unreachable(f"colony unreachable at {address}: {details}", code=code.name)
+        if kind is Unauthenticated:
             return Unauthenticated(f"colony at {address} refused the credentials: {details}")
-        if code == grpc.StatusCode.PERMISSION_DENIED:
-            return PermissionDenied(details)
-        if code == grpc.StatusCode.NOT_FOUND:
-            return NoTargets(details)
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return InvalidRequest(details)
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if kind is RateLimited:
             trailers = dict(exc.trailing_metadata() or ())
             try:
                 retry = float(trailers.get("retry-after", 0))
             except ValueError:
                 retry = 0.0
             return RateLimited(details, retry_after=retry)
+        if kind is not CoralError:
+            return kind(details)
         if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return CoralError(details)
-        return CoralError(f"colony at {address}: {code.name}: {details}")
+            return CoralError(details, code=code.name)
+        return CoralError(f"colony at {address}: {code.name}: {details}", code=code.name)
 
     return translate
 
@@ -312,9 +379,9 @@ class Client:
             max_packets: int = 1000, max_bytes: int = 10 << 20, headers_only: bool = False,
             approval_id: str = "", wait_for_approval: bool = True,
             on_pending: Callable[[ApprovalPending], None] | None = None,
-            approval_timeout: float = 3600.0) -> Iterator[tuple[str, object]]:
-        """Capture on every target. Yields ("targets", [target dicts]) first, then
-        (target key, TapEvent) per packet/summary/error; see tap_key()."""
+            approval_timeout: float = 3600.0) -> Iterator[TapEvent]:
+        """Capture on every target. Yields TargetsResolved first, then Packet, CaptureEnded
+        or TargetFailed events, each naming its target by tap_key()."""
         request = colony_pb2.TapOperateRequest(
             targeting=targeting.to_proto(), approval_id=approval_id,
             no_wait=not wait_for_approval, tap=agent_pb2.TapRequest(
@@ -327,8 +394,9 @@ class Client:
     def trace(self, targeting: Targeting, *, kind: str, duration: float = 10.0,
               max_events: int = 10000, approval_id: str = "", wait_for_approval: bool = True,
               on_pending: Callable[[ApprovalPending], None] | None = None,
-              approval_timeout: float = 3600.0) -> Iterator[tuple[str, object]]:
-        """Trace exec or connect events on every target; the same shape as tap()."""
+              approval_timeout: float = 3600.0) -> Iterator[TraceEvent]:
+        """Trace exec or connect events on every target. Yields TargetsResolved first,
+        then TraceRecord, TraceEnded or TargetFailed events."""
         request = colony_pb2.TraceOperateRequest(
             targeting=targeting.to_proto(), approval_id=approval_id,
             no_wait=not wait_for_approval, trace=agent_pb2.TraceRequest(
@@ -338,16 +406,19 @@ class Client:
                                   approval_timeout=approval_timeout)
 
     def _streamed(self, method: str, request, *, timeout: float, wait: bool,
-                  on_pending, approval_timeout: float) -> Iterator[tuple[str, object]]:
+                  on_pending, approval_timeout: float) -> Iterator:
         pending = ""
         for event in self._stream(method, request, timeout=timeout):
             if event.HasField("pending"):
                 _pending(event.pending, wait=wait, on_pending=on_pending)
                 pending = event.pending.approval_id
             elif event.HasField("targets"):
-                yield "targets", [convert.to_dict(t) for t in event.targets.targets]
+                yield TargetsResolved([convert.to_dict(t) for t in event.targets.targets])
             else:
-                yield tap_key(convert.to_dict(event.target)), event.event
+                typed = _typed(tap_key(convert.to_dict(event.target)), event.event,
+                               event.audit_id)
+                if typed is not None:
+                    yield typed
         if pending:  # the colony holds no thread for it: wait here, then redeem the id
             self.wait_approval(pending, verb=method.lower(), timeout=approval_timeout)
             request.approval_id, request.no_wait = pending, True

@@ -56,7 +56,8 @@ class Handlers:
                 req = dataclasses.replace(req, cancel=cancel)
             result = exec_result_to_proto(backend.run(req))
         except base.OperationError as exc:
-            return agent_pb2.ExecResult(exit_code=-1, error=str(exc))
+            return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
+                                        refused=isinstance(exc, base.Refused))
         result.entered.CopyFrom(self.entered(req.target))
         return result
 
@@ -152,7 +153,7 @@ def exec_request_from_proto(msg: agent_pb2.ExecRequest) -> base.ExecRequest:
     """The backend-neutral request. A raw container id is refused, whatever its value, so
     no caller can steer the agent past its target and no error tells whether it exists."""
     if msg.target.container_id:
-        raise base.OperationError(RAW_CONTAINER_ID)
+        raise base.Refused(RAW_CONTAINER_ID)
     return base.ExecRequest(
         argv=list(msg.argv), shell=msg.shell, timeout=msg.timeout_seconds or 30.0,
         max_output=min(msg.max_output_bytes or base.DEFAULT_MAX_OUTPUT, base.HARD_MAX_OUTPUT),

@@ -44,7 +44,7 @@ def _host_agent(cfg: config.AgentConfig, ctx: runtime.RuntimeContext, *,
 
     def resolve(request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
         if request.target.pod_name or request.target.container_name:
-            raise base.OperationError(
+            raise base.Refused(
                 "refused: this is a host agent; it runs commands on its host, not in pods or "
                 "containers")
         return backend, request

@@ -55,7 +55,7 @@ class SidecarScope:
         """The container of this pod the target names, by exact name (never by id)."""
         where = outside_pod(target, self.pod)
         if where:
-            raise base.OperationError(
+            raise base.Refused(
                 f"refused: this sidecar agent serves pod {self.pod.namespace}/{self.pod.name} "
                 f"only, not {where}")
         name = target.container_name or self.pod.default_container

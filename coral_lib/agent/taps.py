@@ -67,7 +67,7 @@ class StreamOps:
             summary = self.handlers.tap(request, on_packet=packet, stop=stop,
                                         on_entered=lambda entered: reply(entered=entered))
         except base.OperationError as exc:
-            reply(error=str(exc))
+            reply(error=str(exc), refused=isinstance(exc, base.Refused))
             return
         except Exception as exc:  # a bug must not leave the colony waiting
             log.exception("tap failed")
@@ -84,7 +84,7 @@ class StreamOps:
                 request, on_event=lambda e: reply(json=json.dumps(e, sort_keys=True)),
                 stop=stop, on_entered=lambda entered: reply(entered=entered))
         except base.OperationError as exc:
-            reply(error=str(exc))
+            reply(error=str(exc), refused=isinstance(exc, base.Refused))
             return
         except Exception as exc:
             log.exception("trace failed")

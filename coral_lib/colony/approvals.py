@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from coral_lib import errors
 from coral_lib.colony import secrets
 
 STATES = ("pending", "approved", "denied", "expired")
@@ -49,13 +50,12 @@ _COLUMNS = ("id, requester, verb, target, command, state, created_at, expires_at
             "decided_by, decided_at, redeemed_at, scope")
 
 
-class ApprovalError(Exception):
+class ApprovalError(errors.CoralError):
     """An approval action was refused (unknown id, self-approval, expired, decided).
     `code` is the gRPC status name to answer with."""
 
     def __init__(self, message: str, *, code: str = "FAILED_PRECONDITION") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 @dataclasses.dataclass(frozen=True)

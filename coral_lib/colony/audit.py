@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Protocol
 
+from coral_lib import errors
 from coral_lib.colony import secrets, storage
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ CREATE TABLE audit_meta (
 KEY_BYTES = 32
 
 
-class AuditError(Exception):
+class AuditError(errors.CoralError):
     """The audit log could not be opened or written; nothing was half-written."""
 
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from coral_lib import identity
+from coral_lib import errors, identity
 from coral_lib.colony import audit as audit_mod
 from coral_lib.colony import pki, storage
 
@@ -54,12 +54,11 @@ CREATE TABLE IF NOT EXISTS revoked (
 """
 
 
-class Refused(Exception):
+class Refused(errors.CoralError):
     """A join or renewal refused; `code` is the gRPC status name to answer with."""
 
     def __init__(self, message: str, *, code: str = "PERMISSION_DENIED") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 class Reviewer(Protocol):

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import grpc
 
 from coral_lib import validate
+from coral_lib.colony import routing
 
 log = logging.getLogger(__name__)
 MiB = 1 << 20
@@ -284,18 +285,5 @@ def _check_labels(labels, field: str) -> None:
                             required=False)
 
 
-_TARGETING_NAMES = (("agent", "agent id"), ("service", "service"), ("namespace", "namespace"),
-                    ("pod", "pod"), ("container", "container"), ("node", "node"))
-
-
-def targeting_problem(targeting) -> str:
-    """'' when an operator's Targeting names only acceptable names (they reach agents and
-    audit records when a pod is named directly), else the first problem."""
-    try:
-        for attr, kind in _TARGETING_NAMES:
-            validate.check_name(kind, getattr(targeting, attr), field=f"targeting.{attr}",
-                                required=False)
-        _check_labels(targeting.selector, "targeting.selector")
-    except validate.InvalidName as exc:
-        return str(exc)
-    return ""
+# one home for the rule, shared with the operator's targeting builder (pure)
+targeting_problem = routing.targeting_problem

@@ -129,7 +129,7 @@ class FanOut:
 
 
 def _status(result: agent_pb2.ExecResult) -> str:
-    if result.error.startswith("refused:"):
+    if result.refused:  # the agent's structured verdict, never its message text
         return "refused"
     if result.error:
         return "error"
@@ -148,7 +148,7 @@ def _skipped(target: colony_pb2.Target) -> colony_pb2.TargetResult:
 def _refused(target: colony_pb2.Target, audit_id: int, reason: str) -> colony_pb2.TargetResult:
     return colony_pb2.TargetResult(
         target=target, audit_id=audit_id, status="refused",
-        result=agent_pb2.ExecResult(exit_code=-1, error=f"refused: {reason}"),
+        result=agent_pb2.ExecResult(exit_code=-1, error=f"refused: {reason}", refused=True),
     )
 
 

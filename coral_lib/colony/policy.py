@@ -35,7 +35,7 @@ import secrets as pysecrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
-from coral_lib import durations, validate, yamlfile
+from coral_lib import durations, errors, validate, yamlfile
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import approvals as approvals_mod
@@ -173,13 +173,13 @@ def add_token(path: str | os.PathLike, *, identity: str, groups: Sequence[str] =
 
 # -- the gate -----------------------------------------------------------------------------
 
-class Refused(Exception):
+class Refused(errors.CoralError):
     """The whole operation is refused; `code` is the gRPC status name to answer with."""
 
     def __init__(self, message: str, *, code: str = "PERMISSION_DENIED",
                  retry_after: float = 0.0) -> None:
-        super().__init__(message)
-        self.code, self.retry_after = code, retry_after
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass

@@ -6,17 +6,50 @@ import dataclasses
 import difflib
 from collections.abc import Sequence
 
+from coral_lib import errors, validate
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
 
-class NoTargets(Exception):
+class NoTargets(errors.NoTargets):
     """Targeting selected nothing. `message` says what was not found; `hint` names what
     exists that is close (only for callers who may list the registry anyway)."""
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message + hint)
         self.message, self.hint = message, hint
+
+
+NO_TARGETING = "no targeting given: use a service, agent, selector, pod, node or all"
+_TARGETING_NAMES = (("agent", "agent id"), ("service", "service"), ("namespace", "namespace"),
+                    ("pod", "pod"), ("container", "container"), ("node", "node"))
+
+
+def chosen(targeting) -> list[str]:
+    """What selects targets in `targeting` (a Targeting message, or anything with the same
+    attributes such as client.Targeting); namespace and container only narrow."""
+    kinds = [k for k in ("service", "agent", "pod", "node") if getattr(targeting, k)]
+    if targeting.all:
+        kinds.append("all")
+    if targeting.selector:
+        kinds.append("selector")
+    return kinds
+
+
+def targeting_problem(targeting) -> str:
+    """'' when an operator's Targeting names only acceptable names (they reach agents and
+    audit records when a pod is named directly), else the first problem."""
+    try:
+        for attr, kind in _TARGETING_NAMES:
+            validate.check_name(kind, getattr(targeting, attr) or "",
+                                field=f"targeting.{attr}", required=False)
+        for key, value in (targeting.selector or {}).items():
+            validate.check_name("label key", key, field="targeting.selector key")
+            validate.check_name("label value", value, required=False,
+                                field=f"targeting.selector[{validate.clip(key, 64)}]")
+    except validate.InvalidName as exc:
+        return str(exc)
+    return ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,13 +66,8 @@ def resolve(
     services: Sequence[tuple[str, mesh_pb2.ServiceInfo]],
 ) -> list[colony_pb2.Target]:
     """Targets for one operation, one per (agent, namespace, pod, container), in stable order."""
-    kinds = [k for k in ("service", "agent", "pod", "node") if getattr(targeting, k)]
-    if targeting.all:
-        kinds.append("all")
-    if targeting.selector:
-        kinds.append("selector")
-    if not kinds:
-        raise NoTargets("no targeting given: use a service, agent, selector, pod, node or all")
+    if not chosen(targeting):
+        raise NoTargets(NO_TARGETING)
     if targeting.agent and not any(a.agent_id == targeting.agent for a in agents):
         raise NoTargets(*_unknown("agent", targeting.agent, [a.agent_id for a in agents]))
     if targeting.pod or targeting.service or targeting.selector:

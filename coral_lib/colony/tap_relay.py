@@ -97,7 +97,7 @@ class Relay:
         yield make(targets=colony_pb2.ResolveResponse(targets=targets))
         for target, audit_id, reason in admission.refused:
             yield make(target=target, audit_id=audit_id,
-                       event=_error_event(kind, f"refused: {reason}"))
+                       event=_error_event(kind, f"refused: {reason}", refused=True))
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         op_id = uuid.uuid4().hex[:16]
@@ -141,7 +141,8 @@ class Relay:
                 decision_rule=rule)
         except audit_mod.AuditError as exc:
             events.put(kind.event_type(target=target, event=_error_event(
-                kind, f"refused: not run because it could not be audited: {exc}")))
+                kind, f"refused: not run because it could not be audited: {exc}",
+                refused=True)))
             events.put(_DONE)
             return
         began, sent, status, error = time.monotonic(), 0, "interrupted", ""
@@ -157,8 +158,7 @@ class Relay:
                 if which == "summary":
                     status = "ok"
                 elif which == "error":
-                    status, error = ("refused" if event.error.startswith("refused:")
-                                     else "error"), event.error
+                    status, error = ("refused" if event.refused else "error"), event.error
                 events.put(kind.event_type(target=target, event=event, audit_id=audit_id))
         finally:
             try:
@@ -207,8 +207,9 @@ def _fill(out: agent_pb2.ExecTarget, target: colony_pb2.Target) -> None:
     out.CopyFrom(targets_mod.agent_target(target))
 
 
-def _error_event(kind: _Kind, text: str):
-    return (agent_pb2.TapEvent(error=text) if kind is _TAP else agent_pb2.TraceEvent(error=text))
+def _error_event(kind: _Kind, text: str, *, refused: bool = False):
+    event = agent_pb2.TapEvent if kind is _TAP else agent_pb2.TraceEvent
+    return event(error=text, refused=refused)
 
 
 def _cancel(op: links.Operation) -> None:

@@ -4,46 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 
-from coral_lib import client, config, validate
-
-DEFAULT_ADDRESS = "127.0.0.1:9443"
+from coral_lib import client, validate
+from coral_lib.operator import connect as connect_mod
 
 
 def default_data_dir() -> pathlib.Path:
-    """The local colony's data directory: CORAL_COLONY_DATA_DIR, else the colony's default."""
-    return pathlib.Path(os.environ.get("CORAL_COLONY_DATA_DIR") or config.default_data_dir())
+    """The local colony's data directory (see coral_lib.operator.connect)."""
+    return connect_mod.default_data_dir()
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    # No defaults here: coral_lib.operator.connect applies CORAL_* and the local colony.
     group = parser.add_argument_group("colony connection (flags beat CORAL_* environment)")
-    group.add_argument("--colony", default=os.environ.get("CORAL_COLONY_ADDRESS", DEFAULT_ADDRESS),
-                       help="colony address host:port (CORAL_COLONY_ADDRESS)")
-    group.add_argument("--ca", default=os.environ.get("CORAL_CA_FILE", ""),
+    group.add_argument("--colony", default=None,
+                       help=f"colony address host:port (CORAL_COLONY_ADDRESS; default "
+                            f"{connect_mod.DEFAULT_ADDRESS})")
+    group.add_argument("--ca", default=None,
                        help="colony CA certificate (CORAL_CA_FILE; default: local colony's)")
-    group.add_argument("--token", default=os.environ.get("CORAL_TOKEN", ""),
-                       help="operator token (CORAL_TOKEN)")
-    group.add_argument("--token-file", default=os.environ.get("CORAL_TOKEN_FILE", ""),
+    group.add_argument("--token", default=None, help="operator token (CORAL_TOKEN)")
+    group.add_argument("--token-file", default=None,
                        help="file holding the operator token (CORAL_TOKEN_FILE)")
 
 
 def connect(args: argparse.Namespace) -> client.Client:
-    """Connect with the given options; fall back to the local colony's data directory."""
-    local = default_data_dir()
-    ca = args.ca or str(local / "ca.crt")
-    token = args.token
-    if not token:
-        token_file = args.token_file or str(local / "admin.token")
-        try:
-            token = pathlib.Path(token_file).read_text().strip()
-        except OSError as exc:
-            raise client.CoralError(
-                f"no operator token: --token/CORAL_TOKEN not set and {token_file} is not "
-                f"readable ({exc.strerror})") from None
-    return client.connect(args.colony, ca_file=ca, token=token)
+    """Connect with the given options, CORAL_* variables and the local colony's files."""
+    return connect_mod.connect(address=args.colony, ca_file=args.ca, token=args.token,
+                               token_file=args.token_file)
 
 
 def fail(message: str, code: int = 1) -> int:

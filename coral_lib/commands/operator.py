@@ -10,6 +10,7 @@ import time
 from coral_lib import client, selection, validate
 from coral_lib.colony import audit, checkpoints
 from coral_lib.commands import approve, common
+from coral_lib.operator import targeting as targeting_mod
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,17 +106,12 @@ def add_targeting_args(parser: argparse.ArgumentParser) -> None:
 
 
 def labels_arg(values: list[str], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise client.InvalidRequest(f"{flag} {value!r}: expected key=value")
-        out[key.strip()] = val.strip()
-    return out
+    return targeting_mod.parse_labels(values, flag=flag)
 
 
 def targeting_from_args(args: argparse.Namespace) -> client.Targeting:
-    return client.Targeting(
+    """The targeting flags through the one builder (coral_lib.operator.targeting)."""
+    return targeting_mod.build(
         service=args.service, agent=args.agent, selector=labels_arg(args.selector, "--selector"),
         all=args.all, pod=args.pod, namespace=args.namespace, container=args.container,
         node=args.node,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from coral_lib import client, durations
 from coral_lib.commands import approve, common, operator
+from coral_lib.operator import capture
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,29 +27,23 @@ def trace_command(args: argparse.Namespace) -> int:
         duration = durations.parse_duration(args.duration)
     except ValueError as exc:
         return common.fail(f"--duration: {exc}", 2)
-    failed = 0
+    def report(row: capture.Trace) -> None:
+        if row.error:
+            print(f"{row.target}: {row.error}", file=sys.stderr)
+        else:
+            print(f"{row.target}: {row.events} events, {row.lost} lost (ended by {row.reason})",
+                  file=sys.stderr)
+
     try:
         with common.connect(args) as colony:
-            for key, event in colony.trace(
-                    operator.targeting_from_args(args), kind=args.kind, duration=duration,
-                    max_events=args.max_events, approval_id=args.approval_id,
-                    wait_for_approval=not args.no_wait, on_pending=approve.print_pending):
-                if key == "targets":
-                    continue
-                which = event.WhichOneof("event")
-                if which == "json":
-                    print(json.dumps({"target": key, **json.loads(event.json)},
-                                     sort_keys=True), flush=True)
-                elif which == "summary":
-                    s = event.summary
-                    print(f"{key}: {s.events} events, {s.lost} lost (ended by {s.reason})",
-                          file=sys.stderr)
-                else:
-                    failed += 1
-                    print(f"{key}: {event.error}", file=sys.stderr)
+            events = colony.trace(
+                operator.targeting_from_args(args), kind=args.kind, duration=duration,
+                max_events=args.max_events, approval_id=args.approval_id,
+                wait_for_approval=not args.no_wait, on_pending=approve.print_pending)
+            traces = capture.trace_to_lines(events, sys.stdout, on_end=report)
     except client.ApprovalPending as exc:
         print(exc.approval_id)
         return 3
     except client.CoralError as exc:
         return common.fail(str(exc))
-    return 1 if failed else 0
+    return 1 if any(t.error for t in traces) else 0

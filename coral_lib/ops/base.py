@@ -7,6 +7,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from coral_lib import errors
+
 DEFAULT_MAX_OUTPUT = 1 << 20  # bytes per stream before output is truncated
 # Whatever max_output a request asks for, an agent never returns more than this per stream:
 # a reply (stdout + stderr) must stay well below the link's 256 MiB message limit, or the
@@ -14,8 +16,13 @@ DEFAULT_MAX_OUTPUT = 1 << 20  # bytes per stream before output is truncated
 HARD_MAX_OUTPUT = 32 << 20
 
 
-class OperationError(Exception):
+class OperationError(errors.CoralError):
     """A user-caused or environment failure of an operation, with a message fit to show."""
+
+
+class Refused(OperationError):
+    """The agent refuses the target (outside its scope, a raw container id): reported as a
+    refusal (the `refused` field), not as a failure of the operation."""
 
 
 @dataclasses.dataclass(frozen=True)

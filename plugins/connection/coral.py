@@ -54,9 +54,10 @@ options:
     vars:
       - name: ansible_coral_container
   colony_address:
-    description: Address of the colony's gRPC endpoint, as C(host:port).
+    description:
+      - Address of the colony's gRPC endpoint, as C(host:port); C(127.0.0.1:9443) when
+        not set.
     type: str
-    default: 127.0.0.1:9443
     vars:
       - name: ansible_coral_colony_address
     env:
@@ -127,9 +128,11 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 try:
-    from coral_lib import client
+    from coral_lib import errors
+    from coral_lib.operator import connect as operator_connect
+    from coral_lib.operator import targeting as targets
 except ImportError:
-    client = None
+    errors = operator_connect = targets = None
 
 display = Display()
 
@@ -169,26 +172,21 @@ class Connection(ConnectionBase):
     def _connect(self):
         if self._connected:
             return self
-        if client is None:
+        if operator_connect is None:
             raise AnsibleError("the coral.mesh.coral connection needs coral-lib in the "
                                "Python that runs Ansible")
         from ansible_collections.coral.mesh.plugins.module_utils import coral as coral_utils
-        params = dict((key, self.get_option(key)) for key in
-                      ("colony_address", "colony_ca_file", "colony_token", "colony_token_file"))
-        ca_file = params["colony_ca_file"] or os.path.join(coral_utils._local_data_dir(),
-                                                           "ca.crt")
         agent = self.get_option("agent") or self._play_context.remote_addr
-        self._targeting = client.Targeting(
-            agent=agent, namespace=self.get_option("namespace") or None,
-            pod=self.get_option("pod") or None, container=self.get_option("container") or None)
         try:
-            token = coral_utils.read_token(params)
-            self._colony = client.connect(params["colony_address"], ca_file=ca_file,
-                                          token=token)
-        except (ValueError, client.CoralError) as exc:
+            self._targeting = targets.build(
+                agent=agent, namespace=self.get_option("namespace"),
+                pod=self.get_option("pod"), container=self.get_option("container"))
+            self._colony = operator_connect.connect(
+                **coral_utils.connect_kwargs(self.get_option))
+        except errors.CoralError as exc:
             raise AnsibleConnectionFailure("coral: %s" % exc)
         display.vvv("CORAL CONNECT %s via %s" % (target_text(self._targeting),
-                                                 params["colony_address"]), host=agent)
+                                                 self._colony.address), host=agent)
         self._connected = True
         return self
 
@@ -199,9 +197,9 @@ class Connection(ConnectionBase):
         try:
             outcome = self._colony.exec(self._targeting, argv=argv, timeout=timeout,
                                         max_output=3 << 20, max_concurrency=1, stdin=stdin)
-        except client.CoralError as exc:
+        except errors.CoralError as exc:
             raise AnsibleConnectionFailure("coral %s on %s: %s (%s)" % (
-                what, target_text(self._targeting), exc, type(exc).__name__))
+                what, target_text(self._targeting), exc, exc.kind))
         if len(outcome.results) != 1:
             raise AnsibleConnectionFailure(
                 "coral: %s resolved to %d targets; set ansible_coral_container (and pod/"

@@ -18,8 +18,8 @@ options:
     description:
       - Address of the colony's gRPC endpoint, as C(host:port).
       - Can also be set with the E(CORAL_COLONY_ADDRESS) environment variable.
+      - When neither is set, C(127.0.0.1:9443) (the local colony).
     type: str
-    default: 127.0.0.1:9443
   colony_ca_file:
     description:
       - CA certificate the colony's TLS certificate is checked against.
@@ -49,13 +49,15 @@ notes:
     talks to the colony over TLS; it does not need to run on the targets.
 """
 
-    # Which agents and services an operation goes to.
+    # Which agents and services an operation goes to: what the colony accepts (the same
+    # rule as `coral exec`'s flags, coral_lib.operator.targeting).
     TARGETING = r"""
 options:
   service:
     description:
       - Run on every agent that reports a service of this name.
-      - Exactly one of O(service), O(agent), O(selector) or O(all=true) is required.
+      - At least one of O(service), O(agent), O(selector), O(pod), O(node) or O(all=true)
+        is required; give several to narrow (for example O(service) and O(node)).
     type: str
   agent:
     description:
@@ -70,4 +72,20 @@ options:
       - Run on every registered agent.
     type: bool
     default: false
+  pod:
+    description:
+      - Run in this Kubernetes pod (with O(namespace) when the name is not unique).
+    type: str
+  namespace:
+    description:
+      - Only targets in this Kubernetes namespace (narrows the other choices).
+    type: str
+  container:
+    description:
+      - Run in this container of the selected pods (default the service's container).
+    type: str
+  node:
+    description:
+      - Only agents and services on this node.
+    type: str
 """

@@ -38,9 +38,10 @@ options:
     type: str
     choices: [coral.mesh.colony]
   colony_address:
-    description: Address of the colony's gRPC endpoint, as C(host:port).
+    description:
+      - Address of the colony's gRPC endpoint, as C(host:port); C(127.0.0.1:9443) when
+        not set.
     type: str
-    default: 127.0.0.1:9443
     env:
       - name: CORAL_COLONY_ADDRESS
   colony_ca_file:
@@ -133,16 +134,16 @@ cache_timeout: 300
 # then:  ansible-playbook -i coral.colony.yml site.yml --limit namespace_payments
 """
 
-import os
 import re
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 try:
-    from coral_lib import client
+    from coral_lib import errors
+    from coral_lib.operator import connect as operator_connect
 except ImportError:
-    client = None
+    errors = operator_connect = None
 
 # host variable -> key of the host record (the connection plugin reads these)
 CONNECTION_VARS = (("ansible_coral_agent", "agent"), ("ansible_coral_namespace", "namespace"),
@@ -268,7 +269,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
         self._read_config_data(path)
-        if client is None:
+        if operator_connect is None:
             raise AnsibleParserError(
                 "coral.mesh.colony needs coral-lib in the Python that runs Ansible")
         cache_key = self.get_cache_key(path)
@@ -287,20 +288,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _fetch(self):
         """Agents and services from the colony (plain dicts, safe to cache)."""
         from ansible_collections.coral.mesh.plugins.module_utils import coral as coral_utils
-        params = dict((key, self.get_option(key)) for key in
-                      ("colony_address", "colony_ca_file", "colony_token", "colony_token_file"))
-        ca_file = params["colony_ca_file"] or os.path.join(coral_utils._local_data_dir(),
-                                                           "ca.crt")
         try:
-            token = coral_utils.read_token(params)
-            colony = client.connect(params["colony_address"], ca_file=ca_file, token=token)
-            try:
+            with operator_connect.connect(**coral_utils.connect_kwargs(self.get_option)) as colony:
                 selector = dict((str(k), str(v)) for k, v in self.get_option("selector").items())
                 return dict(agents=colony.list_agents(),
                             services=colony.list_services(labels=selector or None))
-            finally:
-                colony.close()
-        except (ValueError, client.CoralError) as exc:
+        except errors.CoralError as exc:
             raise AnsibleParserError("coral.mesh.colony: %s" % exc)
 
     def _populate(self, data):

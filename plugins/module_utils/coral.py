@@ -2,8 +2,12 @@
 # Copyright: Coral maintainers
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 
-"""Shared pieces of the coral modules: option groups, the coral_lib import guard,
-connecting to the colony and shaping per-target results.
+"""Shared pieces of the coral modules: option groups (argument specs), the coral_lib
+import guard and shaping per-target results, as kubernetes.core's module_utils do.
+
+Connecting and targeting are coral_lib's (coral_lib.operator.connect and .targeting, the
+same code the coral CLI runs); this file only maps module options onto them. Plugins import
+coral_lib library modules only, never the CLI (coral_lib.commands).
 
 The option groups here are documented once in plugins/doc_fragments/coral.py.
 """
@@ -13,25 +17,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import os
 import sys
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
-    from coral_lib import client
+    from coral_lib import client, errors
+    from coral_lib.operator import connect as operator_connect
+    from coral_lib.operator import targeting as targets
 except ImportError:
-    client = None
+    client = errors = operator_connect = targets = None
     CORAL_IMPORT_ERROR = traceback.format_exc()
 else:
     CORAL_IMPORT_ERROR = None
 
-DEFAULT_ADDRESS = "127.0.0.1:9443"
-
+# No default address here: coral_lib.operator.connect holds the one default.
 CONNECTION_SPEC = dict(
-    colony_address=dict(type="str", default=DEFAULT_ADDRESS,
-                        fallback=(env_fallback, ["CORAL_COLONY_ADDRESS"])),
+    colony_address=dict(type="str", fallback=(env_fallback, ["CORAL_COLONY_ADDRESS"])),
     colony_ca_file=dict(type="path", fallback=(env_fallback, ["CORAL_CA_FILE"])),
     colony_token=dict(type="str", no_log=True, fallback=(env_fallback, ["CORAL_TOKEN"])),
     colony_token_file=dict(type="path", no_log=False,
@@ -43,7 +46,15 @@ TARGETING_SPEC = dict(
     agent=dict(type="str"),
     selector=dict(type="dict"),
     all=dict(type="bool", default=False),
+    pod=dict(type="str"),
+    namespace=dict(type="str"),
+    container=dict(type="str"),
+    node=dict(type="str"),
 )
+
+# module option -> coral_lib.operator.connect argument (modules, inventory, connection plugin)
+CONNECTION_OPTIONS = (("colony_address", "address"), ("colony_ca_file", "ca_file"),
+                      ("colony_token", "token"), ("colony_token_file", "token_file"))
 
 TARGET_KEYS = ("agent", "service", "node", "namespace", "pod", "container")
 RESULT_KEYS = TARGET_KEYS + ("rc", "stdout", "stderr", "duration", "truncated", "timed_out",
@@ -71,62 +82,32 @@ def require_coral_lib(module):
         )
 
 
-def _local_data_dir():
-    # the same default as coral_lib.config.default_data_dir (and the colony role)
-    default = "/var/lib/coral/colony" if os.geteuid() == 0 else os.path.expanduser("~/.coral/colony")
-    return os.environ.get("CORAL_COLONY_DATA_DIR") or default
-
-
-def read_token(params):
-    """The operator token: colony_token, else the token file, else the local colony's."""
-    if params.get("colony_token"):
-        return params["colony_token"].strip()
-    path = params.get("colony_token_file") or os.path.join(_local_data_dir(), "admin.token")
-    try:
-        with open(path) as handle:
-            token = handle.read().strip()
-    except (IOError, OSError) as exc:
-        raise ValueError(
-            "no operator token: colony_token (CORAL_TOKEN) is not set and the token file %s "
-            "cannot be read (%s); set colony_token or colony_token_file" % (path, exc.strerror))
-    if not token:
-        raise ValueError("operator token file %s is empty" % path)
-    return token
+def connect_kwargs(get):
+    """coral_lib.operator.connect arguments from option values (get(name) -> value)."""
+    return dict((arg, get(option) or None) for option, arg in CONNECTION_OPTIONS)
 
 
 def targeting(params):
-    """Exactly one of service / agent / selector / all, as a coral_lib Targeting."""
-    chosen = [name for name in ("service", "agent", "selector") if params.get(name)]
-    if params.get("all"):
-        chosen.append("all")
-    if len(chosen) != 1:
-        raise ValueError(
-            "give exactly one of service, agent, selector or all=true (got %s)"
-            % (", ".join(chosen) or "none"))
-    selector = params.get("selector")
-    if selector is not None:
-        selector = dict((str(k), str(v)) for k, v in selector.items())
-    return client.Targeting(service=params.get("service") or None,
-                            agent=params.get("agent") or None,
-                            selector=selector or None, all=bool(params.get("all")))
+    """The module's targeting through coral_lib's one builder: what the colony accepts
+    (service, agent, selector, pod, node or all=true, combined to narrow). Raises
+    coral_lib.errors.CoralError (NoTargets, InvalidRequest) naming the problem."""
+    return targets.from_mapping(dict((key, params.get(key)) for key in TARGETING_SPEC))
 
 
 def connect(module):
     """A connected coral_lib client; every failure ends the module with a clear message."""
-    params = module.params
-    ca_file = params.get("colony_ca_file") or os.path.join(_local_data_dir(), "ca.crt")
     try:
-        token = read_token(params)
-        return client.connect(params["colony_address"], ca_file=ca_file, token=token)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    except client.CoralError as exc:
+        return operator_connect.connect(**connect_kwargs(module.params.get))
+    except errors.CoralError as exc:
         fail_coral(module, exc)
 
 
 def fail_coral(module, exc, **result):
-    """Turn a coral_lib error into fail_json; the error kind helps playbooks branch."""
-    module.fail_json(msg=str(exc), error_kind=type(exc).__name__, **result)
+    """Turn a coral_lib error into fail_json; error_kind (the error's kind) lets playbooks
+    branch without reading the message."""
+    extra = dict(approval_id=exc.approval_id) if isinstance(exc, errors.ApprovalPending) else {}
+    extra.update(result)
+    module.fail_json(msg=str(exc), error_kind=exc.kind, **extra)
 
 
 def target_row(target):

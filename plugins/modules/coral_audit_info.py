@@ -159,7 +159,7 @@ def main():
             tail=params["tail"])
         if params["verify"]:
             result["verification"] = verification(colony.verify_audit())
-    except coral.client.CoralError as exc:
+    except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc, **result)
     finally:
         colony.close()

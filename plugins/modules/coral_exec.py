@@ -278,10 +278,13 @@ def main():
     coral.require_coral_lib(module)
     params = module.params
     try:
-        targeting = coral.targeting(params)
         argv = command_argv(params)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    try:
+        targeting = coral.targeting(params)
+    except coral.errors.CoralError as exc:
+        coral.fail_coral(module, exc)
     if params["timeout"] <= 0:
         module.fail_json(msg="timeout must be a positive number of seconds, got %s"
                          % params["timeout"])
@@ -311,7 +314,7 @@ def main():
                               max_concurrency=params["max_concurrency"],
                               stop_on_failure_percentage=params["stop_on_failure_percentage"],
                               on_result=on_result)
-    except coral.client.CoralError as exc:
+    except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc, **result)
     finally:
         colony.close()

@@ -136,8 +136,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from coral_lib import manifests
-    from coral_lib.commands import manifests as manifests_cmd
     from coral_lib.manifests import settings as settings_mod
+    from coral_lib.operator import manifests as manifests_text
     from coral_lib.webhook import certs
 except ImportError:
     manifests = None
@@ -190,8 +190,8 @@ def tls_material(params, values, check_mode):
     folder = params["tls_dir"]
     absent = folder is None or not all(os.path.exists(os.path.join(folder, k)) for k in TLS_KEYS)
     if folder is not None and absent and check_mode:
-        return manifests_cmd.load_or_generate_tls(None, values), True
-    return manifests_cmd.load_or_generate_tls(folder, values), folder is not None and absent
+        return manifests_text.load_or_generate_tls(None, values), True
+    return manifests_text.load_or_generate_tls(folder, values), folder is not None and absent
 
 
 def write_if_changed(path, text, check_mode):
@@ -231,7 +231,7 @@ def main():
         module.fail_json(msg=f"coral_manifest mode={params['mode']}: {exc}")
     result = dict(changed=generated, objects=objects, tls_generated=generated)
     if params["dest"]:
-        text = manifests_cmd.dumps(objects, output="yaml")
+        text = manifests_text.dumps(objects, output="yaml")
         try:
             result["changed"] = write_if_changed(params["dest"], text, module.check_mode) \
                 or generated

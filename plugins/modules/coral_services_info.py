@@ -177,7 +177,7 @@ def main():
             name=params["name"], labels=labels or None, provenance=params["provenance"],
             agent=params["agent"], node=params["node"])
         agents = colony.list_agents(node=params["node"])
-    except coral.client.CoralError as exc:
+    except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc)
     finally:
         colony.close()

@@ -37,17 +37,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  pod:
-    description:
-      - Capture in this pod (with O(namespace)); may be given alone or to narrow the other
-        choices.
-    type: str
-  namespace:
-    description: Namespace of O(pod).
-    type: str
-  container:
-    description: Container whose network namespace to capture in (pods share one).
-    type: str
   filter:
     description: Capture filter in tcpdump syntax, for example C(tcp port 80).
     type: str
@@ -153,9 +142,6 @@ def argspec():
     spec = coral.connection_spec()
     spec.update(coral.targeting_spec())
     spec.update(
-        pod=dict(type="str"),
-        namespace=dict(type="str"),
-        container=dict(type="str"),
         filter=dict(type="str", default=""),
         duration=dict(type="float", default=10),
         max_packets=dict(type="int", default=1000),
@@ -168,62 +154,15 @@ def argspec():
     return spec
 
 
-def tap_targeting(params):
-    """The module's targeting; a pod alone is enough."""
-    narrow = dict(pod=params["pod"] or None, namespace=params["namespace"] or None,
-                  container=params["container"] or None)
-    if params["pod"] and not (params["service"] or params["agent"] or params["selector"]
-                              or params["all"]):
-        return coral.client.Targeting(**narrow)
-    base = coral.targeting(params)
-    return coral.client.Targeting(service=base.service, agent=base.agent,
-                                  selector=base.selector, all=base.all, **narrow)
-
-
-def capture(colony, targeting, params, tap_cmd):
-    """Run the tap; return (captures, failed count). Files are written as packets arrive."""
-    files, rows = None, {}
-    kept = set()
-    try:
-        for key, event in colony.tap(
-                targeting, filter_expr=params["filter"], duration=params["duration"],
-                max_packets=params["max_packets"], max_bytes=params["max_bytes"],
-                headers_only=params["headers_only"], approval_id=params["approval_id"],
-                wait_for_approval=params["wait_for_approval"]):
-            if key == "targets":
-                keys = [coral.client.tap_key(t) for t in event]
-                files = tap_cmd.PcapFiles(tap_cmd.output_paths(params["dest"], keys))
-                rows = dict((coral.client.tap_key(t), dict(
-                    target=coral.client.tap_key(t), agent=t.get("agent_id", ""),
-                    pod=t.get("pod", ""), path="", packets=0, bytes=0, dropped=0, reason="",
-                    error="")) for t in event)
-                continue
-            which = event.WhichOneof("event")
-            if which == "packet":
-                files.write(key, event.packet)
-            elif which == "summary":
-                s = event.summary
-                kept.add(key)
-                rows[key].update(path=files.paths[key], packets=int(s.packets),
-                                 bytes=int(s.bytes), dropped=int(s.dropped), reason=s.reason)
-            else:
-                rows[key]["error"] = event.error
-    finally:
-        if files is not None:
-            files.close(keep=kept)
-    captures = [rows[k] for k in sorted(rows)]
-    return captures, len([c for c in captures if c["error"] or not c["path"]])
-
-
 def main():
     module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True)
     coral.require_coral_lib(module)
-    from coral_lib.commands import tap as tap_cmd
+    from coral_lib.operator import capture  # the loop `coral tap` runs too
     params = module.params
     try:
-        targeting = tap_targeting(params)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+        targeting = coral.targeting(params)
+    except coral.errors.CoralError as exc:
+        coral.fail_coral(module, exc)
     if params["duration"] <= 0 or params["max_packets"] <= 0 or params["max_bytes"] <= 0:
         module.fail_json(msg="duration, max_packets and max_bytes must be positive")
     result = dict(changed=False, captures=[])
@@ -232,23 +171,25 @@ def main():
         if module.check_mode:
             keys = [coral.client.tap_key(dict(t, agent_id=t.get("agent_id") or t.get("agent")))
                     for t in colony.resolve(targeting)]
-            paths = tap_cmd.output_paths(params["dest"], keys)
+            paths = capture.output_paths(params["dest"], keys)
             result["captures"] = [dict(target=k, path=paths[k]) for k in keys]
             module.exit_json(**result)
-        captures, failed = capture(colony, targeting, params, tap_cmd)
-    except coral.client.ApprovalPending as exc:
-        module.fail_json(msg=str(exc), approval_id=exc.approval_id,
-                         error_kind="ApprovalPending", **result)
-    except coral.client.CoralError as exc:
+        events = colony.tap(
+            targeting, filter_expr=params["filter"], duration=params["duration"],
+            max_packets=params["max_packets"], max_bytes=params["max_bytes"],
+            headers_only=params["headers_only"], approval_id=params["approval_id"],
+            wait_for_approval=params["wait_for_approval"])
+        captures = [c.as_dict() for c in capture.tap_to_files(events, params["dest"])]
+    except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc, **result)
     finally:
         colony.close()
+    failed = [c for c in captures if c["error"] or not c["path"]]
     result.update(changed=any(c["path"] for c in captures), captures=captures)
     if failed:
         module.fail_json(msg="%d of %d captures failed: %s" % (
-            failed, len(captures), "; ".join("%s: %s" % (c["target"], c["error"] or "no data")
-                                             for c in captures if c["error"] or not c["path"])),
-            **result)
+            len(failed), len(captures), "; ".join(
+                "%s: %s" % (c["target"], c["error"] or "no data") for c in failed)), **result)
     module.exit_json(**result)
 
 

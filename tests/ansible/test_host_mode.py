@@ -97,9 +97,12 @@ def test_coral_exec_module_results_check_mode_failures_and_audit(ansible, deploy
         {"name": "unknown service",
          "coral.mesh.coral_exec": {"service": "apx", "command": "true"},
          "register": "unknown", "ignore_errors": True},
-        {"name": "two targetings",
+        {"name": "targetings combine to narrow, as the colony accepts them",
          "coral.mesh.coral_exec": {"service": "api", "all": True, "command": "true"},
-         "register": "ambiguous", "ignore_errors": True},
+         "register": "combined", "ignore_errors": True},
+        {"name": "no targeting",
+         "coral.mesh.coral_exec": {"namespace": "shop", "command": "true"},
+         "register": "untargeted", "ignore_errors": True},
         {"name": "command and argv",
          "coral.mesh.coral_exec": {"all": True, "command": "true", "argv": ["true"]},
          "register": "both", "ignore_errors": True},
@@ -139,7 +142,13 @@ def test_coral_exec_module_results_check_mode_failures_and_audit(ansible, deploy
 
     assert r["unknown"]["failed"] is True and r["unknown"]["error_kind"] == "NoTargets"
     assert "did you mean: api" in r["unknown"]["msg"]
-    assert "exactly one of service, agent, selector or all" in r["ambiguous"]["msg"]
+    # operator.targeting: the module accepts what the colony accepts (issue 15)
+    assert r["combined"].get("failed", False) is False, r["combined"]
+    assert [row["service"] for row in r["combined"]["results"]] == ["api"]
+    assert r["untargeted"]["failed"] is True and r["untargeted"]["error_kind"] == "NoTargets"
+    assert "no targeting given: use a service, agent, selector, pod, node or all" in \
+        r["untargeted"]["msg"]
+    assert not r["untargeted"].get("audit_ids")  # refused before anything reached the colony
     assert "mutually exclusive" in r["both"]["msg"]
     assert r["badtoken"]["error_kind"] == "Unauthenticated"
     assert "nope" not in json.dumps(r["badtoken"])  # no_log: the token never comes back

@@ -140,16 +140,13 @@ def test_coral_tap_pod_captures_in_the_pods_network_namespace(kubeapi, colony, n
     packets, summary = [], None
     try:
         with colony.client() as c:
-            for key, event in c.tap(client.Targeting(pod="web", namespace="shop"),
-                                    filter_expr=f"udp port {port}", duration=3, max_packets=5):
-                if key == "targets":
-                    continue
-                kind = event.WhichOneof("event")
-                assert kind != "error", event.error
-                if kind == "packet":
-                    packets.append(event.packet.data)
-                elif kind == "summary":
-                    summary = event.summary
+            for event in c.tap(client.Targeting(pod="web", namespace="shop"),
+                               filter_expr=f"udp port {port}", duration=3, max_packets=5):
+                assert not isinstance(event, client.TargetFailed), event.error
+                if isinstance(event, client.Packet):
+                    packets.append(event.data)
+                elif isinstance(event, client.CaptureEnded):
+                    summary = event
     finally:
         stop.set()
     assert packets and all(b"coral-tap-probe" in p for p in packets)

@@ -61,6 +61,8 @@ class NetnsAgent(coral_procs.Agent):
         self.config_path.write_text(yaml.safe_dump(body))
 
     def start(self) -> NetnsAgent:
+        if not self.cert_path.exists():  # its identity: a join token, as coral_procs.Agent
+            self.token_path.write_text(self.create_join_token() + "\n")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, *coral_procs.CORAL, "agent", "start",

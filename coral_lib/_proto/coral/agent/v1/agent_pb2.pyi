@@ -129,7 +129,7 @@ class ExecRequest(_message.Message):
     def __init__(self, argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., max_output_bytes: _Optional[int] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., stdin: _Optional[bytes] = ..., target: _Optional[_Union[ExecTarget, _Mapping]] = ..., service: _Optional[str] = ...) -> None: ...
 
 class ExecResult(_message.Message):
-    __slots__ = ("exit_code", "stdout", "stderr", "duration_seconds", "truncated", "timed_out", "error", "entered")
+    __slots__ = ("exit_code", "stdout", "stderr", "duration_seconds", "truncated", "timed_out", "error", "entered", "refused")
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class ExecResult(_message.Message):
     TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENTERED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     exit_code: int
     stdout: bytes
     stderr: bytes
@@ -146,7 +147,8 @@ class ExecResult(_message.Message):
     timed_out: bool
     error: str
     entered: EnteredTarget
-    def __init__(self, exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., duration_seconds: _Optional[float] = ..., truncated: _Optional[bool] = ..., timed_out: _Optional[bool] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
+    refused: bool
+    def __init__(self, exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., duration_seconds: _Optional[float] = ..., truncated: _Optional[bool] = ..., timed_out: _Optional[bool] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ..., refused: _Optional[bool] = ...) -> None: ...
 
 class ExecChunk(_message.Message):
     __slots__ = ("stdout", "stderr", "result")
@@ -254,16 +256,18 @@ class TapSummary(_message.Message):
     def __init__(self, packets: _Optional[int] = ..., bytes: _Optional[int] = ..., dropped: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TapEvent(_message.Message):
-    __slots__ = ("packet", "summary", "error", "entered")
+    __slots__ = ("packet", "summary", "error", "entered", "refused")
     PACKET_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENTERED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     packet: TapPacket
     summary: TapSummary
     error: str
     entered: EnteredTarget
-    def __init__(self, packet: _Optional[_Union[TapPacket, _Mapping]] = ..., summary: _Optional[_Union[TapSummary, _Mapping]] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
+    refused: bool
+    def __init__(self, packet: _Optional[_Union[TapPacket, _Mapping]] = ..., summary: _Optional[_Union[TapSummary, _Mapping]] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ..., refused: _Optional[bool] = ...) -> None: ...
 
 class TraceRequest(_message.Message):
     __slots__ = ("target", "kind", "duration_seconds", "max_events")
@@ -288,13 +292,15 @@ class TraceSummary(_message.Message):
     def __init__(self, events: _Optional[int] = ..., lost: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TraceEvent(_message.Message):
-    __slots__ = ("json", "summary", "error", "entered")
+    __slots__ = ("json", "summary", "error", "entered", "refused")
     JSON_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENTERED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     json: str
     summary: TraceSummary
     error: str
     entered: EnteredTarget
-    def __init__(self, json: _Optional[str] = ..., summary: _Optional[_Union[TraceSummary, _Mapping]] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ...) -> None: ...
+    refused: bool
+    def __init__(self, json: _Optional[str] = ..., summary: _Optional[_Union[TraceSummary, _Mapping]] = ..., error: _Optional[str] = ..., entered: _Optional[_Union[EnteredTarget, _Mapping]] = ..., refused: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,45 @@
+"""Rendering deployment manifests for a front end (`coral manifests render`, the
+coral_manifest module): objects as text, and the webhook's TLS material kept in a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+from coral_lib.manifests import settings as settings_mod
+from coral_lib.webhook import certs
+
+TLS_FILES = ("ca.crt", "tls.crt", "tls.key")
+
+
+def dumps(objects: list[dict], *, output: str) -> str:
+    if output == "json":
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump_all(objects, sort_keys=False)
+
+
+def load_or_generate_tls(folder: str | None, values: dict) -> certs.TLSMaterial:
+    """TLS material from `folder` (written there first if absent); fresh when no folder."""
+    service = values.get("webhook_name", "coral-webhook")
+    namespace = values.get("namespace", "coral-system")
+    if folder is None:
+        return certs.generate(service=service, namespace=namespace)
+    path = pathlib.Path(folder)
+    present = [(path / name).exists() for name in TLS_FILES]
+    if any(present) and not all(present):
+        raise settings_mod.ManifestError(
+            f"--tls-dir {folder}: has some of {', '.join(TLS_FILES)} but not all; "
+            "provide all three or none (to generate them)")
+    if not all(present):
+        tls = certs.generate(service=service, namespace=namespace)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, data in zip(TLS_FILES, (tls.ca_pem, tls.cert_pem, tls.key_pem), strict=True):
+            fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        return tls
+    ca, cert, key = ((path / name).read_bytes() for name in TLS_FILES)
+    return certs.TLSMaterial(ca_pem=ca, cert_pem=cert, key_pem=key)

@@ -1,0 +1,67 @@
+"""Direct unit tests of plugins/module_utils/coral.py (issue 15): argument specs and result
+shaping live there; connecting and targeting are coral_lib.operator's."""
+
+from __future__ import annotations
+
+import pytest
+
+from coral_lib import errors
+from coral_lib.operator import connect
+from tests.plugins.conftest import plugin
+
+
+@pytest.fixture(scope="module")
+def utils():
+    return plugin("module_utils.coral")
+
+
+def test_specs_are_fresh_copies_and_carry_no_default_address(utils):
+    spec = utils.connection_spec()
+    spec["colony_token"]["no_log"] = False
+    assert utils.connection_spec()["colony_token"]["no_log"] is True  # no shared mutation
+    assert "default" not in utils.connection_spec()["colony_address"]  # connect decides
+    assert set(utils.targeting_spec()) == {"service", "agent", "selector", "all", "pod",
+                                           "namespace", "container", "node"}
+
+
+def test_connect_kwargs_map_module_options_onto_operator_connect(utils, tmp_path):
+    params = {"colony_address": "colony:1", "colony_ca_file": "", "colony_token": "t",
+              "colony_token_file": None, "other": "x"}
+    kwargs = utils.connect_kwargs(params.get)
+    assert kwargs == {"address": "colony:1", "ca_file": None, "token": "t", "token_file": None}
+    settings = connect.resolve(**kwargs, environ={"CORAL_CA_FILE": "/env/ca.crt"})
+    assert (settings.address, settings.ca_file, settings.token) == ("colony:1", "/env/ca.crt",
+                                                                    "t")
+
+
+def test_module_targeting_is_the_operator_builder(utils):
+    params = dict.fromkeys(utils.targeting_spec())
+    params.update(service="api", all=True, node="node-a")
+    built = utils.targeting(params)
+    assert (built.service, built.all, built.node) == ("api", True, "node-a")
+    params.update(service=None, all=False, node=None, namespace="shop")
+    with pytest.raises(errors.NoTargets, match="no targeting given"):
+        utils.targeting(params)
+
+
+def test_result_rows_keep_the_documented_keys_and_fill_status(utils):
+    raw = {"agent": "web-1", "service": "api", "namespace": "", "pod": "", "container": "",
+           "node": "n", "rc": 0, "stdout": "hi\n", "stderr": "", "duration": 0.1,
+           "truncated": False, "timed_out": False, "error": None, "status": "",
+           "audit_id": 7, "secret_field": "dropped"}
+    row = utils.result_row(raw)
+    assert set(row) == set(utils.RESULT_KEYS) and row["status"] == "ok" and row["error"] == ""
+    bad = utils.result_row(dict(raw, rc=2))
+    timed = utils.result_row(dict(raw, agent="db-1", service="", rc=-1, timed_out=True,
+                                  status="timeout"))
+    assert bad["status"] == "failed"
+    failed = utils.failed_rows([row, bad, timed])
+    assert failed == [bad, timed]
+    assert utils.failure_message(failed, 3) == \
+        "2 of 3 targets failed: web-1/api: rc=2; db-1: timed out"
+
+
+def test_target_row_names_the_agent_whichever_key_the_colony_used(utils):
+    assert utils.target_row({"agent_id": "web-1", "pod": "p"})["agent"] == "web-1"
+    assert utils.target_row({"agent": "db-1"}) == dict(
+        agent="db-1", service="", node="", namespace="", pod="", container="")
