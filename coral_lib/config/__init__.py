@@ -80,10 +80,13 @@ separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV
 from coral_lib.config.loader import (
     AGENT_ENV,
     COLONY_ENV,
+    check_bootstrap,
     format_path,
+    join_token,
     load_agent_config,
     load_colony_config,
     load_override_file,
+    service_account_token,
 )
 from coral_lib.config.models import (
     Agent,
@@ -107,6 +110,6 @@ __all__ = [
     "AGENT_ENV", "COLONY_ENV", "Agent", "AgentConfig", "ColonyClient", "ColonyLimits",
     "ColonySettings", "ConfigError", "Discovery", "ExplicitService", "Health",
     "HostDiscovery", "KubernetesDiscovery", "OverrideRule", "OverrideSelector",
-    "ServiceFields", "default_data_dir", "format_path", "load_agent_config",
-    "load_colony_config", "load_override_file",
+    "ServiceFields", "check_bootstrap", "default_data_dir", "format_path", "join_token",
+    "load_agent_config", "load_colony_config", "load_override_file", "service_account_token",
 ]

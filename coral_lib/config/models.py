@@ -200,16 +200,6 @@ _NO_SECRET = ("the shared colony secret (colony.secret / secretFile, CORAL_COLON
               "create`) or serviceAccountTokenFile (Kubernetes)")
 
 
-def _read_token(path: str, *, key: str, source: str) -> str:
-    try:
-        text = pathlib.Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, key, f"cannot read {path}: {exc}") from None
-    if not text:
-        raise ConfigError(source, key, f"{path} is empty")
-    return text
-
-
 class AgentConfig(_Model):
     agent: Agent = pydantic.Field(default_factory=Agent)
     colony: ColonyClient = pydantic.Field(default_factory=ColonyClient)
@@ -218,33 +208,8 @@ class AgentConfig(_Model):
     services: Annotated[tuple[ExplicitService, ...], pydantic.BeforeValidator(_none_is_empty)] = ()
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
-    def join_token(self) -> str:
-        """colony.joinToken or the content of colony.joinTokenFile; '' when neither is set
-        (an agent that already holds a certificate needs none)."""
-        if self.colony.join_token.get_secret_value():
-            return self.colony.join_token.get_secret_value()
-        if not self.colony.join_token_file:
-            return ""
-        return _read_token(self.colony.join_token_file, key="colony.joinTokenFile",
-                           source=self._source)
 
-    def service_account_token(self) -> str:
-        """The projected service account token (re-read on every join: kubelet rotates it)."""
-        if not self.colony.service_account_token_file:
-            return ""
-        return _read_token(self.colony.service_account_token_file,
-                           key="colony.serviceAccountTokenFile", source=self._source)
-
-    def check_bootstrap(self) -> None:
-        """ConfigError unless a join credential is configured or readable."""
-        if self.colony.service_account_token_file:
-            self.service_account_token()
-        elif not self.join_token():
-            raise ConfigError(self._source, "colony.joinToken",
-                              "no join credential: set joinToken, joinTokenFile "
-                              "(CORAL_COLONY_JOIN_TOKEN[_FILE]) or serviceAccountTokenFile")
-
-
+# Defaults read the process environment (hostname, euid, home), never a file.
 def default_data_dir() -> str:
     """/var/lib/coral/colony for root (where the colony role puts it), else ~/.coral/colony."""
     if os.geteuid() == 0:
