@@ -2,7 +2,7 @@
 
 * `Limits`: message sizes (receive, one request's argv/stdin/env, output per stream),
   concurrent RPCs, open streams per peer, Link streams waiting for their hello and how
-  long they may wait. Configured by the colony settings key `limits` (see config.py).
+  long they may wait. Configured by the colony settings key `limits` (config/models.py).
 * `PeerGuard`: failed logins and refused pre-auth requests per peer address. The first
   failure in a window and the moment a peer is throttled are audited (two records per
   peer per window at most, every untrusted field clipped); past `login_failures` in a
