@@ -1,11 +1,12 @@
 """The one way coral_lib writes a file: atomically, with its mode set before any byte lands.
 
-Every writer goes through `write_atomic` (whole content in hand) or `atomic_open` (content
-streamed): a temp file in the same directory (so the rename never crosses a filesystem),
-created 0600 and chmod'ed to the final mode before the first write, flushed and fsync'ed,
-renamed (or linked, when an existing file must never be replaced) over the target, then
-the directory fsync'ed so the rename itself survives a crash. On any failure the temp file
-is removed and the old content stays as it was. tests/test_files.py keeps every other
+Every writer goes through `write_atomic` (whole content in hand), `atomic_open` (content
+streamed in a `with` block) or `PendingFile` (streamed, committed or discarded later): a
+temp file in the same directory (so the rename never crosses a filesystem), created 0600
+and chmod'ed to the final mode before the first write, flushed and fsync'ed, renamed (or
+linked, when an existing file must never be replaced) over the target, then the directory
+fsync'ed so the rename itself survives a crash. On any failure the temp file is removed
+and the old content stays as it was. tests/files/test_atomic_writer.py keeps every other
 writer out of the library.
 """
 
@@ -45,17 +46,40 @@ def write_atomic(path: PathLike, data: bytes | str, *, mode: int = 0o600,
 @contextlib.contextmanager
 def atomic_open(path: PathLike, *, mode: int = 0o600, text: bool = False) -> Iterator[IO]:
     """A handle whose content replaces `path` only when the `with` block ends cleanly."""
-    path = pathlib.Path(path)
-    fd, tmp = _temp(path, mode)
+    pending = PendingFile(path, mode=mode, text=text)
     try:
-        handle = os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {}))
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        _commit(tmp, path, replace=True)
+        yield pending.handle
+        pending.commit()
     finally:
-        _discard(tmp)
+        pending.discard()  # no-op after commit
+
+
+class PendingFile:
+    """A file being written for minutes (e.g. a packet capture): `handle` writes to a temp
+    file next to `path`; commit() puts it at `path`, discard() removes it."""
+
+    def __init__(self, path: PathLike, *, mode: int = 0o600, text: bool = False) -> None:
+        self.path = pathlib.Path(path)
+        fd, self._tmp = _temp(self.path, mode)
+        self.handle: IO = os.fdopen(fd, "w" if text else "wb",
+                                    **({"encoding": "utf-8"} if text else {}))
+        self._done = False
+
+    def commit(self) -> None:
+        if self._done:
+            return
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            _commit(self._tmp, self.path, replace=True)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self._done = True
+        self.handle.close()
+        _discard(self._tmp)
 
 
 def _temp(path: pathlib.Path, mode: int) -> tuple[int, pathlib.Path]:

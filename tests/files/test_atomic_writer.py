@@ -132,8 +132,9 @@ ALLOWED = {
         "os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))"},
     "coral_lib/colony/enrollment.py": {
         "os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # never world-readable"},
-    # pcap captures stream packets for minutes to <path>.part, renamed when the capture
-    # ends and kept partial on purpose when it is interrupted
+    # pcap captures stream packets to <path>.part, renamed when the capture ends; moving
+    # with the capture loop to coral_lib/operator/capture.py, which should use
+    # files.PendingFile (then this entry goes)
     "coral_lib/commands/tap.py": {
         'self.handles = {key: open(f"{path}.part", "wb") for key, path in paths.items()}',
         'os.replace(f"{self.paths[key]}.part", self.paths[key])',
@@ -173,3 +174,18 @@ def test_the_bypass_check_can_fail():
     for line in ('with open(path) as handle:', 'with open(ca_file, "rb") as handle:',
                  'fd = os.open(path, os.O_RDONLY)'):
         assert not WRITER.search(line), line
+
+
+def test_pending_file_commits_or_discards_a_long_write(tmp_path, wide_umask):
+    """For captures written for minutes: the file appears whole on commit, never before."""
+    kept, dropped = tmp_path / "web.pcap", tmp_path / "db.pcap"
+    one = files.PendingFile(kept, mode=0o644)
+    two = files.PendingFile(dropped, mode=0o644)
+    for pending in (one, two):
+        pending.handle.write(b"header")
+    assert not kept.exists() and not dropped.exists()
+    one.commit()
+    two.discard()
+    one.commit()  # a second commit is a no-op
+    assert kept.read_bytes() == b"header" and _mode(kept) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["web.pcap"]
