@@ -62,3 +62,11 @@ def test_config_package_keeps_the_old_import_working():
     assert config.AgentConfig is models.AgentConfig
     assert config.load_agent_config is loader.load_agent_config
     assert config.ConfigError is models.ConfigError
+
+
+def test_one_shared_colony_fixture():
+    """"Tests: one root `tests/conftest.py` with the shared colony fixture (defined
+    identically in four conftests today)." Directories override `colony_args` instead."""
+    defined = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("conftest.py")
+                     if "\ndef colony(" in p.read_text())
+    assert defined == ["tests/conftest.py"]
