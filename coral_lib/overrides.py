@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from coral_lib import durations, service
 
 if typing.TYPE_CHECKING:  # models only: this module stays free of the config loader's I/O
-    from coral_lib import config
+    from coral_lib.config import models as config
 
 ANNOTATION = "annotation"
 EXPLICIT = "explicit"

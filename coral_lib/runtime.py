@@ -14,7 +14,7 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 
-from coral_lib.ops import capabilities
+from coral_lib import capabilities
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import typing
 from collections.abc import Iterable, Mapping
 
 if typing.TYPE_CHECKING:  # models only: this module stays free of the config loader's I/O
-    from coral_lib import config
+    from coral_lib.config import models as config
 
 DISCOVER_ANNOTATION = "coral.io/discover"
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})

@@ -14,7 +14,6 @@ import base64
 import dataclasses
 import hashlib
 import logging
-import os
 import pathlib
 import secrets
 import threading
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from coral_lib import identity
+from coral_lib import files, identity
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -116,13 +115,7 @@ class Holder:
 
 
 def _write(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    files.write_atomic(path, data, mode=0o600)
 
 
 def new_key_and_csr(name: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:

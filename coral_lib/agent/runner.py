@@ -88,8 +88,9 @@ class Agent:
         chan = credentials.channel(self.cfg.colony.address, ca_pem=ca_pem, holder=holder)
         stub = mesh_pb2_grpc.MeshStub(chan)
         enroller = credentials.Enroller(
-            stub, holder, name=self.cfg.agent.id, join_token=self.cfg.join_token,
-            service_account_token=self.cfg.service_account_token)
+            stub, holder, name=self.cfg.agent.id,
+            join_token=lambda: config_mod.join_token(self.cfg),
+            service_account_token=lambda: config_mod.service_account_token(self.cfg))
         local = local_server.serve(self.handlers, self.socket_path) if self.socket_path else None
         threads: list[threading.Thread] = []
         try:

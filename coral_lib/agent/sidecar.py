@@ -59,7 +59,10 @@ class SidecarScope:
                 f"refused: this sidecar agent serves pod {self.pod.namespace}/{self.pod.name} "
                 f"only, not {where}")
         name = target.container_name or self.pod.default_container
-        return procfs.select_container(self.containers(), name, by_id=False)
+        try:
+            return procfs.select_container(self.containers(), name, by_id=False)
+        except procfs.ContainerNotFound as exc:  # reported like any other refusal
+            raise base.OperationError(str(exc)) from exc
 
     def resolve(self, request: base.ExecRequest) -> tuple[base.ExecBackend, base.ExecRequest]:
         found = self.target_container(request.target)

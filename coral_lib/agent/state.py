@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 from google.protobuf import json_format
 
+from coral_lib import files
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
 
@@ -31,9 +31,4 @@ def save(path: pathlib.Path, services: list[mesh_pb2.ServiceInfo]) -> None:
     """Atomic: write a temp file, fsync, rename over the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [json_format.MessageToDict(s, preserving_proto_field_name=True) for s in services]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(rows, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    files.write_atomic(path, json.dumps(rows, sort_keys=True), mode=0o600)

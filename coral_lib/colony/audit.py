@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Protocol
 
-from coral_lib import errors
+from coral_lib import errors, files
 from coral_lib.colony import secrets, storage
 
 log = logging.getLogger(__name__)
@@ -142,18 +142,9 @@ def load_key(path: str | os.PathLike, *, create: bool = True) -> bytes:
     """The audit HMAC key from `path` (64 hex characters); created 0600 when missing."""
     path = pathlib.Path(path)
     if not path.exists() and create:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(pysecrets.token_hex(KEY_BYTES) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)  # never replaces a key another process made meanwhile
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        # replace=False: never replaces a key another process made meanwhile
+        files.write_atomic(path, pysecrets.token_hex(KEY_BYTES) + "\n", mode=0o600,
+                           replace=False)
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)  # a key copied in with a looser mode
     text = path.read_text().strip()

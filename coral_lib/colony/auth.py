@@ -12,6 +12,7 @@ import pathlib
 
 import grpc
 
+from coral_lib import files
 from coral_lib.colony import guard as guard_mod
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,8 @@ def hashed_entries(entries: list[dict]) -> list[dict]:
 
 def save_tokens(path: str | os.PathLike, entries: list[dict]) -> None:
     """Write tokens.json (hashes only) atomically, 0600."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"tokens": hashed_entries(entries)}, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    files.write_atomic(path, json.dumps({"tokens": hashed_entries(entries)}, indent=2),
+                       mode=0o600)
 
 
 def _load_tokens(path: pathlib.Path) -> list[tuple[str, Identity]]:

@@ -44,6 +44,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from coral_lib import files
+
 log = logging.getLogger(__name__)
 
 TYPE = "coral-audit-checkpoint"
@@ -109,19 +111,8 @@ def load_public_key(path: str | os.PathLike) -> ed25519.Ed25519PublicKey:
 
 
 def _write_new(path: pathlib.Path, data: bytes, mode: int) -> None:
-    """Write a file that must not exist yet, atomically (tmp + link, never replaces)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    """Write a file that must not exist yet, atomically (never replaces)."""
+    files.write_atomic(path, data, mode=mode, replace=False)
 
 
 # -- writing ------------------------------------------------------------------------------

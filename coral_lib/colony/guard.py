@@ -2,7 +2,7 @@
 
 * `Limits`: message sizes (receive, one request's argv/stdin/env, output per stream),
   concurrent RPCs, open streams per peer, failed logins per peer. Configured by the
-  colony settings key `limits` (see config.py). Agent calls are verified before their
+  colony settings key `limits` (config/models.py). Agent calls are verified before their
   stream is read (colony/agentauth.py), so a stream that never authenticates holds no
   handler.
 * `PeerGuard`: failed logins and refused pre-auth requests per peer address. The first

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
 from typing import IO
 
-from coral_lib import client
+from coral_lib import client, files
 from coral_lib.commands import common
 
 
@@ -35,16 +34,9 @@ def print_pending(info: client.ApprovalPending) -> None:
 
 
 def write_atomic(path: str, write: Callable[[IO[str]], int]) -> int:
-    """Write through a temp file next to `path` and rename: never a half-written file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            count = write(handle)
-        os.replace(tmp, path)
-        return count
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write through coral_lib.files (temp, fsync, rename, 0600): never a half-written file."""
+    with files.atomic_open(path, mode=0o600, text=True) as handle:
+        return write(handle)
 
 
 def decide_command(args: argparse.Namespace) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import pathlib
 import sys
 
 from coral_lib import yamlfile
@@ -64,14 +62,7 @@ def certs_command(args: argparse.Namespace) -> int:
         tls = certs.generate(service=args.service, namespace=args.namespace, ips=args.ip)
     except ValueError as exc:
         return _fail(f"--ip: {exc}")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in (("ca.crt", tls.ca_pem), ("tls.crt", tls.cert_pem), ("tls.key", tls.key_pem)):
-        path = out / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-    print(out)
+    print(certs.write_files(args.out, tls))
     return 0
 
 

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from coral_lib import files
+
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REREAD_SECONDS = 60.0  # bound service account tokens rotate; kubelet rewrites the file
 
@@ -165,8 +167,8 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
         # load_cert_chain only reads files: a private temp dir, removed at once.
         with tempfile.TemporaryDirectory(prefix="coral-kube-") as tmp:
             cert, key = pathlib.Path(tmp) / "tls.crt", pathlib.Path(tmp) / "tls.key"
-            cert.write_bytes(creds.cert_pem)
-            key.write_bytes(creds.key_pem)
+            files.write_atomic(cert, creds.cert_pem, mode=0o600)
+            files.write_atomic(key, creds.key_pem, mode=0o600)
             try:
                 ctx.load_cert_chain(str(cert), str(key))
             except ssl.SSLError as exc:

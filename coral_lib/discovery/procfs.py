@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from coral_lib import runtime, service
-from coral_lib.ops import base
 
 SERVICE_NAME_VARS = ("OTEL_SERVICE_NAME", "SERVICE_NAME")
 CONTAINER_NAME_VAR = "CORAL_CONTAINER_NAME"  # set per app container by the webhook
@@ -36,9 +35,9 @@ class Container:
         return self.pids[0]
 
 
-class ContainerNotFound(base.OperationError, LookupError):
+class ContainerNotFound(LookupError):
     """The requested container is not one of the pod's app containers (message fit to show).
-    An OperationError so the agent's exec/shell handlers report it like any other refusal."""
+    Callers in ops/agent turn it into an OperationError: discovery sits below ops."""
 
 
 @dataclasses.dataclass

@@ -16,18 +16,15 @@ class ManifestError(ValueError):
 _CHOICES = {
     "failure_policy": ("Ignore", "Fail"),
     "cert_mode": ("secret", "cert-manager"),
-    "image_pull_policy": ("Always", "IfNotPresent", "Never"),
 }
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 @dataclasses.dataclass(frozen=True)
-class ManifestSettings:
-    namespace: str = "coral-system"
-    image: str = "coral/agent:0.1.0"
-    agent_version: str = "0.1.0"
-    image_pull_policy: str = "IfNotPresent"
-    colony_config_map: str = "coral-colony"  # address, colony-id, ca.crt (no secret)
+class ManifestSettings(inject_settings.InjectSettings):
+    """The injector's settings (inherited: declared once, in webhook/settings.py) plus what
+    the DaemonSet, webhook and sidecar-template manifests need."""
+
     colony_service_account: str = "coral-colony"  # the colony's identity for TokenReview
     # daemonset
     observe_only: bool = False
@@ -39,14 +36,6 @@ class ManifestSettings:
     timeout_seconds: int = 5
     cert_mode: str = "secret"
     tls: certs.TLSMaterial | None = None
-    # injected sidecar (also used by the webhook's settings file)
-    kubernetes_version: str = "1.30"
-    allow_host_network: bool = False
-    enable_bpf: bool = False
-    cpu_request: str = "50m"
-    memory_request: str = "64Mi"
-    cpu_limit: str = "500m"
-    memory_limit: str = "256Mi"
     # sidecar template
     app_name: str = "app"
     app_image: str = "registry.example.com/team/app:latest"
@@ -67,7 +56,7 @@ class ManifestSettings:
             raise ManifestError("setting timeout_seconds must be between 1 and 30 "
                                 "(the API server's limit)")
         try:
-            self.inject_settings()
+            super().__post_init__()
         except inject_settings.SettingsError as exc:
             raise ManifestError(str(exc)) from None
 

@@ -4,13 +4,12 @@ coral_manifest module): objects as text, and the webhook's TLS material kept in 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 from coral_lib.manifests import settings as settings_mod
 from coral_lib.webhook import certs
 
-TLS_FILES = ("ca.crt", "tls.crt", "tls.key")
+TLS_FILES = certs.TLS_FILES
 
 
 def dumps(objects: list[dict], *, output: str) -> str:
@@ -35,11 +34,7 @@ def load_or_generate_tls(folder: str | None, values: dict) -> certs.TLSMaterial:
             "provide all three or none (to generate them)")
     if not all(present):
         tls = certs.generate(service=service, namespace=namespace)
-        path.mkdir(parents=True, exist_ok=True)
-        for name, data in zip(TLS_FILES, (tls.ca_pem, tls.cert_pem, tls.key_pem), strict=True):
-            fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+        certs.write_files(path, tls)  # atomic, 0600
         return tls
     ca, cert, key = ((path / name).read_bytes() for name in TLS_FILES)
     return certs.TLSMaterial(ca_pem=ca, cert_pem=cert, key_pem=key)

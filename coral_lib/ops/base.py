@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.resources
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -78,3 +80,10 @@ def effective_argv(request: ExecRequest) -> list[str]:
     if request.shell:
         return ["/bin/sh", "-c", " ".join(request.argv)]
     return list(request.argv)
+
+
+@functools.cache
+def program_text(name: str) -> str:
+    """A program kept as package data in coral_lib/ops/programs/ (BPF C, helper scripts):
+    real files that linters and editors see, shipped in the wheel (pyproject package-data)."""
+    return importlib.resources.files("coral_lib.ops").joinpath("programs", name).read_text()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 
-from coral_lib import runtime
+from coral_lib import capabilities, runtime
 from coral_lib.discovery import procfs
-from coral_lib.ops import base, capabilities, capture
+from coral_lib.ops import base, capture
 
 NAMESPACES = ("--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup")
 # setns into a mount ns needs SYS_ADMIN + SYS_CHROOT; reading another process's ns links

@@ -44,21 +44,6 @@ MAX_DURATION = 24 * 3600.0
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata; tp_len is the wire length
 _TIMESPEC = struct.Struct("=qq")
 
-# Runs in a fresh single-threaded interpreter: join the netns, create the socket, pass it.
-_CHILD = r"""
-import ctypes, os, socket, sys
-ns_fd, chan = int(sys.argv[1]), socket.socket(fileno=int(sys.argv[2]))
-try:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(ns_fd, 0x40000000) != 0:
-        raise OSError(ctypes.get_errno(), "setns: " + os.strerror(ctypes.get_errno()))
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    socket.send_fds(chan, [b"OK"], [sock.fileno()])
-except OSError as exc:
-    chan.send(b"ERR " + str(exc).encode())
-"""
-
-
 @dataclasses.dataclass(frozen=True)
 class CaptureSummary:
     packets: int
@@ -150,7 +135,8 @@ def _socket_from_child(ns_fd: int, *, netns: str) -> socket.socket:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours, theirs:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _CHILD, str(ns_fd), str(theirs.fileno())],
+            [sys.executable, "-I", "-S", "-c", base.program_text("tap_child.py"), str(ns_fd),
+             str(theirs.fileno())],
             pass_fds=(ns_fd, theirs.fileno()), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )

@@ -30,113 +30,7 @@ KINDS = {"exec": "sched/sched_process_exec", "connect": "syscalls/sys_enter_conn
 LOAD_TIMEOUT = 120.0  # compiling the program with clang takes seconds on a busy machine
 MAX_DURATION = 24 * 3600.0
 
-_BPF_TEXT = r"""
-struct event_t {
-    u64 cgroup_id;
-    u32 pid, tid, ns_pid, uid;
-    u16 family, port;
-    u8 addr[16];
-    char comm[16];
-    char filename[256];
-};
-BPF_PERF_OUTPUT(events);
-BPF_PERCPU_ARRAY(scratch, struct event_t, 1);
-
-static __always_inline struct event_t *scoped_event(void) {
-    int zero = 0;
-    struct event_t *ev = scratch.lookup(&zero);
-    if (!ev)
-        return 0;
-    __builtin_memset(ev, 0, sizeof(*ev));
-#if CGROUP_LEVEL >= 0
-    if (bpf_get_current_ancestor_cgroup_id(CGROUP_LEVEL) != CGROUP_ID)
-        return 0;
-#endif
-#if PIDNS_INO
-    struct bpf_pidns_info ns = {};
-    if (bpf_get_ns_current_pid_tgid(PIDNS_DEV, PIDNS_INO, &ns, sizeof(ns)))
-        return 0;
-    ev->ns_pid = ns.tgid;
-#endif
-    u64 id = bpf_get_current_pid_tgid();
-    ev->pid = id >> 32;
-    ev->tid = (u32)id;
-    ev->uid = (u32)bpf_get_current_uid_gid();
-    ev->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-    return ev;
-}
-
-#if KIND_EXEC
-TRACEPOINT_PROBE(sched, sched_process_exec) {
-    struct event_t *ev = scoped_event();
-    if (!ev)
-        return 0;
-    u16 off = args->data_loc_filename & 0xFFFF;  /* __data_loc: offset in the low half */
-    bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), (char *)args + off);
-    events.perf_submit(args, ev, sizeof(*ev));
-    return 0;
-}
-#else
-TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
-    struct event_t *ev = scoped_event();
-    if (!ev)
-        return 0;
-    u8 sa[28] = {};  /* sockaddr_in (16) or sockaddr_in6 (28), read as bytes */
-    if (bpf_probe_read_user(sa, 16, (void *)args->uservaddr))
-        return 0;
-    ev->family = sa[0] | (sa[1] << 8);
-    ev->port = (sa[2] << 8) | sa[3];
-    if (ev->family == 2) {
-        __builtin_memcpy(ev->addr, sa + 4, 4);
-    } else if (ev->family == 10 && args->addrlen >= 24) {
-        if (bpf_probe_read_user(sa, 24, (void *)args->uservaddr))
-            return 0;
-        __builtin_memcpy(ev->addr, sa + 8, 16);
-    } else {
-        return 0;  /* unix and other families: not network connections */
-    }
-    events.perf_submit(args, ev, sizeof(*ev));
-    return 0;
-}
-#endif
-"""
-
-# Runs under /usr/bin/python3 (has bcc). argv[1] is a JSON config.
-_TRACER = r"""
-import ipaddress, json, signal, sys, time
-cfg = json.loads(sys.argv[1])
-from bcc import BPF
-b = BPF(text=cfg["text"], cflags=cfg["cflags"])
-lost = [0]
-stopping = []
-signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-def on_event(cpu, data, size):
-    ev = b["events"].event(data)
-    out = {"type": cfg["kind"], "ts": time.time(), "pid": ev.pid, "tid": ev.tid,
-           "uid": ev.uid, "cgroup_id": ev.cgroup_id,
-           "comm": bytes(ev.comm).split(b"\0")[0].decode(errors="replace")}
-    if cfg["pidns"]:
-        out["ns_pid"] = ev.ns_pid
-    if cfg["kind"] == "exec":
-        out["filename"] = bytes(ev.filename).split(b"\0")[0].decode(errors="replace")
-    else:
-        raw = bytes(ev.addr)
-        addr = ipaddress.ip_address(raw[:4] if ev.family == 2 else raw)
-        out.update(family="inet" if ev.family == 2 else "inet6", addr=str(addr), port=ev.port)
-    emit(out)
-def on_lost(count):
-    lost[0] += count
-b["events"].open_perf_buffer(on_event, page_cnt=64, lost_cb=on_lost)
-emit({"type": "ready"})
-deadline = time.monotonic() + cfg["duration"]
-while not stopping and time.monotonic() < deadline:
-    b.perf_buffer_poll(timeout=100)
-emit({"type": "end", "lost": lost[0], "reason": "stopped" if stopping else "duration"})
-"""
+# The BPF C program and the tracer script are package data: coral_lib/ops/programs/.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,10 +122,11 @@ def run(
     ok, reason = available()
     if not ok:
         raise base.OperationError(reason)
-    config = {"text": _BPF_TEXT, "cflags": cflags, "kind": kind, "duration": duration,
-              "pidns": pidns_inode is not None}
+    config = {"text": base.program_text("trace.bpf.c"), "cflags": cflags, "kind": kind,
+              "duration": duration, "pidns": pidns_inode is not None}
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen([SYSTEM_PYTHON, "-c", _TRACER, json.dumps(config)],
+        tracer = base.program_text("tracer.py")
+        proc = subprocess.Popen([SYSTEM_PYTHON, "-c", tracer, json.dumps(config)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=errfile, start_new_session=True)
         procgroup.watch(proc.pid)  # the tracer dies with the agent

@@ -10,6 +10,8 @@ import base64
 import dataclasses
 import datetime
 import ipaddress
+import os
+import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from coral_lib import files
+
 INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
+TLS_FILES = ("ca.crt", "tls.crt", "tls.key")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +31,18 @@ class TLSMaterial:
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
+
+
+def write_files(folder: str | os.PathLike, tls: TLSMaterial) -> pathlib.Path:
+    """Write ca.crt, tls.crt, tls.key into `folder` (made if absent), each atomically 0600.
+
+    An interrupted run leaves each file either old or new, never truncated.
+    """
+    out = pathlib.Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in zip(TLS_FILES, (tls.ca_pem, tls.cert_pem, tls.key_pem), strict=True):
+        files.write_atomic(out / name, data, mode=0o600)
+    return out
 
 
 def dns_names(service: str, namespace: str) -> list[str]:

@@ -8,6 +8,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import coral_lib
+
+# The one home of the agent image default (the Ansible roles' defaults are checked against
+# it by tests/manifests/test_settings_source.py).
+IMAGE_REPOSITORY = "coral/agent"
+DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{coral_lib.__version__}"
+
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 
@@ -25,7 +32,8 @@ class SettingsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class InjectSettings:
-    """What the injector adds to a pod. Every field has a working default.
+    """What the injector adds to a pod. Every field has a working default. The one
+    declaration of these fields: manifests.settings.ManifestSettings extends this class.
 
     `namespace` is where Coral itself runs (its pods are never injected);
     `kubernetes_version` is the cluster's "major.minor": below 1.29 the agent becomes a
@@ -34,8 +42,8 @@ class InjectSettings:
     """
 
     namespace: str = "coral-system"
-    image: str = "coral/agent:0.1.0"
-    agent_version: str = "0.1.0"
+    image: str = DEFAULT_IMAGE
+    agent_version: str = coral_lib.__version__
     image_pull_policy: str = "IfNotPresent"
     colony_config_map: str = "coral-colony"  # address, colony-id, ca.crt: nothing secret
     allow_host_network: bool = False
@@ -47,7 +55,7 @@ class InjectSettings:
     memory_limit: str = "256Mi"
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
+        for field in dataclasses.fields(InjectSettings):  # a subclass checks its own
             value = getattr(self, field.name)
             expected = bool if field.type in ("bool", bool) else str
             if not isinstance(value, expected) or (expected is str and not value.strip()):

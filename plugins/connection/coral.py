@@ -128,11 +128,11 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 try:
-    from coral_lib import errors
+    from coral_lib import errors, files
     from coral_lib.operator import connect as operator_connect
     from coral_lib.operator import targeting as targets
 except ImportError:
-    errors = operator_connect = targets = None
+    errors = files = operator_connect = targets = None
 
 display = Display()
 
@@ -251,7 +251,9 @@ class Connection(ConnectionBase):
         super(Connection, self).fetch_file(in_path, out_path)
         display.vvv("CORAL FETCH %s TO %s" % (in_path, out_path))
         size = chunk_size(self.get_option("chunk_size"))
-        with open(to_bytes(out_path, errors="surrogate_or_strict"), "wb") as handle:
+        # 0644 as a plain local copy would be; never a half-fetched file on failure
+        with files.atomic_open(os.fsdecode(to_bytes(out_path, errors="surrogate_or_strict")),
+                               mode=0o644) as handle:
             index = 0
             while True:
                 rc, out, err = self._run(["/bin/sh", "-c", FETCH, "coral-fetch", in_path,

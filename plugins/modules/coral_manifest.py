@@ -130,12 +130,11 @@ tls_generated:
 
 import base64
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    from coral_lib import manifests
+    from coral_lib import files, manifests
     from coral_lib.manifests import settings as settings_mod
     from coral_lib.operator import manifests as manifests_text
     from coral_lib.webhook import certs
@@ -204,17 +203,7 @@ def write_if_changed(path, text, check_mode):
         pass
     if check_mode:
         return True
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".coral_manifest.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)  # never a half-written manifest
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_atomic(path, text, mode=0o600)  # never a half-written manifest
     return True
 
 

@@ -59,16 +59,16 @@ def test_join_token_from_file(tmp_path, write_config):
     token = tmp_path / "token"
     token.write_text("from-file\n")
     path = write_config(f"colony:\n  joinTokenFile: {token}\n")
-    assert config.load_agent_config(path, environ={}).join_token() == "from-file"
+    assert config.join_token(config.load_agent_config(path, environ={})) == "from-file"
 
 
 def test_join_credential_missing_is_a_clear_error(write_config):
     path = write_config("agent:\n  id: a\n")
     cfg = config.load_agent_config(path, environ={})
-    assert cfg.join_token() == ""  # an agent holding a certificate needs none
+    assert config.join_token(cfg) == ""  # an agent holding a certificate needs none
     with pytest.raises(config.ConfigError, match=f"{path}: key colony.joinToken: no join "
                        "credential: set joinToken, joinTokenFile"):
-        cfg.check_bootstrap()
+        config.check_bootstrap(cfg)
 
 
 def test_join_token_file_unreadable_names_the_file(tmp_path, write_config):
@@ -76,7 +76,7 @@ def test_join_token_file_unreadable_names_the_file(tmp_path, write_config):
     cfg = config.load_agent_config(path, environ={})
     with pytest.raises(config.ConfigError, match=f"key colony.joinTokenFile: cannot read "
                        f"{tmp_path / 'absent'}"):
-        cfg.join_token()
+        config.join_token(cfg)
 
 
 def test_service_account_token_file_empty_is_an_error(tmp_path):
@@ -84,7 +84,7 @@ def test_service_account_token_file_empty_is_an_error(tmp_path):
     cfg = config.load_agent_config(
         None, environ={"CORAL_SERVICE_ACCOUNT_TOKEN_FILE": str(tmp_path / "s")})
     with pytest.raises(config.ConfigError, match="key colony.serviceAccountTokenFile: .* is empty"):
-        cfg.service_account_token()
+        config.service_account_token(cfg)
 
 
 def test_colony_settings_reject_the_shared_secret(write_config):

@@ -12,7 +12,7 @@ AGENT_CASES = [
     ("CORAL_AGENT_HEALTH_MODE", "active", lambda c: c.agent.mode, "active"),
     ("CORAL_COLONY_ADDRESS", "10.0.0.1:7000", lambda c: c.colony.address, "10.0.0.1:7000"),
     ("CORAL_COLONY_ID", "prod", lambda c: c.colony.id, "prod"),
-    ("CORAL_COLONY_JOIN_TOKEN", "t0ken", lambda c: c.join_token(), "t0ken"),
+    ("CORAL_COLONY_JOIN_TOKEN", "t0ken", config.join_token, "t0ken"),
     ("CORAL_COLONY_JOIN_TOKEN_FILE", "/x/tok", lambda c: c.colony.join_token_file, "/x/tok"),
     ("CORAL_SERVICE_ACCOUNT_TOKEN_FILE", "/var/run/coral/token",
      lambda c: c.colony.service_account_token_file, "/var/run/coral/token"),

@@ -48,13 +48,10 @@ def kubeapi(tmp_path):
 
 
 @pytest.fixture
-def colony(tmp_path, kubeapi):
-    """A colony that checks the node agents' service account tokens on the fixture."""
+def colony_args(tmp_path, kubeapi):
+    """The root `colony` checks the node agents' service account tokens on the fixture."""
     kubeconfig = kube_identity.colony_kubeconfig(kubeapi, tmp_path / "colony-kubeconfig")
-    colony = coral_procs.Colony(tmp_path / "colony",
-                                args=("--token-review-kubeconfig", kubeconfig)).start()
-    yield colony
-    colony.stop()
+    return ("--token-review-kubeconfig", kubeconfig)
 
 
 class NodeAgentProc:

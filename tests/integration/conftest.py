@@ -1,17 +1,10 @@
-"""Fixtures: a real colony process and real agent processes on loopback TLS."""
+"""Fixtures: real agent processes on loopback TLS (`colony` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.support import coral_procs
-
-
-@pytest.fixture
-def colony(tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
-    yield colony
-    colony.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Fixtures for the resilience suite (`make resilience`): real colony, agents, API server
 fixture and small real mounts (tmpfs, read-only bind) for the data-directory failures.
 
-The colony / kubeapi / node_agents fixtures are the DaemonSet suite's, reused as they are.
+The kubeapi / node_agents fixtures and colony_args (TokenReview on the API server fixture,
+for the root `colony`) are the DaemonSet suite's, reused as they are.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemonset.conftest import colony, kubeapi, node_agents  # noqa: F401 - fixtures
+from tests.daemonset.conftest import colony_args, kubeapi, node_agents  # noqa: F401 - fixtures
 from tests.support import coral_procs
 
 

@@ -12,8 +12,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from coral_lib import runtime
-from coral_lib.ops import capabilities
+from coral_lib import capabilities, runtime
 from tests.runtime import conftest, make_fixtures
 
 CID = "0123456789abcdef" * 4

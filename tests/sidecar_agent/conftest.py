@@ -76,12 +76,10 @@ def kubeapi(tmp_path):
 
 
 @pytest.fixture
-def colony(tmp_path, kubeapi):
+def colony_args(tmp_path, kubeapi):
+    """The root `colony` checks the sidecar's pod-bound token on the fixture."""
     kubeconfig = kube_identity.colony_kubeconfig(kubeapi, tmp_path / "colony-kubeconfig")
-    colony = coral_procs.Colony(tmp_path / "colony",
-                                args=("--token-review-kubeconfig", kubeconfig)).start()
-    yield colony
-    colony.stop()
+    return ("--token-review-kubeconfig", kubeconfig)
 
 
 @pytest.fixture

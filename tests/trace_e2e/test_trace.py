@@ -26,8 +26,7 @@ def _keep_running(argv, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def test_trace_exec_through_cli_streams_json_lines(bcc_works, probe, tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
+def test_trace_exec_through_cli_streams_json_lines(bcc_works, probe, tmp_path, colony):
     agent = coral_procs.Agent(tmp_path / "agents", colony, agent_id="tracer-1").start()
     stop = threading.Event()
     try:
@@ -49,7 +48,6 @@ def test_trace_exec_through_cli_streams_json_lines(bcc_works, probe, tmp_path):
     finally:
         stop.set()
         agent.stop()
-        colony.stop()
 
 
 def test_trace_handler_scopes_to_the_target_pid_namespace(bcc_works, probe):
