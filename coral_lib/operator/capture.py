@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO
 
-from coral_lib import client
+from coral_lib import client, files
 from coral_lib.ops import pcap
 
 
@@ -61,33 +61,32 @@ def output_paths(output: str, keys: list[str]) -> dict[str, str]:
 
 
 class PcapFiles:
-    """One pcap file per target, written under a temporary name and renamed when done."""
+    """One pcap file per target (0644, like tcpdump's), written under a temporary name
+    (coral_lib.files.PendingFile) and put in place when done."""
 
     def __init__(self, paths: dict[str, str]) -> None:
         self.paths = paths
-        self.handles: dict[str, IO[bytes]] = {}
+        self.pending: dict[str, files.PendingFile] = {}
         try:
             for key, path in paths.items():
-                self.handles[key] = open(f"{path}.part", "wb")  # noqa: SIM115 (closed in close)
-                pcap.write_header(self.handles[key], snaplen=pcap.DEFAULT_SNAPLEN)
+                self.pending[key] = files.PendingFile(path, mode=0o644)
+                pcap.write_header(self.pending[key].handle, snaplen=pcap.DEFAULT_SNAPLEN)
         except OSError:
             self.close(keep=set())
             raise
 
     def write(self, key: str, packet: client.Packet) -> None:
-        pcap.write_packet(self.handles[key], ts=packet.ts, data=packet.data,
+        pcap.write_packet(self.pending[key].handle, ts=packet.ts, data=packet.data,
                           orig_len=packet.orig_len)
 
     def close(self, *, keep: set[str]) -> None:
-        """Rename the finished captures into place; drop the ones that failed."""
-        for key, handle in self.handles.items():
-            handle.close()
-            part = f"{self.paths[key]}.part"
+        """Put the finished captures in place; drop the ones that failed."""
+        for key, pending in self.pending.items():
             if key in keep:
-                os.replace(part, self.paths[key])
-            elif os.path.exists(part):
-                os.unlink(part)
-        self.handles = {}
+                pending.commit()
+            else:
+                pending.discard()
+        self.pending = {}
 
 
 def tap_to_files(events: Iterable[client.TapEvent], output: str, *,

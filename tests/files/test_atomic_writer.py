@@ -130,15 +130,6 @@ ALLOWED = {
     # create empty, 0600, before SQLite opens the file (SQLite then owns its writes)
     "coral_lib/colony/storage.py": {
         "os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))"},
-    "coral_lib/colony/enrollment.py": {
-        "os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # never world-readable"},
-    # pcap captures stream packets to <path>.part, renamed when the capture ends; moving
-    # with the capture loop to coral_lib/operator/capture.py, which should use
-    # files.PendingFile (then this entry goes)
-    "coral_lib/commands/tap.py": {
-        'self.handles = {key: open(f"{path}.part", "wb") for key, path in paths.items()}',
-        'os.replace(f"{self.paths[key]}.part", self.paths[key])',
-    },
 }
 
 
