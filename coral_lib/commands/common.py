@@ -7,15 +7,29 @@ import json
 import os
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
-from coral_lib import client, config, validate
+from coral_lib import validate
+
+if TYPE_CHECKING:
+    from coral_lib import client
+
+# The client (gRPC) loads when a command connects, so the agent verbs, which use fail()
+# and print_json() only, do without its ~0.7 MB. config (pydantic, ~0.2 s to import)
+# loads only when the local colony's data directory is needed: a connection given by
+# flags or CORAL_* variables does without it.
 
 DEFAULT_ADDRESS = "127.0.0.1:9443"
 
 
 def default_data_dir() -> pathlib.Path:
     """The local colony's data directory: CORAL_COLONY_DATA_DIR, else the colony's default."""
-    return pathlib.Path(os.environ.get("CORAL_COLONY_DATA_DIR") or config.default_data_dir())
+    from_env = os.environ.get("CORAL_COLONY_DATA_DIR")
+    if from_env:
+        return pathlib.Path(from_env)
+    from coral_lib import config
+
+    return pathlib.Path(config.default_data_dir())
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +46,12 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 def connect(args: argparse.Namespace) -> client.Client:
     """Connect with the given options; fall back to the local colony's data directory."""
-    local = default_data_dir()
-    ca = args.ca or str(local / "ca.crt")
+    from coral_lib import client
+
+    ca = args.ca or str(default_data_dir() / "ca.crt")
     token = args.token
     if not token:
-        token_file = args.token_file or str(local / "admin.token")
+        token_file = args.token_file or str(default_data_dir() / "admin.token")
         try:
             token = pathlib.Path(token_file).read_text().strip()
         except OSError as exc:

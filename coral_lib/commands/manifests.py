@@ -7,10 +7,13 @@ import json
 import os
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 from coral_lib import manifests
 from coral_lib.manifests import settings as settings_mod
-from coral_lib.webhook import certs
+
+if TYPE_CHECKING:
+    from coral_lib.webhook import certs
 
 TLS_FILES = ("ca.crt", "tls.crt", "tls.key")
 
@@ -54,6 +57,8 @@ def dumps(objects: list[dict], *, output: str) -> str:
 
 def load_or_generate_tls(folder: str | None, values: dict) -> certs.TLSMaterial:
     """TLS material from `folder` (written there first if absent); fresh when no folder."""
+    from coral_lib.webhook import certs  # cryptography: only when TLS material is needed
+
     service = values.get("webhook_name", "coral-webhook")
     namespace = values.get("namespace", "coral-system")
     if folder is None:
