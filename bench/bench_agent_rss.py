@@ -35,7 +35,7 @@ ENTRIES = {  # figure prefix -> how the agent is started
     "module": ["-m", "coral_lib.commands.agent_node"],
 }
 IMPORTS = {
-    "cli": "from coral_lib import cli; cli.agent_node_parser()",
+    "cli": "from coral_lib import cli; cli.build_parser(['agent', 'node'])",
     "module": "import coral_lib.commands.agent_node",
 }
 

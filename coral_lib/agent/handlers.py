@@ -12,10 +12,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from coral_lib import redact
 from coral_lib._proto.coral.agent.v1 import agent_pb2
-from coral_lib.ops import base, pcap, pty_session, tap, trace
+from coral_lib.ops import base
+
+if TYPE_CHECKING:
+    from coral_lib.ops import pcap, pty_session, tap, trace
+
+# The shell, tap and trace backends (ctypes, termios, the BPF filter compiler) load on the
+# first operation that uses them: most agents never run one (issue 15, a leaner agent).
 
 log = logging.getLogger(__name__)
 # Linux refuses a larger command line anyway (E2BIG); saying so plainly is clearer.
@@ -81,6 +88,8 @@ class Handlers:
         if not request.target.pid and backend.name != "local":
             raise base.OperationError(f"shell needs a process to enter; the {backend.name} "
                                       "backend found none for this target")
+        from coral_lib.ops import pty_session
+
         env = {"TERM": start.term or "xterm", **dict(start.env)}
         log.info("shell %s target=%s", redact.describe_argv(argv), request.target)
         session = pty_session.PtySession.spawn(
@@ -96,6 +105,8 @@ class Handlers:
         """Capture in the target's network namespace (a host agent: its own namespace)."""
         if not self.runtime.can_tap.available:
             raise base.OperationError(f"tap not available here: {self.runtime.can_tap.reason}")
+        from coral_lib.ops import tap
+
         pid = self._target_pid(request.target, what="tap", on_entered=on_entered)
         log.info("tap filter=%r pid=%s headers_only=%s", request.filter, pid,
                  request.headers_only)
@@ -112,6 +123,8 @@ class Handlers:
         if not self.runtime.can_trace.available:
             raise base.OperationError(f"trace not available here: "
                                       f"{self.runtime.can_trace.reason}")
+        from coral_lib.ops import trace
+
         pid = self._target_pid(request.target, what="trace", on_entered=on_entered)
         pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino if pid else None
         log.info("trace %s pid=%s pidns=%s", request.kind, pid, pidns)
@@ -136,6 +149,8 @@ class Handlers:
 @functools.lru_cache(maxsize=1)
 def trace_available() -> tuple[bool, str]:
     """trace.available() once per process: it starts the system Python to import bcc."""
+    from coral_lib.ops import trace
+
     return trace.available()
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.agent import handlers as handlers_mod
-from coral_lib.ops import base, pty_session
+from coral_lib.ops import base
+
+if TYPE_CHECKING:
+    from coral_lib.ops import pty_session
 
 log = logging.getLogger(__name__)
 EOT = b"\x04"  # what a terminal sends for Ctrl-D: end of input for the remote program

@@ -7,11 +7,10 @@ import logging
 import pathlib
 import signal
 
-import grpc
-
-from coral_lib import config, convert
-from coral_lib.agent import context, credentials, local_server, modes, runner
 from coral_lib.commands import agent_node, common
+
+# Each verb imports the agent parts it runs: the host agent never loads the node agent's
+# discovery, and `coral agent --help` loads neither.
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,9 @@ def _config_path(given: str | None) -> str | None:
 
 
 def start_command(args: argparse.Namespace) -> int:
+    from coral_lib import config
+    from coral_lib.agent import local_server, modes, runner
+
     try:
         cfg = config.load_agent_config(_config_path(args.config))
         agent = modes.build(cfg, monitor_all=args.monitor_all,
@@ -74,6 +76,11 @@ def start_command(args: argparse.Namespace) -> int:
 
 def status_command(args: argparse.Namespace) -> int:
     """Ask the running agent; without one, detect here and say that no agent answered."""
+    import grpc
+
+    from coral_lib import config, convert
+    from coral_lib.agent import context, local_server, modes
+
     path = pathlib.Path(args.socket) if args.socket else local_server.default_socket()
     try:
         ctx, source = local_server.runtime_context(path), f"agent at {path}"
@@ -93,6 +100,9 @@ def status_command(args: argparse.Namespace) -> int:
 def identity_command(args: argparse.Namespace) -> int:
     """Whether the agent holds a usable certificate (the host role asks before it creates a
     join token, so a deployed agent is not given a new one on every run)."""
+    from coral_lib import config
+    from coral_lib.agent import credentials, runner
+
     try:
         cfg = config.load_agent_config(_config_path(args.config))
         ca = runner.colony_ca(cfg)

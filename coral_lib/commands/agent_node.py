@@ -11,11 +11,13 @@ import logging
 import pathlib
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from coral_lib import config, selection
-from coral_lib.agent import node
-from coral_lib.discovery import kubeclient
+if TYPE_CHECKING:
+    from coral_lib.agent import node
 
+# The agent (config models, gRPC, discovery) loads when the verb runs, not when `coral
+# agent` builds its parser.
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
     """Flags -> NodeOptions; ValueError naming the bad flag value."""
+    from coral_lib import selection
+    from coral_lib.agent import node
+
     return node.NodeOptions(
         node_name=args.node_name, kubeconfig=args.kubeconfig,
         include_namespaces=tuple(args.include_namespace),
@@ -56,6 +61,10 @@ def options(args: argparse.Namespace) -> node.NodeOptions:
 
 
 def node_command(args: argparse.Namespace) -> int:
+    from coral_lib import config
+    from coral_lib.agent import node
+    from coral_lib.discovery import kubeclient
+
     try:
         cfg = config.load_agent_config(args.config)
         agent = node.build(cfg, options(args),

@@ -7,21 +7,16 @@ import importlib
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
-from coral_lib import client, config, durations
-from coral_lib.colony import (
-    audit,
-    checkpoints,
-    enrollment,
-    guard,
-    pki,
-    policy,
-    rbac,
-    registry,
-    server,
-)
+from coral_lib import client, durations
 from coral_lib.commands import common
 
+if TYPE_CHECKING:
+    from coral_lib import config
+    from coral_lib.colony import guard
+
+# The colony server, PKI (cryptography) and config models load in the verb that runs them.
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> config.ColonySettings:
+    from coral_lib import config
+
     settings = config.load_colony_config(getattr(args, "config", None))
     updates = {k: v for k, v in (("data_dir", args.data_dir),
                                  ("listen", getattr(args, "listen", None)),
@@ -91,6 +88,9 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
 
 
 def init_command(args: argparse.Namespace) -> int:
+    from coral_lib import config
+    from coral_lib.colony import pki
+
     try:
         settings = _settings(args)
         common.print_json(pki.ensure(settings.data_dir).summary())
@@ -111,6 +111,9 @@ def _reviewer(settings: config.ColonySettings):
 
 
 def start_command(args: argparse.Namespace) -> int:
+    from coral_lib import config
+    from coral_lib.colony import audit, checkpoints, enrollment, policy, rbac, registry, server
+
     try:
         settings = _settings(args)
         state = server.open_state(
@@ -152,6 +155,9 @@ def start_command(args: argparse.Namespace) -> int:
 
 
 def _limits(settings: config.ColonySettings) -> guard.Limits:
+    from coral_lib import config
+    from coral_lib.colony import guard
+
     try:
         return guard.Limits(**settings.limits.model_dump(exclude_none=True))
     except ValueError as exc:
@@ -160,6 +166,9 @@ def _limits(settings: config.ColonySettings) -> guard.Limits:
 
 def token_add_command(args: argparse.Namespace) -> int:
     """Restart the colony (or start it) to load the new token."""
+    from coral_lib import config
+    from coral_lib.colony import pki, policy
+
     try:
         settings = _settings(args)
         files = pki.ensure(settings.data_dir)

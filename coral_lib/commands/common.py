@@ -6,9 +6,17 @@ import argparse
 import json
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
-from coral_lib import client, validate
+from coral_lib import validate
 from coral_lib.operator import connect as connect_mod
+
+if TYPE_CHECKING:
+    from coral_lib import client
+
+# operator.connect loads the client (gRPC) only when a command connects, and config
+# (pydantic) only when the local colony's data directory is needed, so the agent verbs,
+# which use fail() and print_json() only, do without them.
 
 
 def default_data_dir() -> pathlib.Path:

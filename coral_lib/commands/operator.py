@@ -8,9 +8,10 @@ import sys
 import time
 
 from coral_lib import client, selection, validate
-from coral_lib.colony import audit, checkpoints
 from coral_lib.commands import approve, common
 from coral_lib.operator import targeting as targeting_mod
+
+# coral_lib.colony.audit/checkpoints (cryptography) load only in the audit commands.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -266,6 +267,8 @@ def audit_verify_command(args: argparse.Namespace) -> int:
 
 def audit_verify_local(args: argparse.Namespace) -> int:
     """Verify audit.db with the HMAC key and the checkpoints, without the colony running."""
+    from coral_lib.colony import audit, checkpoints
+
     data_dir = pathlib.Path(args.data_dir) if args.data_dir else common.default_data_dir()
     key_file = args.audit_key or str(data_dir / "audit.key")
     public_file = args.public_key or str(data_dir / "checkpoint.pub")
@@ -283,6 +286,8 @@ def audit_verify_local(args: argparse.Namespace) -> int:
 
 
 def audit_export_command(args: argparse.Namespace) -> int:
+    from coral_lib.colony import audit
+
     def action() -> int:
         with common.connect(args) as colony:
             records = colony.audit_records(kind=args.kind, requester=args.requester,

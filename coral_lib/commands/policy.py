@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from coral_lib.colony import policy, rbac
 from coral_lib.commands import common
 
 
@@ -17,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_command(args: argparse.Namespace) -> int:
+    from coral_lib.colony import policy, rbac
+
     try:
         settings = policy.load_settings(args.file)
     except rbac.PolicyError as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from coral_lib import yamlfile
-from coral_lib.webhook import certs, server
-from coral_lib.webhook import settings as settings_mod
+if TYPE_CHECKING:
+    from coral_lib.webhook import settings as settings_mod
 
+# The webhook server, its settings and certs (cryptography) load in the verb that uses them.
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from coral_lib.webhook import server
+    from coral_lib.webhook import settings as settings_mod
+
     try:
         cfg = _settings_file(args.settings) if args.settings else settings_mod.InjectSettings()
         labels = (_labels_file(args.namespace_labels) if args.namespace_labels
@@ -58,6 +62,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def certs_command(args: argparse.Namespace) -> int:
+    from coral_lib.webhook import certs
+
     try:
         tls = certs.generate(service=args.service, namespace=args.namespace, ips=args.ip)
     except ValueError as exc:
@@ -68,11 +74,16 @@ def certs_command(args: argparse.Namespace) -> int:
 
 def _settings_file(path: str) -> settings_mod.InjectSettings:
     """Injector settings from a YAML or JSON file (JSON is YAML: one parser reads both)."""
+    from coral_lib.webhook import settings as settings_mod
+
     data = _read_yaml(path, what="settings file")
     return settings_mod.from_mapping(data or {}, source=f"settings file {path}")
 
 
 def _read_yaml(path: str, *, what: str) -> object:
+    from coral_lib import yamlfile
+    from coral_lib.webhook import settings as settings_mod
+
     try:
         return yamlfile.load(path, source=f"{what} {path}")
     except yamlfile.YamlFileError as exc:

@@ -73,6 +73,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         *inject.colony_env(settings.colony_config_map),
         inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
+        inject.allocator_env(),
     ]
     container: dict[str, Any] = {
         "name": NAME,

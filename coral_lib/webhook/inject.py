@@ -108,6 +108,14 @@ def token_mount() -> dict[str, Any]:
     return {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
 
 
+def allocator_env() -> dict[str, Any]:
+    """glibc keeps at most two malloc arenas instead of one per thread (up to 8 x cores):
+    the agent's op threads otherwise each grow their own after a burst of operations
+    (bench/bench_agent_levers.py records what it buys). Every agent gets it: sidecar,
+    DaemonSet, and the host agent's systemd unit / supervisor."""
+    return {"name": "MALLOC_ARENA_MAX", "value": "2"}
+
+
 def token_file_env() -> dict[str, Any]:
     return {"name": TOKEN_FILE_ENV, "value": f"{TOKEN_DIR}/token"}
 
@@ -183,6 +191,7 @@ def _env(
     env.append({"name": "CORAL_CONTAINER_NAMES", "value": ",".join(app_names)})
     env.append({"name": "CORAL_DEFAULT_CONTAINER", "value": default_container})
     env.append({"name": "CORAL_OBSERVE_ONLY", "value": "true" if observe_only else "false"})
+    env.append(allocator_env())
     return env
 
 

@@ -1,6 +1,7 @@
 """What the DaemonSet agent process imports (issue 4/7: agent RSS under 50 MB). The
 official `kubernetes` client (~33 MB) and the other command modules (~12 MB) must stay
-out of `coral agent node`; `coral --help` still lists every command."""
+out of `coral agent node` (the CLI loads only the running command's module, issue 15);
+`coral --help` still lists every command."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ PROBE = """
 import sys
 from coral_lib import cli
 from coral_lib.discovery import kubernetes
-parser = cli.agent_node_parser()
+parser = cli.build_parser(["agent", "node"])
 args = parser.parse_args(["agent", "node", "--config", "x.yaml"])
 assert args.func.__module__ == "coral_lib.commands.agent_node", args.func
 kubernetes.api_from(kubeconfig=sys.argv[1])
@@ -28,13 +29,12 @@ def test_agent_node_path_imports_nothing_heavy(kubeapi):
     assert out.stdout.strip() == "", f"imported by coral agent node: {out.stdout}"
 
 
-def test_cli_fast_path_is_only_for_agent_node():
+def test_cli_loads_the_module_of_the_command_word():
     from coral_lib import cli
 
-    assert cli.is_agent_node(["agent", "node", "--config", "c"])
-    assert cli.is_agent_node(["-v", "agent", "node"])
-    assert not cli.is_agent_node(["agent", "start"])
-    assert not cli.is_agent_node(["colony", "node"])
+    assert cli.command_word(["agent", "node", "--config", "c"]) == "agent"
+    assert cli.command_word(["-v", "agent", "node"]) == "agent"
+    assert cli.command_word(["--verbose"]) is None
 
 
 def test_coral_help_still_lists_every_command():
