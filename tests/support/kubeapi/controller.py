@@ -47,6 +47,8 @@ class Controller:
     def __init__(self, store):
         self.store = store
         self.run_pods = True
+        # Nodes whose pods a real runner (tests/support/podrunner.py) runs: only bind them.
+        self.kubelet_nodes: set[str] = set()
         self._ips = itertools.count(2)
         self._rr = itertools.count()
 
@@ -95,6 +97,11 @@ class Controller:
             if not nodes:
                 return
             spec["nodeName"] = nodes[next(self._rr) % len(nodes)]
+        if spec["nodeName"] in self.kubelet_nodes:
+            pod["status"] = {**status, "phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "True",
+                 "lastTransitionTime": pod["metadata"]["creationTimestamp"]}]}
+            return
         if status.get("phase") not in (None, "Pending") or status.get("containerStatuses"):
             return
         n = next(self._ips)
