@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import pathlib
+import random
 import shutil
 import signal
 import subprocess

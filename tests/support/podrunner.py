@@ -37,7 +37,8 @@ import time
 import grpc
 
 from coral_lib._proto.cri.runtime.v1 import api_pb2
-from tests.support import containerd as containerd_, podspec
+from tests.support import containerd as containerd_
+from tests.support import podspec
 from tests.support.kubeapi import errors, kubelet, objects
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,9 @@ class PodWorker:
             status = self.runtime.PodSandboxStatus(
                 api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id), timeout=30)
             self.pod_ip = status.status.network.ip
+        # fieldRef status.podIP / status.hostIP see the addresses as kubelet knows them.
+        self.pod = {**self.pod, "status": {**(self.pod.get("status") or {}),
+                                           "podIP": self.pod_ip, "hostIP": self.runner.host_ip}}
         self.phase = "Pending"
 
     # ---- one reconcile step ------------------------------------------------------------
