@@ -16,7 +16,15 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from tests.support.kubeapi import controller, errors, objects, patches, resources, selectors
+from tests.support.kubeapi import (
+    controller,
+    errors,
+    objects,
+    patches,
+    podsecurity,
+    resources,
+    selectors,
+)
 from tests.support.kubeapi import watch as watch_
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -171,6 +179,8 @@ class Store:
             obj = self.admit(operation="CREATE", rt=rt, obj=obj, old=None, namespace=ns,
                              dry_run=dry_run)
             objects.apply_defaults(rt, obj)
+        if rt.plural == "pods":
+            podsecurity.enforce(self, ns, obj)  # validating admission runs after mutating
         objects.validate(rt, obj)
         with self.lock:
             meta = obj["metadata"]
