@@ -3,13 +3,14 @@ runner on each, shared by the folder: pods created through the API run as real c
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from tests.cri.conftest import why_not_runnable
 from tests.support import containerd, podrunner
-from tests.support.kubeapi import KubeAPIServer
+from tests.support.kubeapi import KubeAPIServer, workloads
 
 NODES = ("node-a", "node-b")
 BUSYBOX = containerd.BUSYBOX_IMAGE
@@ -32,9 +33,12 @@ def cluster(tmp_path_factory, runtime):
         for r in runners:
             r.start()
         server.runners = {r.node: r for r in runners}
+        server.workloads = workloads.Workloads(server)
+        server.workloads.start()
         try:
             yield server
         finally:
+            server.workloads.stop()
             for r in runners:
                 r.stop()
 
@@ -77,6 +81,11 @@ def container_state(server, ns: str, name: str, container: str, *, init: bool = 
 def is_ready(server, ns: str, name: str) -> bool:
     conds = pod_status(server, ns, name).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def kubectl(server, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig_path, *args],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def pod(name: str, containers: list[dict], *, node: str = "node-a", **spec) -> dict:
