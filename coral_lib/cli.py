@@ -16,6 +16,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from coral_lib import __version__
+
 COMMAND_MODULES = (
     "colony", "agent", "operator", "shell", "daemon", "webhook", "manifests", "approve",
     "tap", "trace", "policy",
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coral", description="Coral fleet discovery and operations")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"coral {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"coral_lib.commands.{name}").register(sub)
