@@ -29,6 +29,7 @@ def runtime(tmp_path_factory):
 def cluster(tmp_path_factory, runtime):
     root = tmp_path_factory.mktemp("runner-api")
     with KubeAPIServer(root, nodes=list(NODES)) as server:
+        server.store.service_accounts = True  # pods get kube-api-access, as in a cluster
         runners = [podrunner.PodRunner(server, runtime, n, root) for n in NODES]
         for r in runners:
             r.start()

@@ -202,6 +202,14 @@ def test_env_field_ref_secret_key_ref_config_map_key_ref(cluster, ns):
         "POD": "envy", "NS": ns, "NODE": "node-a", "APP": "shop", "PW": "hunter2",
         "MODE": "fast", "GREETING": "envy on node-a"}
     assert got["IP"] == pod_status(cluster, ns, "envy")["podIP"]
+    # kubelet's service variables and the ServiceAccount admission's API credentials.
+    assert got["KUBERNETES_SERVICE_PORT"] == str(cluster.port)
+    sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    _c, ca = exec_in(cluster, ns, "envy", "c", ["cat", f"{sa_dir}/ca.crt"])
+    assert ca == cluster.ca_pem.decode()
+    _c, token = exec_in(cluster, ns, "envy", "c", ["cat", f"{sa_dir}/token"])
+    assert cluster.tokens.review({"spec": {"token": token}})["status"]["user"][
+        "username"] == f"system:serviceaccount:{ns}:default"
 
 
 def test_env_missing_secret_is_create_container_config_error(cluster, ns):

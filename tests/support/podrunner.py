@@ -144,7 +144,9 @@ class PodWorker:
     # ---- lifecycle -------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            self._prepare_volumes()
+            while not self._stop.is_set() and not self._volumes_ready():
+                self._write_status()
+                self._stop.wait(self.runner.interval * 5)
             self._run_sandbox()
             while not self._stop.is_set():
                 self._step()
@@ -243,7 +245,10 @@ class PodWorker:
         """Create and start the container (a new one per attempt, the old one removed)."""
         attempt = slot.restarts + (1 if slot.terminated is not None else 0)
         try:
-            env = podspec.container_env(self.pod, slot.spec, self._store_get)
+            # kubelet's service variables first; the container's own env wins over them.
+            env = dict(self.runner.service_env())
+            env.update(podspec.container_env(self.pod, slot.spec, self._store_get))
+            env = list(env.items())
             uid, user = self.runner.image_user(slot.spec.get("image", ""))
             podspec.verify_run_as_non_root(self.pod, slot.spec, uid, user)
             config = podspec.container_config(self.pod, slot.spec, env=env,
@@ -344,15 +349,23 @@ class PodWorker:
         except errors.ApiError:
             return None
 
+    def _volumes_ready(self) -> bool:
+        """Prepare the volumes; on failure say why (kubelet's FailedMount) and retry."""
+        try:
+            self._prepare_volumes()
+            return True
+        except (podspec.ConfigError, errors.ApiError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            for slot in self.slots:
+                slot.waiting = ("ContainerCreating", f"MountVolume.SetUp failed: {message}")
+            return False
+
     def _prepare_volumes(self) -> None:
         for volume in self.spec.get("volumes") or []:
             name = volume["name"]
             target = self.dir / "volumes" / name
             if "hostPath" in volume:
-                path = pathlib.Path(volume["hostPath"]["path"])
-                if volume["hostPath"].get("type") == "DirectoryOrCreate":
-                    path.mkdir(parents=True, exist_ok=True)
-                self.volumes[name] = path
+                self.volumes[name] = host_path(volume["hostPath"], name)
                 continue
             if "projected" in volume:
                 target = self._projected(volume)
@@ -490,6 +503,22 @@ class PodWorker:
             pass  # deleted meanwhile: the runner stops this worker
 
 
+def host_path(source: dict, volume: str) -> pathlib.Path:
+    """A hostPath volume's path, checked against its `type` as kubelet checks it."""
+    path, kind = pathlib.Path(source["path"]), source.get("type") or ""
+    checks = {"Directory": path.is_dir, "File": path.is_file, "Socket": path.is_socket,
+              "CharDevice": path.is_char_device, "BlockDevice": path.is_block_device}
+    if kind == "DirectoryOrCreate":
+        path.mkdir(parents=True, exist_ok=True)
+    elif kind == "FileOrCreate" and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    elif kind in checks and not checks[kind]():
+        raise podspec.ConfigError(f"hostPath type check failed: {path} is not a "
+                                  f"{kind.lower()} (volume {volume!r})")
+    return path
+
+
 def _write_file(path: pathlib.Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -534,6 +563,7 @@ class PodRunner:
         self.interval = interval
         self.backoff = backoff
         self.host_ip = host_ip
+        self.api_host = "127.0.0.1"
         self.projector = Projector(server, self.root / "projected")
         self.workers: dict[str, PodWorker] = {}
         self._images: dict[str, tuple[int | None, str]] = {}
@@ -565,6 +595,15 @@ class PodRunner:
     def worker(self, namespace: str, name: str) -> PodWorker:
         return next(w for w in self.workers.values()
                     if (w.namespace, w.name) == (namespace, name))
+
+    def service_env(self) -> list[tuple[str, str]]:
+        """The `kubernetes` service variables kubelet gives every container (the fixture's
+        own address: reachable from hostNetwork pods, as the API listens on loopback)."""
+        host, port = self.api_host, str(self.server.port)
+        url = f"tcp://{host}:{port}"
+        return [("KUBERNETES_SERVICE_HOST", host), ("KUBERNETES_SERVICE_PORT", port),
+                ("KUBERNETES_SERVICE_PORT_HTTPS", port), ("KUBERNETES_PORT", url),
+                (f"KUBERNETES_PORT_{port}_TCP", url)]
 
     def image_user(self, image: str) -> tuple[int | None, str]:
         """(uid, username) the image runs as, from CRI ImageStatus."""

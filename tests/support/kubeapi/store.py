@@ -24,6 +24,7 @@ from tests.support.kubeapi import (
     podsecurity,
     resources,
     selectors,
+    serviceaccounts,
 )
 from tests.support.kubeapi import watch as watch_
 
@@ -51,6 +52,7 @@ class Store:
         self._watchers: dict[str, set[watch_.Watcher]] = {t.key: set() for t in resources.TYPES}
         self._applied: dict[tuple, dict] = {}  # (key, ns, name, manager) -> applied config
         self.admit: Admit | None = None  # set by the server: mutating admission
+        self.service_accounts = False  # ServiceAccount admission (serviceaccounts.py)
         self.controller = controller.Controller(self)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -175,6 +177,8 @@ class Store:
         obj = objects.prepare_create(rt, ns, body, field_manager=field_manager)
         if rt.namespaced:
             self._require_namespace(ns)
+        if rt.plural == "pods" and self.service_accounts:
+            serviceaccounts.admit_pod(self, ns, obj)  # built-in plugins run before webhooks
         if self.admit is not None:
             obj = self.admit(operation="CREATE", rt=rt, obj=obj, old=None, namespace=ns,
                              dry_run=dry_run)

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 
-from tests.support.kubeapi import controller, errors, objects, selectors
+from tests.support.kubeapi import controller, errors, objects, selectors, serviceaccounts
 
 log = logging.getLogger(__name__)
 _REVISION = "deployment.kubernetes.io/revision"
@@ -152,6 +152,8 @@ class Workloads:
             self._stop.wait(self.interval)
 
     def reconcile(self) -> None:
+        if self.store.service_accounts:
+            serviceaccounts.ensure_namespace_defaults(self.store, self.server.ca_pem)
         for ds in self.store.list("daemonsets"):
             self._daemonset(ds)
         for deploy in self.store.list("deployments"):
