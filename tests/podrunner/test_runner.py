@@ -361,6 +361,17 @@ def test_restarts_per_restart_policy(cluster, ns):
     assert pod_status(cluster, ns, "always")["phase"] == "Running"
 
 
+def test_missing_image_is_image_pull_back_off(cluster, ns):
+    cluster.store.create(pod("noimg", [{"name": "c", "image": "docker.io/local/absent:1"}]),
+                         namespace=ns)
+    waiting = wait_for(lambda: container_state(cluster, ns, "noimg", "c").get("state", {})
+                       .get("waiting", {}).get("reason") == "ImagePullBackOff"
+                       and container_state(cluster, ns, "noimg", "c")["state"]["waiting"],
+                       what="ImagePullBackOff")
+    assert waiting["message"] == 'Back-off pulling image "docker.io/local/absent:1"'
+    assert not is_ready(cluster, ns, "noimg")
+
+
 # ---- deletion -------------------------------------------------------------------------------
 
 def test_deletion_stops_the_sandbox(cluster, ns):

@@ -249,7 +249,14 @@ class PodWorker:
             env = dict(self.runner.service_env())
             env.update(podspec.container_env(self.pod, slot.spec, self._store_get))
             env = list(env.items())
-            uid, user = self.runner.image_user(slot.spec.get("image", ""))
+            image = self.runner.image_user(slot.spec.get("image", ""))
+            if image is None:
+                # Nothing can be pulled here: a missing image is a pull failure.
+                slot.waiting = ("ErrImageNeverPull" if slot.spec.get("imagePullPolicy")
+                                == "Never" else "ImagePullBackOff",
+                                f'Back-off pulling image "{slot.spec.get("image", "")}"')
+                return False
+            uid, user = image
             podspec.verify_run_as_non_root(self.pod, slot.spec, uid, user)
             config = podspec.container_config(self.pod, slot.spec, env=env,
                                               mounts=self._mounts(slot.spec),
@@ -605,11 +612,13 @@ class PodRunner:
                 ("KUBERNETES_SERVICE_PORT_HTTPS", port), ("KUBERNETES_PORT", url),
                 (f"KUBERNETES_PORT_{port}_TCP", url)]
 
-    def image_user(self, image: str) -> tuple[int | None, str]:
-        """(uid, username) the image runs as, from CRI ImageStatus."""
+    def image_user(self, image: str) -> tuple[int | None, str] | None:
+        """(uid, username) the image runs as, from CRI ImageStatus; None when absent."""
         if image not in self._images:
             reply = self.containerd.images_service.ImageStatus(api_pb2.ImageStatusRequest(
                 image=api_pb2.ImageSpec(image=image)), timeout=10).image
+            if not reply.id:
+                return None
             uid = reply.uid.value if reply.HasField("uid") else None
             self._images[image] = (uid, reply.username)
         return self._images[image]
