@@ -132,7 +132,8 @@ class KubeCluster:
               f"{self.container_id(namespace, pod, container)}"
         for mount in containerd.cgroup_mounts():
             candidate = pathlib.Path(mount, rel)
-            if candidate.is_dir() and (not controller
-                                       or pathlib.Path(mount).name == controller):
+            unified = pathlib.Path(mount, "cgroup.controllers").exists()  # the v2 marker
+            if candidate.is_dir() and (pathlib.Path(mount).name == controller if controller
+                                       else unified):
                 return candidate
         raise LookupError(f"no {controller or 'unified'} cgroup for {namespace}/{pod}/{container}")
