@@ -1,7 +1,8 @@
 """Issue 14 §4.1 "DaemonSet on two nodes under the shipped ClusterRole and a `privileged`
 namespace: agents discover app pods; `coral exec --pod` works; removing a rule from the
-ClusterRole makes the agent report `forbidden` (test sees it)" — the agents are the
-project's image running as DaemonSet pods on the private containerd."""
+ClusterRole makes the agent report `forbidden` (test sees it); killing the agent
+container loses no services" — the agents are the project's image running as DaemonSet
+pods on the private containerd."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from tests.support.kubecluster import NODES, SYSTEM
 def registry(colony) -> list[dict]:
     with colony.client() as c:
         return c.list_services()
+
+
+def _agents(colony) -> list[dict]:
+    with colony.client() as c:
+        return c.list_agents()
 
 
 def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, colony):
@@ -56,6 +62,20 @@ def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, colo
     assert (result["agent"], result["rc"], result["stdout"]) == ("node-node-a", 0, "in-app\n"), \
         (result, explain())
 
+    # Killing the agent's container: the runner restarts it (restartPolicy Always) and the
+    # restarted agent serves the same pod again; the registry never loses it for good.
+    pod_a = kube.agent_pods()["node-a"]["metadata"]["name"]
+    kube.runtime.stop_container(kube.container_id(SYSTEM, pod_a, "coral-agent"))
+    wait_for(lambda: cluster.store.get("pods", pod_a, namespace=SYSTEM)["status"][
+        "containerStatuses"][0]["restartCount"] >= 1, timeout=30, what="agent restarted")
+    wait_for(lambda: any(s["pod_name"] == "web" and s["agent"] == "node-node-a"
+                         for s in registry(colony))
+             and "node-node-a" in {a["agent_id"] for a in _agents(colony) if a["connected"]},
+             timeout=60, what="web served by the restarted agent")
+    again = coral_procs.coral("exec", "--pod", "web", "-n", "shop", "-o", "json", "--",
+                              "cat", "/tmp/marker", env=colony.operator_env)
+    assert json.loads(again.stdout)["results"][0]["stdout"] == "in-app\n", again.stderr
+
     # Take `watch` and `list` on pods away from the shipped ClusterRole: the agents' next
     # list/watch is refused and they say so.
     role = cluster.store.get("clusterroles", "coral-agent")
@@ -64,7 +84,6 @@ def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, colo
                      {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
     cluster.store.update(role)
     cluster.store.drop_watches()
-    pod_a = kube.agent_pods()["node-a"]["metadata"]["name"]
     try:
         wait_for(lambda: "forbidden" in kube.container_log(SYSTEM, pod_a, "coral-agent"),
                  timeout=30, what="the agent reports forbidden")
