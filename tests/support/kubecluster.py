@@ -54,6 +54,7 @@ class KubeCluster:
         self.server = self._stack.enter_context(
             KubeAPIServer(self.base / "api", nodes=list(self.nodes), bookmark_interval=0.2))
         self.server.store.service_accounts = True
+        self.server.service_resolver = self.resolve_service
         self.server.runners = {}
         for node in self.nodes:
             runner = podrunner.PodRunner(self.server, self.runtime, node, self.base / "api")
@@ -104,6 +105,22 @@ class KubeCluster:
                                "ca.crt": (colony.data_dir / "ca.crt").read_text()}}
         self.apply(objs[:1] + [config_map] + objs[1:])
         return objs
+
+    def resolve_service(self, namespace: str, name: str, port: int) -> str:
+        """kube-proxy's part for admission calls: a ready endpoint of the Service."""
+        svc = self.server.store.get("services", name, namespace=namespace)
+        spec = svc.get("spec") or {}
+        selector = ",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())
+        target = next((p.get("targetPort", p["port"]) for p in spec.get("ports") or []
+                       if p["port"] == port), port)
+        for pod in self.server.store.list("pods", namespace=namespace, label_selector=selector):
+            if not workloads.is_ready(pod):
+                continue
+            ports = {p.get("name"): p["containerPort"] for c in pod["spec"]["containers"]
+                     for p in c.get("ports") or []}
+            number = ports.get(target, target) if isinstance(target, str) else target
+            return f"https://{pod['status']['podIP']}:{number}"
+        raise OSError(f"service {namespace}/{name} has no ready endpoints")
 
     def agent_pods(self) -> dict[str, dict]:
         """{node: DaemonSet agent pod}."""
