@@ -13,10 +13,7 @@ import json
 
 import pytest
 
-from coral_lib import manifests
 from coral_lib._proto.cri.runtime.v1 import api_pb2
-from coral_lib.commands.manifests import load_or_generate_tls
-from coral_lib.manifests import settings as settings_mod
 from tests.support import coral_procs
 from tests.support.coral_procs import wait_for
 from tests.support.kubeapi import workloads
@@ -40,21 +37,7 @@ def expected_caps(sc: dict) -> set[str]:
 
 def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(kube, colony):
     server = kube.server
-    free = coral_procs.free_port()
-    values = settings_mod.parse_sets(["webhook_replicas=1", "allow_host_network=true"])
-    objs = manifests.render("webhook", settings_mod.build(
-        values, tls=load_or_generate_tls(None, values)))
-    for obj in objs:
-        if obj["kind"] == "Deployment":
-            # FIXTURE NOTE: on this machine's network (the API fixture is on loopback), on a
-            # port of its own.
-            spec = obj["spec"]["template"]["spec"]
-            spec["hostNetwork"] = True
-            container = spec["containers"][0]
-            container["command"] = [f"127.0.0.1:{free}" if a == "0.0.0.0:8443" else a
-                                    for a in container["command"]]
-            container["ports"][0]["containerPort"] = free
-    kube.apply(objs)
+    kube.deploy_webhook()
     wait_for(lambda: server.store.get("deployments", "coral-webhook", namespace=SYSTEM)
              .get("status", {}).get("availableReplicas") == 1, timeout=90,
              what="webhook Deployment available (real /healthz readiness)")
@@ -62,10 +45,7 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(kub
     server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "shop2", "labels": {"coral.io/inject": "true",
                                     "kubernetes.io/metadata.name": "shop2"}}})
-    server.store.create({"apiVersion": "v1", "kind": "ConfigMap",
-                         "metadata": {"name": "coral-colony", "namespace": "shop2"},
-                         "data": {"address": colony.address, "colony-id": colony.colony_id,
-                                  "ca.crt": (colony.data_dir / "ca.crt").read_text()}})
+    kube.colony_config_map(colony, "shop2")
     calls_before = len(server.admission.calls)
     created = server.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
         "name": "app", "namespace": "shop2"}, "spec": {

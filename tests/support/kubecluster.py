@@ -122,6 +122,34 @@ class KubeCluster:
             return f"https://{pod['status']['podIP']}:{number}"
         raise OSError(f"service {namespace}/{name} has no ready endpoints")
 
+    def deploy_webhook(self) -> list[dict]:
+        """The rendered webhook mode (fresh TLS), one replica on a free port on this
+        machine's network (the API fixture is on loopback), injecting hostNetwork pods
+        (`allow_host_network`, for the same reason). Returns the objects as applied."""
+        from coral_lib.commands.manifests import load_or_generate_tls
+        from coral_lib.manifests import settings as settings_mod
+        free = coral_procs.free_port()
+        values = settings_mod.parse_sets(["webhook_replicas=1", "allow_host_network=true"])
+        objs = manifests.render("webhook", settings_mod.build(
+            values, tls=load_or_generate_tls(None, values)))
+        for obj in objs:
+            if obj["kind"] == "Deployment":
+                spec = obj["spec"]["template"]["spec"]
+                spec["hostNetwork"] = True
+                container = spec["containers"][0]
+                container["command"] = [f"127.0.0.1:{free}" if a == "0.0.0.0:8443" else a
+                                        for a in container["command"]]
+                container["ports"][0]["containerPort"] = free
+        self.apply(objs)
+        return objs
+
+    def colony_config_map(self, colony: coral_procs.Colony, namespace: str) -> dict:
+        return self.server.store.create({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "coral-colony", "namespace": namespace},
+            "data": {"address": colony.address, "colony-id": colony.colony_id,
+                     "ca.crt": (colony.data_dir / "ca.crt").read_text()}})
+
     def agent_pods(self) -> dict[str, dict]:
         """{node: DaemonSet agent pod}."""
         pods = self.server.store.list("pods", namespace=SYSTEM,
@@ -141,16 +169,3 @@ class KubeCluster:
             if status["name"] == container and status.get("containerID"):
                 return status["containerID"].split("://", 1)[1]
         raise LookupError(f"{namespace}/{pod} has no running container {container!r}")
-
-    def cgroup_dir(self, namespace: str, pod: str, container: str, controller: str) -> pathlib.Path:
-        """The container's cgroup directory under one controller's mount ('' = unified)."""
-        body = self.server.store.get("pods", pod, namespace=namespace)
-        rel = f"kubepods/besteffort/pod{body['metadata']['uid']}/" \
-              f"{self.container_id(namespace, pod, container)}"
-        for mount in containerd.cgroup_mounts():
-            candidate = pathlib.Path(mount, rel)
-            unified = pathlib.Path(mount, "cgroup.controllers").exists()  # the v2 marker
-            if candidate.is_dir() and (pathlib.Path(mount).name == controller if controller
-                                       else unified):
-                return candidate
-        raise LookupError(f"no {controller or 'unified'} cgroup for {namespace}/{pod}/{container}")
