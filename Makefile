@@ -1,5 +1,5 @@
 # Thin wrappers; the scripts in tools/ do the work (so a machine without make works too).
-.PHONY: setup test demo proto lint bench resilience
+.PHONY: setup test demo proto lint bench resilience image
 
 setup:
 	bash tools/setup.sh
@@ -22,3 +22,8 @@ bench:
 
 resilience:
 	.venv/bin/pytest -q tests/resilience
+
+# The Coral image, offline: build/image/coral-agent-<version>.oci.tar (cached by input hash).
+# IMPORT=/path/containerd.sock also imports it into that containerd (k8s.io namespace).
+image:
+	bash tools/build_image.sh $(if $(IMPORT),--import $(IMPORT))

@@ -19,6 +19,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from coral_lib import __version__
+
 # command word -> (module under coral_lib.commands, the help its register() gives it)
 COMMANDS: dict[str, tuple[str, str]] = {
     "colony": ("colony", "run the colony (registry, routing, audit)"),
@@ -69,6 +71,7 @@ def build_parser(argv: Sequence[str] = (), *, load: Sequence[str] | None = None,
     parser = argparse.ArgumentParser(
         prog="coral", description="Coral fleet discovery and operations")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"coral {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, helptext) in COMMANDS.items():
         if name in sub.choices:

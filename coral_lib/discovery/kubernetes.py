@@ -214,5 +214,8 @@ def _status(exc: BaseException) -> int:
 
 def _describe(exc: BaseException) -> str:
     if _status(exc):
-        return f"HTTP {_status(exc)} {getattr(exc, 'reason', '')}".strip()
+        # The API's own message says what was refused (who, which verb on what): an
+        # operator fixing RBAC needs it. Clipped: it is the server's text, logged as is.
+        message = str(getattr(exc, "message", "") or "")[:300]
+        return f"HTTP {_status(exc)} {getattr(exc, 'reason', '')}: {message}".strip(": ")
     return f"{type(exc).__name__}: {exc}"

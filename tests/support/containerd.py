@@ -11,8 +11,10 @@ and deletes the cgroup parents it asked for. The settings are the ones
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
+import random
 import shutil
 import signal
 import subprocess
@@ -141,7 +143,10 @@ def remove_cgroup_parents(cgroup_parent: str) -> None:
 
 
 class Containerd:
-    def __init__(self, tmp_dir: str | os.PathLike, *, start_timeout: float = 30.0) -> None:
+    def __init__(self, tmp_dir: str | os.PathLike, *, start_timeout: float = 30.0,
+                 cni: bool = False) -> None:
+        self.cni = cni  # pod networking: a private bridge + host-local IPAM (else NODE only)
+        self.bridge = ""
         self.base = pathlib.Path(tmp_dir).resolve() / f"containerd-{uuid.uuid4().hex[:8]}"
         self.socket = str(self.base / "containerd.sock")
         self.log_path = self.base / "containerd.log"
@@ -171,6 +176,8 @@ class Containerd:
     def start(self) -> None:
         for sub in ("root", "state", "opt", "cni/bin", "cni/conf", "images", "logs"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
+        if self.cni:
+            self._write_cni()
         config = self.base / "config.toml"
         config.write_text(config_text(self.base, socket=self.socket))
         self._log = open(self.log_path, "wb")
@@ -188,6 +195,19 @@ class Containerd:
             time.sleep(0.05)
         self.startup_seconds = time.monotonic() - started
         self._channel = grpc.insecure_channel("unix://" + self.socket)
+
+    def _write_cni(self) -> None:
+        """Debian's CNI plugins, a bridge named for this instance on a subnet of its own."""
+        for plugin in pathlib.Path("/usr/lib/cni").iterdir():
+            shutil.copy2(plugin, self.base / "cni" / "bin" / plugin.name)
+        self.bridge = f"crb{uuid.uuid4().hex[:8]}"
+        subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        conflist = {"cniVersion": "0.4.0", "name": self.bridge, "plugins": [
+            {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+             "ipam": {"type": "host-local", "dataDir": str(self.base / "cni" / "ipam"),
+                      "ranges": [[{"subnet": f"{subnet}.0/24"}]]}},
+            {"type": "loopback"}]}
+        (self.base / "cni" / "conf" / "10-test.conflist").write_text(json.dumps(conflist))
 
     def import_images(self) -> None:
         layer = oci_image.layer_tar(oci_image.busybox_path())
@@ -223,6 +243,8 @@ class Containerd:
         self._stop_process()
         self._kill_shims()
         self._unmount_leftovers()
+        if self.bridge:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         if self._used_default_parent:
             remove_cgroup_parents(DEFAULT_CGROUP_PARENT)  # rmdir: only when nobody else uses it
         shutil.rmtree(self.base, ignore_errors=True)

@@ -106,7 +106,8 @@ class Admission:
             raise errors.ApiError(500, f'Internal error occurred: failed calling webhook '
                                   f'"{hook.get("name")}": {exc}', reason="InternalError") from None
         self.calls.append({"webhook": hook.get("name"), "uid": uid,
-                           "allowed": result.get("allowed")})
+                           "allowed": result.get("allowed"),
+                           "warnings": list(result.get("warnings") or [])})
         if not result.get("allowed"):
             st = result.get("status") or {}
             raise errors.ApiError(int(st.get("code") or 400), f'admission webhook '

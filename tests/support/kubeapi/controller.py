@@ -30,6 +30,7 @@ OWNED_TYPES = [resources.lookup(n) for n in ("replicasets", "controllerrevisions
 _CR = resources.lookup("controllerrevisions")
 _RS = resources.lookup("replicasets")
 _DS = resources.lookup("daemonsets")
+_LIVE = ("deployments", "daemonsets", "replicasets")
 
 
 def template_hash(template: object) -> str:
@@ -47,6 +48,10 @@ class Controller:
     def __init__(self, store):
         self.store = store
         self.run_pods = True
+        # Nodes whose pods a real runner (tests/support/podrunner.py) runs: only bind them.
+        self.kubelet_nodes: set[str] = set()
+        # Set by workloads.Workloads: real controllers own workload status and scaling.
+        self.live_workloads = False
         self._ips = itertools.count(2)
         self._rr = itertools.count()
 
@@ -54,6 +59,8 @@ class Controller:
     def before_create(self, rt: resources.ResourceType, obj: dict) -> None:
         if rt.plural == "pods" and self.run_pods:
             self._run_pod(obj)
+        elif self.live_workloads and rt.plural in _LIVE:
+            obj["status"] = {}  # the API server drops status on create; controllers fill it
         elif rt.plural == "deployments":
             obj["status"] = self._deployment_status(obj)
         elif rt.plural == "daemonsets":
@@ -68,6 +75,8 @@ class Controller:
             obj["status"] = self._replicaset_status(obj)
 
     def before_update(self, rt: resources.ResourceType, new: dict, old: dict) -> None:
+        if self.live_workloads:
+            return
         if new["metadata"].get("generation") == old["metadata"].get("generation"):
             return
         status_fn = {"deployments": self._deployment_status, "replicasets":
@@ -77,14 +86,14 @@ class Controller:
 
     def after_commit(self, rt: resources.ResourceType, ev) -> None:
         if ev.type == "DELETED":
-            if rt.plural == "nodes":
+            if rt.plural == "nodes" and not self.live_workloads:
                 self._refresh_daemonsets()
             return
         if rt.plural == "daemonsets":
             self._ensure_revision(ev.obj)
         elif rt.plural == "deployments":
             self._ensure_replicaset(ev.obj)
-        elif rt.plural == "nodes" and ev.type == "ADDED":
+        elif rt.plural == "nodes" and ev.type == "ADDED" and not self.live_workloads:
             self._refresh_daemonsets()
 
     # ---- pods ---------------------------------------------------------------------------
@@ -95,6 +104,11 @@ class Controller:
             if not nodes:
                 return
             spec["nodeName"] = nodes[next(self._rr) % len(nodes)]
+        if spec["nodeName"] in self.kubelet_nodes:
+            pod["status"] = {**status, "phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "True",
+                 "lastTransitionTime": pod["metadata"]["creationTimestamp"]}]}
+            return
         if status.get("phase") not in (None, "Pending") or status.get("containerStatuses"):
             return
         n = next(self._ips)
@@ -185,7 +199,7 @@ class Controller:
         h = template_hash(template)
         ns, name = deploy["metadata"]["namespace"], f"{deploy['metadata']['name']}-{h}"
         owned = self._owned(_RS, deploy)
-        for rs in owned:
+        for rs in owned if not self.live_workloads else ():
             want = spec.get("replicas", 1) if rs["metadata"]["name"] == name else 0
             if rs["spec"].get("replicas") != want:
                 new = json.loads(json.dumps(rs))
@@ -208,7 +222,7 @@ class Controller:
                            "ownerReferences": [_owner_ref(deploy)]},
               "spec": {"replicas": spec.get("replicas", 1), "selector": selector,
                        "template": tmpl}}
-        rs["status"] = self._replicaset_status(rs)
+        rs["status"] = {} if self.live_workloads else self._replicaset_status(rs)
         self.store._commit(_RS, ns, rs, "ADDED", None)
 
 

@@ -100,7 +100,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """The admin token (or, with auth=client-cert, the verified client certificate),
         else a service account token for the API's audience; 401 otherwise."""
         header = self.headers.get("Authorization", "")
-        token = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+        # The scheme is case-insensitive (RFC 7235; kube-apiserver lowercases it): the
+        # kubernetes Python client's in-cluster config sends "bearer <token>".
+        scheme, _, value = header.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else ""
         if self.app.token and token == self.app.token:
             return authn.ADMIN
         if not self.app.token and not token:

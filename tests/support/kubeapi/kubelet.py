@@ -29,6 +29,7 @@ class _Projected:
     request: dict
     issued: float = 0.0
     expires: float = 0.0
+    owner: int | None = None  # uid that gets the file (kubelet: the pod's single runAsUser)
 
 
 class TokenProjector:
@@ -93,6 +94,8 @@ class TokenProjector:
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
         os.chmod(tmp, 0o600)
+        if entry.owner is not None:
+            os.chown(tmp, entry.owner, -1)
         os.replace(tmp, entry.file)  # readers see the old or the new token, never half
 
     def _sa(self, entry: _Projected) -> str:

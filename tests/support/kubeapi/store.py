@@ -16,7 +16,16 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from tests.support.kubeapi import controller, errors, objects, patches, resources, selectors
+from tests.support.kubeapi import (
+    controller,
+    errors,
+    objects,
+    patches,
+    podsecurity,
+    resources,
+    selectors,
+    serviceaccounts,
+)
 from tests.support.kubeapi import watch as watch_
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -43,6 +52,7 @@ class Store:
         self._watchers: dict[str, set[watch_.Watcher]] = {t.key: set() for t in resources.TYPES}
         self._applied: dict[tuple, dict] = {}  # (key, ns, name, manager) -> applied config
         self.admit: Admit | None = None  # set by the server: mutating admission
+        self.service_accounts = False  # ServiceAccount admission (serviceaccounts.py)
         self.controller = controller.Controller(self)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -167,10 +177,14 @@ class Store:
         obj = objects.prepare_create(rt, ns, body, field_manager=field_manager)
         if rt.namespaced:
             self._require_namespace(ns)
+        if rt.plural == "pods" and self.service_accounts:
+            serviceaccounts.admit_pod(self, ns, obj)  # built-in plugins run before webhooks
         if self.admit is not None:
             obj = self.admit(operation="CREATE", rt=rt, obj=obj, old=None, namespace=ns,
                              dry_run=dry_run)
             objects.apply_defaults(rt, obj)
+        if rt.plural == "pods":
+            podsecurity.enforce(self, ns, obj)  # validating admission runs after mutating
         objects.validate(rt, obj)
         with self.lock:
             meta = obj["metadata"]

@@ -1,0 +1,96 @@
+"""Issue 14 §4.1 "DaemonSet on two nodes under the shipped ClusterRole and a `privileged`
+namespace: agents discover app pods; `coral exec --pod` works; removing a rule from the
+ClusterRole makes the agent report `forbidden` (test sees it); killing the agent
+container loses no services" — the agents are the project's image running as DaemonSet
+pods on the private containerd."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support import coral_procs
+from tests.support.coral_procs import wait_for
+from tests.support.kubeapi import podsecurity
+from tests.support.kubecluster import NODES, SYSTEM
+
+
+def registry(colony) -> list[dict]:
+    with colony.client() as c:
+        return c.list_services()
+
+
+def _agents(colony) -> list[dict]:
+    with colony.client() as c:
+        return c.list_agents()
+
+
+def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, colony):
+    cluster = kube.server
+    objs = kube.deploy_daemonset(colony)
+    namespace = next(o for o in objs if o["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"][podsecurity.LABEL] == "privileged"
+    cluster.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    cluster.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "web", "namespace": "shop", "labels": {"app": "web"}}, "spec": {
+        "nodeName": "node-a", "containers": [{
+            "name": "app", "image": "docker.io/local/busybox:latest",
+            "ports": [{"containerPort": 8080, "name": "http"}],
+            "command": ["sh", "-c", "echo in-app > /tmp/marker; exec sleep 100000"]}]}})
+
+    def explain() -> str:
+        out = []
+        for node, p in kube.agent_pods().items():
+            log = kube.container_log(SYSTEM, p["metadata"]["name"], "coral-agent")
+            out.append(f"{node}: {json.dumps(p.get('status'))[:600]}\n{log[-1500:]}")
+        return "\n".join(out)
+
+    try:
+        coral_procs.wait_registered(colony, [f"node-{n}" for n in NODES], timeout=90)
+        wait_for(lambda: any(s["pod_name"] == "web" for s in registry(colony)), timeout=60,
+                 what="pod web discovered")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain()}") from None
+    (web,) = [s for s in registry(colony) if s["pod_name"] == "web"]
+    assert web["agent"] == "node-node-a" and web["namespace"] == "shop"
+    ds = cluster.store.get("daemonsets", "coral-agent", namespace=SYSTEM)["status"]
+    assert (ds["desiredNumberScheduled"], ds["numberReady"]) == (2, 2)
+
+    run = coral_procs.coral("exec", "--pod", "web", "-n", "shop", "-o", "json", "--",
+                            "cat", "/tmp/marker", env=colony.operator_env)
+    assert run.stdout, run.stderr
+    (result,) = json.loads(run.stdout)["results"]
+    assert (result["agent"], result["rc"], result["stdout"]) == ("node-node-a", 0, "in-app\n"), \
+        (result, explain())
+
+    # Killing the agent's container: the runner restarts it (restartPolicy Always) and the
+    # restarted agent serves the same pod again; the registry never loses it for good.
+    pod_a = kube.agent_pods()["node-a"]["metadata"]["name"]
+    kube.runtime.stop_container(kube.container_id(SYSTEM, pod_a, "coral-agent"))
+    wait_for(lambda: cluster.store.get("pods", pod_a, namespace=SYSTEM)["status"][
+        "containerStatuses"][0]["restartCount"] >= 1, timeout=30, what="agent restarted")
+    wait_for(lambda: any(s["pod_name"] == "web" and s["agent"] == "node-node-a"
+                         for s in registry(colony))
+             and "node-node-a" in {a["agent_id"] for a in _agents(colony) if a["connected"]},
+             timeout=60, what="web served by the restarted agent")
+    again = coral_procs.coral("exec", "--pod", "web", "-n", "shop", "-o", "json", "--",
+                              "cat", "/tmp/marker", env=colony.operator_env)
+    assert json.loads(again.stdout)["results"][0]["stdout"] == "in-app\n", again.stderr
+
+    # Take `watch` and `list` on pods away from the shipped ClusterRole: the agents' next
+    # list/watch is refused and they say so.
+    role = cluster.store.get("clusterroles", "coral-agent")
+    role["rules"] = [{"apiGroups": [""], "resources": ["nodes"],
+                      "verbs": ["get", "list", "watch"]},
+                     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    cluster.store.update(role)
+    cluster.store.drop_watches()
+    try:
+        wait_for(lambda: "forbidden" in kube.container_log(SYSTEM, pod_a, "coral-agent"),
+                 timeout=30, what="the agent reports forbidden")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{explain()}") from None
+    line = next(x for x in kube.container_log(SYSTEM, pod_a, "coral-agent").splitlines()
+                if "forbidden" in x)
+    assert 'HTTP 403 Forbidden: pods is forbidden: User "system:serviceaccount:coral-system:' \
+        'coral-agent" cannot ' in line, line
+    assert 'resource "pods" in API group "" at the cluster scope' in line, line
