@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from coral_lib._proto.cri.runtime.v1 import api_pb2
 from tests.support import coral_procs
 from tests.support.coral_procs import wait_for
 from tests.support.kubeapi import workloads
 from tests.support.kubecluster import SYSTEM
 
-SETNS_REFUSAL = "exec not available here: namespace entry needs CAP_SYS_ADMIN"
 CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
             "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18,
             "SYS_PTRACE": 19, "SYS_ADMIN": 21, "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31}
@@ -93,11 +90,6 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(kub
     assert run.stdout, run.stderr
     (result,) = json.loads(run.stdout)["results"]
     assert result["agent"] == "pod-shop2.app", result
-    if result["error"] == SETNS_REFUSAL:
-        # Measured here: the sidecar still enters the app's mount namespace with setns,
-        # which the injected set (no SYS_ADMIN) does not allow. The least-privilege exec
-        # (chroot through /proc/<pid>/root as the app's uid) makes this pass.
-        pytest.xfail(f"sidecar exec with {injected}: {result['error']}")
     assert (result["rc"], result["stdout"]) == (0, "in-app\n"), result
 
 
