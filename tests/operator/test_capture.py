@@ -104,27 +104,14 @@ def test_coral_tap_cli_and_module_share_the_one_capture_loop():
     assert "trace_to_lines" in _calls(ROOT / "coral_lib/commands/trace.py")
 
 
-@pytest.fixture
-def colony_with_agent(tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
-    agent = coral_procs.Agent(tmp_path / "agents", colony, agent_id="web-1", services=[
-        {"name": "api", "port": coral_procs.free_port()}]).start()
-    try:
-        coral_procs.wait_registered(colony, ["web-1"])
-        yield colony
-    finally:
-        agent.stop()
-        colony.stop()
-
-
-def test_client_tap_and_trace_yield_typed_events_from_a_real_colony(colony_with_agent,
+def test_client_tap_and_trace_yield_typed_events_from_a_real_colony(host_fleet,
                                                                     tmp_path):
     tap_types = (client.TargetsResolved, client.Packet, client.CaptureEnded,
                  client.TargetFailed)
     trace_types = (client.TargetsResolved, client.TraceRecord, client.TraceEnded,
                    client.TargetFailed)
     port = coral_procs.free_port()
-    with colony_with_agent.client() as colony:
+    with host_fleet.client() as colony:
         tapped = list(colony.tap(client.Targeting(agent="web-1"), duration=1,
                                  filter_expr=f"udp port {port}"))
         traced = list(colony.trace(client.Targeting(agent="web-1"), kind="exec", duration=1))

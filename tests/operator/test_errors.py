@@ -13,7 +13,6 @@ from coral_lib import client, errors
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib.colony import operations
 from coral_lib.ops import base
-from tests.support import coral_procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # the error_kind values modules return and playbooks branch on (kept stable)
@@ -69,19 +68,6 @@ def test_one_exception_root_and_stable_kinds():
     # every status the colony answers with maps to a kind by its code alone
     for name, cls in errors.BY_STATUS.items():
         assert hasattr(grpc.StatusCode, name) and cls.__name__ in STABLE_KINDS
-
-
-@pytest.fixture
-def host_fleet(tmp_path):
-    colony = coral_procs.Colony(tmp_path / "colony").start()
-    agent = coral_procs.Agent(tmp_path / "agents", colony, agent_id="web-1", services=[
-        {"name": "api", "port": coral_procs.free_port()}]).start()
-    try:
-        coral_procs.wait_registered(colony, ["web-1"])
-        yield colony
-    finally:
-        agent.stop()
-        colony.stop()
 
 
 def test_refusals_and_colony_errors_reach_operators_as_kinds_from_real_processes(host_fleet):
