@@ -113,7 +113,8 @@ def run_one(name: str, module: str, params: dict, *, quick: bool, timeout: float
     return {**body, "seconds": seconds}
 
 
-def entry(name: str, result: dict, *, started: str, quick: bool, only: list[str]) -> dict:
+def entry(name: str, result: dict, *, started: str, quick: bool, only: list[str],
+          load_start: float = 0.0) -> dict:
     """One results.json entry: the figures with the facts of the run that produced them."""
     from bench import common
     command = ".venv/bin/python -m bench" + (" --quick" if quick else "") + \
@@ -122,6 +123,8 @@ def entry(name: str, result: dict, *, started: str, quick: bool, only: list[str]
         command = "make bench"
     return {"date": started, "finished": common.now_utc(), "seconds": result["seconds"],
             "command": command, "quick": quick, **common.provenance(),
+            # the machine is shared: how busy it was says how much noise the figures carry
+            "load_avg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
             "machine": common.machine(), "figures": result["figures"]}
 
 
@@ -186,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in select(known, args.only):
         module, params, _ = known[name]
         print(f"== {name}", flush=True)
-        started = common.now_utc()
+        started, load_start = common.now_utc(), os.getloadavg()[0]
         result = run_one(name, module, params, quick=args.quick, timeout=args.timeout)
         if "error" in result:
             print(f"!! {name} failed: {result['error']}", flush=True)
             failed[name] = result
         else:
-            fresh[name] = entry(name, result, started=started, quick=args.quick, only=args.only)
+            fresh[name] = entry(name, result, started=started, quick=args.quick, only=args.only,
+                                load_start=load_start)
     print(f"\n{table({**fresh, **failed})}")
     # A --quick pass is a smoke test: it is written only to a file other than results.json.
     if fresh and not (args.quick and out.resolve() == RESULTS):
