@@ -19,7 +19,8 @@ command in the same containers, through CRI ExecSync in the end:
   run up to BENCH_FANOUT_K8S_EXEC_MAX pods (default 10); above that the figure is
   PROJECTED from the measured per-pod cost and named `_projected`.
 
-Where the time goes (per N): the Operate call alone (colony admit + audit + fan-out +
+Where the time goes (per N): the agents' CRI calls made directly (four per target, as
+many at once as the agents run), the Operate call alone (colony admit + audit + fan-out +
 collect, no Ansible), the agents' own CRI exec time, and the audit writes one Operate
 makes (2 per target, measured on the same disk); Ansible's share is task time minus the
 Operate call. Goal (issue 15): `coral_exec` task within 1.25x of the floor at N = 200.
@@ -31,6 +32,7 @@ Operate call. Goal (issue 15): `coral_exec` task within 1.25x of the floor at N 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import pathlib
@@ -283,6 +285,35 @@ def floor(runtimes: dict[str, containerd.Containerd], pods) -> float:
     return seconds
 
 
+AGENT_PARALLEL = 16  # execs one agent runs at once (coral_lib/agent/session.py LinkWorker)
+
+
+def agent_cri_path(backends: dict[str, cri.CRIBackend], pods) -> float:
+    """Wall seconds of the CRI calls the node agents make for these targets, made from this
+    process the same way (resolve the container by labels, read its pid, resolve again as
+    the pre-exec check, ExecSync), AGENT_PARALLEL at a time per node: the agents' share of
+    the Operate call without the colony, the Link or Python's per-agent GIL."""
+    def one(pod) -> int:
+        name, node, _ = pod
+        backend = backends[node]
+        target = base.ExecTarget(namespace=NAMESPACE, pod_name=name, container_name="app")
+        found = backend.resolve(target)
+        backend.container_pid(found["id"])
+        pinned = dataclasses.replace(target, container_id=found["id"])
+        return backend.run(base.ExecRequest(argv=COMMAND, timeout=60, target=pinned)).exit_code
+    pools = {node: concurrent.futures.ThreadPoolExecutor(AGENT_PARALLEL) for node in NODES}
+    try:
+        started = time.perf_counter()
+        codes = [f.result() for f in [pools[pod[1]].submit(one, pod) for pod in pods]]
+        seconds = time.perf_counter() - started
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    if any(codes):
+        raise RuntimeError(f"agent CRI path: {sum(map(bool, codes))} of {len(pods)} failed")
+    return seconds
+
+
 def playbook(work: pathlib.Path, name: str, text: str, *,
              args: tuple[str, ...] = ()) -> tuple[float, dict[str, float]]:
     """Run ansible-playbook on `text`: (wall seconds, {task name: seconds})."""
@@ -387,13 +418,15 @@ def med(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
-def measure_n(n: int, *, work, colony, kubeapi, runtimes, pods, per_pod: dict) -> dict:
+def measure_n(n: int, *, work, colony, kubeapi, runtimes, backends, pods,
+              per_pod: dict) -> dict:
     names = [name for name, _, _ in pods[:n]]
     group, kc = f"g{n}", kubeapi.kubeconfig_path
     runs = 3 if n <= 200 else 1
     slow_runs = 3 if n <= 10 else 1
     f: dict = {}
     floors = [floor(runtimes, pods[:n]) for _ in range(runs)]
+    agent_path = [agent_cri_path(backends, pods[:n]) for _ in range(runs)]
     play = CORAL_PLAY.format(python=VENV_PY, address=colony.address, ca=colony.data_dir /
                              "ca.crt", token=colony.data_dir / "admin.token", group=group, n=n)
     plays = [playbook(work, f"coral-{n}", play) for _ in range(runs)]
@@ -404,6 +437,7 @@ def measure_n(n: int, *, work, colony, kubeapi, runtimes, pods, per_pod: dict) -
     durations = [d for _, ds in ops for d in ds]
     f.update({
         f"n{n}_floor_s": med(floors),
+        f"n{n}_agent_cri_calls_s": med(agent_path),
         f"n{n}_coral_exec_task_s": med(task_s),
         f"n{n}_coral_exec_playbook_s": med([wall for wall, _ in plays]),
         f"n{n}_coral_exec_over_floor": round(statistics.median(task_s) /
@@ -480,7 +514,8 @@ def run(*, quick: bool = False, sizes: list[int] | tuple[int, ...] = SIZES) -> d
             per_pod: dict[str, float] = {}
             for n in sorted(sizes):
                 figures.update(measure_n(n, work=work, colony=colony, kubeapi=kubeapi,
-                                         runtimes=runtimes, pods=pods, per_pod=per_pod))
+                                         runtimes=runtimes, backends=backends, pods=pods,
+                                         per_pod=per_pod))
         finally:
             for agent in agents:
                 coral_procs.stop_process(agent)

@@ -46,7 +46,9 @@ ROWS: list[tuple[str, str, str]] = [
     ("where the `coral_exec` time goes at N = 200: the Operate call alone (colony admit, "
      "audit, fan-out to the agents, collect), the Ansible and module start on top of it, "
      "the audit writes inside it, one target's CRI exec as the agent times it",
-     "Operate {fanout:n200_operate_s} s ({fanout:n200_operate_over_floor}× the floor); "
+     "Operate {fanout:n200_operate_s} s ({fanout:n200_operate_over_floor}× the floor), of "
+     "which the agents' four CRI calls per target made directly take "
+     "{fanout:n200_agent_cri_calls_s} s; "
      "Ansible + module {fanout:n200_ansible_overhead_s} s; audit writes "
      "{fanout:n200_audit_s} s; agent exec median {fanout:n200_agent_exec_median_s} s, max "
      "{fanout:n200_agent_exec_max_s} s", ""),
