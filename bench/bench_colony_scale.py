@@ -50,6 +50,8 @@ from coral_lib.colony import pki, registry  # noqa: E402
 from tests.support import coral_procs  # noqa: E402
 
 AGENTS, PER_AGENT, NAMESPACES = 1000, 100, 500
+# A p99 needs 1,000 samples (bench/common.py); the bare-RPC comparison takes fewer (a max).
+QUERY_ROUNDS, RPC_ONLY_ROUNDS = 1000, 100
 TIERS = ("web", "api", "db", "cache")
 TARGET_P99_MS = 50.0
 QUERIES = {  # name -> (namespace, labels); result sizes are in the figures
@@ -155,16 +157,16 @@ def _query_latency(client, *, rounds: int) -> dict:
         count = len(client.list_services(namespace=namespace or None, labels=labels or None))
         request = colony_pb2.ListServicesRequest(namespace=namespace, labels=labels)
         samples, rpc = [], []
-        for _ in range(rounds):
+        for i in range(rounds):
             started = time.perf_counter()
             client.list_services(namespace=namespace or None, labels=labels or None)
             samples.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            stub.ListServices(request, metadata=client._metadata, timeout=60)
-            rpc.append(time.perf_counter() - started)
+            if i < RPC_ONLY_ROUNDS:
+                started = time.perf_counter()
+                stub.ListServices(request, metadata=client._metadata, timeout=60)
+                rpc.append(time.perf_counter() - started)
         figures.update(common.summary_ms(f"list_{name}", samples))
-        figures[f"list_{name}_rpc_only_median_ms"] = round(common.percentile(rpc, 50) * 1000, 2)
-        figures[f"list_{name}_rpc_only_p99_ms"] = round(common.percentile(rpc, 99) * 1000, 2)
+        figures.update(common.summary_ms(f"list_{name}_rpc_only", rpc))
         figures[f"list_{name}_results"] = count
     return figures
 
@@ -216,8 +218,10 @@ def where_time_goes(db_path: Path, *, rounds: int = 20) -> dict:
 
 def verdict(figures: dict) -> dict:
     """Which queries miss the p99 target, and by how much."""
-    misses = {name: round(figures[f"list_{name}_p99_ms"] - TARGET_P99_MS, 2)
-              for name in QUERIES if figures[f"list_{name}_p99_ms"] >= TARGET_P99_MS}
+    def p99(name: str) -> float:  # a max stands in for a p99 that has too few samples
+        return figures.get(f"list_{name}_p99_ms", figures[f"list_{name}_max_ms"])
+    misses = {name: round(p99(name) - TARGET_P99_MS, 2)
+              for name in QUERIES if p99(name) >= TARGET_P99_MS}
     return {"list_p99_target_ms": TARGET_P99_MS, "list_p99_target_met": not misses,
             "list_p99_over_target_ms": misses}
 
@@ -257,7 +261,7 @@ def run(*, quick: bool = False) -> dict:
             with colony.client() as client:
                 figures["services_stored"] = sum(a["service_count"] for a in client.list_agents())
                 figures.update(_list_all(client))
-                figures.update(_query_latency(client, rounds=50 if quick else 100))
+                figures.update(_query_latency(client, rounds=50 if quick else QUERY_ROUNDS))
             figures.update(where_time_goes(pki.ColonyFiles(colony.data_dir).registry_db))
         finally:
             colony.stop()

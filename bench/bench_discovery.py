@@ -5,7 +5,10 @@
    window keeps 110 pods on the node, as kubelet's default max), and the time until the
    colony's ListServices shows it is taken. Median and p99 over 1,000 events
    (target: p99 < 500 ms).
-2. Full relist CPU for a node with 110 pods: the calling thread's CPU time
+2. Bursts: BURST pods created at once (back to back, as a Deployment scale-up does), the
+   time from each pod's creation until the colony lists it; BURSTS bursts (each removed
+   again before the next), so the percentiles stand on BURST x BURSTS samples.
+3. Full relist CPU for a node with 110 pods: the calling thread's CPU time
    (time.thread_time, so the fixture's server threads are not counted) for one list +
    reconcile + node read, and for computing the final service set from the cache.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import common  # noqa: E402
 from coral_lib import config  # noqa: E402
 from coral_lib.agent import node  # noqa: E402
 from coral_lib.discovery import kubernetes  # noqa: E402
@@ -31,6 +35,8 @@ from tests.support.kubeapi import KubeAPIServer  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_DISCOVERY_EVENTS", "1000"))
 WINDOW = 110
+BURST = 100
+BURSTS = int(os.environ.get("BENCH_DISCOVERY_BURSTS", "10"))
 NODE = "node-a"
 
 
@@ -101,7 +107,7 @@ def _wait_named(client, name: str, *, timeout: float = 10.0) -> None:
 
 def event_latency(server, colony) -> list[float]:
     samples = []
-    coral_procs.wait_registered(colony, [f"bench-{NODE}"])
+    coral_procs.wait_registered(colony, [f"node-{NODE}"])
     with colony.client() as c:
         for i in range(EVENTS):
             name = f"ev-{i}"
@@ -112,6 +118,44 @@ def event_latency(server, colony) -> list[float]:
             if i >= WINDOW - 1:
                 server.store.delete("pods", f"ev-{i - WINDOW + 1}", namespace="bench")
     return samples
+
+
+def _wait_count(client, count: int, *, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(client.list_services(namespace="bench")) != count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"registry never held {count} bench services")
+        time.sleep(0.01)
+
+
+def burst_latency(server, colony) -> tuple[list[float], list[float]]:
+    """Per-pod creation -> listed seconds over BURSTS bursts, and each burst's whole time."""
+    samples, wholes = [], []
+    with colony.client() as c:
+        for name in [p["metadata"]["name"] for p in server.store.list("pods", namespace="bench")]:
+            server.store.delete("pods", name, namespace="bench")
+        _wait_count(c, 0)
+        for b in range(BURSTS):
+            names = [f"burst-{b}-{i}" for i in range(BURST)]
+            created: dict[str, float] = {}
+            for name in names:
+                server.store.create(make_pod(name))
+                created[name] = time.perf_counter()
+            seen: dict[str, float] = {}
+            deadline = time.monotonic() + 60
+            while len(seen) < BURST:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"burst {b}: {BURST - len(seen)} pods never listed")
+                listed = {s["pod_name"] for s in c.list_services(namespace="bench")}
+                now = time.perf_counter()
+                for name in listed.intersection(names).difference(seen):
+                    seen[name] = now
+            samples.extend(seen[n] - created[n] for n in names)
+            wholes.append(max(seen.values()) - min(created.values()))
+            for name in names:
+                server.store.delete("pods", name, namespace="bench")
+            _wait_count(c, 0)
+    return samples, wholes
 
 
 def relist_cpu(server) -> dict:
@@ -141,7 +185,8 @@ def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-discovery-") as tmp:
         server, colony, agent = start_world(Path(tmp))
         try:
-            samples = sorted(event_latency(server, colony))
+            samples = event_latency(server, colony)
+            bursts, wholes = burst_latency(server, colony)
         finally:
             agent.stop()
             colony.stop()
@@ -151,11 +196,10 @@ def run() -> dict:
             figures = relist_cpu(quiet)
         finally:
             quiet.stop()
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return {"events": len(samples),
-            "event_to_registry_median_ms": round(statistics.median(samples) * 1000, 1),
-            "event_to_registry_p99_ms": round(p99 * 1000, 1),
-            "event_to_registry_max_ms": round(samples[-1] * 1000, 1),
+    return {**common.summary_ms("event", samples), **common.summary_ms("burst", bursts),
+            "burst_size": BURST, "bursts": len(wholes),
+            "burst_whole_median_ms": round(statistics.median(wholes) * 1000, 1),
+            "burst_whole_max_ms": round(max(wholes) * 1000, 1),
             "p99_target_ms": 500, **figures}
 
 
@@ -163,7 +207,7 @@ def main() -> None:
     figures = run()
     for key, value in figures.items():
         print(f"{key}: {value}")
-    ok = figures["event_to_registry_p99_ms"] < figures["p99_target_ms"]
+    ok = figures.get("event_p99_ms", figures["event_max_ms"]) < figures["p99_target_ms"]
     print("p99 target met" if ok else "p99 target NOT met")
 
 

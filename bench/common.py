@@ -30,12 +30,20 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+# A p99 is only named so when at least this many samples stand behind it; fewer samples
+# report their max instead (one sample in a hundred is an anecdote, not a percentile).
+MIN_P99_SAMPLES = 1000
+
+
 def summary_ms(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
-    """median / p99 / max in milliseconds (and the count) of samples given in seconds."""
-    return {f"{prefix}_median_ms": round(percentile(seconds, 50) * 1000, 2),
-            f"{prefix}_p99_ms": round(percentile(seconds, 99) * 1000, 2),
-            f"{prefix}_max_ms": round(max(seconds) * 1000, 2) if seconds else math.nan,
-            f"{prefix}_samples": len(seconds)}
+    """median, p99 (only from >= MIN_P99_SAMPLES samples) and max in milliseconds, and the
+    count, of samples given in seconds."""
+    figures = {f"{prefix}_median_ms": round(percentile(seconds, 50) * 1000, 2)}
+    if len(seconds) >= MIN_P99_SAMPLES:
+        figures[f"{prefix}_p99_ms"] = round(percentile(seconds, 99) * 1000, 2)
+    figures[f"{prefix}_max_ms"] = round(max(seconds) * 1000, 2) if seconds else math.nan
+    figures[f"{prefix}_samples"] = len(seconds)
+    return figures
 
 
 def _cpu_model() -> str:
@@ -71,11 +79,29 @@ def _tool_version(argv: list[str]) -> str:
         else "unknown"
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _git_commit() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+    out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True)
     return out.stdout.strip() or "unknown"
+
+
+def _git_dirty() -> list[str]:
+    """Tracked files changed since the commit (results.json and the README excepted: the
+    runner itself writes them), so a figure from uncommitted code says so."""
+    out = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                         capture_output=True, text=True)
+    changed = [line[3:] for line in out.stdout.splitlines() if line.strip()]
+    return [p for p in changed if p not in ("bench/results.json", "README.md")]
+
+
+def provenance() -> dict[str, object]:
+    """What a results.json entry needs to be reproduced: the commit (and whether the tree
+    differed from it), and the versions of everything measured."""
+    dirty = _git_dirty()
+    return {"commit": _git_commit(), "dirty": dirty, "versions": versions()}
 
 
 def machine() -> dict[str, object]:
@@ -96,7 +122,7 @@ def _os_name() -> str:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0], "git_commit": _git_commit()}
+    found = {"python": sys.version.split()[0]}
     for name in PACKAGES:
         try:
             found[name] = importlib.metadata.version(name)

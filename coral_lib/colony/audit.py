@@ -24,8 +24,11 @@ checks records 1..legacy_until by the old rule, requires the last of them to mat
 keyed `legacy_head`, and checks every later record by HMAC.
 
 Every field goes through `secrets.scrub()` before it is hashed and stored.
-Thread-safe: one connection and one lock; each append is one IMMEDIATE transaction, so
-a failed write (disk full, read-only directory) leaves nothing half-written.
+Thread-safe: one connection and one lock; each write is one IMMEDIATE transaction, so
+a failed write (disk full, read-only directory) leaves nothing half-written. Appends from
+many threads at once (a fan-out's per-target records) are group-committed: whoever takes
+the lock commits every record queued meanwhile in one transaction (one fsync), and each
+append still returns only once its own record is durable, or raises if it is not.
 """
 
 from __future__ import annotations
@@ -193,6 +196,16 @@ def jsonable(value: object) -> object:
     return str(value)
 
 
+@dataclasses.dataclass
+class _Queued:
+    """One append waiting for its group commit: its seq once written, or the error."""
+
+    kind: str
+    fields_json: str
+    done: bool = False
+    outcome: int | AuditError = 0
+
+
 class AuditLog:
     """The colony's audit log (see module docstring)."""
 
@@ -206,6 +219,8 @@ class AuditLog:
         self.key_file = os.fspath(key_file or pathlib.Path(self.path).with_name("audit.key"))
         self._clock = clock
         self._lock = threading.Lock()
+        self._queue: list[_Queued] = []  # appends waiting for the next group commit
+        self._queue_lock = threading.Lock()
         self._sink: CheckpointSink | None = None
         self._pending = self._uncommitted = self._count = 0
         try:
@@ -277,8 +292,29 @@ class AuditLog:
         if clash:
             raise ValueError(f"audit fields may not use the reserved names {clash}")
         fields_json = canonical_json(secrets.scrub(jsonable(dict(fields))))
+        return self._group_commit(_Queued(kind, fields_json))
+
+    def _group_commit(self, mine: _Queued) -> int:
+        """Queue `mine`; the thread that next holds the lock commits the whole queue in one
+        transaction. A record is never reported written before its transaction commits;
+        when that transaction fails, every record in it gets the error."""
+        with self._queue_lock:
+            self._queue.append(mine)
         with self._lock:
-            return self._write(lambda: self._insert(kind, fields_json))
+            if not mine.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    seqs = self._write(lambda: [self._insert(q.kind, q.fields_json)
+                                                for q in batch])
+                except Exception as exc:  # noqa: BLE001 - every queued caller must hear it
+                    seqs = [exc if isinstance(exc, AuditError) else
+                            AuditError(f"audit record not written: {exc}")] * len(batch)
+                for queued, outcome in zip(batch, seqs, strict=True):
+                    queued.outcome, queued.done = outcome, True
+        if isinstance(mine.outcome, AuditError):
+            raise mine.outcome
+        return mine.outcome
 
     def started(
         self, *, op_id: str, requester: str, verb: str, agent_id: str, runtime: str,
