@@ -23,5 +23,7 @@ def kube(tmp_path_factory, agent_image):  # noqa: F811 - pytest fixture injectio
 
 
 @pytest.fixture(scope="session")
-def colony(kube):
+def cluster_colony(kube):
+    """The cluster's colony: reviews agents' projected tokens through the fixture's
+    TokenReview (not the root `colony` fixture, which runs without a cluster)."""
     return kube.start_colony()

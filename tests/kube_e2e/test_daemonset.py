@@ -24,7 +24,8 @@ def _agents(colony) -> list[dict]:
         return c.list_agents()
 
 
-def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, colony):
+def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, cluster_colony):
+    colony = cluster_colony
     cluster = kube.server
     objs = kube.deploy_daemonset(colony)
     namespace = next(o for o in objs if o["kind"] == "Namespace")

@@ -29,8 +29,9 @@ def connected(colony) -> set[str]:
         return {a["agent_id"] for a in c.list_agents() if a.get("connected")}
 
 
-def test_e2e_rollout_canary_gate_passes_healthy_and_rolls_back_unready(kube, colony,
+def test_e2e_rollout_canary_gate_passes_healthy_and_rolls_back_unready(kube, cluster_colony,
                                                                         tmp_path):
+    colony = cluster_colony
     server = kube.server
     inventory = tmp_path / "clusters.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {"coral_clusters": {

@@ -32,7 +32,8 @@ def expected_caps(sc: dict) -> set[str]:
     return base | {c.upper() for c in caps.get("add") or []}
 
 
-def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(kube, colony):
+def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(kube, cluster_colony):
+    colony = cluster_colony
     server = kube.server
     kube.deploy_webhook()
     wait_for(lambda: server.store.get("deployments", "coral-webhook", namespace=SYSTEM)
@@ -90,7 +91,7 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(kub
     assert run.stdout, run.stderr
     (result,) = json.loads(run.stdout)["results"]
     assert result["agent"] == "pod-shop2.app", result
-    assert (result["rc"], result["stdout"]) == (0, "in-app\n"), result
+    assert (result["rc"], result["stdout"]) == (0, "in-app\n"), json.dumps(result)
 
 
 def _agents(colony) -> list[dict]:

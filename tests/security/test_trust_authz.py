@@ -225,7 +225,7 @@ def two_tenants(kubeapi, runtime, colony, node_agents):  # noqa: F811
     web = run_pod(kubeapi, runtime, "web", "shop", "app")
     dns = run_pod(kubeapi, runtime, "coredns", "kube-system", "coredns")
     node_agents("node-a", flags=["--cri-socket", runtime.socket])
-    coral_procs.wait_registered(colony, ["ds-node-a"])
+    coral_procs.wait_registered(colony, ["node-node-a"])
     wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
              what="pod web registered")
     yield web, dns
@@ -284,11 +284,11 @@ def test_review_audit_names_the_container_actually_entered(colony, runtime, two_
 
 def test_review_tenant_cannot_name_a_pod_of_another_namespace(colony, runtime, two_tenants):  # noqa: F811
     _, dns = two_tenants
-    run = coral_procs.coral("exec", "--agent", "ds-node-a", "--pod", "coredns", "-n",
+    run = coral_procs.coral("exec", "--agent", "node-node-a", "--pod", "coredns", "-n",
                             "kube-system", "--", "sh", "-c", "echo owned > /tmp/pwned",
                             env=colony.env_for("tenant"))
     assert run.returncode != 0 and "no rule allows tenant to exec" in run.stderr
-    named = coral_procs.coral("exec", "--agent", "ds-node-a", "--pod", "coredns", "-n", "shop",
+    named = coral_procs.coral("exec", "--agent", "node-node-a", "--pod", "coredns", "-n", "shop",
                               "--", "sh", "-c", "echo owned > /tmp/pwned",
                               env=colony.env_for("tenant"))
     assert named.returncode != 0 and "pod shop/coredns is not on node node-a" in (
