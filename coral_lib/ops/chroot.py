@@ -37,7 +37,7 @@ PTRACE_HINT = ("; an app container with capabilities beyond the sidecar's needs 
 # pid, cwd ('' = the app process's own), command... Its own environment is the request's
 # extra variables, laid over the app process's.
 _HELPER = r"""
-import ctypes, os, sys
+import ctypes, os, sys, warnings  # all imports before chroot: the app has no Python
 pid, cwd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 try:
     with open("/proc/%s/environ" % pid, "rb") as fh:
@@ -48,13 +48,14 @@ try:
     if cwd:
         os.chdir(cwd)
     ctypes.CDLL(None, use_errno=True).prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
-except OSError as exc:
+except Exception as exc:
     sys.stderr.write("coral-chroot: cannot enter the container of pid %s: %s\n" % (pid, exc))
     sys.exit(126)
 try:
     os.execvpe(argv[0], argv, env)
-except OSError as exc:
-    sys.stderr.write("coral-chroot: cannot run %r: %s\n" % (argv[0], exc.strerror))
+except Exception as exc:
+    why = getattr(exc, "strerror", None) or exc
+    sys.stderr.write("coral-chroot: cannot run %r: %s\n" % (argv[0], why))
     sys.exit(127)
 """
 
