@@ -60,17 +60,13 @@ input_hash() {
 BUILDAH=(buildah --root "$OUT/containers/storage" --runroot "$OUT/containers/run"
          --storage-driver vfs)
 
-wheelhouse() {
-  rm -rf "$OUT/wheels" && mkdir -p "$OUT/wheels"
+wheelhouse() {  # $1: where the wheels go
+  local wheels=$1 log=$OUT/pip-wheel.log
+  rm -rf "$wheels" && mkdir -p "$wheels"
   # pip itself comes along: the Containerfile runs it from its wheel (no pip in the image)
-  local log=$OUT/pip-wheel.log
   "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
-    -w "$OUT/wheels" . pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  # the Containerfile copies build/image/wheels from the repository root context
-  if [ "$OUT/wheels" != "$ROOT/build/image/wheels" ]; then
-    mkdir -p "$ROOT/build/image" && rm -rf "$ROOT/build/image/wheels"
-    cp -r "$OUT/wheels" "$ROOT/build/image/wheels"
-  fi
+    -w "$wheels" . pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -rf build/lib build/bdist.* # setuptools' in-tree build leftovers
 }
 
 base_image() {
@@ -99,10 +95,12 @@ import_archive() {
 }
 
 mkdir -p "$OUT"
-if [ "$WHEELS_ONLY" = 1 ]; then
-  wheelhouse
+if [ "$WHEELS_ONLY" = 1 ]; then  # for `docker build -f Containerfile .` at the root
+  wheelhouse "$ROOT/build/image/wheels"
   exit 0
 fi
+# The build context: only the wheelhouse, where the Containerfile expects it.
+CONTEXT=$OUT/context
 
 ARCHIVE=$OUT/coral-agent-$VERSION.oci.tar
 META=$OUT/coral-agent-$VERSION.json
@@ -116,13 +114,14 @@ else
     command -v $tool >/dev/null || { echo "build_image: needs $tool (run tools/setup.sh)" >&2; exit 1; }
   done
   started=$(date +%s)
-  wheelhouse
+  rm -rf "$CONTEXT"
+  wheelhouse "$CONTEXT/build/image/wheels"
   base_image
   "${BUILDAH[@]}" bud --quiet --isolation chroot --pull-never --timestamp "$SOURCE_DATE_EPOCH" \
     --build-arg BASE="$BASE_REF" --build-arg VERSION="$VERSION" \
     --build-arg REVISION="$REVISION" --build-arg SOURCE="$SOURCE" \
     --build-arg CREATED="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" \
-    -t "$REF" -f Containerfile . >&2
+    -t "$REF" -f "$ROOT/Containerfile" "$CONTEXT" >&2
   rm -f "$ARCHIVE.tmp"
   "${BUILDAH[@]}" push --quiet "$REF" "oci-archive:$ARCHIVE.tmp:$VERSION" >&2
   mv "$ARCHIVE.tmp" "$ARCHIVE"
