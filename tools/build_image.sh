@@ -41,7 +41,9 @@ SOURCE=$(sed -n 's/^repository: *//p' galaxy.yml | head -n1)
 BASE_SUITE=bookworm
 BASE_MIRROR=${CORAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE_INCLUDE=python3,ca-certificates
-BASE_RECIPE="mmdebstrap --variant=minbase --include=$BASE_INCLUDE $BASE_SUITE $BASE_MIRROR nodoc"
+# The base is cached by its recipe, not by commit: its own fixed epoch for file times.
+BASE_EPOCH=1700000000
+BASE_RECIPE="mmdebstrap --variant=minbase --include=$BASE_INCLUDE $BASE_SUITE $BASE_MIRROR nodoc $BASE_EPOCH"
 BASE_KEY=$(printf '%s' "$BASE_RECIPE" | sha256sum | cut -c1-16)
 BASE_REF=localhost/coral-base:$BASE_KEY
 
@@ -75,7 +77,7 @@ base_image() {
   fi
   command -v mmdebstrap >/dev/null || { echo "build_image: needs mmdebstrap (tools/setup.sh)" >&2; exit 1; }
   local rootfs=$OUT/base-$BASE_KEY.tar
-  mmdebstrap --quiet --variant=minbase --include="$BASE_INCLUDE" \
+  SOURCE_DATE_EPOCH=$BASE_EPOCH mmdebstrap --quiet --variant=minbase --include="$BASE_INCLUDE" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     "$BASE_SUITE" "$rootfs" "$BASE_MIRROR"
@@ -86,7 +88,7 @@ base_image() {
   "${BUILDAH[@]}" umount "$ctr" >/dev/null
   "${BUILDAH[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --cmd /bin/sh "$ctr"
-  "${BUILDAH[@]}" commit --quiet --timestamp "$SOURCE_DATE_EPOCH" --rm "$ctr" "$BASE_REF" >/dev/null
+  "${BUILDAH[@]}" commit --quiet --timestamp "$BASE_EPOCH" --rm "$ctr" "$BASE_REF" >/dev/null
   rm -f "$rootfs"
 }
 

@@ -4,7 +4,9 @@ Handlers.shell -- into each app container named on the command line. Prints JSON
 
 import json
 import os
+import socket
 import sys
+import threading
 import time
 
 from coral_lib import runtime
@@ -26,6 +28,27 @@ def shell(h: handlers.Handlers, name: str) -> dict:
     return {"rc": session.close(), "output": out.decode(errors="replace")}
 
 
+def tap(h: handlers.Handlers, name: str) -> dict:
+    """Tap "into" an app container: the pod's network namespace, the sidecar's own."""
+    stop, got = threading.Event(), []
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while not stop.is_set():
+                s.sendto(b"coral-tap-probe", ("127.0.0.1", 40999))
+                time.sleep(0.05)
+
+    threading.Thread(target=send, daemon=True).start()
+    try:
+        summary = h.tap(agent_pb2.TapRequest(
+            target=agent_pb2.ExecTarget(container_name=name), filter="udp port 40999",
+            duration_seconds=10, max_packets=3), on_packet=got.append, stop=threading.Event())
+    finally:
+        stop.set()
+    return {"packets": summary.packets, "reason": summary.reason,
+            "payload_seen": any(b"coral-tap-probe" in p.data for p in got)}
+
+
 def main() -> None:
     ctx = runtime.detect()
     scope = sidecar.SidecarScope(sidecar.PodIdentity.from_env(os.environ))
@@ -35,7 +58,7 @@ def main() -> None:
         "uid": os.getuid(),
         "runtime": ctx.to_dict(),
         "containers": {c.name: c.main_pid for c in scope.containers()},
-        "exec": {}, "shell": {}, "nsenter": {}, "unnamed": {},
+        "exec": {}, "shell": {}, "nsenter": {}, "unnamed": {}, "tap": {},
     }
     for name in sys.argv[1:]:
         reply = h.exec(agent_pb2.ExecRequest(
@@ -45,6 +68,7 @@ def main() -> None:
                                 "stderr": reply.stderr.decode(), "error": reply.error}
         if not reply.error:
             report["shell"][name] = shell(h, name)
+            report["tap"][name] = tap(h, name)
         # the old path: setns into the app's mount namespace, refused with these caps
         try:
             nsenter.NsenterBackend().run(base.ExecRequest(

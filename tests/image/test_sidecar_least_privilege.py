@@ -2,7 +2,7 @@
 with exactly the runtime's default capability set (what the webhook now injects: no added
 capability), reaches the app containers of its pod -- a root app and a non-root app -- by
 chroot through /proc/<pid>/root as the app's own uid: exec and shell, with the app's
-environment and working directory. An app with more capabilities than the sidecar stays
+environment and working directory, and tap. An app with more capabilities than the sidecar stays
 out of reach (the coral.io/sidecar-ptrace annotation is for those), and the old path,
 setns into the app's mount namespace, is refused with these capabilities."""
 
@@ -68,6 +68,10 @@ def test_sidecar_with_the_default_capability_set_execs_and_shells_into_root_and_
         shell = report["shell"][name]
         assert shell["rc"] == 7, shell
         assert f"{uid}\r\n{name}-marker\r\ncwd=/tmp env={name}-env" in shell["output"], shell
+        # tap: the pod's network namespace is the sidecar's own; AF_PACKET needs NET_RAW only
+        tapped = report["tap"][name]
+        assert (tapped["packets"], tapped["reason"], tapped["payload_seen"]) == \
+            (3, "max_packets", True), tapped
         # the old path (setns into the app's mount namespace) needs what the pod lacks
         assert report["nsenter"][name] == \
             "namespace entry denied: missing CAP_SYS_ADMIN, CAP_SYS_PTRACE"
