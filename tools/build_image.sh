@@ -37,10 +37,11 @@ REVISION=${CORAL_IMAGE_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknow
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 SOURCE=$(sed -n 's/^repository: *//p' galaxy.yml | head -n1)
 
-# The base root filesystem recipe: Debian packages only (util-linux is Essential).
+# The base root filesystem recipe: Debian packages only (util-linux is Essential; tcpdump
+# compiles tap filters to classic BPF).
 BASE_SUITE=bookworm
 BASE_MIRROR=${CORAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-BASE_INCLUDE=python3,ca-certificates
+BASE_INCLUDE=python3,ca-certificates,tcpdump
 # The base is cached by its recipe, not by commit: its own fixed epoch for file times.
 BASE_EPOCH=1700000000
 BASE_RECIPE="mmdebstrap --variant=minbase --include=$BASE_INCLUDE $BASE_SUITE $BASE_MIRROR nodoc $BASE_EPOCH"
