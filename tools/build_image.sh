@@ -77,6 +77,11 @@ base_image() {
     return
   fi
   command -v mmdebstrap >/dev/null || { echo "build_image: needs mmdebstrap (tools/setup.sh)" >&2; exit 1; }
+  local old  # bases of earlier recipes only take space now
+  for old in $("${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' 2>/dev/null \
+               | grep '^localhost/coral-base:' || true); do
+    "${BUILDAH[@]}" rmi "$old" >/dev/null 2>&1 || true
+  done
   local rootfs=$OUT/base-$BASE_KEY.tar
   SOURCE_DATE_EPOCH=$BASE_EPOCH mmdebstrap --quiet --variant=minbase --include="$BASE_INCLUDE" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
