@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 # Bit numbers from linux/capability.h: only the ones Coral's decisions look at.
 BITS = {
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
     "CAP_NET_ADMIN": 12,
     "CAP_NET_RAW": 13,
     "CAP_SYS_CHROOT": 18,

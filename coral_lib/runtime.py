@@ -52,6 +52,7 @@ class ExecBackendKind(enum.Enum):
     LOCAL = "local"
     NSENTER = "nsenter"
     CRI = "cri"
+    CHROOT = "chroot"  # sidecar: /proc/<pid>/root as the app's user (ops/chroot.py)
 
 
 FORCED_MODES = {"daemonset": Mode.K8S_DAEMONSET, "sidecar": Mode.K8S_SIDECAR, "host": Mode.NATIVE}
@@ -229,10 +230,14 @@ def _caps(sig: Signals, mode: Mode) -> dict:
     if mode in (Mode.NATIVE, Mode.CONTAINER):
         out.update(exec_backend=ExecBackendKind.LOCAL, exec_reason="", shell_reason="")
     elif mode is Mode.K8S_SIDECAR:
-        reason = ns_reason or ("" if sig.shared_pid_ns else
-                               "no other container of the pod is visible: enable"
-                               " shareProcessNamespace")
-        out.update(exec_backend=ExecBackendKind.NSENTER, exec_reason=reason, shell_reason=reason)
+        # no namespace entry: chroot through /proc/<pid>/root as the app's own user
+        chroot_missing = capabilities.missing(cap, ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_CHROOT"))
+        reason = (f"entering the app's filesystem needs {', '.join(chroot_missing)}"
+                  if chroot_missing else "")
+        reason = reason or ("" if sig.shared_pid_ns else
+                            "no other container of the pod is visible: enable"
+                            " shareProcessNamespace")
+        out.update(exec_backend=ExecBackendKind.CHROOT, exec_reason=reason, shell_reason=reason)
     else:
         cri = bool(sig.cri_sockets)
         out.update(exec_backend=ExecBackendKind.CRI if cri else ExecBackendKind.NSENTER,

@@ -37,11 +37,14 @@ REVISION=${CORAL_IMAGE_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknow
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 SOURCE=$(sed -n 's/^repository: *//p' galaxy.yml | head -n1)
 
-# The base root filesystem recipe: Debian packages only (util-linux is Essential).
+# The base root filesystem recipe: Debian packages only (util-linux is Essential; tcpdump
+# compiles tap filters to classic BPF).
 BASE_SUITE=bookworm
 BASE_MIRROR=${CORAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-BASE_INCLUDE=python3,ca-certificates
-BASE_RECIPE="mmdebstrap --variant=minbase --include=$BASE_INCLUDE $BASE_SUITE $BASE_MIRROR nodoc"
+BASE_INCLUDE=python3,ca-certificates,tcpdump
+# The base is cached by its recipe, not by commit: its own fixed epoch for file times.
+BASE_EPOCH=1700000000
+BASE_RECIPE="mmdebstrap --variant=minbase --include=$BASE_INCLUDE $BASE_SUITE $BASE_MIRROR nodoc $BASE_EPOCH"
 BASE_KEY=$(printf '%s' "$BASE_RECIPE" | sha256sum | cut -c1-16)
 BASE_REF=localhost/coral-base:$BASE_KEY
 
@@ -60,17 +63,13 @@ input_hash() {
 BUILDAH=(buildah --root "$OUT/containers/storage" --runroot "$OUT/containers/run"
          --storage-driver vfs)
 
-wheelhouse() {
-  rm -rf "$OUT/wheels" && mkdir -p "$OUT/wheels"
+wheelhouse() {  # $1: where the wheels go
+  local wheels=$1 log=$OUT/pip-wheel.log
+  rm -rf "$wheels" && mkdir -p "$wheels"
   # pip itself comes along: the Containerfile runs it from its wheel (no pip in the image)
-  local log=$OUT/pip-wheel.log
   "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
-    -w "$OUT/wheels" . pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  # the Containerfile copies build/image/wheels from the repository root context
-  if [ "$OUT/wheels" != "$ROOT/build/image/wheels" ]; then
-    mkdir -p "$ROOT/build/image" && rm -rf "$ROOT/build/image/wheels"
-    cp -r "$OUT/wheels" "$ROOT/build/image/wheels"
-  fi
+    -w "$wheels" . pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -rf build/lib build/bdist.* # setuptools' in-tree build leftovers
 }
 
 base_image() {
@@ -78,8 +77,13 @@ base_image() {
     return
   fi
   command -v mmdebstrap >/dev/null || { echo "build_image: needs mmdebstrap (tools/setup.sh)" >&2; exit 1; }
+  local old  # bases of earlier recipes only take space now
+  for old in $("${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' 2>/dev/null \
+               | grep '^localhost/coral-base:' || true); do
+    "${BUILDAH[@]}" rmi "$old" >/dev/null 2>&1 || true
+  done
   local rootfs=$OUT/base-$BASE_KEY.tar
-  mmdebstrap --quiet --variant=minbase --include="$BASE_INCLUDE" \
+  SOURCE_DATE_EPOCH=$BASE_EPOCH mmdebstrap --quiet --variant=minbase --include="$BASE_INCLUDE" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     "$BASE_SUITE" "$rootfs" "$BASE_MIRROR"
@@ -90,7 +94,7 @@ base_image() {
   "${BUILDAH[@]}" umount "$ctr" >/dev/null
   "${BUILDAH[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --cmd /bin/sh "$ctr"
-  "${BUILDAH[@]}" commit --quiet --timestamp "$SOURCE_DATE_EPOCH" --rm "$ctr" "$BASE_REF" >/dev/null
+  "${BUILDAH[@]}" commit --quiet --timestamp "$BASE_EPOCH" --rm "$ctr" "$BASE_REF" >/dev/null
   rm -f "$rootfs"
 }
 
@@ -99,10 +103,12 @@ import_archive() {
 }
 
 mkdir -p "$OUT"
-if [ "$WHEELS_ONLY" = 1 ]; then
-  wheelhouse
+if [ "$WHEELS_ONLY" = 1 ]; then  # for `docker build -f Containerfile .` at the root
+  wheelhouse "$ROOT/build/image/wheels"
   exit 0
 fi
+# The build context: only the wheelhouse, where the Containerfile expects it.
+CONTEXT=$OUT/context
 
 ARCHIVE=$OUT/coral-agent-$VERSION.oci.tar
 META=$OUT/coral-agent-$VERSION.json
@@ -116,13 +122,14 @@ else
     command -v $tool >/dev/null || { echo "build_image: needs $tool (run tools/setup.sh)" >&2; exit 1; }
   done
   started=$(date +%s)
-  wheelhouse
+  rm -rf "$CONTEXT"
+  wheelhouse "$CONTEXT/build/image/wheels"
   base_image
   "${BUILDAH[@]}" bud --quiet --isolation chroot --pull-never --timestamp "$SOURCE_DATE_EPOCH" \
     --build-arg BASE="$BASE_REF" --build-arg VERSION="$VERSION" \
     --build-arg REVISION="$REVISION" --build-arg SOURCE="$SOURCE" \
     --build-arg CREATED="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" \
-    -t "$REF" -f Containerfile . >&2
+    -t "$REF" -f "$ROOT/Containerfile" "$CONTEXT" >&2
   rm -f "$ARCHIVE.tmp"
   "${BUILDAH[@]}" push --quiet "$REF" "oci-archive:$ARCHIVE.tmp:$VERSION" >&2
   mv "$ARCHIVE.tmp" "$ARCHIVE"

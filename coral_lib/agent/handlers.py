@@ -94,7 +94,7 @@ class Handlers:
         log.info("shell %s target=%s", redact.describe_argv(argv), request.target)
         session = pty_session.PtySession.spawn(
             argv, target_pid=request.target.pid or None, env=env,
-            rows=start.rows or 24, cols=start.cols or 80)
+            rows=start.rows or 24, cols=start.cols or 80, via=backend.name)
         if on_entered is not None:
             on_entered(self.entered(request.target))
         return session
@@ -108,6 +108,8 @@ class Handlers:
         from coral_lib.ops import tap
 
         pid = self._target_pid(request.target, what="tap", on_entered=on_entered)
+        if self.runtime.exec_backend == "chroot":
+            pid = None  # a sidecar: the pod's network namespace is its own already
         log.info("tap filter=%r pid=%s headers_only=%s", request.filter, pid,
                  request.headers_only)
         return tap.capture(

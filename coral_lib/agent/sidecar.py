@@ -1,5 +1,9 @@
 """Sidecar mode: the containers of the agent's own pod, found in the shared PID namespace.
 
+Commands run in an app container through chroot into `/proc/<pid>/root` as the app
+process's own user (ops/chroot.py): the pod shares net/ipc/uts/pid already, so the
+sidecar needs no capability beyond the runtime's default set (Pod Security baseline).
+
 The agent never reaches outside its pod: a target naming another pod or namespace is
 refused, so one tenant's sidecar cannot be used against another tenant's workload.
 """
@@ -12,7 +16,7 @@ from collections.abc import Mapping
 
 from coral_lib import service
 from coral_lib.discovery import procfs
-from coral_lib.ops import base, nsenter
+from coral_lib.ops import base, chroot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +49,13 @@ class SidecarScope:
         self.pod, self.proc_root = pod, proc_root
 
     def containers(self) -> list[procfs.Container]:
-        return procfs.scan(proc_root=self.proc_root, self_pid=_self_pid(self.proc_root))
+        return procfs.scan(proc_root=self.proc_root, self_pid=_self_pid(self.proc_root),
+                           read_hidden=self._read_as_owner)
+
+    def _read_as_owner(self, pid: int, name: str) -> bytes:
+        # a non-root app's environ is hidden from a root sidecar without SYS_PTRACE
+        return chroot.read_as_owner(f"{self.proc_root}/{pid}/{name}", pid,
+                                    proc_root=self.proc_root)
 
     def discover(self) -> list[service.ServiceInfo]:
         return procfs.services(self.containers(), node_name=self.pod.node,
@@ -70,7 +80,7 @@ class SidecarScope:
             request.target, namespace=self.pod.namespace, pod_name=self.pod.name,
             container_name=found.name, container_id=found.container_id, pid=found.main_pid,
             resolved_by="sidecar")
-        return nsenter.NsenterBackend(proc_root=self.proc_root), dataclasses.replace(
+        return chroot.ChrootBackend(proc_root=self.proc_root), dataclasses.replace(
             request, target=target)
 
 

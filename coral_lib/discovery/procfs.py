@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from coral_lib import runtime, service
 
@@ -17,6 +17,7 @@ SERVICE_NAME_VARS = ("OTEL_SERVICE_NAME", "SERVICE_NAME")
 CONTAINER_NAME_VAR = "CORAL_CONTAINER_NAME"  # set per app container by the webhook
 ENVIRON_PIDS = 3  # how many of a container's first pids are read for names (bounds cost)
 TCP_LISTEN = "0A"
+HiddenReader = Callable[[int, str], bytes]  # (pid, /proc file name) -> its bytes, b"" if none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,11 +150,15 @@ def parse_environ(data: bytes) -> dict[str, str]:
     return env
 
 
-def _names(proc_root: str, pids: Sequence[int]) -> tuple[str, str]:
+def _names(proc_root: str, pids: Sequence[int],
+           read_hidden: HiddenReader | None = None) -> tuple[str, str]:
     """(service name, container name) from the environment of the container's first pids."""
     svc = cname = ""
     for pid in pids[:ENVIRON_PIDS]:
-        env = parse_environ(_read(f"{proc_root}/{pid}/environ"))
+        data = _read(f"{proc_root}/{pid}/environ")
+        if not data and read_hidden is not None:
+            data = read_hidden(pid, "environ")
+        env = parse_environ(data)
         svc = svc or next((env[k] for k in SERVICE_NAME_VARS if env.get(k)), "")
         cname = cname or env.get(CONTAINER_NAME_VAR, "")
         if svc and cname:
@@ -182,10 +187,10 @@ def _claim_ports(proc_root: str, groups: dict[str, list[_Proc]]) -> dict[str, se
 
 
 def _container(proc_root: str, key: str, procs: list[_Proc], *, names: Mapping[str, str],
-               ports: set[int]) -> Container:
+               ports: set[int], read_hidden: HiddenReader | None = None) -> Container:
     pids = tuple(p.pid for p in procs)
     cid = procs[0].cid or ""
-    svc, env_name = _names(proc_root, pids)
+    svc, env_name = _names(proc_root, pids, read_hidden)
     name = names.get(cid) or env_name or (cid[:12] if cid else key)
     comm = _read(f"{proc_root}/{pids[0]}/comm").decode(errors="replace").strip()
     return Container(key=key, container_id=cid, name=name, service_name=svc or name, pids=pids,
@@ -198,8 +203,12 @@ def scan(
     proc_root: str = "/proc",
     self_pid: int | None = None,
     names: Mapping[str, str] | None = None,
+    read_hidden: HiddenReader | None = None,
 ) -> list[Container]:
     """The app containers visible in proc_root, ordered by their first pid.
+
+    `read_hidden(pid, "environ")` is asked for an environment the ptrace access check
+    hides (another user's process, no CAP_SYS_PTRACE); the sidecar reads it as its owner.
 
     `self_pid` is the agent's pid as seen in proc_root (default: /proc/self); its container
     is skipped, as is every container whose first process is a pause. `names` maps
@@ -213,7 +222,8 @@ def scan(
     self_key = self_cid or self_mnt
     ports = _claim_ports(proc_root, groups)  # the agent's own listeners are claimed too
     out = [
-        _container(proc_root, key, procs, names=names or {}, ports=ports[key])
+        _container(proc_root, key, procs, names=names or {}, ports=ports[key],
+                   read_hidden=read_hidden)
         for key, procs in groups.items()
         if key != self_key and not _is_pause(proc_root, procs[0].pid)
     ]

@@ -2,7 +2,8 @@
 not run the webhook. It is inject() applied to a template pod, so the hand-made and the
 injected sidecar cannot drift. The pod needs the colony ConfigMap (address, CA) in its own
 namespace, proves its identity with its own projected service account token (no secret),
-and meets the `baseline` Pod Security Standard (SYS_PTRACE is outside `restricted`)."""
+and meets the `baseline` Pod Security Standard: the sidecar adds no capability (it enters
+app containers by chroot as the app's uid; see ops/chroot.py)."""
 
 from __future__ import annotations
 

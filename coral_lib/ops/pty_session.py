@@ -24,7 +24,7 @@ import subprocess
 import termios
 from collections.abc import Mapping, Sequence
 
-from coral_lib.ops import base, nsenter, procgroup
+from coral_lib.ops import base, chroot, nsenter, procgroup
 
 READ_CHUNK = 65536
 
@@ -50,15 +50,23 @@ class PtySession:
         rows: int = 24,
         cols: int = 80,
         proc_root: str = "/proc",
+        via: str = "nsenter",
     ) -> PtySession:
-        """Start argv on a new PTY (in target_pid's container when given)."""
+        """Start argv on a new PTY (in target_pid's container when given, entered the way
+        `via` names: "nsenter" its namespaces, or "chroot" -- a sidecar in the same pod --
+        its root as its own user)."""
         if not argv:
             raise base.OperationError("shell needs a command to run (e.g. ['/bin/sh'])")
         setsid = shutil.which("setsid")
         if setsid is None:
             raise base.OperationError("the PTY backend needs the setsid binary (util-linux)")
         extra = {"TERM": "xterm", **(env or {})}
-        if target_pid:
+        if target_pid and via == "chroot":
+            # the PID namespace is the pod's, shared already: setsid needs no detour
+            prefix, full_env = chroot.prepare(target_pid, env=extra, cwd=cwd,
+                                              proc_root=proc_root)
+            argv_full, cwd_arg = [setsid, "--ctty", *prefix, *argv], None
+        elif target_pid:
             _, full_env = nsenter.prepare(target_pid, env=extra, cwd=cwd, proc_root=proc_root)
             outer = nsenter.nsenter_argv(target_pid, namespaces=("--pid",), enter_root=False)
             inner_ns = tuple(ns for ns in nsenter.NAMESPACES if ns != "--pid")
@@ -75,7 +83,7 @@ class PtySession:
             # target: a new session for the outer nsenter so close() can kill its group
             proc = subprocess.Popen(
                 argv_full, stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=cwd_arg,
-                close_fds=True, start_new_session=bool(target_pid),
+                close_fds=True, start_new_session=bool(target_pid) and via != "chroot",
             )
         except OSError as exc:
             os.close(master)

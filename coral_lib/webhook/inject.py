@@ -67,6 +67,7 @@ def inject(
     annotations = _optional_mapping(metadata, "annotations", "metadata.annotations")
     app_names = [c["name"] for c in spec["containers"]]
     observe_only = annotations.get(policy.OBSERVE_ONLY) == "true"
+    ptrace = annotations.get(policy.SIDECAR_PTRACE) == "true" and not observe_only
     image = _agent_image(annotations, settings)
     spn = _share_process_namespace(spec)
     status = {
@@ -85,6 +86,7 @@ def inject(
         new_annotations[policy.DEFAULT_CONTAINER] = app_names[0]
     agent = agent_container(
         image=image, app_names=app_names, observe_only=observe_only, settings=settings,
+        ptrace=ptrace,
         default_container=str(annotations.get(policy.DEFAULT_CONTAINER) or app_names[0]),
     )
     return [
@@ -153,10 +155,15 @@ def _container_name_ops(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def agent_container(
     *, image: str, app_names: list[str], observe_only: bool,
-    settings: settings_mod.InjectSettings, default_container: str = "",
+    settings: settings_mod.InjectSettings, default_container: str = "", ptrace: bool = False,
 ) -> dict[str, Any]:
-    """The agent container as data (native sidecar form when the cluster supports it)."""
-    caps = [] if observe_only else ["SYS_PTRACE"]
+    """The agent container as data (native sidecar form when the cluster supports it).
+
+    No added capability by default: the sidecar enters app containers with chroot through
+    /proc/<pid>/root as the app's own user (SETUID, SETGID, SYS_CHROOT: the runtime's
+    default set), so the pod stays within Pod Security baseline. `ptrace` (annotation
+    coral.io/sidecar-ptrace) adds SYS_PTRACE for apps with added capabilities."""
+    caps = ["SYS_PTRACE"] if ptrace else []
     caps += ["BPF"] if settings.enable_bpf else []
     container: dict[str, Any] = {
         "name": policy.AGENT_NAME,

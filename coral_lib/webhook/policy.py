@@ -29,6 +29,9 @@ INJECTED = "coral.io/injected"
 STATUS = "coral.io/status"
 AGENT_IMAGE = "coral.io/agent-image"
 OBSERVE_ONLY = "coral.io/observe-only"
+# "true": the sidecar gets CAP_SYS_PTRACE, for apps whose containers add capabilities (the
+# sidecar's chroot into them needs the ptrace access check to pass); outside baseline.
+SIDECAR_PTRACE = "coral.io/sidecar-ptrace"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 
 

@@ -16,8 +16,9 @@ import urllib.request
 import uuid
 
 from coral_lib import __version__
+from coral_lib._proto.cri.runtime.v1 import api_pb2
 from tests.image import cri_helpers
-from tests.support import coral_procs
+from tests.support import containerd, coral_procs, image
 from tests.support.image import WEBHOOK_UID
 
 
@@ -132,3 +133,21 @@ def test_image_archive_carries_the_oci_labels(agent_image):
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=pathlib.Path(__file__).parents[2]).stdout.strip()
     assert agent_image.revision == head
+
+
+def test_make_image_imports_into_a_containerd(node, agent_image, tmp_path):
+    """Item: `make image IMPORT=<socket>` (tools/build_image.sh --import) imports the
+    archive into containerd's k8s.io namespace, where CRI finds it by its full name."""
+    with containerd.Containerd(tmp_path) as fresh:
+        done = subprocess.run(["bash", str(image.SCRIPT), "--import", fresh.socket],
+                              cwd=image.ROOT, capture_output=True, text=True,
+                              timeout=image.BUILD_TIMEOUT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1])["ref"] == agent_image.ref
+        request = api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=agent_image.ref))
+        deadline = time.monotonic() + 30
+        while not fresh.images_service.ImageStatus(request, timeout=30).image.id:
+            assert time.monotonic() < deadline, "CRI does not see the imported image"
+            time.sleep(0.1)
+        tags = fresh.images_service.ImageStatus(request, timeout=30).image.repo_tags
+        assert agent_image.ref in tags

@@ -110,14 +110,29 @@ CASES: dict[str, dict] = {
                7: (["nginx", "-g", "daemon off;"], v1(kubepods(UID, ID_APP)), 11),
                9: (["postgres"], v1(kubepods(UID, ID_DB)), 12),
                40: (AGENT, v1(kubepods(UID, ID_AGENT)), 13)},
-        expect=dict(mode="K8S_SIDECAR", visibility="own_pod", exec_backend="nsenter",
+        expect=dict(mode="K8S_SIDECAR", visibility="own_pod", exec_backend="chroot",
                     can_exec=True, can_shell=True, pod_uid=UID, container_id=ID_AGENT)),
+    # issue 14: the sidecar needs no added capability (chroot as the app's user)
+    "sidecar_default_caps": dict(
+        self=40, caps=DEFAULT_CAPS, env=K8S_ENV, extras=SA,
+        procs={1: (PAUSE, v1(kubepods(UID, ID_PAUSE)), 10),
+               7: (["nginx", "-g", "daemon off;"], v1(kubepods(UID, ID_APP)), 11),
+               40: (AGENT, v1(kubepods(UID, ID_AGENT)), 13)},
+        expect=dict(mode="K8S_SIDECAR", exec_backend="chroot", can_exec=True, can_shell=True,
+                    can_tap=True, can_trace=False)),
+    "sidecar_without_setuid": dict(
+        self=40, caps="00000000a804257b", env=K8S_ENV, extras=SA,
+        procs={1: (PAUSE, v1(kubepods(UID, ID_PAUSE)), 10),
+               7: (["nginx", "-g", "daemon off;"], v1(kubepods(UID, ID_APP)), 11),
+               40: (AGENT, v1(kubepods(UID, ID_AGENT)), 13)},
+        expect=dict(mode="K8S_SIDECAR", exec_backend="chroot", can_exec=False,
+                    exec_reason="entering the app's filesystem needs CAP_SETUID")),
     "sidecar_containerd_systemd_v2": dict(
         self=40, caps=ALL_CAPS, env=K8S_ENV, extras=SA,
         procs={1: (PAUSE, v2(systemd_pod(UID, ID_PAUSE, "cri-containerd")), 10),
                7: (["node", "server.js"], v2(systemd_pod(UID, ID_APP, "cri-containerd")), 11),
                40: (AGENT, v2(systemd_pod(UID, ID_AGENT, "cri-containerd")), 13)},
-        expect=dict(mode="K8S_SIDECAR", visibility="own_pod", exec_backend="nsenter")),
+        expect=dict(mode="K8S_SIDECAR", visibility="own_pod", exec_backend="chroot")),
     "sidecar_cgroupns_v2": dict(  # private cgroup namespaces: containers told apart by mnt ns
         self=40, caps=ALL_CAPS, env=K8S_ENV, extras=SA,
         procs={1: (PAUSE, v2("/.."), 10), 7: (["nginx"], v2("/.."), 11),

@@ -56,8 +56,8 @@ def test_to_dict_is_json_and_names_reasons():
     assert "CAP_SYS_ADMIN" in data["exec_reason"] and "CAP_SYS_PTRACE" in data["exec_reason"]
     assert "CAP_SYS_ADMIN" in data["tap_reason"]
     assert "CAP_BPF" in data["trace_reason"]
-    assert data["capabilities"] == ["CAP_NET_RAW", "CAP_SYS_CHROOT"]
-    assert ctx.details()["capabilities"] == "CAP_NET_RAW,CAP_SYS_CHROOT"
+    assert data["capabilities"] == ["CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_CHROOT"]
+    assert ctx.details()["capabilities"] == "CAP_NET_RAW,CAP_SETGID,CAP_SETUID,CAP_SYS_CHROOT"
 
 
 def test_forced_mode_contradiction_is_logged(caplog):

@@ -21,7 +21,7 @@ def _service_account(tmp_path):
 def test_agent_inside_a_pod_detects_sidecar(shop_pod, tmp_path):
     ctx = conftest.run_probe(shop_pod, "detect", _service_account(tmp_path), env=POD_ENV)
     assert (ctx["mode"], ctx["visibility"], ctx["exec_backend"]) == (
-        "K8S_SIDECAR", "own_pod", "nsenter")
+        "K8S_SIDECAR", "own_pod", "chroot")
     assert ctx["can_exec"] and ctx["can_shell"], ctx
     assert ctx["pod_uid"] == shop_pod.uid  # from its own cgroup path
     assert ctx["container_id"] == ctx["_agent_container_id"]

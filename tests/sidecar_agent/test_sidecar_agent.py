@@ -90,4 +90,4 @@ def test_agent_status_reports_sidecar_context(colony, shop):
     run = coral_procs.coral("agent", "status", "--socket", str(agent.work / "agent.sock"))
     body = json.loads(run.stdout)
     assert body["mode"] == "k8s_sidecar" and body["visibility"] == "own_pod"
-    assert body["exec_backend"] == "nsenter" and body["source"].startswith("agent at")
+    assert body["exec_backend"] == "chroot" and body["source"].startswith("agent at")

@@ -80,8 +80,10 @@ def test_injected_pod_shape(case: conftest.Case) -> None:
     apps = [c["name"] for c in case.pod["spec"]["containers"]]
     assert env["CORAL_CONTAINER_NAMES"]["value"] == ",".join(apps)
     caps = agent["securityContext"].get("capabilities", {}).get("add", [])
-    observe_only = case.pod.get("metadata", {}).get("annotations", {}) or {}
-    assert ("SYS_PTRACE" in caps) == (observe_only.get(policy.OBSERVE_ONLY) != "true")
+    asked = case.pod.get("metadata", {}).get("annotations", {}) or {}
+    # issue 14: least privilege -- SYS_PTRACE only when the pod asks for it (and may exec)
+    assert ("SYS_PTRACE" in caps) == (asked.get(policy.SIDECAR_PTRACE) == "true"
+                                      and asked.get(policy.OBSERVE_ONLY) != "true")
     assert ("BPF" in caps) == case.settings.enable_bpf
     assert agent["resources"]["limits"]["memory"] == case.settings.memory_limit
     assert annotations[policy.INJECTED] == "true"
