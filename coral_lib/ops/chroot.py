@@ -26,7 +26,8 @@ import shutil
 import subprocess
 import sys
 
-from coral_lib.ops import base, capabilities, capture
+from coral_lib import capabilities
+from coral_lib.ops import base, capture
 
 REQUIRED_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_CHROOT")
 ERROR_PREFIX = "coral-chroot: "

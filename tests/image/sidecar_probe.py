@@ -9,10 +9,10 @@ import sys
 import threading
 import time
 
-from coral_lib import runtime
+from coral_lib import capabilities, runtime
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib.agent import context, handlers, sidecar
-from coral_lib.ops import base, capabilities, chroot, nsenter
+from coral_lib.ops import base, chroot, nsenter
 
 SCRIPT = ("id -u; cat /tmp/marker; echo cwd=$(pwd) env=$APP_ONLY extra=$EXTRA; "
           "grep CapEff /proc/self/status")
