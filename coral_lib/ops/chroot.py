@@ -34,31 +34,6 @@ ERROR_PREFIX = "coral-chroot: "
 PTRACE_HINT = ("; an app container with capabilities beyond the sidecar's needs SYS_PTRACE "
                "for the sidecar (pod annotation coral.io/sidecar-ptrace: \"true\")")
 
-# Runs as the app's uid in a fresh interpreter (-I -S: no site, no environment). argv:
-# pid, cwd ('' = the app process's own), command... Its own environment is the request's
-# extra variables, laid over the app process's.
-_HELPER = r"""
-import ctypes, os, sys, warnings  # all imports before chroot: the app has no Python
-pid, cwd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
-try:
-    with open("/proc/%s/environ" % pid, "rb") as fh:
-        env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
-    env.update(os.environb)
-    os.chdir("/proc/%s/cwd" % pid)
-    os.chroot("/proc/%s/root" % pid)
-    if cwd:
-        os.chdir(cwd)
-    ctypes.CDLL(None, use_errno=True).prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
-except Exception as exc:
-    sys.stderr.write("coral-chroot: cannot enter the container of pid %s: %s\n" % (pid, exc))
-    sys.exit(126)
-try:
-    os.execvpe(argv[0], argv, env)
-except Exception as exc:
-    why = getattr(exc, "strerror", None) or exc
-    sys.stderr.write("coral-chroot: cannot run %r: %s\n" % (argv[0], why))
-    sys.exit(127)
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +95,8 @@ def prepare(pid: int, *, env: dict[str, str], cwd: str = "",
         raise base.OperationError("the chroot backend needs a target pid (request.target.pid)")
     check_capabilities(proc_root=proc_root)
     who = owner(pid, proc_root=proc_root)
-    helper = [sys.executable, "-I", "-S", "-c", _HELPER, str(pid), cwd]
+    helper = [sys.executable, "-I", "-S", "-c", base.program_text("chroot_helper.py"),
+              str(pid), cwd]
     return setpriv_argv(who) + helper, dict(env)
 
 

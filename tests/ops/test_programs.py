@@ -17,7 +17,7 @@ from coral_lib.ops import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROGRAMS = ROOT / "coral_lib/ops/programs"
-NAMES = ("trace.bpf.c", "tracer.py", "tap_child.py")
+NAMES = ("trace.bpf.c", "tracer.py", "tap_child.py", "chroot_helper.py")
 
 
 def test_programs_are_files_loaded_as_package_data():
@@ -42,7 +42,7 @@ def test_ruff_checks_the_python_programs():
                           "--show-files", str(ROOT)], cwd=ROOT, capture_output=True, text=True)
     checked = {pathlib.Path(line.strip()).name for line in out.stdout.splitlines()
                if "/coral_lib/ops/programs/" in line}
-    assert checked == {"tracer.py", "tap_child.py"}
+    assert checked == {"tracer.py", "tap_child.py", "chroot_helper.py"}
 
 
 def test_programs_ship_in_the_wheel(tmp_path):

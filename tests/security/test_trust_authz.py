@@ -21,7 +21,7 @@ from tests.daemonset.conftest import kubeapi, node_agents, registry  # noqa: F40
 from tests.daemonset.test_cri_exec import runtime  # noqa: F401
 from tests.daemonset.test_target_resolution import run_pod
 from tests.security.conftest import PolicyColony
-from tests.support import coral_procs
+from tests.support import coral_procs, kube_identity
 from tests.support.coral_procs import wait_for
 
 AUTHZ_POLICY = """
@@ -208,10 +208,13 @@ def test_review_failed_lookup_names_no_other_targets_to_a_scoped_identity(authz)
 
 
 @pytest.fixture
-def colony(tmp_path):
-    """Overrides the DaemonSet fixtures' colony: one with a namespace-scoped tenant."""
+def colony(tmp_path, kubeapi):  # noqa: F811
+    """Overrides the DaemonSet fixtures' colony: one with a namespace-scoped tenant, which
+    checks the node agents' service account tokens on the API fixture (TokenReview)."""
     (tmp_path / "policy.yaml").write_text(TENANT_POLICY)
-    colony = PolicyColony(tmp_path / "colony", args=("--policy", str(tmp_path / "policy.yaml")))
+    kubeconfig = kube_identity.colony_kubeconfig(kubeapi, tmp_path / "colony-kubeconfig")
+    colony = PolicyColony(tmp_path / "colony", args=(
+        "--policy", str(tmp_path / "policy.yaml"), "--token-review-kubeconfig", kubeconfig))
     colony.add_token("tenant")
     colony.start()
     yield colony
