@@ -6,6 +6,7 @@ app's filesystem has no Python."""
 import ctypes
 import os
 import sys
+import warnings  # noqa: F401 - loaded before chroot: os.execvpe imports it lazily
 
 pid, cwd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 try:
