@@ -41,7 +41,13 @@ def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLi
     found, problems = checkpoints.read(checkpoints_path)
     if prefix_only:
         last = newest_record(audit_db)
-        found = [cp for cp in found if _record_id(cp) <= last]
+        covering = [cp for cp in found if _record_id(cp) <= last]
+        if found and not covering:
+            problems = [*problems, (
+                f"no checkpoint covers the copy's {last} records (the first checkpoint covers "
+                f"record {min(_record_id(cp) for cp in found)}): the copy was taken before "
+                f"any checkpoint, or its log was cut")]
+        found = covering
     return checkpoints.verify(
         checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
         chain=lambda on_row: audit.verify_file(pathlib.Path(audit_db), key, on_row))
