@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import pathlib
 import signal
 import threading
 from typing import TYPE_CHECKING
 
-from coral_lib import client, durations
+from coral_lib import client, durations, logs
 from coral_lib.commands import common
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "on this cluster (config tokenReviewKubeconfig)")
     start.add_argument("--token-review-in-cluster", action="store_true", default=None,
                        help="the same with the colony pod's own service account")
+    logs.add_argument(start)
     start.set_defaults(func=start_command)
     token = verbs.add_parser("token", help="operator tokens (tokens.json in the data dir)")
     token_verbs = token.add_subparsers(dest="token_command", metavar="VERB")
@@ -162,6 +165,8 @@ def start_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, registry.RegistryError, audit.AuditError,
             enrollment.Refused, ImportError) as exc:
         return common.fail(f"colony cannot start: {exc}")
+    with contextlib.suppress(OSError):  # the admin token never reaches a log line
+        logs.known((pathlib.Path(settings.data_dir) / "admin.token").read_text().strip())
     try:
         colony = server.ColonyServer(state, listen=settings.listen,
                                      mtls_listen=args.mtls_listen).start()
