@@ -11,10 +11,10 @@ import yaml
 
 from coral_lib import cli, manifests
 from coral_lib.operator import manifests as manifests_text
+from tests.kubeapi.conftest import KUBECTL
 from tests.manifests.conftest import VARIANTS
 from tests.support.kubeapi import KubeAPIServer
 
-KUBECTL = "/usr/bin/kubectl"  # as tests/kubeapi: the v1.32 client of the machine image
 # Kinds of CRDs the fixture does not serve (cert-manager's); a cluster needs cert-manager.
 NOT_SERVED = {"cert-manager.io/v1"}
 
@@ -130,3 +130,29 @@ def test_server_dry_run_refuses_an_invalid_object(kubeapi, tls, tmp_path) -> Non
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert 'DaemonSet "coral-agent" is invalid' in done.stderr
+
+
+def test_server_dry_run_patch_of_existing_objects_changes_nothing(kubeapi, tls, tmp_path) -> None:
+    """dryRun=All on the patch path: the objects exist, the dry run of a changed version
+    runs validation and stores nothing."""
+    objects = manifests.render("daemonset", manifests.ManifestSettings(tls=tls,
+                                                                       namespace="dry-patch"))
+    path = tmp_path / "objects.yaml"
+    path.write_text(manifests_text.dumps(objects, output="yaml"))
+    applied = subprocess.run([KUBECTL, "--kubeconfig", kubeapi.kubeconfig_path, "apply", "-f",
+                              str(path)], capture_output=True, text=True, timeout=60)
+    assert applied.returncode == 0, applied.stderr
+    ds = next(o for o in objects if o["kind"] == "DaemonSet")
+    stored = kubeapi.store.get("daemonsets.apps", ds["metadata"]["name"], namespace="dry-patch")
+    ds["metadata"]["labels"]["changed"] = "yes"
+    path.write_text(manifests_text.dumps([ds], output="yaml"))
+    rv_before = kubeapi.store.rv
+    done = subprocess.run([KUBECTL, "--kubeconfig", kubeapi.kubeconfig_path, "apply",
+                           "--dry-run=server", "-f", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "configured (server dry run)" in done.stdout
+    after = kubeapi.store.get("daemonsets.apps", ds["metadata"]["name"], namespace="dry-patch")
+    assert kubeapi.store.rv == rv_before
+    assert after["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+    assert "changed" not in after["metadata"]["labels"]
