@@ -39,6 +39,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from typing import IO
 
 from coral_lib import __version__, errors, files
 from coral_lib.colony import audit_check, checkpoints, storage
@@ -98,14 +99,14 @@ def backup(layout: Layout, dest: str | os.PathLike) -> dict:
         staged: dict[str, pathlib.Path] = {}
         staged.update(_copy_checkpoints(layout.checkpoint_dir, pathlib.Path(tmp, "cp")))
         staged.update(_copy_sqlite(layout.data_dir, pathlib.Path(tmp, "db")))
-        staged.update(_plain_files(layout))
+        staged.update(_plain_files(layout, pathlib.Path(tmp, "files")))
         manifest = _manifest(layout, staged)
         try:
             with files.atomic_open(dest, mode=0o600) as handle, \
                     tarfile.open(fileobj=handle, mode="w:gz") as tar:
                 _add(tar, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
                 for name in sorted(staged):
-                    _add(tar, name, staged[name].read_bytes())
+                    _add_file(tar, name, staged[name])
         except OSError as exc:
             raise BackupError(f"cannot write the backup {dest}: {exc}") from exc
     return manifest
@@ -146,13 +147,20 @@ def _copy_sqlite(data_dir: pathlib.Path, tmp: pathlib.Path) -> dict[str, pathlib
     return out
 
 
-def _plain_files(layout: Layout) -> dict[str, pathlib.Path]:
+def _plain_files(layout: Layout, tmp: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Keys and the data directory's other files, copied first so the manifest's sha256
+    and the archived bytes are of the same version (a token may be added meanwhile)."""
     keys = {path: name for name, path in layout.keys().items()}
-    out = {f"keys/{name}": path for path, name in keys.items() if path.is_file()}
+    wanted = {f"keys/{name}": path for path, name in keys.items() if path.is_file()}
     for path in sorted(layout.data_dir.iterdir()):
         if (path.is_file() and path not in keys and path.suffix != ".db"
                 and not path.name.endswith(_SIDE_FILES) and _safe_name(path.name)):
-            out[f"data/{path.name}"] = path
+            wanted[f"data/{path.name}"] = path
+    tmp.mkdir(mode=0o700)
+    out = {}
+    for name, path in wanted.items():
+        out[name] = tmp / name.replace("/", "_")
+        shutil.copyfile(path, out[name])
     return out
 
 
@@ -165,8 +173,7 @@ def _manifest(layout: Layout, staged: dict[str, pathlib.Path]) -> dict:
         "audit_records": audit_check.newest_record(audit_db) if audit_db else 0,
         "checkpoints": sum(len(checkpoints.read(p)[0]) for n, p in staged.items()
                            if n.startswith("checkpoints/")),
-        "files": {name: hashlib.sha256(path.read_bytes()).hexdigest()
-                  for name, path in sorted(staged.items())},
+        "files": {name: _sha256(path) for name, path in sorted(staged.items())},
     }
 
 
@@ -174,6 +181,21 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
     tar.addfile(info, io.BytesIO(data))
+
+
+def _add_file(tar: tarfile.TarFile, name: str, path: pathlib.Path) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = path.stat().st_size, 0o600, int(time.time())
+    with open(path, "rb") as handle:
+        tar.addfile(info, handle)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _safe_name(name: str) -> bool:
@@ -235,18 +257,26 @@ def _unpack(source: pathlib.Path, staging: pathlib.Path) -> dict:
                 if not (member.isreg() and _MEMBER.match(member.name) and member.name in listed):
                     raise BackupError(f"backup {source}: unexpected member {member.name!r} "
                                       f"(not a file the manifest lists)")
-                data = tar.extractfile(member).read()
-                if hashlib.sha256(data).hexdigest() != listed.pop(member.name):
-                    raise BackupError(f"backup {source}: {member.name} does not match its "
-                                      f"sha256 in the manifest (corrupted or modified)")
                 target = staging / member.name
                 target.parent.mkdir(mode=0o700, exist_ok=True)
-                files.write_atomic(target, data, mode=0o600)
+                if _extract(tar.extractfile(member), target) != listed.pop(member.name):
+                    raise BackupError(f"backup {source}: {member.name} does not match its "
+                                      f"sha256 in the manifest (corrupted or modified)")
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise BackupError(f"cannot read the backup {source}: {exc}") from exc
     if listed:
         raise BackupError(f"backup {source}: missing {', '.join(sorted(listed))}")
     return manifest
+
+
+def _extract(source: IO[bytes], target: pathlib.Path) -> str:
+    """Copy a member to `target` (0600) in chunks (databases can be large); its sha256."""
+    digest = hashlib.sha256()
+    with files.atomic_open(target, mode=0o600) as out:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
 
 
 def _read_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo],
@@ -279,8 +309,8 @@ def _verify(staging: pathlib.Path, manifest: dict, layout: Layout, *,
     live = pathlib.Path(checkpoints_path) if checkpoints_path else layout.checkpoint_dir
     if checkpoints_path or (live.is_dir() and any(live.iterdir())):
         sets["live"] = live
-    reports = {}
     sets["backup"].mkdir(mode=0o700, exist_ok=True)  # a backup taken before any checkpoint
+    reports = {}
     for name, path in sets.items():
         try:
             report = audit_check.verify_local(
