@@ -21,6 +21,7 @@ import pytest
 
 from coral_lib import client, logs
 from tests.support import coral_procs
+from tests.webhook import conftest as webhook_conftest
 
 SECRET_ARG = "hunter2-not-for-logs"
 FORGED_JOIN = "forged-join-token-0123456789abcdef"
@@ -99,9 +100,11 @@ def test_json_logs_have_stable_fields_and_no_secrets(run) -> None:
 
 
 def test_webhook_serves_with_json_logs(tmp_path) -> None:
+    """`coral webhook serve --log-format json`: the listening line and one line per injected
+    pod with the review uid (op_id), namespace/pod (target) and outcome."""
     subprocess.run([sys.executable, "-m", "coral_lib.cli", "webhook", "certs", "--ip",
                     "127.0.0.1", "--out", str(tmp_path)], check=True, capture_output=True)
-    (tmp_path / "labels.yaml").write_text("{}\n")
+    (tmp_path / "labels.yaml").write_text("shop:\n  coral.io/inject: 'true'\n")
     port = coral_procs.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "coral_lib.cli", "webhook", "serve", "--log-format", "json",
@@ -110,13 +113,20 @@ def test_webhook_serves_with_json_logs(tmp_path) -> None:
         stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stderr.readline()
+        hook = webhook_conftest.Webhook(None, port, str(tmp_path / "ca.crt"), {})
+        review = webhook_conftest.admission_review(
+            webhook_conftest.load_case("simple").pod, namespace="shop")
+        status, _ = hook.post(review)
+        assert status == 200
+        second = proc.stderr.readline()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    line = _json_lines(first)[0]
-    assert line["msg"] == f"coral webhook listening on 127.0.0.1:{port}"
-    key = tmp_path / "tls.key"
-    assert all(part not in first for part in _key_material(key))
+    listening, reviewed = _json_lines(first + second)
+    assert listening["msg"] == f"coral webhook listening on 127.0.0.1:{port}"
+    assert reviewed["outcome"] == "injected" and reviewed["target"].startswith("shop/")
+    assert reviewed["op_id"] == review["request"]["uid"]
+    assert all(part not in first + second for part in _key_material(tmp_path / "tls.key"))
 
 
 def _formatted(fmt: str, *args, extra=None, exc=None) -> str:
