@@ -230,3 +230,46 @@ def test_restore_refuses_a_non_empty_data_dir(served, tmp_path) -> None:
     run = coral_procs.coral("colony", "restore", "--from", str(backups[-1]), "--data-dir",
                             str(colony.data_dir))
     assert run.returncode == 1 and "is not empty" in run.stderr
+
+
+def test_keys_outside_the_data_dir_are_backed_up_and_restored_where_the_config_says(
+        tmp_path) -> None:
+    """auditKeyFile / checkpointKeyFile off the data disk: the backup carries them, restore
+    writes them where the target's settings say (0600) and that colony starts."""
+    def config(name: str) -> pathlib.Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"auditKeyFile: {tmp_path / name / 'keys' / 'audit.key'}\n"
+                        f"checkpointKeyFile: {tmp_path / name / 'keys' / 'checkpoint.key'}\n"
+                        f"checkpointDir: {tmp_path / name / 'checkpoints'}\n"
+                        f"checkpointSyslog: ''\n")
+        (tmp_path / name / "keys").mkdir(parents=True)
+        return path
+    source = config("source")
+    colony = coral_procs.Colony(tmp_path / "source" / "data", args=("--config", str(source)))
+    colony.start()
+    try:  # one audited act, so the clean stop signs a checkpoint
+        made = coral_procs.coral("colony", "join-token", "create", "--agent-id", "later-1",
+                                 env=colony.operator_env)
+        assert made.returncode == 0, made.stderr
+    finally:
+        colony.stop()
+    assert (tmp_path / "source" / "keys" / "audit.key").exists()
+    assert not (tmp_path / "source" / "data" / "audit.key").exists()
+    archive = tmp_path / "b.tar.gz"
+    run = coral_procs.coral("colony", "backup", "--to", str(archive), "--data-dir",
+                            str(colony.data_dir), "--config", str(source))
+    assert run.returncode == 0, run.stderr
+    target = config("target")
+    run = coral_procs.coral("colony", "restore", "--from", str(archive), "--data-dir",
+                            str(tmp_path / "target" / "data"), "--config", str(target))
+    assert run.returncode == 0, run.stderr
+    key = tmp_path / "target" / "keys" / "audit.key"
+    assert key.read_bytes() == (tmp_path / "source" / "keys" / "audit.key").read_bytes()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    restored = coral_procs.Colony(tmp_path / "target" / "data", args=("--config", str(target)))
+    try:
+        restored.start()
+        with restored.client() as c:
+            assert c.verify_audit()["ok"]
+    finally:
+        restored.stop()
