@@ -66,6 +66,23 @@ def discovered(pod_list: list[dict], *, node_labels: dict[str, str],
     return out
 
 
+def pod_refs(pod_list: list[dict], *, filters: config.KubernetesDiscovery
+             ) -> list[mesh_pb2.PodRef]:
+    """Pure: the live pods the filters include, sorted by namespace and name."""
+    out = []
+    for pod in pod_list:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        decision = selection.pod_decision(
+            namespace=meta.get("namespace", ""), labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {}, filters=filters)
+        if decision.included and pods.is_live(pod):
+            out.append(mesh_pb2.PodRef(
+                namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+                containers=[c.get("name", "") for c in spec.get("containers") or []]))
+    return sorted(out, key=lambda p: (p.namespace, p.name))
+
+
 def final_services(candidates: list[service.ServiceInfo], *, annotations: dict[str, dict],
                    rules: tuple[config.OverrideRule, ...],
                    explicit: tuple[config.ExplicitService, ...], node_name: str
@@ -90,6 +107,18 @@ class NodeAgent(runner.Agent):
         self.watcher, self.filters, self.rules = watcher, filters, rules
         watcher.on_change = self.wake.set
         self._explained: set[str] = set()
+        self.deregister_on_stop = True  # the node is drained or removed: leave the registry
+
+    def pods(self) -> list[mesh_pb2.PodRef] | None:
+        """Every live pod of the node the filters include, with or without a service, so
+        `--pod`, `--namespace` and `--all` reach it; None until the first list."""
+        if not self.watcher.synced.is_set():
+            return None
+        pod_list, _labels = self.watcher.snapshot()
+        return pod_refs(pod_list, filters=self.filters)
+
+    def node_labels(self) -> dict[str, str]:
+        return self.watcher.snapshot()[1]
 
     def _discover(self) -> list[service.ServiceInfo]:
         pod_list, node_labels = self.watcher.snapshot()

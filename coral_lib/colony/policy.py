@@ -205,15 +205,19 @@ class Gate:
         self._waiting = threading.BoundedSemaphore(MAX_WAITING_SHELLS)
 
     def rbac_target(self, target: colony_pb2.Target) -> rbac.Target:
-        """The policy's view of a target: labels of its service (or agent), node, runtime."""
+        """The policy's view of a target: labels of its node, agent and service (or pod), its
+        node and runtime."""
         agent = self.registry.get_agent(target.agent_id)
-        labels = dict(agent.labels) if agent else {}
+        labels = {**agent.node_labels, **agent.labels} if agent else {}
         if target.service:
             flt = registry.ServiceFilter(name=target.service, agent=target.agent_id)
             for _, svc in self.registry.services(flt):
                 if not target.pod or svc.pod_name == target.pod:
                     labels.update(svc.labels)
                     break
+        elif target.pod:  # a pod a DaemonSet agent sees, without a service
+            pod = self.registry.pod(target.agent_id, target.namespace, target.pod)
+            labels.update(pod.labels if pod else {})
         mode = agent.runtime.mode if agent else 0
         return rbac.Target(agent_id=target.agent_id, service=target.service,
                            namespace=target.namespace, pod=target.pod, labels=labels,
