@@ -18,7 +18,7 @@ from coral_lib import config, convert, overrides, runtime, selection, service
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.agent import context, handlers, runner
-from coral_lib.discovery import kubernetes, pods
+from coral_lib.discovery import kubeclient, kubernetes, pods
 from coral_lib.ops import base, cri, nsenter
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,16 @@ def discovered(pod_list: list[dict], *, node_labels: dict[str, str],
 
 def pod_refs(pod_list: list[dict], *, filters: config.KubernetesDiscovery
              ) -> list[mesh_pb2.PodRef]:
-    """Pure: the live pods the filters include, sorted by namespace and name."""
+    """Pure: the running pods the filters include (a pending pod has no process to enter),
+    sorted by namespace and name."""
     out = []
     for pod in pod_list:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         decision = selection.pod_decision(
             namespace=meta.get("namespace", ""), labels=meta.get("labels") or {},
             annotations=meta.get("annotations") or {}, filters=filters)
-        if decision.included and pods.is_live(pod):
+        running = (pod.get("status") or {}).get("phase") == "Running"
+        if decision.included and running and pods.is_live(pod):
             out.append(mesh_pb2.PodRef(
                 namespace=meta.get("namespace", ""), name=meta.get("name", ""),
                 labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
@@ -107,7 +109,6 @@ class NodeAgent(runner.Agent):
         self.watcher, self.filters, self.rules = watcher, filters, rules
         watcher.on_change = self.wake.set
         self._explained: set[str] = set()
-        self.deregister_on_stop = True  # the node is drained or removed: leave the registry
 
     def pods(self) -> list[mesh_pb2.PodRef] | None:
         """Every live pod of the node the filters include, with or without a service, so
@@ -119,6 +120,19 @@ class NodeAgent(runner.Agent):
 
     def node_labels(self) -> dict[str, str]:
         return self.watcher.snapshot()[1]
+
+    def leaving(self) -> bool:
+        """Leave the registry when the node is gone or being deleted. A rollout or a
+        restart of the agent pod keeps the node registered (no drop and re-add of its
+        services); an unreadable node keeps it too, and agentExpiry decides later."""
+        try:
+            found = self.watcher.api.read_node(self.node_name, timeout=5)
+        except kubeclient.ApiError as exc:
+            return exc.status == 404
+        except Exception as exc:  # noqa: BLE001 - the API is unreachable: expiry decides
+            log.warning("cannot read node %s at stop: %s", self.node_name, exc)
+            return False
+        return bool((found.get("metadata") or {}).get("deletionTimestamp"))
 
     def _discover(self) -> list[service.ServiceInfo]:
         pod_list, node_labels = self.watcher.snapshot()

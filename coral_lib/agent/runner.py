@@ -79,8 +79,9 @@ class Agent:
         self.socket_path: pathlib.Path | None = None  # serve the local Agent API when set
         self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
         self._pods_sent: list[mesh_pb2.PodRef] | None = None
-        # DaemonSet and sidecar agents leave the registry when stopped (SIGTERM): their pod
-        # or node is going away. A host agent stays registered through restarts.
+        # A sidecar leaves the registry when stopped (SIGTERM: its pod is going away); a
+        # DaemonSet agent when its node is (NodeAgent.leaving). A host agent stays
+        # registered through restarts; agentExpiry removes one that never comes back.
         self.deregister_on_stop = False
         self.prober = health.Prober(lambda: list(self._last_sent or []))
 
@@ -91,6 +92,10 @@ class Agent:
     def node_labels(self) -> dict[str, str]:
         """The labels of the node the agent runs on, when it can read them."""
         return {}
+
+    def leaving(self) -> bool:
+        """Asked when the agent stops: whether it leaves the colony's registry for good."""
+        return self.deregister_on_stop
 
     def current(self) -> list[mesh_pb2.ServiceInfo]:
         return desired_services(self.discover(), self.cfg, node_name=self.node_name)
@@ -123,7 +128,7 @@ class Agent:
             for thread in threads:
                 thread.start()
             self._loop(sess, enroller)
-            if self.deregister_on_stop and self.registered.is_set():
+            if self.registered.is_set() and self.leaving():
                 sess.deregister("agent stopped")
         finally:
             self.stop.set()

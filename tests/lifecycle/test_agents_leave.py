@@ -30,13 +30,16 @@ def _exec_agent(colony, agent_id: str) -> str:
     return run.stderr
 
 
-def test_daemonset_agent_deregisters_on_sigterm_with_an_audit_record(
+def test_daemonset_agent_deregisters_on_sigterm_when_its_node_is_removed(
         kubeapi, colony, node_agents):
+    """Decision: no preStop hook; the agent acts on SIGTERM (which kubelet sends anyway) and
+    asks the API server whether its node is going away."""
     kubeapi.store.create(pod("web"))
     agent = node_agents("node-a")
     coral_procs.wait_registered(colony, [agent.agent_id])
     wait_for(lambda: _agents(colony)[agent.agent_id]["service_count"] == 1, timeout=20,
              what="pod web registered")
+    kubeapi.store.delete("nodes", "node-a")
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.proc.wait(15) == 0, agent.log()[-2000:]
     assert agent.agent_id not in _agents(colony)
@@ -46,6 +49,20 @@ def test_daemonset_agent_deregisters_on_sigterm_with_an_audit_record(
     assert (record["agent_id"], record["by"], record["node"]) == (
         agent.agent_id, f"agent:{agent.agent_id}", "node-a")
     assert "deregistered" in _exec_agent(colony, agent.agent_id)
+
+
+def test_daemonset_agent_rollout_keeps_its_node_registered(kubeapi, colony, node_agents):
+    """A SIGTERM while the node stays (a DaemonSet rollout, a restart) is not a departure:
+    the node's services are neither dropped nor re-added."""
+    kubeapi.store.create(pod("web"))
+    agent = node_agents("node-a")
+    coral_procs.wait_registered(colony, [agent.agent_id])
+    wait_for(lambda: _agents(colony)[agent.agent_id]["service_count"] == 1, timeout=20,
+             what="pod web registered")
+    agent.proc.send_signal(signal.SIGTERM)
+    assert agent.proc.wait(15) == 0, agent.log()[-2000:]
+    assert _agents(colony)[agent.agent_id]["service_count"] == 1
+    assert _agent_records(colony, "deregistered") == []
 
 
 def test_agent_unhealthy_longer_than_agent_expiry_is_expired_with_its_services(
