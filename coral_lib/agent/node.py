@@ -35,7 +35,9 @@ class NodeOptions:
     include_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     exclude_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     override_file: str | None = None
-    cri_socket: str | None = None  # None: the well-known sockets; "" : never CRI
+    cri_socket: str | None = None  # None: $CORAL_CRI_SOCKET, else the well-known sockets;
+    # "": never CRI (nsenter)
+    mode: str | None = None  # --mode passive|active: overrides agent.mode
 
 
 def effective_filters(cfg: config.KubernetesDiscovery, opts: NodeOptions
@@ -121,6 +123,11 @@ class NodeAgent(runner.Agent):
     def node_labels(self) -> dict[str, str]:
         return self.watcher.snapshot()[1]
 
+    def poll_interval(self) -> float:
+        """discovery.kubernetes.pollInterval: how often the pod set is re-checked and sent
+        when no watch event woke the agent sooner."""
+        return self.cfg.discovery.kubernetes.poll_interval
+
     def leaving(self) -> bool:
         """Leave the registry when the node is gone or being deleted. A rollout or a
         restart of the agent pod keeps the node registered (no drop and re-add of its
@@ -182,7 +189,11 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     watcher = kubernetes.PodWatcher(
         api or kubernetes.api_from(kubeconfig=opts.kubeconfig), node_name=node_name,
         resync_interval=k8s.resync_interval)
-    resolver = ExecResolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
+    given = opts.cri_socket if opts.cri_socket is not None else \
+        os.environ.get("CORAL_CRI_SOCKET")
+    resolver = ExecResolver(watcher, cri_socket=_cri_socket(given))
+    if opts.mode:
+        cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"mode": opts.mode})})
     return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
                      state_dir=state_dir,
                      handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
@@ -191,8 +202,18 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
 
 
 def _cri_socket(given: str | None) -> str:
+    """The CRI socket to exec through: the one named (--cri-socket or CORAL_CRI_SOCKET),
+    which must answer -- a named socket that does not is a configuration error, never a
+    silent fallback to nsenter; "" names none (nsenter); None tries the well-known ones."""
+    if given == "":
+        return ""
     if given is not None:
-        return given if cri.probe(given) else ""
+        if not cri.probe(given):
+            raise config.ConfigError("coral agent node", "--cri-socket / CORAL_CRI_SOCKET",
+                                     f"no CRI runtime answers on {given}: mount the node's "
+                                     "runtime socket there, or set it to '' to exec "
+                                     "through nsenter")
+        return given
     return next((p for p in cri.default_socket_paths() if cri.probe(p)), "")
 
 

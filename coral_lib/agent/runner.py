@@ -93,6 +93,10 @@ class Agent:
         """The labels of the node the agent runs on, when it can read them."""
         return {}
 
+    def poll_interval(self) -> float:
+        """How often discovery runs between heartbeats (discovery.host.pollInterval)."""
+        return self.cfg.discovery.host.poll_interval
+
     def leaving(self) -> bool:
         """Asked when the agent stops: whether it leaves the colony's registry for good."""
         return self.deregister_on_stop
@@ -200,7 +204,7 @@ class Agent:
     def _heartbeat_until_lost(self, sess: session_mod.Session, interval: float) -> bool:
         """Heartbeat until the colony asks to register again (False) or the agent stops
         (True)."""
-        period = min(interval, self.cfg.discovery.host.poll_interval)
+        period = min(interval, self.poll_interval())
         while not self._sleep(period):
             services = self.current()
             send = services if changed(self._last_sent, services) else None

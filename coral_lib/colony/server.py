@@ -255,7 +255,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             labels=dict(request.labels), registered_at=existing.registered_at if existing else now,
             last_seen=now,
         ))
-        self._store_services(agent_id, services)
+        self._store_services(agent_id, services, runtime=request.runtime)
         # Only a node agent lists pods (a sidecar's own pod is in its services).
         self.state.registry.replace_pods(
             agent_id, guard.split_pods(request.pods) if kind == "node" else [])
@@ -280,7 +280,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                 if reason:
                     self._refuse_scope(who, "heartbeat", reason)
                     return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
-                self._store_services(who.agent_id, services)
+                self._store_services(who.agent_id, services, runtime=agent.runtime)
             if request.pods_changed and who.kind == "node":
                 self.state.registry.replace_pods(who.agent_id, guard.split_pods(request.pods))
             if request.health:
@@ -298,12 +298,17 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                 detail={"reason": validate.clip(validate.printable(request.reason), 200)})
         return mesh_pb2.DeregisterResponse(removed=count is not None, services=count or 0)
 
-    def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
+    def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo], *,
+                        runtime: agent_pb2.RuntimeContext) -> None:
+        """Store the set; audit what was added, removed, and changed (overridden, or any
+        other field change of a service that stays registered), with the agent's runtime."""
         diff = self.state.registry.replace_services(agent_id, services)
         events = [(event, convert.to_dict(svc)) for event, items in (
             ("added", diff.added), ("removed", diff.removed),
-            ("overridden", [s for s in diff.changed if s.provenance == 3])) for svc in items]
-        self.state.audit.discoveries(agent_id=agent_id, events=events)
+            ("overridden", [s for s in diff.changed if s.provenance == 3]),
+            ("changed", [s for s in diff.changed if s.provenance != 3])) for svc in items]
+        self.state.audit.discoveries(agent_id=agent_id, events=events,
+                                     runtime=agent_pb2.RuntimeMode.Name(runtime.mode))
 
     def Link(self, request_iterator, context):
         # Identity from the verified metadata: nothing of the stream is read before this.

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cri-socket", default=None,
                         help="CRI runtime socket for exec (default: the well-known sockets)")
     parser.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    parser.add_argument("--mode", choices=("passive", "active"), default=None,
+                        help="active: probe each service's health (default: agent.mode)")
 
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
@@ -56,7 +58,7 @@ def options(args: argparse.Namespace) -> node.NodeOptions:
         exclude_namespaces=tuple(args.exclude_namespace),
         include_labels=selection.parse_label_pairs(args.include_label, what="--include-label"),
         exclude_labels=selection.parse_label_pairs(args.exclude_label, what="--exclude-label"),
-        override_file=args.override_file, cri_socket=args.cri_socket,
+        override_file=args.override_file, cri_socket=args.cri_socket, mode=args.mode,
     )
 
 
