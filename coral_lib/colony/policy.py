@@ -266,10 +266,23 @@ class Gate:
                 approval_id=approval_id, no_wait=no_wait, is_active=is_active)
             if not approval_id:
                 return None
-        admission = Admission(allowed=[], refused=refused, approval_id=approval_id, verb=verb)
+        return self._rate_limited(identity, verb, command, allowed, Admission(
+            allowed=[], refused=refused, approval_id=approval_id, verb=verb))
+
+    def _rate_limited(self, identity, verb, command, allowed, admission):
+        """Charge the operation (ratelimit.check_fanout: one identity token per operation,
+        one token per target); over the identity's limit it is refused whole with ONE
+        audit record, a target over its own limit is refused alone."""
+        mine, verdicts = self.limiter.check_fanout(identity.name,
+                                                   [describe(t) for t, _ in allowed])
+        if not mine.allowed:
+            first = allowed[0][0]
+            self._refuse(identity, verb, first, command, f"{mine.reason} ({len(allowed)} "
+                         "targets, none run)", RATE_LIMIT_RULE)
+            raise Refused(f"{verb} refused: {mine.reason}", code="RESOURCE_EXHAUSTED",
+                          retry_after=mine.retry_after)
         waits = []
-        for target, rule in allowed:
-            verdict = self.limiter.check(identity.name, describe(target))
+        for (target, rule), verdict in zip(allowed, verdicts, strict=True):
             if verdict.allowed:
                 admission.allowed.append((target, rule))
                 continue
