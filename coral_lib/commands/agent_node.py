@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 import signal
 import sys
@@ -62,13 +63,22 @@ def options(args: argparse.Namespace) -> node.NodeOptions:
     )
 
 
+def config_path(given: str | None, environ) -> str | None:
+    """--config, else $CORAL_AGENT_CONFIG when that file exists (the DaemonSet mounts the
+    optional ConfigMap coral-agent-config there), else None (defaults + environment)."""
+    if given:
+        return given
+    mounted = environ.get("CORAL_AGENT_CONFIG", "")
+    return mounted if mounted and os.path.exists(mounted) else None
+
+
 def node_command(args: argparse.Namespace) -> int:
     from coral_lib import config
     from coral_lib.agent import node
     from coral_lib.discovery import kubeclient
 
     try:
-        cfg = config.load_agent_config(args.config)
+        cfg = config.load_agent_config(config_path(args.config, os.environ))
         agent = node.build(cfg, options(args),
                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
     except (config.ConfigError, kubeclient.KubeConfigError, ValueError) as exc:
