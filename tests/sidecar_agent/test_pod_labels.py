@@ -94,3 +94,11 @@ def test_rbac_env_and_pod_selector_scopes_match_sidecar_pods_and_refuse_others(
     with colony.client() as c:
         refused = [r for r in c.audit(kind="refused") if r.get("requester") == "dora"]
     assert refused and "shop-prod" in json.dumps(refused)
+
+
+def test_downward_api_labels_file_is_parsed_as_kubelet_writes_it():
+    from coral_lib.agent import sidecar
+    text = 'app="checkout"\nenv="prod"\nnote="a \\"quoted\\" value"\nbroken\n=x\n'
+    assert sidecar.parse_downward_labels(text) == {
+        "app": "checkout", "env": "prod", "note": 'a "quoted" value'}
+    assert sidecar.pod_labels("/nonexistent/labels") == {}
