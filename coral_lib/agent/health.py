@@ -37,11 +37,20 @@ class Probe:
     netns: str  # '' = the agent's own network namespace, else /proc/<pid>/ns/net
 
 
-def probes(services: list[mesh_pb2.ServiceInfo], *, proc_root: str = "/proc") -> list[Probe]:
-    """Pure: what to probe for a service set (services without a port are not probed)."""
-    return [Probe(key=convert.service_key(s), port=s.port, path=s.health_endpoint,
-                  interval=s.health_interval_seconds or DEFAULT_INTERVAL,
-                  netns=f"{proc_root}/{s.pid}/ns/net" if s.pid > 0 else "")
+NetnsOf = Callable[[mesh_pb2.ServiceInfo], str]
+
+
+def pid_netns(svc: mesh_pb2.ServiceInfo, *, proc_root: str = "/proc") -> str:
+    """The network namespace of the service's process when the agent knows its pid, else
+    '' (the agent's own: host mode)."""
+    return f"{proc_root}/{svc.pid}/ns/net" if svc.pid > 0 else ""
+
+
+def probes(services: list[mesh_pb2.ServiceInfo]) -> list[tuple[Probe, mesh_pb2.ServiceInfo]]:
+    """Pure: what to probe for a service set (services without a port are not probed);
+    each probe's netns is filled when it is due (finding it may read /proc or CRI)."""
+    return [(Probe(key=convert.service_key(s), port=s.port, path=s.health_endpoint,
+                   interval=s.health_interval_seconds or DEFAULT_INTERVAL, netns=""), s)
             for s in services if 0 < s.port < 65536]
 
 
@@ -109,8 +118,8 @@ class Prober:
     each; `drain()` hands the results finished since the last call to the heartbeat."""
 
     def __init__(self, services: Callable[[], list[mesh_pb2.ServiceInfo]], *,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.services, self.clock = services, clock
+                 clock: Callable[[], float] = time.time, netns_of: NetnsOf = pid_netns) -> None:
+        self.services, self.clock, self.netns_of = services, clock, netns_of
         self._due: dict[str, float] = {}
         self._fresh: dict[str, mesh_pb2.ServiceHealth] = {}
         self._lock = threading.Lock()
@@ -119,18 +128,28 @@ class Prober:
         """Probe every service whose interval has passed; how many were probed."""
         now, ran = self.clock(), 0
         current = probes(self.services())
-        self._due = {p.key: self._due.get(p.key, 0.0) for p in current}
-        for probe in current:
+        self._due = {p.key: self._due.get(p.key, 0.0) for p, _ in current}
+        for probe, svc in current:
             if self._due[probe.key] > now:
                 continue
-            error = check(probe)
             self._due[probe.key] = now + probe.interval
-            with self._lock:
-                self._fresh[probe.key] = mesh_pb2.ServiceHealth(
-                    service_key=probe.key, state="unhealthy" if error else "healthy",
-                    last_check=self.clock(), last_error=error)
+            self._record(probe.key, *self._probe(probe, svc))
             ran += 1
         return ran
+
+    def _probe(self, probe: Probe, svc: mesh_pb2.ServiceInfo) -> tuple[str, str]:
+        """(state, error): unknown when the service's namespace cannot be found."""
+        try:
+            probe = dataclasses.replace(probe, netns=self.netns_of(svc))
+        except Exception as exc:  # noqa: BLE001 - a resolver error is this probe's result
+            return "unknown", f"network namespace not found: {exc}"
+        error = check(probe)
+        return ("unhealthy" if error else "healthy"), error
+
+    def _record(self, key: str, state: str, error: str) -> None:
+        with self._lock:
+            self._fresh[key] = mesh_pb2.ServiceHealth(
+                service_key=key, state=state, last_check=self.clock(), last_error=error)
 
     def drain(self) -> list[mesh_pb2.ServiceHealth]:
         with self._lock:

@@ -111,6 +111,7 @@ class NodeAgent(runner.Agent):
         self.watcher, self.filters, self.rules = watcher, filters, rules
         watcher.on_change = self.wake.set
         self._explained: set[str] = set()
+        self.resolver: ExecResolver | None = None  # set by build(): health probes use it
 
     def pods(self) -> list[mesh_pb2.PodRef] | None:
         """Every live pod of the node the filters include, with or without a service, so
@@ -122,6 +123,12 @@ class NodeAgent(runner.Agent):
 
     def node_labels(self) -> dict[str, str]:
         return self.watcher.snapshot()[1]
+
+    def service_netns(self, svc: mesh_pb2.ServiceInfo) -> str:
+        """A pod's service is probed in its container's network namespace, found as an
+        exec target is (the pod must be in this node's watch cache)."""
+        pid = self.resolver.pid_of(svc.namespace, svc.pod_name, svc.container_name)
+        return f"{self.resolver.proc_root}/{pid}/ns/net"
 
     def poll_interval(self) -> float:
         """discovery.kubernetes.pollInterval: how often the pod set is re-checked and sent
@@ -194,11 +201,13 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     resolver = ExecResolver(watcher, cri_socket=_cri_socket(given))
     if opts.mode:
         cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"mode": opts.mode})})
-    return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
-                     state_dir=state_dir,
-                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
-                                                                          node_name),
-                                                 resolve=resolver))
+    agent = NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
+                      state_dir=state_dir,
+                      handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
+                                                                           node_name),
+                                                  resolve=resolver))
+    agent.resolver = resolver
+    return agent
 
 
 def _cri_socket(given: str | None) -> str:
@@ -262,6 +271,16 @@ class ExecResolver:
             target, container_name=found.name, container_id=found.container_id,
             pid=found.main_pid, resolved_by="pod-status")
         return self.nsenter, dataclasses.replace(request, target=located)
+
+    def pid_of(self, namespace: str, pod_name: str, container_name: str) -> int:
+        """The host pid of a container of a pod on this node (resolved as __call__ does);
+        OperationError when it is not running here."""
+        request = base.ExecRequest(argv=["true"], target=base.ExecTarget(
+            namespace=namespace, pod_name=pod_name, container_name=container_name))
+        _backend, located = self(request)
+        if not located.target.pid:
+            raise base.OperationError(f"no process of {namespace}/{pod_name}/{container_name}")
+        return located.target.pid
 
     def _container(self, pod: dict, target: base.ExecTarget):
         containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]

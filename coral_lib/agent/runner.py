@@ -83,7 +83,13 @@ class Agent:
         # DaemonSet agent when its node is (NodeAgent.leaving). A host agent stays
         # registered through restarts; agentExpiry removes one that never comes back.
         self.deregister_on_stop = False
-        self.prober = health.Prober(lambda: list(self._last_sent or []))
+        self.prober = health.Prober(lambda: list(self._last_sent or []),
+                                    netns_of=self.service_netns)
+
+    def service_netns(self, svc: mesh_pb2.ServiceInfo) -> str:
+        """Where a health probe of `svc` runs: its process's network namespace when known
+        (a sidecar's pod), else the agent's own (host mode)."""
+        return health.pid_netns(svc)
 
     def pods(self) -> list[mesh_pb2.PodRef] | None:
         """The pods this agent sees (a DaemonSet agent's node); None: it lists none."""
