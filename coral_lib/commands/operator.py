@@ -107,9 +107,12 @@ def add_targeting_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--service", default=None)
     group.add_argument("--agent", default=None)
     group.add_argument("--selector", action="append", default=[], metavar="K=V")
-    group.add_argument("--all", action="store_true", help="every registered agent")
-    group.add_argument("--pod", default=None)
-    group.add_argument("-n", "--namespace", default=None)
+    group.add_argument("--all", action="store_true",
+                       help="every registered agent (on a DaemonSet agent: every pod it sees)")
+    group.add_argument("--pod", default=None,
+                       help="a pod, with or without a service if a DaemonSet agent sees it")
+    group.add_argument("-n", "--namespace", default=None,
+                       help="narrows; alone, every service and pod in the namespace")
     group.add_argument("-c", "--container", default=None)
     group.add_argument("--node", default=None)
 
