@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
 import http.client
 import os
 import socket
@@ -73,7 +74,11 @@ def check(probe: Probe, *, timeout: float = TIMEOUT) -> str:
 
 
 def _enter(netns: str) -> None:
-    if not netns or _same_file(netns, "/proc/thread-self/ns/net"):
+    if not netns:
+        return
+    if not os.path.exists(netns):
+        raise OSError(errno.ESRCH, "the service's process is gone")
+    if _same_file(netns, "/proc/thread-self/ns/net"):
         return
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
