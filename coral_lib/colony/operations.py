@@ -87,6 +87,7 @@ class FanOut:
                 runtime=runtime, service=target.service, namespace=target.namespace,
                 pod=target.pod, provenance=provenance, command=command,
                 approval_id=admission.approval_id, decision_rule=rule,
+                node=target.node or (agent.node_name if agent else ""),
             )
         except audit_mod.AuditError as exc:
             log.error("%s on %s not run: %s", verb, target.agent_id, exc)

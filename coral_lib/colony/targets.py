@@ -41,9 +41,12 @@ def agent_target(target: colony_pb2.Target) -> agent_pb2.ExecTarget:
 
 def provenance(registry: registry_mod.Registry, target: colony_pb2.Target) -> str:
     """How the colony knows the target: the registry provenance of its service (explicit,
-    discovered, overridden), `agent` for a whole agent, `named` for a pod the operator named
+    discovered, overridden), `agent` for a whole agent, `pod` for a pod a DaemonSet agent
+    reports without a service, `named` for a pod the operator named
     on an agent whose registry does not list it (the agent judges it)."""
     if not target.service:
+        if target.pod and registry.pod(target.agent_id, target.namespace, target.pod):
+            return "pod"  # a pod its DaemonSet agent reports, without a service
         return "named" if target.pod else "agent"
     flt = registry_mod.ServiceFilter(name=target.service, agent=target.agent_id)
     for _, svc in registry.services(flt):

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="sidecar: discover every container of the pod")
     start.add_argument("--socket", default=None,
                        help="local agent API socket (default /run/coral/agent.sock as root)")
+    start.add_argument("--mode", choices=("passive", "active"), default=None,
+                       help="active: probe each service's health (default: agent.mode)")
     start.set_defaults(func=start_command)
     agent_node.register(verbs)
     status = verbs.add_parser("status", help="runtime context and capabilities of the agent")
@@ -54,6 +56,9 @@ def start_command(args: argparse.Namespace) -> int:
 
     try:
         cfg = config.load_agent_config(_config_path(args.config))
+        if args.mode:
+            cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(
+                update={"mode": args.mode})})
         agent = modes.build(cfg, monitor_all=args.monitor_all,
                             state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
         runner.colony_ca(cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 import signal
 import sys
@@ -46,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CRI runtime socket for exec (default: the well-known sockets)")
     parser.add_argument("--state-dir", default=None, help="where the last-known set is kept")
     logs.add_argument(parser)
+    parser.add_argument("--mode", choices=("passive", "active"), default=None,
+                        help="active: probe each service's health (default: agent.mode)")
 
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
@@ -59,8 +62,17 @@ def options(args: argparse.Namespace) -> node.NodeOptions:
         exclude_namespaces=tuple(args.exclude_namespace),
         include_labels=selection.parse_label_pairs(args.include_label, what="--include-label"),
         exclude_labels=selection.parse_label_pairs(args.exclude_label, what="--exclude-label"),
-        override_file=args.override_file, cri_socket=args.cri_socket,
+        override_file=args.override_file, cri_socket=args.cri_socket, mode=args.mode,
     )
+
+
+def config_path(given: str | None, environ) -> str | None:
+    """--config, else $CORAL_AGENT_CONFIG when that file exists (the DaemonSet mounts the
+    optional ConfigMap coral-agent-config there), else None (defaults + environment)."""
+    if given:
+        return given
+    mounted = environ.get("CORAL_AGENT_CONFIG", "")
+    return mounted if mounted and os.path.exists(mounted) else None
 
 
 def node_command(args: argparse.Namespace) -> int:
@@ -69,7 +81,7 @@ def node_command(args: argparse.Namespace) -> int:
     from coral_lib.discovery import kubeclient
 
     try:
-        cfg = config.load_agent_config(args.config)
+        cfg = config.load_agent_config(config_path(args.config, os.environ))
         agent = node.build(cfg, options(args),
                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
     except (config.ConfigError, kubeclient.KubeConfigError, ValueError) as exc:

@@ -149,6 +149,7 @@ def start_command(args: argparse.Namespace) -> int:
             reviewer=_reviewer(settings),
             heartbeat_interval=settings.heartbeat_interval,
             degraded_after=settings.degraded_after, unhealthy_after=settings.unhealthy_after,
+            agent_expiry=settings.agent_expiry,
             settings=policy.load_settings(
                 settings.policy_file or None, observe_only=settings.observe_only,
                 observe_only_agents=settings.observe_only_agents,
