@@ -29,13 +29,13 @@ VERSION=$(sed -n 's/^version: *//p' galaxy.yml | head -n1)
 # cgroupfs) and a private storage, so the EE and its layers stay under build/.
 CONF_DIR=$OUT/containers
 export CONTAINERS_CONF=$CONF_DIR/containers.conf CONTAINERS_STORAGE_CONF=$CONF_DIR/storage.conf
-write_podman_conf() {
+write_podman_conf() {  # $1: storage driver
   mkdir -p "$CONF_DIR"
   cat >"$CONTAINERS_STORAGE_CONF" <<EOF
 [storage]
-driver = "overlay"
-graphroot = "$CONF_DIR/storage"
-runroot = "$CONF_DIR/run"
+driver = "$1"
+graphroot = "$CONF_DIR/storage-$1"
+runroot = "$CONF_DIR/run-$1"
 EOF
   cat >"$CONTAINERS_CONF" <<EOF
 [containers]
@@ -109,7 +109,10 @@ kubernetes_core() {  # Galaxy is out of reach: the copy the `ansible` package bu
 mkdir -p "$OUT"
 exec 9>"$OUT/.lock"
 flock 9  # one build at a time; a waiting caller then finds the cache filled
-write_podman_conf
+# overlay (fast: a build step does not copy the whole image); vfs where overlay cannot
+# mount, e.g. on an overlay root filesystem (ENVIRONMENT: vfs works everywhere here)
+write_podman_conf "${CORAL_EE_STORAGE_DRIVER:-overlay}"
+podman info >/dev/null 2>&1 || write_podman_conf vfs
 collection
 KEY=$(input_hash)
 IMAGE=localhost/coral-ee:$KEY
