@@ -40,6 +40,9 @@ EOF
   cat >"$CONTAINERS_CONF" <<EOF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+# build steps and jobs share the host's network: nothing is downloaded in a build, and a
+# job reaches the colony where this machine does (no CNI or slirp4netns needed)
+netns = "host"
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
