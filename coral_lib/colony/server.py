@@ -13,7 +13,7 @@ import time
 
 import grpc
 
-from coral_lib import convert, identity, validate
+from coral_lib import convert, identity, logs, validate
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
@@ -160,12 +160,14 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                 join_token=request.join_token, service_account_token=request.service_account_token,
                 csr_der=request.csr_der, hint=request.agent_id_hint, peer=context.peer())
         except enrollment.Refused as exc:
-            log.warning("join from %s refused: %s", validate.printable(context.peer()), exc)
+            log.warning("join from %s refused: %s", validate.printable(context.peer()), exc,
+                        extra=logs.fields(outcome="refused"))
             self.state.agent_peers.failed(context.peer(), what="join", reason=str(exc))
             context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"join not recorded: {exc}")
-        log.info("agent %s joined from %s", issued.who.agent_id, context.peer())
+        log.info("agent %s joined from %s", issued.who.agent_id, context.peer(),
+                 extra=logs.fields(agent=issued.who.agent_id, outcome="joined"))
         return mesh_pb2.JoinResponse(
             certificate_pem=issued.certificate_pem.decode(), ca_pem=self.state.enrollment.ca_pem
             .decode(), agent_id=issued.who.agent_id, not_after=issued.not_after)
@@ -204,7 +206,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         """Log (escaped, clipped) and count one refused agent call from this peer."""
         shown = validate.clip(validate.printable(agent_id), 80)
         log.warning("%s of agent '%s' from %s refused: %s", what, shown,
-                    validate.printable(context.peer()), validate.printable(reason))
+                    validate.printable(context.peer()), validate.printable(reason),
+                    extra=logs.fields(agent=shown, outcome="refused"))
         self.state.agent_peers.failed(context.peer(), what=what,
                                       reason=f"agent '{shown}': {reason}")
 
@@ -217,7 +220,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         return services, [validate.clip(s) for s in skipped[:10]]
 
     def _refuse_scope(self, who: identity.AgentIdentity, verb: str, reason: str) -> None:
-        log.warning("%s of agent %s refused: %s", verb, who.agent_id, validate.printable(reason))
+        log.warning("%s of agent %s refused: %s", verb, who.agent_id, validate.printable(reason),
+                    extra=logs.fields(agent=who.agent_id, outcome="refused"))
         self.state.audit.refused(requester=f"agent:{who.agent_id}", verb=verb,
                                  target=self.state.colony_id, command="",
                                  reason=validate.clip(reason, 500), rule="agent-scope")
@@ -252,7 +256,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             last_seen=now,
         ))
         self._store_services(agent_id, services)
-        log.info("agent %s registered (%d services)", agent_id, len(services))
+        log.info("agent %s registered (%d services)", agent_id, len(services),
+                 extra=logs.fields(agent=agent_id, outcome="registered"))
         return mesh_pb2.RegisterResponse(
             accepted=True, agent_id=agent_id, colony_id=self.state.colony_id,
             heartbeat_interval_seconds=self.state.heartbeat_interval,
@@ -295,7 +300,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                     command="", reason=f"{exc} (from {validate.clip(context.peer(), 100)})",
                     rule="agent-link")
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        log.info("agent %s linked from %s", link.agent_id, validate.printable(context.peer()))
+        log.info("agent %s linked from %s", link.agent_id, validate.printable(context.peer()),
+                 extra=logs.fields(agent=link.agent_id, outcome="linked"))
         reader = threading.Thread(target=_pump, args=(request_iterator, link), daemon=True,
                                   name=f"link-{link.agent_id}")
         reader.start()
@@ -304,7 +310,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             yield from link.outgoing()
         finally:
             self.state.links.detach(link)
-            log.info("agent %s link closed", link.agent_id)
+            log.info("agent %s link closed", link.agent_id,
+                     extra=logs.fields(agent=link.agent_id, outcome="closed"))
 
 
 @contextlib.contextmanager
@@ -608,6 +615,7 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"join token not recorded: {exc}")
+        logs.known(token)
         return colony_pb2.CreateJoinTokenResponse(token=token, agent_id=request.agent_id,
                                                   expires_at=expires_at)
 

@@ -68,3 +68,9 @@ def record_entered(audit: audit_mod.AuditLog, *, op_id: str, target: colony_pb2.
     except audit_mod.AuditError as exc:
         log.error("audit record of what %s entered lost: %s", op_id, exc)
         return 0
+
+
+def name(target: colony_pb2.Target) -> str:
+    """namespace/pod/container, the service, or the agent: the log field `target`."""
+    return ("/".join(p for p in (target.namespace, target.pod, target.container) if p)
+            or target.service or target.agent_id)

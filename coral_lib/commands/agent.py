@@ -7,6 +7,7 @@ import logging
 import pathlib
 import signal
 
+from coral_lib import logs
 from coral_lib.commands import agent_node, common
 
 # Each verb imports the agent parts it runs: the host agent never loads the node agent's
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--config", default=None,
                        help="agent config YAML (default: .coral/agent-config.yaml if present)")
     start.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    logs.add_argument(start)
     start.add_argument("--monitor-all", action="store_true",
                        help="sidecar: discover every container of the pod")
     start.add_argument("--socket", default=None,

@@ -13,6 +13,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from coral_lib import logs
+
 if TYPE_CHECKING:
     from coral_lib.agent import node
 
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cri-socket", default=None,
                         help="CRI runtime socket for exec (default: the well-known sockets)")
     parser.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    logs.add_argument(parser)
 
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
@@ -94,8 +97,9 @@ def _fail(message: str, code: int = 1) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="coral agent node")
     add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return node_command(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    logs.configure(log_format=args.log_format)
+    return node_command(args)
 
 
 if __name__ == "__main__":

@@ -267,18 +267,15 @@ def audit_verify_command(args: argparse.Namespace) -> int:
 
 def audit_verify_local(args: argparse.Namespace) -> int:
     """Verify audit.db with the HMAC key and the checkpoints, without the colony running."""
-    from coral_lib.colony import audit, checkpoints
+    from coral_lib.colony import audit, audit_check
 
     data_dir = pathlib.Path(args.data_dir) if args.data_dir else common.default_data_dir()
-    key_file = args.audit_key or str(data_dir / "audit.key")
-    public_file = args.public_key or str(data_dir / "checkpoint.pub")
     try:
-        key = audit.load_key(key_file, create=False)
-        public = checkpoints.load_public_key(public_file)
-        found, problems = checkpoints.read(args.checkpoints)
-        report = checkpoints.verify(
-            checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
-            chain=lambda on_row: audit.verify_file(data_dir / "audit.db", key, on_row))
+        report = audit_check.verify_local(
+            audit_db=data_dir / "audit.db",
+            audit_key_file=args.audit_key or data_dir / "audit.key",
+            public_key_file=args.public_key or data_dir / "checkpoint.pub",
+            checkpoints_path=args.checkpoints)
     except (OSError, ValueError, audit.AuditError) as exc:
         return common.fail(f"cannot verify the audit log: {exc}")
     common.print_json(report.as_dict())
