@@ -7,6 +7,7 @@ import os
 import pathlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -14,7 +15,7 @@ import grpc
 from coral_lib import config as config_mod
 from coral_lib import convert, identity, overrides, service
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from coral_lib.agent import credentials, local_server
+from coral_lib.agent import credentials, local_server, observe
 from coral_lib.agent import handlers as handlers_mod
 from coral_lib.agent import session as session_mod
 from coral_lib.agent import state as state_mod
@@ -78,9 +79,27 @@ class Agent:
         self.state_path = self.state_dir / f"{cfg.agent.id}.json"
         self.socket_path: pathlib.Path | None = None  # serve the local Agent API when set
         self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
+        self.recorder: observe.Recorder = observe.NULL  # metrics, with --metrics-listen
+        self.health = observe.Health(
+            registered=self.registered, stopping=self.stop,
+            fresh_for=max(observe.MIN_FRESH, 3 * cfg.discovery.host.poll_interval))
 
     def current(self) -> list[mesh_pb2.ServiceInfo]:
         return desired_services(self.discover(), self.cfg, node_name=self.node_name)
+
+    def discovery_complete(self) -> bool:
+        """Whether current() reflects a real discovery (a node agent: its pods listed)."""
+        return True
+
+    def _discover_now(self) -> list[mesh_pb2.ServiceInfo]:
+        """current(), timed and counted for /metrics and /readyz."""
+        started = time.monotonic()
+        services = self.current()
+        if self.discovery_complete():
+            self.health.discovered_at = time.monotonic()
+            self.recorder.discovered(self.health.discovered_at - started,
+                                     observe.provenances(services))
+        return services
 
     def run(self) -> None:
         ca_pem = colony_ca(self.cfg)
@@ -99,7 +118,9 @@ class Agent:
                 return
             sess = session_mod.Session(stub=stub, agent_id=held.agent_id,
                                        node_name=self.node_name)
-            link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
+            link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop,
+                                          recorder=self.recorder)
+            self.health.link = link.connected
             threads = [threading.Thread(target=link.run_forever, name="link", daemon=True),
                        threading.Thread(target=enroller.renew_forever, args=(self.stop,),
                                         name="renew", daemon=True)]
@@ -143,7 +164,8 @@ class Agent:
         cached = state_mod.load(self.state_path)
         while not self.stop.is_set():
             try:
-                services = self.current() if self._last_sent is not None or not cached else cached
+                services = self._discover_now() if self._last_sent is not None or not cached \
+                    else cached
                 self._remember(services)
                 interval = sess.register(services=services, runtime=self.handlers.runtime)
                 self._last_sent = services
@@ -172,7 +194,7 @@ class Agent:
     def _heartbeat_until_lost(self, sess: session_mod.Session, interval: float) -> None:
         period = min(interval, self.cfg.discovery.host.poll_interval)
         while not self._sleep(period):
-            services = self.current()
+            services = self._discover_now()
             send = services if changed(self._last_sent, services) else None
             if send is not None:
                 self._remember(send)

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cri-socket", default=None,
                         help="CRI runtime socket for exec (default: the well-known sockets)")
     parser.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    parser.add_argument("--metrics-listen", default="",
+                        help="host:port for plain-HTTP /metrics (default: off)")
+    parser.add_argument("--health-listen", default="",
+                        help="host:port for /healthz and /readyz (link up, pods listed and "
+                             "discovery fresh; default: off); may equal --metrics-listen")
 
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
@@ -62,7 +67,7 @@ def options(args: argparse.Namespace) -> node.NodeOptions:
 
 def node_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.agent import node
+    from coral_lib.agent import node, observe
     from coral_lib.discovery import kubeclient
 
     try:
@@ -76,11 +81,20 @@ def node_command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.shutdown())
     try:
+        served = observe.serve(agent, metrics_listen=args.metrics_listen,
+                               health_listen=args.health_listen,
+                               pod_watch_stats=agent.watcher.stats)
+    except ValueError as exc:  # endpoint.ListenError names the flag
+        return _fail(str(exc), 2)
+    try:
         agent.run()
     except config.ConfigError as exc:
         return _fail(str(exc), 2)
     except OSError as exc:
         return _fail(f"agent cannot start: {exc}")
+    finally:
+        for endpoint in served:
+            endpoint.stop()
     return 0
 
 

@@ -108,8 +108,9 @@ class Agent:
 
     def __init__(self, work_dir: pathlib.Path, colony: Colony, *, agent_id: str,
                  services: list[dict] | None = None, join_token: str | None = None,
-                 extra: dict | None = None) -> None:
+                 extra: dict | None = None, args: tuple[str, ...] = ()) -> None:
         self.work_dir, self.colony, self.agent_id = work_dir, colony, agent_id
+        self.args = tuple(args)  # extra flags for `coral agent start`
         self.config_path = work_dir / f"{agent_id}.yaml"
         self.log_path = work_dir / f"{agent_id}.log"
         self.socket_path = work_dir / f"{agent_id}.sock"
@@ -146,7 +147,8 @@ class Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*CORAL, "agent", "start", "--config", str(self.config_path),
-             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path)],
+             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path),
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT,
         )
         return self
