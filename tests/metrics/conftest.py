@@ -34,7 +34,8 @@ def start_watched(tmp_path, *, colony_args: tuple[str, ...] = (),
     ).start()
     agent = coral_procs.Agent(
         tmp_path / "agents", colony, agent_id=agent_id,
-        services=[{"name": "billing", "port": coral_procs.free_port()}], args=("--metrics-listen", f"127.0.0.1:{ports[1]}",
+        services=[{"name": "billing", "port": coral_procs.free_port()}],
+        args=("--metrics-listen", f"127.0.0.1:{ports[1]}",
               "--health-listen", f"127.0.0.1:{ports[2]}")).start()
     return Watched(colony, agent, *ports)
 
