@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from coral_lib import monitoring
 from coral_lib.webhook import policy
 from coral_lib.webhook import settings as settings_mod
 
@@ -170,6 +171,10 @@ def agent_container(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": list(COMMAND),
+        # /healthz only: see coral_lib/monitoring.py for why the sidecar has no readiness
+        "args": monitoring.listen_args(monitoring.AGENT_PORT, metrics=False),
+        "ports": [monitoring.container_port(monitoring.AGENT_PORT)],
+        **monitoring.agent_probes(readiness=False),
         "env": _env(app_names, observe_only=observe_only, settings=settings,
                     default_container=default_container or app_names[0]),
         "resources": {
