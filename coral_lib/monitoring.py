@@ -2,9 +2,10 @@
 by the manifest renderers and the webhook's injected sidecar.
 
 One plain-HTTP port per Coral process serves /metrics, /healthz and /readyz
-(`--metrics-listen` / `--health-listen`, coral_lib/endpoint.py). In a pod it listens on
-all addresses because kubelet probes and Prometheus reach the pod IP; it serves counts
-and health only, never registry or audit contents.
+(`--metrics-listen` / `--health-listen`, coral_lib/endpoint.py), reached by kubelet probes
+and Prometheus at the pod IP; it serves counts and health only, never registry or audit
+contents. The DaemonSet agent binds its pod IP (`$(POD_IP)` from the downward API), so a
+hostNetwork variant listens on the node's address only, not on every interface of it.
 
 Probes: the DaemonSet agent is ready when linked, registered and its pods listed, so a
 rollout whose new agents cannot reach the colony stops at maxUnavailable. The sidecar
@@ -22,8 +23,9 @@ PORT_NAME = "coral-metrics"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
 
 
-def listen_args(port: int, *, metrics: bool = True, health: bool = True) -> list[str]:
-    address = f"0.0.0.0:{port}"
+def listen_args(port: int, *, metrics: bool = True, health: bool = True,
+                host: str = "0.0.0.0") -> list[str]:
+    address = f"{host}:{port}"
     return [*(["--metrics-listen", address] if metrics else []),
             *(["--health-listen", address] if health else [])]
 

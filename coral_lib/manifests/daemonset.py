@@ -86,6 +86,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         {"name": "CORAL_AGENT_ID", "value": "node-$(NODE_NAME)"},
         objects.field_env("POD_NAME", "metadata.name"),
         objects.field_env("POD_NAMESPACE", "metadata.namespace"),
+        objects.field_env("POD_IP", "status.podIP"),
         *inject.colony_env(settings.colony_config_map),
         inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
@@ -97,7 +98,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["coral", "agent", "node"],
         # /metrics, /healthz and /readyz (linked, registered, pods listed) on one port
-        "args": monitoring.listen_args(monitoring.AGENT_PORT),
+        "args": monitoring.listen_args(monitoring.AGENT_PORT, host="$(POD_IP)"),
         "ports": [monitoring.container_port(monitoring.AGENT_PORT)],
         **monitoring.agent_probes(),
         "env": env,

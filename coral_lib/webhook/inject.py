@@ -87,7 +87,7 @@ def inject(
         new_annotations[policy.DEFAULT_CONTAINER] = app_names[0]
     agent = agent_container(
         image=image, app_names=app_names, observe_only=observe_only, settings=settings,
-        ptrace=ptrace,
+        ptrace=ptrace, host_network=spec.get("hostNetwork") is True,
         default_container=str(annotations.get(policy.DEFAULT_CONTAINER) or app_names[0]),
     )
     return [
@@ -157,13 +157,16 @@ def _container_name_ops(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 def agent_container(
     *, image: str, app_names: list[str], observe_only: bool,
     settings: settings_mod.InjectSettings, default_container: str = "", ptrace: bool = False,
+    host_network: bool = False,
 ) -> dict[str, Any]:
     """The agent container as data (native sidecar form when the cluster supports it).
 
     No added capability by default: the sidecar enters app containers with chroot through
     /proc/<pid>/root as the app's own user (SETUID, SETGID, SYS_CHROOT: the runtime's
     default set), so the pod stays within Pod Security baseline. `ptrace` (annotation
-    coral.io/sidecar-ptrace) adds SYS_PTRACE for apps with added capabilities."""
+    coral.io/sidecar-ptrace) adds SYS_PTRACE for apps with added capabilities.
+    A hostNetwork pod's sidecar serves no health port: it would share the node's ports
+    with every other hostNetwork pod there, and the second sidecar could not bind."""
     caps = ["SYS_PTRACE"] if ptrace else []
     caps += ["BPF"] if settings.enable_bpf else []
     container: dict[str, Any] = {
@@ -171,10 +174,6 @@ def agent_container(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": list(COMMAND),
-        # /healthz only: see coral_lib/monitoring.py for why the sidecar has no readiness
-        "args": monitoring.listen_args(monitoring.AGENT_PORT, metrics=False),
-        "ports": [monitoring.container_port(monitoring.AGENT_PORT)],
-        **monitoring.agent_probes(readiness=False),
         "env": _env(app_names, observe_only=observe_only, settings=settings,
                     default_container=default_container or app_names[0]),
         "resources": {
@@ -184,6 +183,10 @@ def agent_container(
         "securityContext": {"capabilities": {"add": caps}} if caps else {},
         "volumeMounts": [token_mount()],
     }
+    if not host_network:  # /healthz only: coral_lib/monitoring.py says why no readiness
+        container.update(args=monitoring.listen_args(monitoring.AGENT_PORT, metrics=False),
+                         ports=[monitoring.container_port(monitoring.AGENT_PORT)],
+                         **monitoring.agent_probes(readiness=False))
     if settings.native_sidecar:
         container["restartPolicy"] = "Always"
     return container
