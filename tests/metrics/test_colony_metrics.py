@@ -42,9 +42,14 @@ def test_metrics_colony_counts_operations_by_verb_and_outcome(watched: conftest.
 def test_metrics_colony_counts_refused_authentications_and_their_operations(
         watched: conftest.Watched):
     before = scrape.samples(watched.colony_metrics)
-    run = watched.exec("true", token="not-a-token")
+    run = watched.exec("true", token="guessed-token-7f3a9c")
     assert run.returncode != 0 and "unknown operator token" in run.stderr
     found = scrape.samples(watched.colony_metrics)
+    # the attacker's guess, the agent's id and command words never become label values
+    text = scrape.get(watched.colony_metrics, "/metrics")[1]
+    assert "guessed-token-7f3a9c" not in text and "host-1" not in text
+    assert {k for (_, labels) in found for k, _ in labels} <= {
+        "verb", "outcome", "status", "caller", "le"}
     assert scrape.value(found, "coral_colony_auth_refusals_total", caller="operator") == \
         scrape.value(before, "coral_colony_auth_refusals_total", caller="operator") + 1
     assert scrape.value(found, "coral_colony_operations_total", verb="exec",
