@@ -163,6 +163,9 @@ class NodeAgent(runner.Agent):
         self._explain(final)
         return [convert.service_to_proto(r) for r in final]
 
+    def discovery_complete(self) -> bool:
+        return self.watcher.synced.is_set()
+
     def _explain(self, final: list[service.ServiceInfo]) -> None:
         """One logfmt line per overridden service, when it first appears or changes."""
         lines = {overrides.explain(r) for r in final

@@ -7,6 +7,7 @@ import os
 import pathlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -14,7 +15,7 @@ import grpc
 from coral_lib import config as config_mod
 from coral_lib import convert, identity, overrides, service
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from coral_lib.agent import credentials, health, local_server
+from coral_lib.agent import credentials, health, local_server, observe
 from coral_lib.agent import handlers as handlers_mod
 from coral_lib.agent import session as session_mod
 from coral_lib.agent import state as state_mod
@@ -83,6 +84,10 @@ class Agent:
         # DaemonSet agent when its node is (NodeAgent.leaving). A host agent stays
         # registered through restarts; agentExpiry removes one that never comes back.
         self.deregister_on_stop = False
+        self.recorder: observe.Recorder = observe.NULL  # metrics, with --metrics-listen
+        self.readiness = observe.Health(
+            registered=self.registered, stopping=self.stop,
+            fresh_for=max(observe.MIN_FRESH, 3 * cfg.discovery.host.poll_interval))
         self.prober = health.Prober(lambda: list(self._last_sent or []),
                                     netns_of=self.service_netns)
 
@@ -110,6 +115,20 @@ class Agent:
     def current(self) -> list[mesh_pb2.ServiceInfo]:
         return desired_services(self.discover(), self.cfg, node_name=self.node_name)
 
+    def discovery_complete(self) -> bool:
+        """Whether current() reflects a real discovery (a node agent: its pods listed)."""
+        return True
+
+    def _discover_now(self) -> list[mesh_pb2.ServiceInfo]:
+        """current(), timed and counted for /metrics and /readyz."""
+        started = time.monotonic()
+        services = self.current()
+        if self.discovery_complete():
+            self.readiness.discovered_at = time.monotonic()
+            self.recorder.discovered(self.readiness.discovered_at - started,
+                                     observe.provenances(services))
+        return services
+
     def run(self) -> None:
         ca_pem = colony_ca(self.cfg)
         holder = credentials.Holder(self.state_dir, self.cfg.agent.id, ca_pem=ca_pem)
@@ -128,7 +147,9 @@ class Agent:
             sess = session_mod.Session(stub=stub, agent_id=held.agent_id,
                                        node_name=self.node_name,
                                        labels=dict(self.cfg.agent.labels))
-            link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
+            link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop,
+                                          recorder=self.recorder)
+            self.readiness.link = link.connected
             threads = [threading.Thread(target=link.run_forever, name="link", daemon=True),
                        threading.Thread(target=enroller.renew_forever, args=(self.stop,),
                                         name="renew", daemon=True)]
@@ -177,7 +198,8 @@ class Agent:
         cached = state_mod.load(self.state_path)
         while not self.stop.is_set():
             try:
-                services = self.current() if self._last_sent is not None or not cached else cached
+                services = self._discover_now() if self._last_sent is not None or not cached \
+                    else cached
                 self._remember(services)
                 sess.node_labels = self.node_labels()
                 pods = self.pods()
@@ -212,7 +234,7 @@ class Agent:
         (True)."""
         period = min(interval, self.poll_interval())
         while not self._sleep(period):
-            services = self.current()
+            services = self._discover_now()
             send = services if changed(self._last_sent, services) else None
             if send is not None:
                 self._remember(send)

@@ -7,6 +7,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -15,8 +16,8 @@ from coral_lib import __version__
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
+from coral_lib.agent import observe, taps
 from coral_lib.agent import shells as shells_mod
-from coral_lib.agent import taps
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,10 @@ class LinkWorker:
     """Keeps the Link stream open and answers the operations the colony sends down it."""
 
     def __init__(self, session: Session, handlers: handlers_mod.Handlers, *,
-                 stop: threading.Event, max_parallel: int = 16) -> None:
+                 stop: threading.Event, max_parallel: int = 16,
+                 recorder: observe.Recorder = observe.NULL) -> None:
         self.session, self.handlers, self.stop = session, handlers, stop
+        self.recorder, self._opened = recorder, 0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
         self.connected = threading.Event()
         self._running: dict[str, threading.Event] = {}  # exec op id -> its cancel switch
@@ -104,6 +107,8 @@ class LinkWorker:
                 attempt = 0
             except grpc.RpcError as exc:
                 log.debug("link to colony lost: %s", exc.code())
+            if self.connected.is_set():
+                self.recorder.link(False)
             self.connected.clear()
             if self.stop.wait(backoff(attempt)):
                 break
@@ -128,13 +133,20 @@ class LinkWorker:
                                    daemon=True)
         watcher.start()
         try:
+            responses.initial_metadata()  # returns when headers came or the call failed
+            if not responses.done():  # headers: the colony accepted the link
+                self._opened_link()
             for msg in responses:
-                self.connected.set()
                 self._dispatch(msg, outbox.put, shells, streams)
         finally:
             outbox.put(_END)
             shells.close_all()
             streams.close_all()
+
+    def _opened_link(self) -> None:
+        self.connected.set()
+        self.recorder.link(True, reconnect=self._opened > 0)
+        self._opened += 1
 
     def _cancel_on_stop(self, responses, outbox: queue.Queue) -> None:
         while not self.stop.wait(0.5):
@@ -146,6 +158,9 @@ class LinkWorker:
     def _dispatch(self, msg: mesh_pb2.ColonyMessage, send: Callable,
                   shells: shells_mod.ShellOps, streams: taps.StreamOps) -> None:
         kind = msg.WhichOneof("body")
+        if kind in ("tap", "trace") or (kind == "shell" and
+                                        msg.shell.WhichOneof("input") == "start"):
+            self.recorder.operation(kind, 0.0, "started")
         if kind == "shell":
             shells.handle(msg.op_id, msg.shell)
         elif kind == "cancel":
@@ -167,7 +182,7 @@ class LinkWorker:
             send(mesh_pb2.AgentMessage(op_id=msg.op_id, error=f"unsupported operation {kind}"))
 
     def _exec(self, msg: mesh_pb2.ColonyMessage, send: Callable) -> None:
-        cancel = threading.Event()
+        cancel, started = threading.Event(), time.monotonic()
         with self._running_lock:
             self._running[msg.op_id] = cancel
         try:
@@ -178,4 +193,6 @@ class LinkWorker:
         finally:
             with self._running_lock:
                 self._running.pop(msg.op_id, None)
+        self.recorder.operation("exec", time.monotonic() - started,
+                                observe.exec_outcome(result))
         send(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=result))

@@ -206,6 +206,10 @@ class _Queued:
     outcome: int | AuditError = 0
 
 
+def _ignore(kind: str, fields: Mapping[str, object], written: bool) -> None:
+    return None
+
+
 class AuditLog:
     """The colony's audit log (see module docstring)."""
 
@@ -223,6 +227,9 @@ class AuditLog:
         self._queue_lock = threading.Lock()
         self._sink: CheckpointSink | None = None
         self._pending = self._uncommitted = self._count = 0
+        # Told of every append (kind, fields, written?): the colony's metrics count them.
+        self.observer: Callable[[str, Mapping[str, object], bool], None] = _ignore
+        self.checkpointed_at = float(clock())  # the last checkpoint, or since opened
         try:
             self._key = load_key(self.key_file)
         except OSError as exc:
@@ -292,7 +299,13 @@ class AuditLog:
         if clash:
             raise ValueError(f"audit fields may not use the reserved names {clash}")
         fields_json = canonical_json(secrets.scrub(jsonable(dict(fields))))
-        return self._group_commit(_Queued(kind, fields_json))
+        try:
+            seq = self._group_commit(_Queued(kind, fields_json))
+        except AuditError:
+            self.observer(kind, fields, False)
+            raise
+        self.observer(kind, fields, True)
+        return seq
 
     def _group_commit(self, mine: _Queued) -> int:
         """Queue `mine`; the thread that next holds the lock commits the whole queue in one
@@ -366,8 +379,16 @@ class AuditLog:
             for event, service in events]
         if not rows:
             return []
-        with self._lock:
-            return self._write(lambda: [self._insert("discovery", row) for row in rows])
+        try:
+            with self._lock:
+                seqs = self._write(lambda: [self._insert("discovery", row) for row in rows])
+        except AuditError:
+            for event, _ in events:
+                self.observer("discovery", {"event": event}, False)
+            raise
+        for event, _ in events:
+            self.observer("discovery", {"event": event}, True)
+        return seqs
 
     def mark_interrupted(self) -> int:
         """Close every started operation that has no end record (call at colony start)."""
@@ -451,7 +472,13 @@ class AuditLog:
             log.error("audit checkpoint not written: %s", exc)
             return False
         self._pending = 0
+        self.checkpointed_at = float(self._clock())
         return True
+
+    @property
+    def since_checkpoint(self) -> int:
+        """Records written since the last checkpoint (none: no sink, or all covered)."""
+        return self._pending if self._sink is not None else 0
 
     def _checkpoint_loop(self) -> None:
         while not self._stop.wait(self._sink.interval):

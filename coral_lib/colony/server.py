@@ -7,13 +7,14 @@ import contextlib
 import dataclasses
 import json
 import logging
+import pathlib
 import shlex
 import threading
 import time
 
 import grpc
 
-from coral_lib import convert, identity, logs, validate
+from coral_lib import convert, identity, logs, metrics, validate
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
@@ -23,6 +24,7 @@ from coral_lib.colony import (
     checkpoints,
     enrollment,
     guard,
+    instrument,
     lifecycle,
     links,
     operations,
@@ -65,6 +67,8 @@ class ColonyState:
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
     agent_expiry: float = lifecycle.DEFAULT_EXPIRY
+    metrics: metrics.Colony = dataclasses.field(default_factory=metrics.Colony)
+    checkpoint_dir: pathlib.Path | None = None  # the audit sink /readyz checks
 
     def close(self) -> None:
         self.links.close_all()
@@ -112,7 +116,9 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
         heartbeat_interval=heartbeat_interval, degraded_after=degraded_after,
         unhealthy_after=unhealthy_after, limits=limits or guard.Limits(),
         agent_expiry=agent_expiry,
+        checkpoint_dir=audit_options.sink_dir(files.data_dir),
     )
+    instrument.attach(state, state.metrics)
     state.peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     state.agent_peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     state.agent_auth.on_refused = _agent_refusal_counter(state.agent_peers)
@@ -335,6 +341,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                                   name=f"link-{link.agent_id}")
         reader.start()
         context.add_callback(link.close)
+        context.send_initial_metadata(())  # tells the agent its link is up (its /readyz)
         try:
             yield from link.outgoing()
         finally:
@@ -752,10 +759,11 @@ class ColonyServer:
         Python cannot ask for an optional client certificate on one port."""
         self.state, self.listen = state, listen
         limits = state.limits
-        self._stopping = threading.Event()
+        self._stopping, self._started = threading.Event(), False
         self._server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
-            interceptors=[state.agent_auth, guard.StreamCap(limits)],
+            interceptors=[instrument.Interceptor(state.metrics), state.agent_auth,
+                          guard.StreamCap(limits)],
             maximum_concurrent_rpcs=limits.concurrent_rpcs,
             options=[("grpc.max_send_message_length", MAX_SEND),
                      ("grpc.max_receive_message_length", limits.receive_bytes),
@@ -781,8 +789,13 @@ class ColonyServer:
             if not self.mtls_port:
                 raise OSError(f"cannot listen on {mtls_listen}: address in use or not available")
 
+    @property
+    def serving(self) -> bool:
+        return self._started and not self._stopping.is_set()
+
     def start(self) -> ColonyServer:
         self._server.start()
+        self._started = True
         threading.Thread(target=self._expire_links, name="link-expiry", daemon=True).start()
         threading.Thread(target=self._expire_agents, name="agent-expiry", daemon=True).start()
         log.info("colony %s listening on %s (TLS)", self.state.colony_id, self.listen)

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="local agent API socket (default /run/coral/agent.sock as root)")
     start.add_argument("--mode", choices=("passive", "active"), default=None,
                        help="active: probe each service's health (default: agent.mode)")
+    add_listen_arguments(start)
     start.set_defaults(func=start_command)
     agent_node.register(verbs)
     status = verbs.add_parser("status", help="runtime context and capabilities of the agent")
@@ -43,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ident.set_defaults(func=identity_command)
 
 
+def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-listen", default="",
+                        help="host:port for plain-HTTP /metrics (default: off)")
+    parser.add_argument("--health-listen", default="",
+                        help="host:port for /healthz and /readyz (link up, discovery fresh; "
+                             "default: off); may be the same as --metrics-listen")
+
+
 def _config_path(given: str | None) -> str | None:
     if given:
         return given
@@ -52,7 +61,7 @@ def _config_path(given: str | None) -> str | None:
 
 def start_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.agent import local_server, modes, runner
+    from coral_lib.agent import local_server, modes, observe, runner
 
     try:
         cfg = config.load_agent_config(_config_path(args.config))
@@ -70,11 +79,19 @@ def start_command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.shutdown())
     try:
+        served = observe.serve(agent, metrics_listen=args.metrics_listen,
+                               health_listen=args.health_listen)
+    except ValueError as exc:  # endpoint.ListenError names the flag
+        return common.fail(str(exc), 2)
+    try:
         agent.run()
     except config.ConfigError as exc:
         return common.fail(str(exc), 2)
     except OSError as exc:
         return common.fail(f"agent cannot start: {exc}")
+    finally:
+        for endpoint in served:
+            endpoint.stop()
     return 0
 
 

@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     logs.add_argument(parser)
     parser.add_argument("--mode", choices=("passive", "active"), default=None,
                         help="active: probe each service's health (default: agent.mode)")
+    parser.add_argument("--metrics-listen", default="",
+                        help="host:port for plain-HTTP /metrics (default: off)")
+    parser.add_argument("--health-listen", default="",
+                        help="host:port for /healthz and /readyz (link up, pods listed and "
+                             "discovery fresh; default: off); may equal --metrics-listen")
 
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
@@ -77,7 +82,7 @@ def config_path(given: str | None, environ) -> str | None:
 
 def node_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.agent import node
+    from coral_lib.agent import node, observe
     from coral_lib.discovery import kubeclient
 
     try:
@@ -91,11 +96,20 @@ def node_command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.shutdown())
     try:
+        served = observe.serve(agent, metrics_listen=args.metrics_listen,
+                               health_listen=args.health_listen,
+                               pod_watch_stats=agent.watcher.stats)
+    except ValueError as exc:  # endpoint.ListenError names the flag
+        return _fail(str(exc), 2)
+    try:
         agent.run()
     except config.ConfigError as exc:
         return _fail(str(exc), 2)
     except OSError as exc:
         return _fail(f"agent cannot start: {exc}")
+    finally:
+        for endpoint in served:
+            endpoint.stop()
     return 0
 
 

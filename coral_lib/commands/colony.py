@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "without one only the admin identity may do anything")
     start.add_argument("--mtls-listen", default="",
                        help="host:port that requires client certificates (identity = CN)")
+    start.add_argument("--metrics-listen", default="",
+                       help="host:port for plain-HTTP /metrics, /healthz and /readyz "
+                            "(default: off); bind it where only scrapers and probes reach")
     start.add_argument("--observe-only", action="store_true", default=None,
                        help="refuse exec/shell/tap/trace on every agent; reads still work")
     start.add_argument("--agent-cert-ttl", default=None,
@@ -174,13 +177,34 @@ def start_command(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError) as exc:
         state.close()
         return common.fail(f"colony cannot listen on {settings.listen}: {exc}")
+    try:
+        endpoints = _serve_health(args, colony)
+    except ValueError as exc:  # endpoint.ListenError
+        colony.stop()
+        return common.fail(str(exc), 2)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     stopping.wait()
     log.info("colony stopping")
+    for served in endpoints:
+        served.stop()
     colony.stop()
     return 0
+
+
+def _serve_health(args: argparse.Namespace, colony) -> list:
+    """The --metrics-listen endpoint (metrics and health), when asked for."""
+    if not args.metrics_listen:
+        return []
+    from coral_lib import endpoint
+    from coral_lib.colony import health
+
+    served = endpoint.serve([("--metrics-listen", args.metrics_listen,
+                              health.routes(colony, colony.state.metrics))])
+    log.info("metrics and health on http://%s (/metrics, /healthz, /readyz)",
+             args.metrics_listen)
+    return served
 
 
 def _limits(settings: config.ColonySettings) -> guard.Limits:

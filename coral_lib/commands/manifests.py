@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     render.add_argument("--tls-dir", default=None,
                         help="webhook mode: ca.crt/tls.crt/tls.key in this directory are "
                         "used, or generated there when absent (stable across renders)")
+    render.add_argument("--service-monitor", action="store_true",
+                        help="also render a prometheus-operator ServiceMonitor (daemonset: "
+                             "with a headless metrics Service; webhook)")
     render.set_defaults(func=render_command)
 
 
@@ -31,7 +34,10 @@ def render_command(args: argparse.Namespace) -> int:
         tls = None
         if args.mode == "webhook" and values.get("cert_mode", "secret") == "secret":
             tls = load_or_generate_tls(args.tls_dir, values)
-        objects = manifests.render(args.mode, settings_mod.build(values, tls=tls))
+        settings = settings_mod.build(values, tls=tls)
+        objects = manifests.render(args.mode, settings)
+        if args.service_monitor:
+            objects += manifests.service_monitors(args.mode, settings)
     except (settings_mod.ManifestError, OSError) as exc:
         print(f"coral manifests: {exc}", file=sys.stderr)
         return 2

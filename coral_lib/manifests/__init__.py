@@ -14,6 +14,7 @@ from coral_lib.manifests import settings as settings_mod
 ManifestSettings = settings_mod.ManifestSettings
 ManifestError = settings_mod.ManifestError
 MODES = {"daemonset": daemonset.render, "webhook": webhook.render, "sidecar": sidecar.render}
+MONITORS = {"daemonset": daemonset.monitors, "webhook": webhook.monitors}
 
 
 def render(mode: str, settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
@@ -25,3 +26,13 @@ def render(mode: str, settings: settings_mod.ManifestSettings) -> list[dict[str,
             f"unknown mode {mode!r}: expected one of {', '.join(MODES)}"
         ) from None
     return renderer(settings)
+
+
+def service_monitors(mode: str, settings: settings_mod.ManifestSettings
+                     ) -> list[dict[str, Any]]:
+    """prometheus-operator objects for `mode`, rendered on request (the CRD may not exist)."""
+    if mode not in MONITORS:
+        raise ManifestError(
+            f"--service-monitor: mode {mode!r} has none (sidecar agents serve health only, "
+            f"no metrics); modes with one: {', '.join(MONITORS)}")
+    return MONITORS[mode](settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from coral_lib import monitoring
 from coral_lib.manifests import colony, objects
 from coral_lib.manifests import settings as settings_mod
 from coral_lib.webhook import inject
@@ -63,9 +64,24 @@ def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             "selector": {"matchLabels": selector},
             "updateStrategy": {"type": "RollingUpdate",
                                "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {"metadata": {"labels": objects.labels(NAME)}, "spec": pod_spec},
+            "template": {"metadata": {
+                "labels": objects.labels(NAME),
+                "annotations": monitoring.scrape_annotations(monitoring.AGENT_PORT)},
+                "spec": pod_spec},
         },
     }
+
+
+def monitors(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
+    """On request (--service-monitor): a headless Service over the agents' metrics port
+    and a ServiceMonitor for it."""
+    name = f"{NAME}-metrics"
+    return [monitoring.metrics_service(name, settings.namespace,
+                                       selector={"app.kubernetes.io/name": NAME},
+                                       port=monitoring.AGENT_PORT),
+            monitoring.service_monitor(name, settings.namespace,
+                                       selector={"app.kubernetes.io/name": name},
+                                       port=monitoring.PORT_NAME)]
 
 
 def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
@@ -77,6 +93,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         {"name": "CORAL_AGENT_ID", "value": "node-$(NODE_NAME)"},
         objects.field_env("POD_NAME", "metadata.name"),
         objects.field_env("POD_NAMESPACE", "metadata.namespace"),
+        objects.field_env("POD_IP", "status.podIP"),
         *inject.colony_env(settings.colony_config_map),
         inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
@@ -89,6 +106,10 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["coral", "agent", "node"],
+        # /metrics, /healthz and /readyz (linked, registered, pods listed) on one port
+        "args": monitoring.listen_args(monitoring.AGENT_PORT, host="$(POD_IP)"),
+        "ports": [monitoring.container_port(monitoring.AGENT_PORT)],
+        **monitoring.agent_probes(),
         "env": env,
         "volumeMounts": [inject.token_mount()],
         "resources": {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from coral_lib import monitoring
 from coral_lib.manifests import colony, objects
 from coral_lib.manifests import settings as settings_mod
 from coral_lib.webhook import certs
@@ -96,7 +97,9 @@ def deployment(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             "template": {
                 # A settings change rolls the pods (the file is read at start).
                 "metadata": {"labels": template_labels,
-                             "annotations": {"coral.io/settings-hash": _settings_hash(settings)}},
+                             "annotations": {
+                                 "coral.io/settings-hash": _settings_hash(settings),
+                                 **monitoring.scrape_annotations(8443, scheme="https")}},
                 "spec": {
                     "serviceAccountName": name,
                     "containers": [container],
@@ -112,6 +115,16 @@ def deployment(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             },
         },
     }
+
+
+def monitors(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
+    """On request (--service-monitor): a ServiceMonitor for the webhook's Service; it
+    scrapes over HTTPS, checking the serving certificate against the webhook's CA."""
+    name, ns = settings.webhook_name, settings.namespace
+    tls = {"serverName": f"{name}.{ns}.svc",
+           "ca": {"secret": {"name": f"{name}-tls", "key": "ca.crt"}}}
+    return [monitoring.service_monitor(name, ns, selector={"app.kubernetes.io/name": name},
+                                       port="https", scheme="https", tls_config=tls)]
 
 
 def mutating_webhook_configuration(settings: settings_mod.ManifestSettings) -> dict[str, Any]:

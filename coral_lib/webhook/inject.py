@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from coral_lib import monitoring
 from coral_lib.webhook import policy
 from coral_lib.webhook import settings as settings_mod
 
@@ -88,7 +89,7 @@ def inject(
         new_annotations[policy.DEFAULT_CONTAINER] = app_names[0]
     agent = agent_container(
         image=image, app_names=app_names, observe_only=observe_only, settings=settings,
-        ptrace=ptrace,
+        ptrace=ptrace, host_network=spec.get("hostNetwork") is True,
         default_container=str(annotations.get(policy.DEFAULT_CONTAINER) or app_names[0]),
     )
     return [
@@ -167,13 +168,16 @@ def _container_name_ops(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 def agent_container(
     *, image: str, app_names: list[str], observe_only: bool,
     settings: settings_mod.InjectSettings, default_container: str = "", ptrace: bool = False,
+    host_network: bool = False,
 ) -> dict[str, Any]:
     """The agent container as data (native sidecar form when the cluster supports it).
 
     No added capability by default: the sidecar enters app containers with chroot through
     /proc/<pid>/root as the app's own user (SETUID, SETGID, SYS_CHROOT: the runtime's
     default set), so the pod stays within Pod Security baseline. `ptrace` (annotation
-    coral.io/sidecar-ptrace) adds SYS_PTRACE for apps with added capabilities."""
+    coral.io/sidecar-ptrace) adds SYS_PTRACE for apps with added capabilities.
+    A hostNetwork pod's sidecar serves no health port: it would share the node's ports
+    with every other hostNetwork pod there, and the second sidecar could not bind."""
     caps = ["SYS_PTRACE"] if ptrace else []
     caps += ["BPF"] if settings.enable_bpf else []
     container: dict[str, Any] = {
@@ -190,6 +194,10 @@ def agent_container(
         "securityContext": {"capabilities": {"add": caps}} if caps else {},
         "volumeMounts": [token_mount()],
     }
+    if not host_network:  # /healthz only: coral_lib/monitoring.py says why no readiness
+        container.update(args=monitoring.listen_args(monitoring.AGENT_PORT, metrics=False),
+                         ports=[monitoring.container_port(monitoring.AGENT_PORT)],
+                         **monitoring.agent_probes(readiness=False))
     if settings.native_sidecar:
         container["restartPolicy"] = "Always"
     return container

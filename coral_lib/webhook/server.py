@@ -9,7 +9,6 @@ are checked on accept and the SSLContext is rebuilt when they change.
 
 from __future__ import annotations
 
-import bisect
 import http.server
 import logging
 import os
@@ -20,49 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from coral_lib import logs
+from coral_lib import logs, metrics
 from coral_lib.webhook import review
 from coral_lib.webhook import settings as settings_mod
 
 MAX_BODY = 3 * 1024 * 1024  # the API server's own request size limit
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-RESULTS = ("injected", "skipped", "ignored", "warning", "bad_request")
 log = logging.getLogger(__name__)
 NamespaceLabels = Mapping[str, Mapping[str, str]] | Callable[[str], Mapping[str, str]]
-
-
-class Metrics:
-    """Request counts by result and a latency histogram, in Prometheus text format."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts = dict.fromkeys(RESULTS, 0)
-        self._buckets = [0] * (len(BUCKETS) + 1)
-        self._sum = 0.0
-
-    def observe(self, result: str, seconds: float) -> None:
-        with self._lock:
-            self.counts[result] += 1
-            self._buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-            self._sum += seconds
-
-    def render(self) -> str:
-        with self._lock:
-            counts, buckets, total = dict(self.counts), list(self._buckets), self._sum
-        name = "coral_webhook_request_duration_seconds"
-        lines = [
-            "# HELP coral_webhook_requests_total Admission requests by result.",
-            "# TYPE coral_webhook_requests_total counter",
-            *(f'coral_webhook_requests_total{{result="{r}"}} {n}' for r, n in counts.items()),
-            f"# HELP {name} Time to answer one admission request.",
-            f"# TYPE {name} histogram",
-        ]
-        running = 0
-        for bound, count in zip((*BUCKETS, "+Inf"), buckets, strict=True):
-            running += count
-            lines.append(f'{name}_bucket{{le="{bound}"}} {running}')
-        lines += [f"{name}_sum {total:.6f}", f"{name}_count {running}"]
-        return "\n".join(lines) + "\n"
 
 
 class CertReloader:
@@ -116,7 +79,7 @@ class WebhookServer(http.server.ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.certs, self.settings, self.labels_lookup = certs, settings, labels_lookup
-        self.metrics = Metrics()
+        self.metrics = metrics.Webhook()  # its own registry: two servers never mix counts
         super().__init__(address, Handler)
 
     def get_request(self) -> tuple[Any, Any]:
@@ -147,7 +110,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(200, b"ok\n", "text/plain")
         elif self.path == "/metrics":
-            self._reply(200, self.server.metrics.render().encode(), "text/plain; version=0.0.4")
+            self._reply(200, *metrics.exposition(self.server.metrics.registry))
         else:
             self._reply(404, b"not found: use POST /mutate, GET /healthz or /metrics\n")
 

@@ -24,6 +24,11 @@ def _agents(colony) -> list[dict]:
         return c.list_agents()
 
 
+def _ready_agents(cluster) -> tuple[int, int]:
+    status = cluster.store.get("daemonsets", "coral-agent", namespace=SYSTEM)["status"]
+    return status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
+
+
 def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, cluster_colony):
     colony = cluster_colony
     cluster = kube.server
@@ -53,8 +58,8 @@ def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, clus
         raise AssertionError(f"{exc}\n{explain()}") from None
     (web,) = [s for s in registry(colony) if s["pod_name"] == "web"]
     assert web["agent"] == "node-node-a" and web["namespace"] == "shop"
-    ds = cluster.store.get("daemonsets", "coral-agent", namespace=SYSTEM)["status"]
-    assert (ds["desiredNumberScheduled"], ds["numberReady"]) == (2, 2)
+    # Ready comes from the agents' /readyz probe (issue 13: linked, registered, pods listed)
+    wait_for(lambda: _ready_agents(cluster) == (2, 2), timeout=60, what="2 of 2 agents ready")
 
     run = coral_procs.coral("exec", "--pod", "web", "-n", "shop", "-o", "json", "--",
                             "cat", "/tmp/marker", env=colony.operator_env)
@@ -95,3 +100,25 @@ def test_e2e_daemonset_agents_discover_pods_exec_and_report_forbidden(kube, clus
     assert 'HTTP 403 Forbidden: pods is forbidden: User "system:serviceaccount:coral-system:' \
         'coral-agent" cannot ' in line, line
     assert 'resource "pods" in API group "" at the cluster scope' in line, line
+
+
+def test_e2e_daemonset_agent_readiness_follows_its_colony_through_readyz(kube, cluster_colony):
+    """Issue 13, Health: "the DaemonSet ... manifests use them as probes, and the pod runner
+    ... exercises them": the pod runner's httpGet probe on /readyz makes the agent pods
+    unready while their colony is down, and ready again once it is back."""
+    colony = cluster_colony
+    if not kube.server.store.list("daemonsets", namespace=SYSTEM):  # run on its own
+        kube.deploy_daemonset(colony)
+    wait_for(lambda: _ready_agents(kube.server) == (2, 2), timeout=120,
+             what="2 of 2 agents ready")
+    (probe,) = {json.dumps(p["spec"]["containers"][0]["readinessProbe"]["httpGet"],
+                           sort_keys=True) for p in kube.agent_pods().values()}
+    assert json.loads(probe) == {"path": "/readyz", "port": "coral-metrics", "scheme": "HTTP"}
+    colony.stop()
+    try:
+        wait_for(lambda: _ready_agents(kube.server) == (2, 0), timeout=60,
+                 what="agents unready while the colony is down")
+    finally:
+        colony.start()
+    wait_for(lambda: _ready_agents(kube.server) == (2, 2), timeout=90,
+             what="agents ready again once the colony is back")

@@ -14,6 +14,7 @@ from coral_lib import client
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from tests.security import conftest
+from tests.support import coral_procs
 
 TTL = 6.0
 POLICY = f"""
@@ -99,6 +100,8 @@ def test_review_approver_deny_scope_survives_colony_restart(colony):
             bob.approve(approval_id)
         assert bob.approval(approval_id)["state"] == "pending"
     _withdraw_all(colony, "alice")
+    # the later tests exec on these agents: let them link to the restarted colony first
+    coral_procs.wait_registered(colony, ["prod-1", "stage-1"], timeout=60)
 
 
 def test_review_approval_requests_are_capped_and_rate_limited_per_identity(colony):

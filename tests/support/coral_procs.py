@@ -155,7 +155,8 @@ class Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*self.command, "agent", "start", "--config", str(self.config_path),
-             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path), *self.args],
+             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path),
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         return self

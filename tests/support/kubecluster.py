@@ -9,7 +9,10 @@ fixture's TokenReview; `deploy_daemonset(colony)` applies the rendered DaemonSet
 tests/kube_e2e and bench/bench_pod_memory.py.
 
 FIXTURE NOTE: the API fixture and the colony listen on this machine's loopback, so agent
-pods that must reach them run with hostNetwork (DaemonSet agents commonly do).
+pods that must reach them run with hostNetwork (DaemonSet agents commonly do). Every
+node shares this machine's network, so each node gets its own loopback address as its
+node IP (node-a 127.0.0.1, node-b 127.0.0.2): hostNetwork pods of two nodes bind the
+same port on their own podIP, as they would on two machines.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ class KubeCluster:
         self.server.store.service_accounts = True
         self.server.service_resolver = self.resolve_service
         self.server.runners = {}
-        for node in self.nodes:
-            runner = podrunner.PodRunner(self.server, self.runtime, node, self.base / "api")
+        for index, node in enumerate(self.nodes):
+            runner = podrunner.PodRunner(self.server, self.runtime, node, self.base / "api",
+                                         host_ip=f"127.0.0.{index + 1}")
             runner.start()
             self._stack.callback(runner.stop)
             self.server.runners[node] = runner
@@ -137,8 +141,10 @@ class KubeCluster:
                 spec = obj["spec"]["template"]["spec"]
                 spec["hostNetwork"] = True
                 container = spec["containers"][0]
-                container["command"] = [f"127.0.0.1:{free}" if a == "0.0.0.0:8443" else a
+                container["command"] = [f"$(POD_IP):{free}" if a == "0.0.0.0:8443" else a
                                         for a in container["command"]]
+                container.setdefault("env", []).append(
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
                 container["ports"][0]["containerPort"] = free
         self.apply(objs)
         return objs

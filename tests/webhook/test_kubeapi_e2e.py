@@ -66,7 +66,7 @@ def test_pod_in_labelled_namespace_gets_sidecar_from_api_server(cluster) -> None
     assert pod["spec"]["initContainers"][0]["restartPolicy"] == "Always"
     assert pod["spec"]["shareProcessNamespace"] is True
     assert pod["metadata"]["annotations"]["coral.io/injected"] == "true"
-    assert hook.metrics.counts["injected"] >= 1
+    assert hook.metrics.count("injected") >= 1
 
 
 def test_pod_in_unlabelled_namespace_not_injected(cluster) -> None:

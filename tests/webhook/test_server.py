@@ -151,13 +151,13 @@ def test_namespace_lookup_failure_degrades_to_pod_opt_in(tls_files) -> None:
 def test_healthz_and_metrics_count_results(webhook: conftest.Webhook) -> None:
     assert webhook.get("/healthz") == (200, "ok\n")
     webhook.labels["shop"] = {"coral.io/inject": "true"}
-    before = dict(webhook.server.metrics.counts)
+    before = {r: webhook.server.metrics.count(r) for r in ("injected", "bad_request")}
     webhook.post(_review())
     webhook.post(b"nonsense")
     status, text = webhook.get("/metrics")
     assert status == 200
-    assert f'coral_webhook_requests_total{{result="injected"}} {before["injected"] + 1}' in text
-    assert f'coral_webhook_requests_total{{result="bad_request"}} {before["bad_request"] + 1}' \
+    assert f'coral_webhook_requests_total{{result="injected"}} {before["injected"] + 1}.0' in text
+    assert f'coral_webhook_requests_total{{result="bad_request"}} {before["bad_request"] + 1}.0' \
         in text
     assert 'coral_webhook_request_duration_seconds_bucket{le="+Inf"}' in text
     assert "# TYPE coral_webhook_request_duration_seconds histogram" in text
