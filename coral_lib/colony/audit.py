@@ -233,10 +233,9 @@ class AuditLog:
             raise AuditError(str(exc)) from exc
         self.key_id = key_id(self._key)
         try:
-            storage.private_db(self.path)
-            self._db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30
-            )
+            if storage.is_file(self.path):
+                storage.private_db(self.path)
+            self._db = storage.connect(self.path, store="audit")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._write(self._open_schema)
@@ -524,10 +523,10 @@ def verify_file(path: str | os.PathLike, key: bytes,
     """Verify the audit database at `path` with `key` (see AuditLog.verify); `on_row` sees
     every row read, in seq order (checkpoint checks ride along the same pass)."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if storage.is_file(path) and not os.path.exists(path):
         raise AuditError(f"cannot read the audit log ({path}): no such file")
     try:
-        reader = sqlite3.connect(path, isolation_level=None, timeout=30)
+        reader = storage.connect(path, store="audit-reader")
     except sqlite3.Error as exc:
         raise AuditError(storage.explain("cannot read the audit log", path, exc)) from exc
     try:

@@ -79,27 +79,31 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
                limits: guard.Limits | None = None,
                agent_cert_ttl: float = enrollment.DEFAULT_TTL,
                agent_service_account: str = enrollment.DEFAULT_AGENT_SERVICE_ACCOUNT,
-               reviewer: enrollment.Reviewer | None = None) -> ColonyState:
+               reviewer: enrollment.Reviewer | None = None,
+               database: str = "") -> ColonyState:
     """Open the data directory's stores; `settings` None is the embedded default policy;
     `audit_options` None keeps audit keys in the data dir, checkpoints beside it;
     `limits` None is guard.Limits() (the documented defaults). `reviewer` (an object with
     review(token) -> PodClaims, e.g. tokenreview.TokenReviewer) enables Kubernetes agents'
-    bootstrap; None refuses it with a clear error."""
+    bootstrap; None refuses it with a clear error. `database` (a dsn.Dsn) keeps every
+    store in that PostgreSQL database instead of the data directory's SQLite files."""
     files = pki.ensure(data_dir)
     if (files.data_dir / "colony.secret").exists():
         log.warning("%s is no longer used (agents hold their own certificates): delete it",
                     files.data_dir / "colony.secret")
     colony_id = colony_id or files.colony_id.read_text().strip()
     audit_options = audit_options or checkpoints.Options()
-    reg = registry.Registry(files.registry_db)
-    audit = audit_mod.AuditLog(files.audit_db, key_file=audit_options.audit_key(files.data_dir),
+    reg = registry.Registry(database or files.registry_db)
+    audit = audit_mod.AuditLog(database or files.audit_db,
+                               key_file=audit_options.audit_key(files.data_dir),
                                checkpoints=audit_options.writer(files.data_dir, colony_id))
-    approvals = approvals_mod.ApprovalStore(files.approvals_db)
+    approvals = approvals_mod.ApprovalStore(database or files.approvals_db)
     gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
                        approvals=approvals, registry=reg)
     enroll = enrollment.Enrollment(files, colony_id=colony_id, audit=audit,
                                    cert_ttl=agent_cert_ttl, reviewer=reviewer,
-                                   agent_service_account=agent_service_account)
+                                   agent_service_account=agent_service_account,
+                                   database=database)
     verifier = agentauth.Verifier(ca_cert=enroll.ca_certificate, colony_id=colony_id,
                                   revoked_at=enroll.revoked_at)
     state = ColonyState(
