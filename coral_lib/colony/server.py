@@ -63,8 +63,11 @@ class ColonyState:
     heartbeat_interval: float = 10.0
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
+    replication: object | None = None  # replication.Replication (replicas on PostgreSQL)
 
     def close(self) -> None:
+        if self.replication is not None:
+            self.replication.close()
         self.links.close_all()
         self.registry.close()
         self.approvals.close()
@@ -118,7 +121,8 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
     state.agent_auth.on_refused = _agent_refusal_counter(state.agent_peers)
     if files.admin_token.exists():  # tokens.json holds hashes; redact the one we know
         secrets.register(files.admin_token.read_text().strip())
-    interrupted = state.audit.mark_interrupted()
+    # Replicas share the log: each closes only its own operations (replicas.Membership).
+    interrupted = 0 if database else state.audit.mark_interrupted()
     if interrupted:
         log.warning("audit: %d operations were cut off by the last stop; marked interrupted",
                     interrupted)
@@ -345,8 +349,11 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
     def __init__(self, state: ColonyState) -> None:
         self.state = state
         self.gate = state.gate
+        replica = state.replication
         self.fanout = operations.FanOut(registry=state.registry, audit=state.audit,
-                                        links=state.links)
+                                        links=state.links,
+                                        forward=replica.forward if replica else None,
+                                        replica=replica.name if replica else "")
         self.streams = tap_relay.Relay(registry=state.registry, audit=state.audit,
                                        links=state.links, gate=state.gate)
 
@@ -373,6 +380,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         self._reader(context, "agents", "ListAgents")
         now, counts = time.time(), self.state.registry.service_counts()
         connected = self.state.links.connected()
+        if self.state.replication is not None:  # links other replicas hold
+            connected |= self.state.replication.membership.linked_anywhere()
         return colony_pb2.ListAgentsResponse(agents=[
             colony_pb2.AgentRecord(
                 agent_id=row.agent_id, version=row.version, runtime=row.runtime,

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import signal
+import sqlite3
 import threading
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--policy", default=None,
                        help="RBAC/approval/rate-limit policy YAML (config policyFile); "
                             "without one only the admin identity may do anything")
+    start.add_argument("--database", default=None,
+                       help="postgresql://... DSN, env:NAME or file:PATH (replicas share it); "
+                            "default: SQLite files in the data directory")
+    start.add_argument("--replica-name", default=None, help="this replica's name in the set")
+    start.add_argument("--replica-listen", default=None,
+                       help="host:port of the replica port (mutual TLS between replicas)")
+    start.add_argument("--replica-advertise", default=None,
+                       help="host:port other replicas dial to reach this one")
     start.add_argument("--mtls-listen", default="",
                        help="host:port that requires client certificates (identity = CN)")
     start.add_argument("--observe-only", action="store_true", default=None,
@@ -74,6 +83,10 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
                                  ("listen", getattr(args, "listen", None)),
                                  ("policy_file", getattr(args, "policy", None)),
                                  ("observe_only", getattr(args, "observe_only", None)),
+                                 ("database", getattr(args, "database", None)),
+                                 ("replica_name", getattr(args, "replica_name", None)),
+                                 ("replica_listen", getattr(args, "replica_listen", None)),
+                                 ("replica_advertise", getattr(args, "replica_advertise", None)),
                                  ("token_review_kubeconfig",
                                   getattr(args, "token_review_kubeconfig", None)),
                                  ("token_review_in_cluster",
@@ -89,14 +102,18 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
 
 def init_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.colony import pki
+    from coral_lib.colony import audit, checkpoints, pki
 
     try:
         settings = _settings(args)
-        common.print_json(pki.ensure(settings.data_dir).summary())
+        files = pki.ensure(settings.data_dir)
+        # the audit key now, so copies of this directory (colony replicas) share it
+        audit.load_key(checkpoints.Options(audit_key_file=settings.audit_key_file)
+                       .audit_key(files.data_dir))
+        common.print_json(files.summary())
     except config.ConfigError as exc:
         return common.fail(str(exc), 2)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return common.fail(f"cannot create colony data directory: {exc}")
     return 0
 
@@ -112,11 +129,26 @@ def _reviewer(settings: config.ColonySettings):
 
 def start_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.colony import audit, checkpoints, enrollment, policy, rbac, registry, server
+    from coral_lib.colony import (
+        audit,
+        checkpoints,
+        dsn,
+        enrollment,
+        policy,
+        rbac,
+        registry,
+        replication,
+        server,
+    )
 
     try:
         settings = _settings(args)
+        database = dsn.resolve(settings.database)
+    except (config.ConfigError, dsn.DsnError) as exc:
+        return common.fail(str(exc), 2)
+    try:
         state = server.open_state(
+            database=database or "",
             data_dir=settings.data_dir, colony_id="" if settings.id == "default" else settings.id,
             tokens_file=settings.tokens_file, agent_cert_ttl=settings.agent_cert_ttl,
             agent_service_account=settings.agent_service_account,
@@ -139,6 +171,18 @@ def start_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, registry.RegistryError, audit.AuditError,
             enrollment.Refused, ImportError) as exc:
         return common.fail(f"colony cannot start: {exc}")
+    if database:
+        try:
+            replication.attach(
+                state, database=database,
+                name=settings.replica_name or replication.default_name(settings.listen),
+                listen=settings.replica_listen or
+                f"{settings.listen.rpartition(':')[0]}:0",
+                advertise=settings.replica_advertise, interval=settings.replica_heartbeat,
+                dead_after=settings.replica_dead_after)
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            state.close()
+            return common.fail(f"colony replica cannot start: {exc}")
     try:
         colony = server.ColonyServer(state, listen=settings.listen,
                                      mtls_listen=args.mtls_listen).start()

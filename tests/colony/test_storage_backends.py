@@ -146,3 +146,14 @@ def test_bad_database_setting_named_without_echoing_it(value, error):
 
 def test_sqlite_is_the_default():
     assert dsn.resolve("") is None and dsn.resolve("sqlite") is None
+
+
+def test_audit_log_refuses_a_second_key(database, tmp_path):
+    """Replicas sharing one log must share its key: a replica with its own key would chain
+    records nobody can verify, so it is refused at open with both key ids named."""
+    first = audit.AuditLog(database("audit.db"), key_file=tmp_path / "a.key")
+    first.append("event", {"i": 1})
+    first.close()
+    with pytest.raises(audit.AuditError, match="same audit key") as info:
+        audit.AuditLog(database("audit.db"), key_file=tmp_path / "b.key")
+    assert first.key_id in str(info.value)
