@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     init = verbs.add_parser("init", help="create CA, certificates, id and admin token")
     init.add_argument("--data-dir", default=None,
                       help="default: /var/lib/coral/colony as root, else ~/.coral/colony")
+    init.add_argument("--hostname", action="append", default=[],
+                      help="another DNS name for the server certificate when it is created "
+                           "(repeatable), e.g. the Service replicas sit behind")
     init.set_defaults(func=init_command)
     start = verbs.add_parser("start", help="serve the colony in the foreground")
     start.add_argument("--data-dir", default=None)
@@ -106,7 +109,7 @@ def init_command(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        files = pki.ensure(settings.data_dir)
+        files = pki.ensure(settings.data_dir, hostnames=tuple(args.hostname))
         # the audit key now, so copies of this directory (colony replicas) share it
         audit.load_key(checkpoints.Options(audit_key_file=settings.audit_key_file)
                        .audit_key(files.data_dir))
