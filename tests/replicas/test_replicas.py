@@ -122,3 +122,23 @@ def test_audit_chain_verifies_across_replicas(replica_set, tmp_path):
     finally:
         for agent in agents:
             agent.stop()
+
+
+def test_revocation_on_one_replica_closes_the_link_held_by_another(replica_set, tmp_path):
+    """Attacker: a revoked agent linked to another replica than the one the admin called
+    keeps no link and gets no further call through (revocations reach every replica)."""
+    replica_set.start(2)
+    r0, r1 = replica_set.replicas
+    (agent,) = start_agents(tmp_path / "agents", [replica_set.view(1)], ["on-r1"])
+    try:
+        coral_procs.wait_for(lambda: _linked(r0, ["on-r1"]), timeout=40, what="agent linked")
+        run = coral_procs.coral("agents", "revoke", "on-r1", env=r0.operator_env)
+        assert run.returncode == 0, run.stderr
+        coral_procs.wait_for(lambda: not _linked(r0, ["on-r1"]), timeout=15,
+                             what="the revoked agent's link on r1 closed")
+        with r0.client() as c:
+            outcome = c.exec(client.Targeting(agent="on-r1"), argv=["id"])
+        assert [r["status"] for r in outcome.results] != ["ok"]
+        assert "revoked" in r1.log_path.read_text()
+    finally:
+        agent.stop()
