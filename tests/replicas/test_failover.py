@@ -24,6 +24,12 @@ def _holders(dsn_file) -> dict[str, str]:
         return dict(conn.execute("SELECT agent_id, replica FROM colony_links").fetchall())
 
 
+def _registered(replica, ids: list[str]) -> bool:
+    with replica.client() as c:
+        agents = {a["agent_id"]: a for a in c.list_agents()}
+    return all(agents.get(a, {}).get("service_count") for a in ids)
+
+
 def _by_op(records: list[dict]) -> dict[str, list[dict]]:
     ops = collections.defaultdict(list)
     for record in records:
@@ -40,8 +46,9 @@ def test_replica_sigkill_during_fanout_agents_relink_and_ops_interrupted(replica
     views = [replica_set.view(i, (i + 1) % 3, (i + 2) % 3) for i in range(3)]
     agents = start_agents(tmp_path / "agents", views, ids)
     try:
-        coral_procs.wait_for(lambda: len(_holders(replica_set.dsn_file)) == 6, timeout=40,
-                             what="six agents linked")
+        coral_procs.wait_for(lambda: len(_holders(replica_set.dsn_file)) == 6 and
+                             _registered(r0, ids), timeout=40,
+                             what="six agents registered and linked")
         holders = _holders(replica_set.dsn_file)
         on_r1 = sorted(a for a, r in holders.items() if r == "r1")
         assert on_r1 == ["agent-1", "agent-4"], holders
@@ -59,11 +66,14 @@ def test_replica_sigkill_during_fanout_agents_relink_and_ops_interrupted(replica
         for run in runs:
             run.start()
 
-        def started_by(replica: str) -> int:
+        def both_running() -> bool:
+            failed = {k: v for k, v in outcomes.items() if isinstance(v, Exception)}
+            assert not failed, failed  # a fan-out that could not start says why
             with r0.client() as c:
-                return sum(r.get("replica") == replica for r in c.audit(kind="started"))
-        coral_procs.wait_for(lambda: started_by("r0") == 6 and started_by("r1") == 6,
-                             timeout=30, what="both fan-outs running on all six agents")
+                started = collections.Counter(r.get("replica") for r in c.audit(kind="started"))
+            return started["r0"] == 6 and started["r1"] == 6
+        coral_procs.wait_for(both_running, timeout=30, interval=0.5,
+                             what="both fan-outs running on all six agents")
         time.sleep(0.5)  # commands are running on the agents
         r1.stop(sig=signal.SIGKILL)
 
