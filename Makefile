@@ -1,5 +1,5 @@
 # Thin wrappers; the scripts in tools/ do the work (so a machine without make works too).
-.PHONY: setup test demo proto lint bench resilience image
+.PHONY: setup test demo proto lint bench resilience image ee
 
 setup:
 	bash tools/setup.sh
@@ -27,3 +27,8 @@ resilience:
 # IMPORT=/path/containerd.sock also imports it into that containerd (k8s.io namespace).
 image:
 	bash tools/build_image.sh $(if $(IMPORT),--import $(IMPORT))
+
+# The AWX execution environment, offline: ansible-builder on podman from
+# execution-environment.yml, localhost/coral-ee:<key> (cached by input hash under build/ee).
+ee:
+	bash tools/build_ee.sh

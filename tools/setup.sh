@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev gcc make git iproute2 util-linux procps
               containerd runc busybox-static tcpdump
               mmdebstrap buildah            # `make image` (tools/build_image.sh)
+              podman                        # AWX execution environment (tools/build_ee.sh, tests/awx)
               containernetworking-plugins   # pod networking for the test pod runner
               postgresql)                   # colony replicas' shared database (tests run initdb)
 missing=()

@@ -4,7 +4,8 @@ The stores (registry, audit, approvals, enrollment) speak one SQL text, written 
 `translate()` (pure, cached) rewrites the few SQLite-only forms for PostgreSQL:
 
 * `?` placeholders -> `%s`; `json_extract(col, '$.k')` -> `(col::jsonb ->> 'k')`;
-* `INSERT OR IGNORE` / `INSERT OR REPLACE` -> `ON CONFLICT DO NOTHING / DO UPDATE`;
+* `INSERT OR IGNORE` -> `ON CONFLICT DO NOTHING`; `INSERT OR REPLACE` -> `ON CONFLICT
+  (primary key) DO UPDATE` (`upsert()`, with the table's columns and key from the catalog);
 * DDL types: BLOB -> BYTEA, REAL -> DOUBLE PRECISION, INTEGER -> BIGINT, TEXT sorts
   bytewise (COLLATE "C", as in SQLite, whatever the database's locale);
 * `PRAGMA table_info(t)` / `sqlite_master` -> information_schema; other PRAGMAs -> no-op;
@@ -58,7 +59,8 @@ def lock_key(name: str) -> int:
 _JSON = re.compile(r"json_extract\((\w+),\s*'\$\.(\w+)'\)")
 _DDL_TYPES = ((re.compile(r"\bBLOB\b"), "BYTEA"), (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
               (re.compile(r"\bINTEGER\b"), "BIGINT"), (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'))
-_REPLACE = re.compile(r"INSERT OR REPLACE INTO (\w+) \(([^)]*)\)(.*)", re.DOTALL)
+_REPLACE = re.compile(r"\s*INSERT OR REPLACE INTO (\w+)\s*(?:\(([^)]*)\))?\s*(VALUES.*)",
+                      re.DOTALL | re.IGNORECASE)
 _PRAGMA_INFO = re.compile(r"PRAGMA table_info\((\w+)\)")
 _MASTER = re.compile(r"FROM sqlite_master WHERE type = 'table' AND name = '(\w+)'")
 
@@ -86,12 +88,16 @@ def translate(sql: str, store: str = "") -> tuple[str, ...]:
             text = pattern.sub(replacement, text)
     if upper.startswith("INSERT OR IGNORE INTO"):
         text = "INSERT INTO" + text[len("INSERT OR IGNORE INTO"):] + " ON CONFLICT DO NOTHING"
-    elif match := _REPLACE.fullmatch(text):
-        table, columns, rest = match[1], [c.strip() for c in match[2].split(",")], match[3]
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
-        text = (f"INSERT INTO {table} ({', '.join(columns)}){rest} "
-                f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}")
     return (text.replace("%", "%%").replace("?", "%s"),)
+
+
+def upsert(table: str, columns: list[str], key: list[str], values: str) -> str:
+    """INSERT OR REPLACE as PostgreSQL: replace the row with the same primary key."""
+    rest = [c for c in columns if c not in key]
+    action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)) if rest \
+        else "DO NOTHING"
+    return (f"INSERT INTO {table} ({', '.join(columns)}) {values} "
+            f"ON CONFLICT ({', '.join(key)}) {action}")
 
 
 def _split(script: str) -> list[str]:
@@ -106,6 +112,7 @@ class Connection:
         self.dsn, self.store = dsn, store
         self._timeout = connect_timeout
         self._lock = threading.RLock()
+        self._upserts: dict[str, tuple[str, ...]] = {}
         self._conn = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -122,18 +129,36 @@ class Connection:
             self._conn = self._connect()
         return self._conn
 
+    def _statements(self, sql: str) -> tuple[str, ...]:
+        match = _REPLACE.fullmatch(sql)
+        if match is None:
+            return translate(sql, self.store)
+        if sql not in self._upserts:
+            table = match[1]
+            columns = [c.strip() for c in match[2].split(",")] if match[2] else \
+                [row[1] for row in self._conn.execute(*translate(
+                    f"PRAGMA table_info({table})"), ()).fetchall()]
+            key = [row[0] for row in self._conn.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+                "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass "
+                "AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
+                (table,)).fetchall()]
+            self._upserts[sql] = translate(upsert(table, columns, key, match[3]), self.store)
+        return self._upserts[sql]
+
     def execute(self, sql: str, params: Sequence = ()) -> psycopg.Cursor:
         with self._lock, _mapped(self.dsn):
             conn = self._live()
             cursor = conn.cursor()
-            for statement in translate(sql, self.store):
+            for statement in self._statements(sql):
                 cursor.execute(statement, tuple(params))
             return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
-        (statement,) = translate(sql, self.store)
         with self._lock, _mapped(self.dsn):
-            cursor = self._live().cursor()
+            self._live()
+            (statement,) = self._statements(sql)
+            cursor = self._conn.cursor()
             cursor.executemany(statement, [tuple(r) for r in rows])
             return cursor
 

@@ -17,6 +17,11 @@ from coral_lib.webhook import inject
 
 NAME = "coral-agent"
 SOCKET_VOLUME = "cri-socket"
+# The agent's discovery filters, overrides and labels (role agent_daemonset writes it; it
+# is optional: without it the agent runs on defaults and its environment).
+CONFIG_MAP = "coral-agent-config"
+CONFIG_VOLUME = "agent-config"
+CONFIG_DIR = "/etc/coral/agent"
 
 
 def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
@@ -48,6 +53,8 @@ def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
     if not settings.observe_only:
         pod_spec["volumes"].append({"name": SOCKET_VOLUME, "hostPath": {
             "path": settings.cri_socket, "type": "Socket"}})
+    pod_spec["volumes"].append({"name": CONFIG_VOLUME, "configMap": {
+        "name": CONFIG_MAP, "optional": True}})
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -74,7 +81,9 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
         inject.allocator_env(),
+        {"name": "CORAL_AGENT_CONFIG", "value": f"{CONFIG_DIR}/agent.yaml"},
     ]
+    config_mount = {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}
     container: dict[str, Any] = {
         "name": NAME,
         "image": settings.image,
@@ -93,6 +102,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]},
         }
+        container["volumeMounts"].append(config_mount)
         return container
     env.append({"name": "CORAL_CRI_SOCKET", "value": settings.cri_socket})
     container["securityContext"] = {
@@ -100,4 +110,5 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "capabilities": {"add": ["NET_ADMIN", "SYS_PTRACE", "BPF"]},
     }
     container["volumeMounts"].append({"name": SOCKET_VOLUME, "mountPath": settings.cri_socket})
+    container["volumeMounts"].append(config_mount)
     return container

@@ -18,14 +18,20 @@ from coral_lib.colony import pgsql, replicas
      ("SELECT (fields::jsonb ->> 'op_id') FROM audit",)),
     ("INSERT OR IGNORE INTO h (id) VALUES (1)",
      ("INSERT INTO h (id) VALUES (1) ON CONFLICT DO NOTHING",)),
-    ("INSERT OR REPLACE INTO c (id, seq) VALUES (1, ?)",
-     ("INSERT INTO c (id, seq) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq",)),
     ("CREATE TABLE x (a TEXT, b BLOB, c REAL, d INTEGER)",
      ('CREATE TABLE x (a TEXT COLLATE "C", b BYTEA, c DOUBLE PRECISION, d BIGINT)',)),
     ("SELECT 1 FROM t WHERE a LIKE 'x%'", ("SELECT 1 FROM t WHERE a LIKE 'x%%'",)),
 ])
 def test_sqlite_statements_translate_for_postgresql(sql, expected):
     assert pgsql.translate(sql, "audit") == expected
+
+
+def test_insert_or_replace_becomes_an_upsert_on_the_primary_key():
+    assert pgsql.upsert("t", ["a", "b", "c"], ["a", "b"], "VALUES (?,?,?)") == (
+        "INSERT INTO t (a, b, c) VALUES (?,?,?) ON CONFLICT (a, b) DO UPDATE SET "
+        "c = EXCLUDED.c")
+    assert pgsql.upsert("t", ["a"], ["a"], "VALUES (?)") == (
+        "INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO NOTHING")
 
 
 def test_each_store_locks_on_its_own_key():

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from coral_lib import convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.colony import approvals, audit, dsn, enrollment, pki, registry, storage
@@ -49,6 +50,25 @@ def test_storage_backends_pass_the_same_suite(database, tmp_path):
     assert reg.service_counts() == {"web-1": 2}
     assert [s.component_name for _, s in reg.services(registry.ServiceFilter(
         labels={"tier": "data"}))] == ["db"]
+    pod = mesh_pb2.PodRef(namespace="shop", name="web-0", containers=["app"])
+    reg.replace_pods("web-1", [pod])
+    reg.replace_pods("web-1", [pod])  # a complete list again: replaced, not duplicated
+    assert reg.pods() == [("web-1", pod)] and reg.pod("web-1", "shop", "web-0") == pod
+    key = convert.service_key(diff.added[0])
+    for state in ("unknown", "healthy"):  # INSERT OR REPLACE on (agent_id, key)
+        reg.set_health("web-1", [mesh_pb2.ServiceHealth(service_key=key, state=state)])
+    assert [h.state for h in reg.health().values()] == ["healthy"]
+    reg.upsert_agent(registry.AgentRow(
+        agent_id="gone", version="1", runtime=agent_pb2.RuntimeContext(), node_name="n2",
+        node_labels={}, labels={}, registered_at=1.0, last_seen=1.0))
+    for event in ("expired", "pruned"):  # departed twice: the newer event wins
+        reg.upsert_agent(registry.AgentRow(
+            agent_id="gone", version="1", runtime=agent_pb2.RuntimeContext(), node_name="n2",
+            node_labels={}, labels={}, registered_at=1.0, last_seen=1.0))
+        assert reg.remove_agent("gone", event=event, now=7.0) == 0
+    assert reg.departed("gone") == ("pruned", 7.0) and reg.remove_agent("x", event="e") is None
+    reg.returned("gone")
+    assert reg.departed("gone") is None
 
     log = audit.AuditLog(where("audit.db"), key_file=tmp_path / "audit.key")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:  # group commit from many threads

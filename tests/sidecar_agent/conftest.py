@@ -42,13 +42,14 @@ class SidecarAgent:
         }))
         self.cgroup = os.path.join(pod.cgroup, secrets.token_hex(32))
         self.work = work
+        self.extra_env: dict[str, str] = {}  # e.g. CORAL_POD_LABELS_FILE (downward API)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> SidecarAgent:
         os.makedirs(self.cgroup, exist_ok=True)
         env = {**os.environ, "POD_NAME": self.pod.name, "POD_NAMESPACE": self.pod.namespace,
                "POD_UID": self.pod.uid, "NODE_NAME": "node-1", "CORAL_AGENT_MODE": "sidecar",
-               "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+               "KUBERNETES_SERVICE_HOST": "10.0.0.1", **self.extra_env}
         argv = [*coral_procs.CORAL, "agent", "start", "--monitor-all", "--config",
                 str(self.config), "--state-dir", str(self.work / "state"),
                 "--socket", str(self.work / "agent.sock")]
