@@ -48,7 +48,8 @@ def test_operation_forwarded_to_replica_holding_the_link(replica_set, tmp_path):
             started = [r for r in c.audit() if r["kind"] == "started"]
         # the replica that ran each fan-out is named in its records
         assert collections.Counter(r["replica"] for r in started) == {"r0": 2, "r1": 2}
-        assert "on-r1" not in (r0.log_path.read_text())  # r0 never held on-r1's link
+        assert "agent on-r1 linked" not in r0.log_path.read_text()  # r0 never held its link
+        assert "agent on-r1 linked" in r1.log_path.read_text()
     finally:
         for agent in agents:
             agent.stop()
