@@ -277,9 +277,16 @@ def join_token_create_command(args: argparse.Namespace) -> int:
 
 
 def _layout(args: argparse.Namespace):
-    from coral_lib.colony import backup, checkpoints
+    from coral_lib import config
+    from coral_lib.colony import backup, checkpoints, dsn
 
     settings = _settings(args)
+    if dsn.is_postgresql(settings.database) or settings.database.startswith(("env:", "file:")):
+        # the tables are not in the data directory: a backup of it would look complete
+        raise config.ConfigError(settings._source, "database", (
+            "this colony keeps its tables in PostgreSQL: back them up with pg_dump and copy "
+            "the data directory (CA, keys, tokens) yourself; `coral colony backup` and "
+            "`restore` cover SQLite colonies only"))
     return backup.Layout.of(settings.data_dir, checkpoints.Options(
         audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
         directory=settings.checkpoint_dir))

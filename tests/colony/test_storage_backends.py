@@ -23,6 +23,7 @@ from coral_lib import convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.colony import approvals, audit, dsn, enrollment, pki, registry, storage
+from tests.support import coral_procs
 
 
 def _csr() -> bytes:
@@ -177,3 +178,14 @@ def test_audit_log_refuses_a_second_key(database, tmp_path):
     with pytest.raises(audit.AuditError, match="same audit key") as info:
         audit.AuditLog(database("audit.db"), key_file=tmp_path / "b.key")
     assert first.key_id in str(info.value)
+
+
+def test_backup_refuses_a_postgresql_colony_rather_than_look_complete(tmp_path):
+    """`coral colony backup` copies the data directory's SQLite files; with the tables in
+    PostgreSQL that copy would miss them, so it says to use pg_dump instead."""
+    config = tmp_path / "colony.yaml"
+    config.write_text("database: env:CORAL_TEST_DSN\n")
+    run = coral_procs.coral("colony", "backup", "--data-dir", str(tmp_path / "data"),
+                            "--config", str(config), "--to", str(tmp_path / "b.tar"))
+    assert run.returncode == 2 and "pg_dump" in run.stderr, run.stderr
+    assert not (tmp_path / "b.tar").exists()
