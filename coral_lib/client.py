@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from coral_lib import convert, errors
+from coral_lib import addresses, convert, errors
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 
@@ -471,7 +471,11 @@ def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.
     key, cert = (client_cert[1], client_cert[0]) if client_cert else (None, None)
     creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                          certificate_chain=cert)
-    chan = grpc.secure_channel(address, creds, options=[  # large registry listings
+    try:  # several replica addresses: one channel that fails over (coral_lib.addresses)
+        target, failover = addresses.grpc_target(address)
+    except addresses.AddressError as exc:
+        raise CoralError(str(exc)) from None
+    chan = grpc.secure_channel(target, creds, options=[*failover,  # large registry listings
         ("grpc.max_receive_message_length", 256 << 20),
         ("grpc.max_send_message_length", 256 << 20)])
     try:

@@ -24,3 +24,27 @@ def colony(tmp_path, colony_args):
     colony = coral_procs.Colony(tmp_path / "colony", args=colony_args).start()
     yield colony
     colony.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/support/postgres.py)."""
+    from tests.support import postgres
+
+    why = postgres.available()
+    if why:
+        pytest.fail(f"PostgreSQL tests need a server: {why}")
+    server = postgres.Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """A function name -> where a store keeps its tables: a SQLite file under tmp_path, or
+    (postgresql) one fresh schema of the session's PostgreSQL server shared by every name,
+    as replicas share one database. Storage tests take it to run against both backends."""
+    if request.param == "sqlite":
+        return lambda name: tmp_path / name
+    where = request.getfixturevalue("postgres_server").fresh_dsn()
+    return lambda name: where

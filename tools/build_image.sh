@@ -68,7 +68,7 @@ wheelhouse() {  # $1: where the wheels go
   rm -rf "$wheels" && mkdir -p "$wheels"
   # pip itself comes along: the Containerfile runs it from its wheel (no pip in the image)
   "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
-    -w "$wheels" . pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    -w "$wheels" ".[postgresql]" pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   rm -rf build/lib build/bdist.* # setuptools' in-tree build leftovers
 }
 

@@ -9,7 +9,8 @@ APT_PACKAGES=(python3 python3-venv python3-dev gcc make git iproute2 util-linux 
               containerd runc busybox-static tcpdump
               mmdebstrap buildah            # `make image` (tools/build_image.sh)
               podman                        # AWX execution environment (tools/build_ee.sh, tests/awx)
-              containernetworking-plugins)  # pod networking for the test pod runner
+              containernetworking-plugins   # pod networking for the test pod runner
+              postgresql)                   # colony replicas' shared database (tests run initdb)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -27,8 +28,10 @@ fi
 if [ "$(id -u)" = 0 ]; then
   bash tools/setup_bcc.sh || echo "setup: eBPF tracing not available here (see above)" >&2
 fi
-# The distribution's containerd service is not used (tests start private instances).
+# The distribution's containerd and postgresql services are not used (tests start private
+# instances with their own data directories).
 systemctl disable --now containerd >/dev/null 2>&1 || true
+systemctl disable --now postgresql >/dev/null 2>&1 || true
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

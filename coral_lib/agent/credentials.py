@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from coral_lib import files, identity, logs
+from coral_lib import addresses, files, identity, logs
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,12 @@ class CallProof(grpc.AuthMetadataPlugin):
 
 
 def channel(address: str, *, ca_pem: bytes, holder: Holder) -> grpc.Channel:
+    """A channel to the colony; several replica addresses fail over (coral_lib.addresses)."""
     creds = grpc.composite_channel_credentials(
         grpc.ssl_channel_credentials(root_certificates=ca_pem),
         grpc.metadata_call_credentials(CallProof(holder), name="coral-agent"))
-    return grpc.secure_channel(address, creds, options=[
+    target, failover = addresses.grpc_target(address)
+    return grpc.secure_channel(target, creds, options=[*failover,
         ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_permit_without_calls", 1),
         # accept what the colony may send (its own limit, colony/server.py MESSAGE_LIMITS)
         ("grpc.max_receive_message_length", 256 << 20),

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 
 from coral_lib import errors
-from coral_lib.colony import secrets
+from coral_lib.colony import secrets, storage
 
 STATES = ("pending", "approved", "denied", "expired")
 POLL = 0.2  # seconds between looks at the file while waiting (another process may decide)
@@ -83,8 +83,7 @@ class ApprovalStore:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False,
-                                       isolation_level=None, timeout=30)
+            self._db = storage.connect(self.path, store="approvals")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(approvals)")}

@@ -240,10 +240,9 @@ class AuditLog:
             raise AuditError(str(exc)) from exc
         self.key_id = key_id(self._key)
         try:
-            storage.private_db(self.path)
-            self._db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30
-            )
+            if storage.is_file(self.path):
+                storage.private_db(self.path)
+            self._db = storage.connect(self.path, store="audit")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._write(self._open_schema)
@@ -273,6 +272,13 @@ class AuditLog:
             if statement.strip():
                 self._db.execute(statement)
         if has_meta:
+            (stored,) = self._db.execute("SELECT key_id FROM audit_meta WHERE id = 1"
+                                         ).fetchone() or ("",)
+            if stored and stored != self.key_id:  # e.g. a replica with its own key
+                raise AuditError(
+                    f"cannot open the audit log: it is chained with audit key {stored}, but "
+                    f"{self.key_file} holds key {self.key_id}; every colony replica needs "
+                    "the same audit key (copy the data directory after `coral colony init`)")
             return
         legacy_until, legacy_head = self._db.execute(
             "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
@@ -332,15 +338,19 @@ class AuditLog:
     def started(
         self, *, op_id: str, requester: str, verb: str, agent_id: str, runtime: str,
         service: str, namespace: str, pod: str, provenance: str, command: str,
-        approval_id: str = "", decision_rule: str = "", node: str = "",
+        approval_id: str = "", decision_rule: str = "", node: str = "", replica: str = "",
     ) -> int:
-        """The record written before an operation runs on one target."""
-        return self.append("started", {
+        """The record written before an operation runs on one target. `replica`: the colony
+        replica running it (replicas on PostgreSQL), so survivors can close it if it dies."""
+        fields = {
             "op_id": op_id, "requester": requester, "verb": verb, "agent_id": agent_id,
             "runtime": runtime, "service": service, "namespace": namespace, "pod": pod,
             "provenance": provenance, "command": command, "approval_id": approval_id,
             "decision_rule": decision_rule, "node": node,
-        })
+        }
+        if replica:
+            fields["replica"] = replica
+        return self.append("started", fields)
 
     def finished(
         self, *, op_id: str, status: str, exit_code: int | None, duration: float,
@@ -392,17 +402,29 @@ class AuditLog:
 
     def mark_interrupted(self) -> int:
         """Close every started operation that has no end record (call at colony start)."""
-        query = """
+        return self._close_open(
+            "", error="the colony stopped before the operation finished; found at restart")
+
+    def mark_interrupted_for(self, replica: str, *, error: str) -> int:
+        """Close the open operations that colony replica `replica` started (it died or
+        restarted); run by whichever replica notices, once: a second call finds none."""
+        if not replica:
+            raise ValueError("mark_interrupted_for needs a replica name")
+        return self._close_open(replica, error=error)
+
+    def _close_open(self, replica: str, *, error: str) -> int:
+        where_replica = "AND json_extract(fields, '$.replica') = ?" if replica else ""
+        query = f"""
             SELECT json_extract(fields, '$.op_id') FROM audit WHERE kind = 'started'
+            {where_replica}
             AND json_extract(fields, '$.op_id') NOT IN (
                 SELECT json_extract(fields, '$.op_id') FROM audit
                 WHERE kind = 'finished' AND json_extract(fields, '$.op_id') IS NOT NULL)
             ORDER BY seq
         """
-        error = "the colony stopped before the operation finished; found at restart"
 
         def work() -> int:
-            open_ops = [row[0] for row in self._db.execute(query)]
+            open_ops = [row[0] for row in self._db.execute(query, (replica,) if replica else ())]
             for op_id in dict.fromkeys(open_ops):
                 fields = {"op_id": op_id, "status": "interrupted", "exit_code": None,
                           "duration": None, "bytes_out": None, "error": error}
@@ -552,10 +574,10 @@ def verify_file(path: str | os.PathLike, key: bytes,
     """Verify the audit database at `path` with `key` (see AuditLog.verify); `on_row` sees
     every row read, in seq order (checkpoint checks ride along the same pass)."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if storage.is_file(path) and not os.path.exists(path):
         raise AuditError(f"cannot read the audit log ({path}): no such file")
     try:
-        reader = sqlite3.connect(path, isolation_level=None, timeout=30)
+        reader = storage.connect(path, store="audit-reader")
     except sqlite3.Error as exc:
         raise AuditError(storage.explain("cannot read the audit log", path, exc)) from exc
     try:

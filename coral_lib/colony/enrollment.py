@@ -126,7 +126,10 @@ class Enrollment:
 
     def __init__(self, files: pki.ColonyFiles, *, colony_id: str, audit: audit_mod.AuditLog,
                  cert_ttl: float = DEFAULT_TTL, reviewer: Reviewer | None = None,
-                 agent_service_account: str = DEFAULT_AGENT_SERVICE_ACCOUNT) -> None:
+                 agent_service_account: str = DEFAULT_AGENT_SERVICE_ACCOUNT,
+                 database: str = "") -> None:
+        """database: a dsn.Dsn to keep tokens and revocations in PostgreSQL ('' = the
+        data directory's identity file)."""
         self.colony_id, self.audit, self.reviewer = colony_id, audit, reviewer
         self.cert_ttl, self.agent_service_account = cert_ttl, agent_service_account
         self.ca_pem = files.ca_cert.read_bytes()
@@ -134,10 +137,10 @@ class Enrollment:
         self._ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
         self._lock = threading.Lock()
         self._refusals = _Budget(per_minute=60)
-        self.path = str(files.identity_db)  # made 0600 (with its side files) by pki.ensure
+        # a file is made 0600 (with its side files) by pki.ensure
+        self.path = database or str(files.identity_db)
         with self._sql("cannot open the agent identity store"):
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                       timeout=30)
+            self._db = storage.connect(self.path, store="identity")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             self._revoked = {row[0]: row[1] for row in self._db.execute(
@@ -319,6 +322,14 @@ class Enrollment:
             self._revoked[agent_id] = now
         self.audit.append("identity", {"event": "revoked", "agent_id": agent_id, "by": by})
         return now
+
+    def refresh_revoked(self) -> set[str]:
+        """Reload revocations written by other replicas; return the agents newly revoked."""
+        with self._lock, self._sql("cannot read revocations"):
+            rows = dict(self._db.execute("SELECT agent_id, revoked_at FROM revoked").fetchall())
+            fresh = {a for a, at in rows.items() if self._revoked.get(a) != at}
+            self._revoked = rows
+        return fresh
 
     def revoked_at(self, agent_id: str) -> float | None:
         return self._revoked.get(agent_id)

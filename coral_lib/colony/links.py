@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
+log = logging.getLogger(__name__)
 _CLOSED = object()
 
 
@@ -147,6 +149,15 @@ class Links:
     def __init__(self) -> None:
         self._links: dict[str, AgentLink] = {}
         self._lock = threading.Lock()
+        # (agent_id, linked) after a link opens or closes: colony replicas record who holds it
+        self.observers: list[Callable[[str, bool], None]] = []
+
+    def _tell(self, agent_id: str, linked: bool) -> None:
+        for observer in self.observers:
+            try:
+                observer(agent_id, linked)
+            except Exception as exc:  # noqa: BLE001 - the link itself is fine
+                log.error("link of %s: observer failed: %s", agent_id, exc)
 
     def attach(self, agent_id: str, *, expires_at: float = float("inf")) -> AgentLink:
         link = AgentLink(agent_id, expires_at=expires_at)
@@ -155,13 +166,17 @@ class Links:
             if old is not None and not old.closed.is_set():
                 raise AlreadyLinked(f"agent {agent_id} is already connected")
             self._links[agent_id] = link
+        self._tell(agent_id, True)
         return link
 
     def detach(self, link: AgentLink) -> None:
         with self._lock:
-            if self._links.get(link.agent_id) is link:
+            mine = self._links.get(link.agent_id) is link
+            if mine:
                 del self._links[link.agent_id]
         link.close()
+        if mine:
+            self._tell(link.agent_id, False)
 
     def get(self, agent_id: str) -> AgentLink | None:
         with self._lock:

@@ -27,6 +27,10 @@ class FanOut:
     registry: registry.Registry
     audit: audit_mod.AuditLog
     links: links.Links
+    # Replicas (coral_lib.colony.replica_link.Forwarder): run on the replica holding the
+    # link when this one does not; `replica` names this one in `started` records.
+    forward: Callable[..., tuple[agent_pb2.ExecResult, bool] | None] | None = None
+    replica: str = ""
 
     def run(
         self, *, identity: auth.Identity, request: colony_pb2.OperateRequest,
@@ -86,7 +90,7 @@ class FanOut:
                 op_id=key, requester=identity.name, verb=verb, agent_id=target.agent_id,
                 runtime=runtime, service=target.service, namespace=target.namespace,
                 pod=target.pod, provenance=provenance, command=command,
-                approval_id=admission.approval_id, decision_rule=rule,
+                approval_id=admission.approval_id, decision_rule=rule, replica=self.replica,
                 node=target.node or (agent.node_name if agent else ""),
             )
         except audit_mod.AuditError as exc:
@@ -115,15 +119,20 @@ class FanOut:
                  cancelled: Callable[[], bool]) -> tuple[agent_pb2.ExecResult, bool]:
         """The agent's result, and whether the command was cut off mid-run (its agent's
         link dropped, or the operator cancelled): the audit then says `interrupted`."""
-        link = self.links.get(target.agent_id)
-        if link is None:
-            return agent_pb2.ExecResult(
-                exit_code=-1, error=f"agent {target.agent_id} is not connected"), False
         request = agent_pb2.ExecRequest()
         request.CopyFrom(exec_request)
         request.target.CopyFrom(targets_mod.agent_target(target))
         request.service = target.service
         timeout = (request.timeout_seconds or 30.0) + LINK_MARGIN
+        link = self.links.get(target.agent_id)
+        if link is None and self.forward is not None:
+            forwarded = self.forward(request, target.agent_id, timeout=timeout,
+                                     cancelled=cancelled)
+            if forwarded is not None:
+                return forwarded
+        if link is None:
+            return agent_pb2.ExecResult(
+                exit_code=-1, error=f"agent {target.agent_id} is not connected"), False
         started = time.monotonic()
         try:
             return link.exec(request, timeout=timeout, cancelled=cancelled), False

@@ -104,7 +104,7 @@ class Registry:
         self._lock = threading.Lock()
         self.path = os.fspath(path)
         with _explained("cannot open the registry", self.path):
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db = storage.connect(self.path, store="registry")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)

@@ -69,8 +69,11 @@ class ColonyState:
     agent_expiry: float = lifecycle.DEFAULT_EXPIRY
     metrics: metrics.Colony = dataclasses.field(default_factory=metrics.Colony)
     checkpoint_dir: pathlib.Path | None = None  # the audit sink /readyz checks
+    replication: object | None = None  # replication.Replication (replicas on PostgreSQL)
 
     def close(self) -> None:
+        if self.replication is not None:
+            self.replication.close()
         self.links.close_all()
         self.registry.close()
         self.approvals.close()
@@ -86,27 +89,31 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
                agent_cert_ttl: float = enrollment.DEFAULT_TTL,
                agent_service_account: str = enrollment.DEFAULT_AGENT_SERVICE_ACCOUNT,
                reviewer: enrollment.Reviewer | None = None,
-               agent_expiry: float = lifecycle.DEFAULT_EXPIRY) -> ColonyState:
+               agent_expiry: float = lifecycle.DEFAULT_EXPIRY,
+               database: str = "") -> ColonyState:
     """Open the data directory's stores; `settings` None is the embedded default policy;
     `audit_options` None keeps audit keys in the data dir, checkpoints beside it;
     `limits` None is guard.Limits() (the documented defaults). `reviewer` (an object with
     review(token) -> PodClaims, e.g. tokenreview.TokenReviewer) enables Kubernetes agents'
-    bootstrap; None refuses it with a clear error."""
+    bootstrap; None refuses it with a clear error. `database` (a dsn.Dsn) keeps every
+    store in that PostgreSQL database instead of the data directory's SQLite files."""
     files = pki.ensure(data_dir)
     if (files.data_dir / "colony.secret").exists():
         log.warning("%s is no longer used (agents hold their own certificates): delete it",
                     files.data_dir / "colony.secret")
     colony_id = colony_id or files.colony_id.read_text().strip()
     audit_options = audit_options or checkpoints.Options()
-    reg = registry.Registry(files.registry_db)
-    audit = audit_mod.AuditLog(files.audit_db, key_file=audit_options.audit_key(files.data_dir),
+    reg = registry.Registry(database or files.registry_db)
+    audit = audit_mod.AuditLog(database or files.audit_db,
+                               key_file=audit_options.audit_key(files.data_dir),
                                checkpoints=audit_options.writer(files.data_dir, colony_id))
-    approvals = approvals_mod.ApprovalStore(files.approvals_db)
+    approvals = approvals_mod.ApprovalStore(database or files.approvals_db)
     gate = policy.Gate(settings or policy.load_settings(None), audit=audit,
                        approvals=approvals, registry=reg)
     enroll = enrollment.Enrollment(files, colony_id=colony_id, audit=audit,
                                    cert_ttl=agent_cert_ttl, reviewer=reviewer,
-                                   agent_service_account=agent_service_account)
+                                   agent_service_account=agent_service_account,
+                                   database=database)
     verifier = agentauth.Verifier(ca_cert=enroll.ca_certificate, colony_id=colony_id,
                                   revoked_at=enroll.revoked_at)
     state = ColonyState(
@@ -124,7 +131,8 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
     state.agent_auth.on_refused = _agent_refusal_counter(state.agent_peers)
     if files.admin_token.exists():  # tokens.json holds hashes; redact the one we know
         secrets.register(files.admin_token.read_text().strip())
-    interrupted = state.audit.mark_interrupted()
+    # Replicas share the log: each closes only its own operations (replicas.Membership).
+    interrupted = 0 if database else state.audit.mark_interrupted()
     if interrupted:
         log.warning("audit: %d operations were cut off by the last stop; marked interrupted",
                     interrupted)
@@ -384,8 +392,11 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
     def __init__(self, state: ColonyState) -> None:
         self.state = state
         self.gate = state.gate
+        replica = state.replication
         self.fanout = operations.FanOut(registry=state.registry, audit=state.audit,
-                                        links=state.links)
+                                        links=state.links,
+                                        forward=replica.forward if replica else None,
+                                        replica=replica.name if replica else "")
         self.streams = tap_relay.Relay(registry=state.registry, audit=state.audit,
                                        links=state.links, gate=state.gate)
 
@@ -412,6 +423,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         self._reader(context, "agents", "ListAgents")
         now, counts = time.time(), self.state.registry.service_counts()
         connected = self.state.links.connected()
+        if self.state.replication is not None:  # links other replicas hold
+            connected |= self.state.replication.membership.linked_anywhere()
         return colony_pb2.ListAgentsResponse(agents=[
             colony_pb2.AgentRecord(
                 agent_id=row.agent_id, version=row.version, runtime=row.runtime,

@@ -6,6 +6,8 @@ import errno
 import os
 import sqlite3
 
+from coral_lib.colony import dsn
+
 
 def read_only(directory: str) -> bool:
     try:
@@ -16,6 +18,8 @@ def read_only(directory: str) -> bool:
 
 def explain(what: str, path: str, exc: sqlite3.Error | OSError) -> str:
     """'<what> (<path>): <cause>: <message>' naming a full disk or read-only dir."""
+    if getattr(exc, "postgresql", False):  # path is then the redacted DSN
+        return f"{what} ({path}): PostgreSQL error: {exc}"
     directory = os.path.dirname(os.path.abspath(path))
     text = str(exc)
     if "full" in text or "No space" in text:
@@ -28,6 +32,20 @@ def explain(what: str, path: str, exc: sqlite3.Error | OSError) -> str:
     else:
         cause = "SQLite error" if isinstance(exc, sqlite3.Error) else "OS error"
     return f"{what} ({path}): {cause}: {text}"
+
+
+def connect(path: str | os.PathLike, *, store: str, timeout: float = 30):
+    """The store's connection: SQLite at `path` (autocommit; explicit BEGIN), or PostgreSQL
+    when `path` is a dsn.Dsn (coral_lib.colony.pgsql, the same sqlite3-shaped calls)."""
+    if isinstance(path, dsn.Dsn):
+        from coral_lib.colony import pgsql  # psycopg is only needed with PostgreSQL
+        return pgsql.connect(path, store=store)
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """True for a SQLite file path, False for a PostgreSQL DSN."""
+    return not isinstance(path, dsn.Dsn)
 
 
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")

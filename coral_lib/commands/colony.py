@@ -8,6 +8,7 @@ import importlib
 import logging
 import pathlib
 import signal
+import sqlite3
 import threading
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     init = verbs.add_parser("init", help="create CA, certificates, id and admin token")
     init.add_argument("--data-dir", default=None,
                       help="default: /var/lib/coral/colony as root, else ~/.coral/colony")
+    init.add_argument("--hostname", action="append", default=[],
+                      help="another DNS name for the server certificate when it is created "
+                           "(repeatable), e.g. the Service replicas sit behind")
     init.set_defaults(func=init_command)
     start = verbs.add_parser("start", help="serve the colony in the foreground")
     start.add_argument("--data-dir", default=None)
@@ -36,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--policy", default=None,
                        help="RBAC/approval/rate-limit policy YAML (config policyFile); "
                             "without one only the admin identity may do anything")
+    start.add_argument("--database", default=None,
+                       help="postgresql://... DSN, env:NAME or file:PATH (replicas share it); "
+                            "default: SQLite files in the data directory")
+    start.add_argument("--replica-name", default=None, help="this replica's name in the set")
+    start.add_argument("--replica-listen", default=None,
+                       help="host:port of the replica port (mutual TLS between replicas)")
+    start.add_argument("--replica-advertise", default=None,
+                       help="host:port other replicas dial to reach this one")
     start.add_argument("--mtls-listen", default="",
                        help="host:port that requires client certificates (identity = CN)")
     start.add_argument("--metrics-listen", default="",
@@ -103,6 +115,10 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
                                  ("listen", getattr(args, "listen", None)),
                                  ("policy_file", getattr(args, "policy", None)),
                                  ("observe_only", getattr(args, "observe_only", None)),
+                                 ("database", getattr(args, "database", None)),
+                                 ("replica_name", getattr(args, "replica_name", None)),
+                                 ("replica_listen", getattr(args, "replica_listen", None)),
+                                 ("replica_advertise", getattr(args, "replica_advertise", None)),
                                  ("token_review_kubeconfig",
                                   getattr(args, "token_review_kubeconfig", None)),
                                  ("token_review_in_cluster",
@@ -118,14 +134,18 @@ def _settings(args: argparse.Namespace) -> config.ColonySettings:
 
 def init_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.colony import pki
+    from coral_lib.colony import audit, checkpoints, pki
 
     try:
         settings = _settings(args)
-        common.print_json(pki.ensure(settings.data_dir).summary())
+        files = pki.ensure(settings.data_dir, hostnames=tuple(args.hostname))
+        # the audit key now, so copies of this directory (colony replicas) share it
+        audit.load_key(checkpoints.Options(audit_key_file=settings.audit_key_file)
+                       .audit_key(files.data_dir))
+        common.print_json(files.summary())
     except config.ConfigError as exc:
         return common.fail(str(exc), 2)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return common.fail(f"cannot create colony data directory: {exc}")
     return 0
 
@@ -141,11 +161,26 @@ def _reviewer(settings: config.ColonySettings):
 
 def start_command(args: argparse.Namespace) -> int:
     from coral_lib import config
-    from coral_lib.colony import audit, checkpoints, enrollment, policy, rbac, registry, server
+    from coral_lib.colony import (
+        audit,
+        checkpoints,
+        dsn,
+        enrollment,
+        policy,
+        rbac,
+        registry,
+        replication,
+        server,
+    )
 
     try:
         settings = _settings(args)
+        database = dsn.resolve(settings.database)
+    except (config.ConfigError, dsn.DsnError) as exc:
+        return common.fail(str(exc), 2)
+    try:
         state = server.open_state(
+            database=database or "",
             data_dir=settings.data_dir, colony_id="" if settings.id == "default" else settings.id,
             tokens_file=settings.tokens_file, agent_cert_ttl=settings.agent_cert_ttl,
             agent_service_account=settings.agent_service_account,
@@ -169,6 +204,18 @@ def start_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, registry.RegistryError, audit.AuditError,
             enrollment.Refused, ImportError) as exc:
         return common.fail(f"colony cannot start: {exc}")
+    if database:
+        try:
+            replication.attach(
+                state, database=database,
+                name=settings.replica_name or replication.default_name(settings.listen),
+                listen=settings.replica_listen or
+                f"{settings.listen.rpartition(':')[0]}:0",
+                advertise=settings.replica_advertise, interval=settings.replica_heartbeat,
+                dead_after=settings.replica_dead_after)
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            state.close()
+            return common.fail(f"colony replica cannot start: {exc}")
     with contextlib.suppress(OSError):  # the admin token never reaches a log line
         logs.known((pathlib.Path(settings.data_dir) / "admin.token").read_text().strip())
     try:
@@ -254,9 +301,16 @@ def join_token_create_command(args: argparse.Namespace) -> int:
 
 
 def _layout(args: argparse.Namespace):
-    from coral_lib.colony import backup, checkpoints
+    from coral_lib import config
+    from coral_lib.colony import backup, checkpoints, dsn
 
     settings = _settings(args)
+    if dsn.is_postgresql(settings.database) or settings.database.startswith(("env:", "file:")):
+        # the tables are not in the data directory: a backup of it would look complete
+        raise config.ConfigError(settings._source, "database", (
+            "this colony keeps its tables in PostgreSQL: back them up with pg_dump and copy "
+            "the data directory (CA, keys, tokens) yourself; `coral colony backup` and "
+            "`restore` cover SQLite colonies only"))
     return backup.Layout.of(settings.data_dir, checkpoints.Options(
         audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
         directory=settings.checkpoint_dir))

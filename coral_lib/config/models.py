@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import alias_generators
 
-from coral_lib import durations, errors
+from coral_lib import addresses, durations, errors
 
 
 class ConfigError(errors.ConfigError):
@@ -74,6 +74,21 @@ Labels = Annotated[dict[str, str], pydantic.BeforeValidator(lambda v: {} if v is
 Address = Annotated[str, pydantic.AfterValidator(_check_address)]
 
 
+def _check_addresses(value: object) -> object:
+    """host:port, several comma-separated or as a list (colony replicas)."""
+    if isinstance(value, list | tuple):
+        value = ",".join(str(v) for v in value)
+    if isinstance(value, str):
+        try:
+            addresses.grpc_target(value)
+        except addresses.AddressError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Addresses = Annotated[str, pydantic.BeforeValidator(_check_addresses)]
+
+
 class _Model(pydantic.BaseModel):
     """camelCase keys in files, snake_case attributes in code; unknown keys are errors."""
 
@@ -103,7 +118,7 @@ class Agent(_Model):
 class ColonyClient(_Model):
     """Where the agent finds its colony and how it authenticates."""
 
-    address: Address = "127.0.0.1:9443"
+    address: Addresses = "127.0.0.1:9443"  # several replicas: comma-separated or a list
     ca_file: str = ""
     ca: str = ""  # the CA certificate itself (PEM), e.g. from a Secret in a pod's env
     id: str = "default"
@@ -262,6 +277,14 @@ class ColonySettings(_Model):
     checkpoint_interval: Interval = 60.0
     checkpoint_append_only: bool = False  # chattr +a the sink file (root, ext4/xfs/btrfs)
     limits: ColonyLimits = pydantic.Field(default_factory=ColonyLimits)
+    # Replicas sharing PostgreSQL (coral_lib.colony.dsn / replication): '' or 'sqlite' = the
+    # data directory's SQLite files; else a postgresql:// DSN, env:NAME or file:PATH.
+    database: str = ""
+    replica_name: str = ""  # default <hostname>-<port>
+    replica_listen: str = ""  # the replica port (mutual TLS); default <listen host>:0
+    replica_advertise: str = ""  # host:port other replicas dial; default the bound address
+    replica_heartbeat: Interval = 1.0
+    replica_dead_after: Interval = 5.0
     _source: str = pydantic.PrivateAttr(default="<defaults>")
 
     @pydantic.model_validator(mode="before")

@@ -1,6 +1,6 @@
 """Kubernetes objects for each deployment mode, rendered as data by pure functions.
 
-render(mode, settings) -> [objects]: "daemonset", "webhook" or "sidecar". No I/O and no
+render(mode, settings) -> [objects]: "daemonset", "webhook", "sidecar" or "colony". No I/O and no
 randomness: TLS material for the webhook comes in through the settings.
 """
 
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from coral_lib.manifests import daemonset, sidecar, webhook
+from coral_lib.manifests import colony_replicas, daemonset, sidecar, webhook
 from coral_lib.manifests import settings as settings_mod
 
 ManifestSettings = settings_mod.ManifestSettings
 ManifestError = settings_mod.ManifestError
-MODES = {"daemonset": daemonset.render, "webhook": webhook.render, "sidecar": sidecar.render}
+MODES = {"daemonset": daemonset.render, "webhook": webhook.render, "sidecar": sidecar.render,
+         "colony": colony_replicas.render}
 MONITORS = {"daemonset": daemonset.monitors, "webhook": webhook.monitors}
 
 

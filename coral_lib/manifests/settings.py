@@ -36,6 +36,11 @@ class ManifestSettings(inject_settings.InjectSettings):
     timeout_seconds: int = 5
     cert_mode: str = "secret"
     tls: certs.TLSMaterial | None = None
+    # colony (replicas sharing PostgreSQL, manifests.colony_replicas)
+    colony_replicas: int = 3
+    colony_database_secret: str = "coral-colony-database"
+    colony_database_dsn: str = "postgresql://coral@postgres.coral-system.svc:5432/coral"
+    colony_data_secret: str = "coral-colony-data"
     # sidecar template
     app_name: str = "app"
     app_image: str = "registry.example.com/team/app:latest"
@@ -50,6 +55,8 @@ class ManifestSettings(inject_settings.InjectSettings):
             if getattr(self, key) not in accepted:
                 raise ManifestError(f"setting {key}={getattr(self, key)!r} is invalid: "
                                     f"expected one of {', '.join(accepted)}")
+        if self.colony_replicas < 1:
+            raise ManifestError("setting colony_replicas must be at least 1")
         if self.webhook_replicas < 1:
             raise ManifestError("setting webhook_replicas must be at least 1")
         if not 1 <= self.timeout_seconds <= 30:

@@ -19,8 +19,8 @@ def agent_row(agent_id, node=""):
                              last_seen=1.0)
 
 
-def test_replace_services_reports_diff_and_survives_reopen(tmp_path):
-    reg = registry.Registry(tmp_path / "r.db")
+def test_replace_services_reports_diff_and_survives_reopen(database):
+    reg = registry.Registry(database("r.db"))
     reg.upsert_agent(agent_row("a"))
     first = reg.replace_services("a", [svc("api", 80), svc("db", 5432)])
     assert [s.component_name for s in first.added] == ["api", "db"]
@@ -29,13 +29,13 @@ def test_replace_services_reports_diff_and_survives_reopen(tmp_path):
     assert [s.component_name for s in second.removed] == ["db"]
     assert [s.health_endpoint for s in second.changed] == ["/h"]
     reg.close()
-    again = registry.Registry(tmp_path / "r.db")
+    again = registry.Registry(database("r.db"))
     assert sorted(s.component_name for _, s in again.services()) == ["api", "mq"]
     assert again.get_agent("a").agent_id == "a"
 
 
-def test_filters_by_name_label_provenance_node_namespace(tmp_path):
-    reg = registry.Registry(tmp_path / "r.db")
+def test_filters_by_name_label_provenance_node_namespace(database):
+    reg = registry.Registry(database("r.db"))
     reg.replace_services("a", [
         svc("api", 80, labels={"coral.io/tier": "web"}, provenance=2, node_name="n1",
             namespace="shop"),

@@ -16,6 +16,8 @@ VARIANTS = [
     ("webhook-cert-manager", "webhook", {"cert_mode": "cert-manager"}),
     ("sidecar", "sidecar", {}),
     ("sidecar-old-cluster-bpf", "sidecar", {"kubernetes_version": "1.28", "enable_bpf": True}),
+    ("colony", "colony", {}),
+    ("colony-5-replicas", "colony", {"colony_replicas": 5}),
 ]
 
 

@@ -236,3 +236,34 @@ def test_serving_cert_ip_sans() -> None:
     sans = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7", "::1"]
+
+
+def test_colony_mode_renders_replicas_service_pdb_and_dsn_secret() -> None:
+    """Issue 11: `coral manifests render --mode colony` renders a Deployment (replicas,
+    Service, PodDisruptionBudget, DSN Secret); the DSN reaches the pod only from the Secret."""
+    settings = manifests.ManifestSettings(colony_replicas=4,
+                                          colony_database_dsn="postgresql://c:pw@db/coral")
+    objects = manifests.render("colony", settings)
+    assert [o["kind"] for o in objects] == [
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret",
+        "Deployment", "Service", "Service", "PodDisruptionBudget"]
+    secret = by_kind(objects, "Secret")[0]
+    assert secret["stringData"] == {"dsn": "postgresql://c:pw@db/coral"}
+    deployment = by_kind(objects, "Deployment")[0]
+    assert deployment["spec"]["replicas"] == 4
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "pw" not in json.dumps(deployment)  # only the Secret holds it
+    assert {"name": "CORAL_DATABASE", "valueFrom": {"secretKeyRef": {
+        "name": "coral-colony-database", "key": "dsn"}}} in container["env"]
+    assert container["args"][container["args"].index("--database") + 1] == \
+        "env:CORAL_DATABASE"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    pdb = by_kind(objects, "PodDisruptionBudget")[0]["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    services = by_kind(objects, "Service")
+    assert [s["spec"]["selector"] for s in services] == [selector, selector]
+    assert services[1]["spec"]["clusterIP"] == "None"  # replica-to-replica addresses
+    with pytest.raises(manifests.ManifestError, match="colony_replicas"):
+        manifests.ManifestSettings(colony_replicas=0)

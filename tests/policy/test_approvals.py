@@ -3,7 +3,6 @@ self-approval refused, expiry, waiting across two store instances on one SQLite 
 
 from __future__ import annotations
 
-import pathlib
 import threading
 import time
 
@@ -13,8 +12,9 @@ from coral_lib.colony import approvals, secrets
 
 
 @pytest.fixture
-def store(tmp_path: pathlib.Path, clock):
-    store = approvals.ApprovalStore(tmp_path / "approvals.db", clock=clock)
+def store(database, clock):
+    """Every test taking `store` runs on SQLite and on PostgreSQL."""
+    store = approvals.ApprovalStore(database("approvals.db"), clock=clock)
     yield store
     store.close()
 
@@ -133,9 +133,9 @@ def test_bad_ttl_and_missing_requester(store: approvals.ApprovalStore) -> None:
         store.request(requester="", verb="exec", target="t", command="c", ttl=5)
 
 
-def test_wait_wakes_when_another_store_on_the_same_file_approves(tmp_path) -> None:
+def test_wait_wakes_when_another_store_on_the_same_file_approves(database) -> None:
     """The colony waits; `coral approve` (another connection, maybe another process) decides."""
-    path = tmp_path / "approvals.db"
+    path = database("approvals.db")
     colony = approvals.ApprovalStore(path)
     approval_id = colony.request(requester="alice", verb="exec", target="t", command="id",
                                  ttl=30)
@@ -152,8 +152,8 @@ def test_wait_wakes_when_another_store_on_the_same_file_approves(tmp_path) -> No
     colony.close()
 
 
-def test_wait_returns_pending_after_timeout_and_expired_after_ttl(tmp_path) -> None:
-    store = approvals.ApprovalStore(tmp_path / "approvals.db")
+def test_wait_returns_pending_after_timeout_and_expired_after_ttl(database) -> None:
+    store = approvals.ApprovalStore(database("approvals.db"))
     short = store.request(requester="alice", verb="exec", target="t", command="id", ttl=0.3)
     assert store.wait(short, 0.05).state == "pending"
     assert store.wait(short, 5.0).state == "expired"
@@ -188,8 +188,8 @@ def test_secrets_in_commands_are_not_stored(tmp_path) -> None:
         secrets.forget("sup3r-s3cret-value")
 
 
-def test_pending_survives_restart(tmp_path, clock) -> None:
-    path = tmp_path / "approvals.db"
+def test_pending_survives_restart(database, clock) -> None:
+    path = database("approvals.db")
     first = approvals.ApprovalStore(path, clock=clock)
     approval_id = _ask(first)
     first.close()

@@ -1,0 +1,230 @@
+"""Colony replicas on PostgreSQL beside one SQLite colony, in the same run (issue 11).
+
+Setups, each measured the same way:
+* `sqlite`: one `coral colony start` with its SQLite files (the embedded default);
+* `replicas`: three `coral colony start --database` processes sharing a PostgreSQL 15
+  server started here (Debian's initdb/pg_ctl, tests/support/postgres.py).
+
+Load: `AGENTS` simulated DaemonSet node agents spread over `LOAD_PROCESSES` load processes
+(many links per process: grpc.aio, one TLS channel per agent). Each agent holds a node
+certificate minted with the colony CA (as after TokenReview), registers `PER_AGENT`
+services, keeps a Link stream open and answers every exec at once. Agent i dials replica
+i % 3 first and the others after it (a channel over all three addresses).
+
+Figures per setup: registration rate (agents/s, aggregate), one fan-out `exec --all` over
+every agent (seconds to the summary), ListServices p99 filtered by namespace with
+AGENTS x PER_AGENT services stored, and for replicas the failover time: SIGKILL of one
+replica until every agent it held has a Link again (goal <= 10 s).
+
+    .venv/bin/python -m bench --only colony_replicas [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+from bench.bench_colony_scale import node_holder, services_of  # noqa: E402
+from coral_lib import addresses, client  # noqa: E402
+from coral_lib._proto.coral.agent.v1 import agent_pb2  # noqa: E402
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc  # noqa: E402
+from coral_lib.agent import credentials  # noqa: E402
+from tests.support import coral_procs, postgres  # noqa: E402
+
+AGENTS, PER_AGENT, LOAD_PROCESSES, REPLICAS = 3000, 334, 6, 3  # ~1,000,000 services
+QUERY_ROUNDS = 1000
+FAILOVER_GOAL_S = 10.0
+
+
+class _ColonyView:
+    """What node_holder needs: the data directory and colony id."""
+
+    def __init__(self, data_dir: Path, colony_id: str) -> None:
+        self.data_dir, self.colony_id = data_dir, colony_id
+
+
+def _load_process(args: dict, events: multiprocessing.Queue) -> None:
+    asyncio.run(_agents(args, events))
+
+
+async def _agents(args: dict, events: multiprocessing.Queue) -> None:
+    """Run this process's agents: register, then keep links; report what happens."""
+    view = _ColonyView(Path(args["data_dir"]), args["colony_id"])
+    ca = (view.data_dir / "ca.crt").read_bytes()
+    state = tempfile.mkdtemp(prefix="bench-replica-agents-")
+    stubs = {}
+    for i in args["indexes"]:
+        holder = node_holder(view, Path(state), f"node-{i}")
+        order = [args["addresses"][(i + k) % len(args["addresses"])]
+                 for k in range(len(args["addresses"]))]
+        target, options = addresses.grpc_target(",".join(order))
+        channel = grpc.aio.secure_channel(target, grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(root_certificates=ca),
+            grpc.metadata_call_credentials(credentials.CallProof(holder))),
+            options=[*options, ("grpc.use_local_subchannel_pool", 1)])
+        stubs[i] = mesh_pb2_grpc.MeshStub(channel)
+    gate = asyncio.Semaphore(50)
+
+    async def register(i: int) -> None:
+        async with gate:
+            reply = await stubs[i].Register(mesh_pb2.RegisterRequest(
+                version="bench", node_name=f"node-{i}",
+                services=services_of(i, per_agent=args["per_agent"])), timeout=600)
+        if not reply.accepted:
+            raise RuntimeError(f"node-{i} refused: {reply.reason}")
+    started = time.time()
+    await asyncio.gather(*(register(i) for i in stubs))
+    events.put(("registered", len(stubs), started, time.time()))
+    await asyncio.gather(*(_link(i, stubs[i], events) for i in stubs))
+
+
+async def _link(i: int, stub, events: multiprocessing.Queue) -> None:
+    """Keep agent i's Link open, answering execs; report each (re)link."""
+    attempt = 0
+    while True:
+        outbox: asyncio.Queue = asyncio.Queue()
+        await outbox.put(mesh_pb2.AgentMessage(hello=mesh_pb2.LinkHello()))
+
+        async def requests(outbox: asyncio.Queue = outbox):
+            while True:
+                yield await outbox.get()
+        try:
+            async for msg in stub.Link(requests()):
+                if msg.WhichOneof("body") == "exec":
+                    await outbox.put(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=(
+                        agent_pb2.ExecResult(exit_code=0, stdout=b"ok\n"))))
+            attempt += 1
+        except grpc.aio.AioRpcError:
+            attempt += 1
+        events.put(("lost", i, time.time()))
+        await asyncio.sleep(min(0.5, 0.05 * attempt))
+
+
+def _replica_holders(dsn: str) -> dict[str, str]:
+    import psycopg
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT agent_id, replica FROM colony_links").fetchall())
+
+
+def _linked_count(colony: coral_procs.Colony) -> int:
+    with colony.client() as c:
+        return sum(a["connected"] for a in c.list_agents())
+
+
+def _measure(colonies: list[coral_procs.Colony], *, agents: int, per_agent: int,
+             processes: int, rounds: int, dsn: str = "") -> dict:
+    events: multiprocessing.Queue = multiprocessing.Queue()
+    addresses_ = [c.address for c in colonies]
+    chunks = [list(range(agents))[p::processes] for p in range(processes)]
+    workers = [multiprocessing.Process(target=_load_process, daemon=True, args=(
+        {"data_dir": str(colonies[0].data_dir), "colony_id": colonies[0].colony_id,
+         "addresses": addresses_, "indexes": chunk, "per_agent": per_agent}, events))
+        for chunk in chunks if chunk]
+    for worker in workers:
+        worker.start()
+    figures: dict = {}
+    try:
+        firsts, lasts = [], []
+        for _ in workers:
+            kind, _count, first, last = events.get(timeout=3600)
+            firsts.append(first)
+            lasts.append(last)
+        figures["register_per_second"] = round(agents / (max(lasts) - min(firsts)), 1)
+        coral_procs.wait_for(lambda: _linked_count(colonies[0]) == agents, timeout=600,
+                             interval=1.0, what="every simulated agent linked")
+        with colonies[0].client() as c:
+            started = time.perf_counter()
+            outcome = c.exec(client.Targeting(all=True), argv=["true"], timeout=120)
+            figures["fanout_all_s"] = round(time.perf_counter() - started, 2)
+            figures["fanout_ok"] = sum(r["status"] == "ok" for r in outcome.results)
+            samples = []
+            for i in range(rounds):
+                started = time.perf_counter()
+                c.list_services(namespace=f"ns-{i % 500}")
+                samples.append(time.perf_counter() - started)
+            figures.update(common.summary_ms("list_namespace", samples))
+        figures["services_stored"] = agents * per_agent
+        if len(colonies) > 1:
+            figures.update(_failover(colonies, dsn, events, agents))
+    finally:
+        for worker in workers:
+            worker.kill()
+    return figures
+
+
+def _failover(colonies: list[coral_procs.Colony], dsn: str, events, agents: int) -> dict:
+    """SIGKILL replica 1; seconds until each agent it held has a link on a survivor."""
+    victim = colonies[1]
+    name = "r1"
+    held = {a for a, r in _replica_holders(dsn).items() if r == name}
+    while not events.empty():
+        events.get_nowait()
+    killed = time.time()
+    victim.stop(sig=signal.SIGKILL)
+    deadline = killed + 120
+
+    def moved() -> bool:
+        now = _replica_holders(dsn)
+        return all(now.get(a) not in (None, name) for a in held)
+    while not moved() and time.time() < deadline:
+        time.sleep(0.1)
+    took = time.time() - killed
+    return {"failover_agents_moved": len(held), "failover_relink_s": round(took, 2),
+            "failover_goal_met": took <= FAILOVER_GOAL_S}
+
+
+def run(*, quick: bool = False) -> dict:
+    agents, per_agent = (60, 10) if quick else (AGENTS, PER_AGENT)
+    processes, rounds = (2, 50) if quick else (LOAD_PROCESSES, QUERY_ROUNDS)
+    figures: dict = {"agents": agents, "services": agents * per_agent,
+                     "load_processes": processes}
+    with tempfile.TemporaryDirectory(prefix="bench-colony-replicas-") as tmp:
+        root = Path(tmp)
+        single = coral_procs.Colony(root / "sqlite").start()
+        try:
+            for key, value in _measure([single], agents=agents, per_agent=per_agent,
+                                       processes=processes, rounds=rounds).items():
+                figures[f"sqlite_{key}"] = value
+        finally:
+            single.stop()
+        server = postgres.Server().start()
+        replicas: list[coral_procs.Colony] = []
+        try:
+            dsn = server.fresh_dsn().secret()
+            (root / "dsn").write_text(dsn)
+            coral_procs.coral("colony", "init", "--data-dir", str(root / "template"), check=True)
+            for i in range(REPLICAS):
+                shutil.copytree(root / "template", root / f"r{i}")
+                replicas.append(coral_procs.Colony(root / f"r{i}", args=(
+                    "--database", f"file:{root / 'dsn'}", "--replica-name", f"r{i}")).start())
+            for key, value in _measure(replicas, agents=agents, per_agent=per_agent,
+                                       processes=processes, rounds=rounds, dsn=dsn).items():
+                figures[f"replicas_{key}"] = value
+        finally:
+            for replica in replicas:
+                replica.stop()
+            server.stop()
+    return figures
+
+
+def main() -> None:
+    figures = run(quick="--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1")
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
