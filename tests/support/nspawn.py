@@ -294,7 +294,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"key": str(fleet.key), "wheel": coral_wheel(fleet.wheels),
                           "hosts": state}))
         return 0
-    state = json.loads(_state_file(directory).read_text()) if _state_file(directory).exists() else {}
+    state_file = _state_file(directory)
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
     for name, entry in state.items():
         try:
             os.kill(entry["pid"], signal.SIGTERM)
