@@ -66,3 +66,32 @@ def test_agent_hosts_hold_the_ca_and_their_own_certificate_not_a_token(deployed)
         assert name in ident.stdout
         mode = host.ssh("stat -c %a /etc/coral/join-token /etc/coral/agent-config.yaml")
         assert mode.stdout.split() == ["600", "600"], mode
+
+
+def test_a_redeemed_join_token_replayed_from_another_host_gets_nothing(deployed):
+    """Attacker on agent-2 who stole agent-1's join token file (left on agent-1 after the
+    deploy): the colony refuses it, no certificate is issued, agent-1 stays linked; and no
+    agent host holds an operator credential."""
+    stolen = deployed.host(AGENTS[0]).ssh("cat /etc/coral/join-token").stdout.strip()
+    assert stolen
+    thief = deployed.host(AGENTS[1])
+    setup = thief.ssh(
+        "rm -rf /tmp/evil && mkdir -p /tmp/evil/state && chmod 700 /tmp/evil/state && "
+        f"printf '%s\\n' '{stolen}' > /tmp/evil/token && chmod 600 /tmp/evil/token && "
+        f"sed -e 's/id: {AGENTS[1]}$/id: {AGENTS[0]}/' "
+        "-e 's#joinTokenFile: .*#joinTokenFile: /tmp/evil/token#' "
+        "/etc/coral/agent-config.yaml > /tmp/evil/config.yaml && chmod 600 /tmp/evil/config.yaml")
+    assert setup.returncode == 0, setup.stderr
+    assert f"id: {AGENTS[0]}" in thief.ssh("cat /tmp/evil/config.yaml").stdout
+    tried = thief.ssh("timeout 10 /opt/coral/venv/bin/coral agent start --config "
+                      "/tmp/evil/config.yaml --state-dir /tmp/evil/state", timeout=40)
+    assert tried.returncode == 124, tried.stdout + tried.stderr  # still waiting, not linked
+    ident = thief.ssh("/opt/coral/venv/bin/coral agent identity --config /tmp/evil/config.yaml "
+                      "--state-dir /tmp/evil/state")
+    assert ident.returncode == 3, ident.stdout + ident.stderr  # no certificate was issued
+    assert deployed.agents()[AGENTS[0]] is True
+    token = deployed.host(COLONY).ssh("cat /var/lib/coral/colony/admin.token").stdout.strip()
+    for name in AGENTS:
+        found = deployed.host(name).ssh(f"grep -rlF '{token}' /etc /var/lib /opt/coral /root")
+        assert found.stdout == "", (name, found.stdout)
+    thief.ssh("rm -rf /tmp/evil")
