@@ -30,10 +30,13 @@ def _wheel(work: pathlib.Path, version: str, *, broken: bool) -> pathlib.Path:
         text = path.read_text()
         assert old in text, path
         path.write_text(text.replace(old, old.replace("0.1.0", version)))
-    if broken:
-        runner = src / "coral_lib/agent/runner.py"
-        runner.write_text('raise SystemExit("this coral-lib build is broken on purpose")\n'
-                          + runner.read_text())
+    if broken:  # only `coral agent start` breaks; `coral agent identity` still answers
+        agent = src / "coral_lib/commands/agent.py"
+        text = agent.read_text()
+        start = "def start_command(args: argparse.Namespace) -> int:\n"
+        assert start in text
+        agent.write_text(text.replace(start, start + '    raise SystemExit('
+                                      '"this coral-lib build is broken on purpose")\n'))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                           "--no-build-isolation", "-w", str(work / "wheels"), str(src)],
                          capture_output=True, text=True, timeout=300)
@@ -80,8 +83,8 @@ def test_broken_version_stops_the_rollout_at_the_first_host(ansible, deployed, n
     # the broken build never registered (the colony may still list the old link until it
     # times out, so only the version tells)
     assert versions.get(AGENTS[0]) != "0.1.0.post2"
-    log = deployed.host(AGENTS[0]).ssh("journalctl -u coral-agent --no-pager -o cat -n 50")
-    assert "broken on purpose" in log.stdout
+    log = deployed.host(AGENTS[0]).ssh("journalctl -u coral-agent --no-pager -o cat")
+    assert "broken on purpose" in log.stdout, run.stdout[-5000:] + log.stdout[-3000:]
 
 
 def test_good_version_rolls_through_every_agent_host(ansible, deployed, new_wheels):
