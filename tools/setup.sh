@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev gcc make git iproute2 util-linux procps
               containerd runc busybox-static tcpdump
               mmdebstrap buildah            # `make image` (tools/build_image.sh)
-              containernetworking-plugins   # pod networking for the test pod runner
-              systemd-container openssh-client)  # tests/hosts: systemd hosts over SSH
+              containernetworking-plugins)  # pod networking for the test pod runner
+APT_PACKAGES+=(systemd-container openssh-client)  # tests/hosts: systemd hosts over SSH
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
