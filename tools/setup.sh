@@ -10,7 +10,8 @@ APT_PACKAGES=(python3 python3-venv python3-dev gcc make git iproute2 util-linux 
               mmdebstrap buildah            # `make image` (tools/build_image.sh)
               podman                        # AWX execution environment (tools/build_ee.sh, tests/awx)
               containernetworking-plugins   # pod networking for the test pod runner
-              postgresql)                   # colony replicas' shared database (tests run initdb)
+              postgresql                    # colony replicas' shared database (tests run initdb)
+              systemd-container openssh-client)  # tests/hosts: systemd hosts over SSH
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -185,11 +185,13 @@ class Agent:
                 raise config_mod.ConfigError(self.cfg._source, "colony.joinToken", str(exc)) \
                     from None
             except grpc.RpcError as exc:
-                log.error("cannot join colony at %s: %s", self.cfg.colony.address,
-                          exc.details() if hasattr(exc, "details") else exc)
+                error = exc.details() if hasattr(exc, "details") else exc
             except ValueError as exc:
-                log.error("cannot join colony at %s: %s", self.cfg.colony.address, exc)
-            self.stop.wait(session_mod.backoff(attempt, cap=30.0))
+                error = exc
+            delay = session_mod.backoff(attempt, cap=30.0)
+            log.error("cannot join colony at %s: %s; retrying in %.1fs",
+                      self.cfg.colony.address, error, delay)
+            self.stop.wait(delay)
             attempt += 1
         return None
 
@@ -223,8 +225,14 @@ class Agent:
                     if self._enroll(enroller) is None:
                         return
                 else:
-                    log.warning("colony unreachable at %s: %s", self.cfg.colony.address,
-                                exc.details() if hasattr(exc, "details") else exc)
+                    delay = session_mod.backoff(attempt)
+                    log.warning("colony unreachable at %s: %s; retrying in %.1fs",
+                                self.cfg.colony.address,
+                                exc.details() if hasattr(exc, "details") else exc, delay)
+                    self.registered.clear()
+                    self.stop.wait(delay)
+                    attempt += 1
+                    continue
             self.registered.clear()
             self.stop.wait(session_mod.backoff(attempt))
             attempt += 1

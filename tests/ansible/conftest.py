@@ -133,6 +133,7 @@ def make_deployment(root: pathlib.Path, venv: pathlib.Path, **extra) -> Deployme
         "coral_run_dir": str(root / "run"),
         "coral_log_dir": str(root / "log"),
         "coral_agent_id": "host-agent",
+        "coral_remove_venv": False,  # shortcut: one session venv serves every deployment
         "coral_agent_poll_interval": "1s",
         "coral_agent_services": [
             {"name": "api", "port": 18080, "health": {"endpoint": "/health"}, "type": "http",

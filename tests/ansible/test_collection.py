@@ -36,7 +36,8 @@ def test_ansible_doc_json_lists_the_shared_option_groups_once(ansible):
 @pytest.mark.parametrize("playbook", [
     "playbooks/deploy-coral.yml", "playbooks/fleet-exec.yml",
     "molecule/default/converge.yml", "molecule/default/verify.yml",
-    "molecule/default/cleanup.yml",
+    "molecule/default/cleanup.yml", "playbooks/upgrade_agents.yml",
+    "molecule/hosts/converge.yml", "molecule/hosts/verify.yml",
 ])
 def test_playbooks_pass_syntax_check(ansible, playbook):
     out = ansible.playbook(playbook, "--syntax-check")

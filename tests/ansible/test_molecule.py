@@ -20,6 +20,7 @@ def test_molecule_default_scenario_converges_is_idempotent_and_verifies(
     root = tmp_path / "molecule"
     env = {**ansible.env, "CORAL_MOLECULE_ROOT": str(root),
            "CORAL_MOLECULE_PORT": str(free_port()), "CORAL_MOLECULE_VENV": str(target_venv),
+           "CORAL_MOLECULE_REMOVE_VENV": "false",  # the session's venv serves later tests
            "NO_COLOR": "1", "MOLECULE_NO_LOG": "false",
            "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "ephemeral")}
     env.pop("ANSIBLE_CONFIG")  # molecule writes its own ansible.cfg for the scenario
