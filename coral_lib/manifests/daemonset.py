@@ -3,6 +3,9 @@
 The full variant is privileged with NET_ADMIN, SYS_PTRACE and BPF and mounts the CRI
 socket (exec through CRI ExecSync); the observe-only variant has none of those: no
 ptrace, no NET_ADMIN, no runtime socket (it can discover and watch, not exec).
+Both keep the agent's state on the node (hostPath `state_host_path`): a restarted agent
+container re-registers its last set and keeps its certificate instead of dropping and
+re-adding the node's services.
 Pod Security Standard: the full variant needs `privileged`; observe-only still uses
 hostPID, so it needs `privileged` as well (baseline forbids host namespaces).
 """
@@ -17,6 +20,8 @@ from coral_lib.webhook import inject
 
 NAME = "coral-agent"
 SOCKET_VOLUME = "cri-socket"
+STATE_VOLUME = "agent-state"
+STATE_DIR = "/var/lib/coral/agent"  # runner.default_state_dir() for root
 
 
 def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
@@ -48,6 +53,8 @@ def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
     if not settings.observe_only:
         pod_spec["volumes"].append({"name": SOCKET_VOLUME, "hostPath": {
             "path": settings.cri_socket, "type": "Socket"}})
+    pod_spec["volumes"].append({"name": STATE_VOLUME, "hostPath": {
+        "path": settings.state_host_path, "type": "DirectoryOrCreate"}})
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -87,7 +94,9 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
         },
     }
+    state_mount = {"name": STATE_VOLUME, "mountPath": STATE_DIR}
     if settings.observe_only:
+        container["volumeMounts"].append(state_mount)
         container["securityContext"] = {
             "privileged": False,
             "allowPrivilegeEscalation": False,
@@ -99,5 +108,6 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "privileged": True,
         "capabilities": {"add": ["NET_ADMIN", "SYS_PTRACE", "BPF"]},
     }
-    container["volumeMounts"].append({"name": SOCKET_VOLUME, "mountPath": settings.cri_socket})
+    container["volumeMounts"] += [{"name": SOCKET_VOLUME, "mountPath": settings.cri_socket},
+                                  state_mount]
     return container
