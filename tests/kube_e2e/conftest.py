@@ -77,3 +77,27 @@ def deploy_daemonset_with_ansible(kube, colony, work: pathlib.Path) -> tuple[str
     server.store.patch("daemonsets", "coral-agent", {"spec": {"template": {"spec": {
         "hostNetwork": True}}}}, namespace=SYSTEM)
     return inventory, ev
+
+
+def deploy_webhook_with_ansible(kube, colony, work: pathlib.Path, *,
+                                inject_namespaces: list[str]) -> None:
+    """`ansible-playbook playbooks/deploy-coral.yml -e coral_mode=webhook` against the
+    fixture: the webhook Deployment from the image, its Service and registration, the
+    namespaces labelled for injection with the colony ConfigMap.
+
+    FIXTURE NOTE (tests/support/kubecluster.py): the webhook reads namespace labels from the
+    loopback API fixture, so its one replica then runs with hostNetwork on a free port
+    (kube.host_network_webhook), and it injects hostNetwork pods (`allow_host_network`),
+    whose sidecars reach the loopback colony."""
+    inventory = cluster_inventory(kube, colony, work)
+    run = run_playbook("deploy-coral.yml", inventory=inventory, extra_vars={
+        "ansible_python_interpreter": PYTHON, "coral_mode": "webhook",
+        "coral_hosts": "coral_clusters",
+        "coral_k8s_colony_address": colony.address,
+        "coral_k8s_colony_ca_file": str(colony.data_dir / "ca.crt"),
+        "coral_k8s_colony_id": colony.colony_id,
+        "coral_webhook_replicas": 1, "coral_webhook_wait": False,
+        "coral_webhook_settings": {"allow_host_network": True},
+        "coral_webhook_inject_namespaces": inject_namespaces})
+    assert run.rc == 0, run.explain()
+    kube.host_network_webhook()

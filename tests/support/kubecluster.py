@@ -93,7 +93,9 @@ class KubeCluster:
 
     def deploy_daemonset(self, colony: coral_procs.Colony, **settings) -> list[dict]:
         """The rendered DaemonSet mode (CRI socket: this containerd's) plus the colony
-        ConfigMap; the objects as applied."""
+        ConfigMap; the objects as applied. The agents' state directory (hostPath) is this
+        cluster's own: the fixture's nodes share this machine's filesystem."""
+        settings.setdefault("state_host_path", str(self.base / "agent-state"))
         objs = manifests.render("daemonset", manifests.ManifestSettings(
             cri_socket=self.runtime.socket, **settings))
         for obj in objs:
@@ -134,14 +136,20 @@ class KubeCluster:
             values, tls=load_or_generate_tls(None, values)))
         for obj in objs:
             if obj["kind"] == "Deployment":
-                spec = obj["spec"]["template"]["spec"]
-                spec["hostNetwork"] = True
-                container = spec["containers"][0]
-                container["command"] = [f"127.0.0.1:{free}" if a == "0.0.0.0:8443" else a
-                                        for a in container["command"]]
-                container["ports"][0]["containerPort"] = free
+                _host_network_webhook(obj, free)
         self.apply(objs)
         return objs
+
+    def host_network_webhook(self, name: str = "coral-webhook") -> dict:
+        """The webhook Deployment as applied (e.g. by the deploy playbook), changed as
+        deploy_webhook changes it (hostNetwork, a free port; see its docstring)."""
+        deployment = self.server.store.get("deployments", name, namespace=SYSTEM)
+        _host_network_webhook(deployment, coral_procs.free_port())
+        return self.server.store.update(deployment)
+
+    def webhook_pods(self) -> list[dict]:
+        return self.server.store.list("pods", namespace=SYSTEM,
+                                      label_selector="app.kubernetes.io/name=coral-webhook")
 
     def colony_config_map(self, colony: coral_procs.Colony, namespace: str) -> dict:
         return self.server.store.create({
@@ -169,3 +177,12 @@ class KubeCluster:
             if status["name"] == container and status.get("containerID"):
                 return status["containerID"].split("://", 1)[1]
         raise LookupError(f"{namespace}/{pod} has no running container {container!r}")
+
+
+def _host_network_webhook(deployment: dict, port: int) -> None:
+    spec = deployment["spec"]["template"]["spec"]
+    spec["hostNetwork"] = True
+    container = spec["containers"][0]
+    container["command"] = [f"127.0.0.1:{port}" if a == "0.0.0.0:8443" else a
+                            for a in container["command"]]
+    container["ports"][0]["containerPort"] = port
