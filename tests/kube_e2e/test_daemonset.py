@@ -117,6 +117,9 @@ def test_e2e_daemonset_agents_discover_pods_exec_shell_tap_and_report_forbidden(
     pod_a = kube.agent_pods()["node-a"]["metadata"]["name"]
     state = kube.base / "agent-state" / "node-node-a.json"
     assert "web" in state.read_text(), "the agent's last-sent set is on its hostPath volume"
+    for name in ("node-node-a.json", "node-node-a.key"):
+        mode = (state.parent / name).stat().st_mode
+        assert mode & 0o077 == 0, f"{name} is readable beyond root on the node: {oct(mode)}"
     seen: list[bool] = []
     stop = threading.Event()
 
