@@ -8,6 +8,7 @@ node agents (in those pods) are connected."""
 from __future__ import annotations
 
 import subprocess
+import threading
 
 from tests.ansible_k8s.conftest import run_playbook
 from tests.kube_e2e.conftest import deploy_daemonset_with_ansible
@@ -21,6 +22,31 @@ GOOD, NEXT, BROKEN = "coral/agent:0.1.0", "coral/agent:0.2.0", "coral/agent:9.9.
 def ds_image(server) -> str:
     ds = server.store.get("daemonsets", "coral-agent", namespace=SYSTEM)
     return ds["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def _pod_states_during(kube, action) -> dict:
+    """Run action() while recording (image, waiting/terminated reason) of the agent pods'
+    containers as the pod runner reports them."""
+    states: set[tuple[str, str]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            for pod in kube.agent_pods().values():
+                for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                    for key in ("waiting", "terminated"):
+                        reason = (status.get("state") or {}).get(key, {}).get("reason")
+                        if reason:
+                            states.add((pod["spec"]["containers"][0]["image"], reason))
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        result = action()
+    finally:
+        stop.set()
+        thread.join()
+    return {"result": result, "states": sorted(states)}
 
 
 def connected(colony) -> set[str]:
@@ -58,10 +84,16 @@ def test_e2e_rollout_canary_gate_passes_healthy_and_rolls_back_unready(kube, clu
     subprocess.run(["ctr", "--address", kube.runtime.socket, "-n", "k8s.io", "images", "tag",
                     "--force", containerd.BUSYBOX_IMAGE, f"docker.io/{BROKEN}"], check=True,
                    capture_output=True)
-    run = run_playbook("rollout-coral.yml", inventory=str(inventory),
-                       extra_vars={**ev, **gate, "coral_daemonset_image": BROKEN,
-                                   "coral_daemonset_wait_timeout": 10,
-                                   "coral_rollout_gate_timeout": 10}, timeout=300)
+    seen = _pod_states_during(kube, lambda: run_playbook(
+        "rollout-coral.yml", inventory=str(inventory),
+        extra_vars={**ev, **gate, "coral_daemonset_image": BROKEN,
+                    "coral_daemonset_wait_timeout": 10, "coral_rollout_gate_timeout": 10},
+        timeout=300))
+    run = seen.pop("result")
+    broken = {reason for image, reason in seen["states"] if image == BROKEN}
+    # the image is there (no pull error): its pods start and fail, never becoming ready
+    assert broken and broken <= {"RunContainerError", "CreateContainerError",
+                                 "CrashLoopBackOff", "Error"}, seen["states"]
     assert run.rc != 0, run.explain()
     assert "rolled back" in run.output.lower() or "roll back" in run.output.lower(), \
         run.explain()
