@@ -87,17 +87,16 @@ def deploy_webhook_with_ansible(kube, colony, work: pathlib.Path, *,
 
     FIXTURE NOTE (tests/support/kubecluster.py): the webhook reads namespace labels from the
     loopback API fixture, so its one replica then runs with hostNetwork on a free port
-    (kube.host_network_webhook), and it injects hostNetwork pods (`allow_host_network`),
-    whose sidecars reach the loopback colony."""
+    (kube.host_network_webhook). The sidecars stay on the pod network: the colony
+    ConfigMap names the colony as pods reach it (kube.colony_for_pods)."""
     inventory = cluster_inventory(kube, colony, work)
     run = run_playbook("deploy-coral.yml", inventory=inventory, extra_vars={
         "ansible_python_interpreter": PYTHON, "coral_mode": "webhook",
         "coral_hosts": "coral_clusters",
-        "coral_k8s_colony_address": colony.address,
+        "coral_k8s_colony_address": kube.colony_for_pods(colony),
         "coral_k8s_colony_ca_file": str(colony.data_dir / "ca.crt"),
         "coral_k8s_colony_id": colony.colony_id,
         "coral_webhook_replicas": 1, "coral_webhook_wait": False,
-        "coral_webhook_settings": {"allow_host_network": True},
         "coral_webhook_inject_namespaces": inject_namespaces})
     assert run.rc == 0, run.explain()
     kube.host_network_webhook()

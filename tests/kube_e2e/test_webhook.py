@@ -4,9 +4,15 @@ sidecar; the runner starts it with exactly the injected securityContext; the sid
 registers and exec, shell and tap into the app container work with that capability set" —
 the webhook deployed by `ansible-playbook playbooks/deploy-coral.yml -e coral_mode=webhook`.
 
-FIXTURE NOTE (tests/support/kubecluster.py): the webhook and the app pod run with
-hostNetwork because the API fixture and the colony listen on loopback; the webhook gets
-one replica on a free port, and `allow_host_network` is set so it injects that pod."""
+The app pod runs on the pod network in a namespace enforcing Pod Security `baseline` (the
+level the README claims for injected pods), so exec, shell and tap go through the sidecar
+in the pod's own namespaces.
+
+FIXTURE NOTE (tests/support/kubecluster.py): the webhook runs with hostNetwork (one replica
+on a free port) because the API fixture, which it asks for namespace labels, listens on
+loopback; the sidecar reaches the loopback colony through a relay on the pod network's
+gateway, named by this machine's hostname through the pod's hostAliases
+(kube.colony_for_pods / kube.pod_host_aliases), where a cluster has a Service and DNS."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from coral_lib._proto.cri.runtime.v1 import api_pb2
 from tests.kube_e2e.conftest import deploy_webhook_with_ansible
 from tests.support import coral_procs
 from tests.support.coral_procs import wait_for
-from tests.support.kubeapi import workloads
+from tests.support.kubeapi import podsecurity, workloads
 from tests.support.kubecluster import SYSTEM
 
 CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
@@ -41,7 +47,8 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
     colony = cluster_colony
     server = kube.server
     server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": "shop2", "labels": {"kubernetes.io/metadata.name": "shop2"}}})
+        "name": "shop2", "labels": {"kubernetes.io/metadata.name": "shop2",
+                                    podsecurity.LABEL: "baseline"}}})
     deploy_webhook_with_ansible(kube, colony, tmp_path, inject_namespaces=["shop2"])
     assert server.store.get("namespaces", "shop2")["metadata"]["labels"][
         "coral.io/inject"] == "true"
@@ -51,13 +58,13 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
              .get("status", {}).get("availableReplicas") == 1, timeout=120,
              what="webhook Deployment available (real /healthz readiness)")
 
-    port = coral_procs.free_port()
+    port = 8080  # in the pod's own network namespace
     app = (f"echo in-app > /tmp/marker; httpd -p 127.0.0.1:{port} -h /tmp; while :; do "
            f"wget -q -O /dev/null http://127.0.0.1:{port}/marker; sleep 0.3; done")
     manifest = tmp_path / "app.yaml"
     manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
         "name": "app", "namespace": "shop2"}, "spec": {
-        "nodeName": "node-a", "hostNetwork": True, "containers": [{
+        "nodeName": "node-a", "hostAliases": kube.pod_host_aliases(), "containers": [{
             "name": "app", "image": "docker.io/local/busybox:latest",
             "command": ["sh", "-c", app]}]}}))
     calls_before = len(server.admission.calls)
@@ -65,6 +72,7 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
                            str(manifest)], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     created = server.store.get("pods", "app", namespace="shop2")
+    assert not created["spec"].get("hostNetwork")
     # Admission called the webhook pod through its Service and it injected the sidecar.
     assert [c.get("allowed") for c in server.admission.calls[calls_before:]] == [True]
     pods = kube.webhook_pods()
@@ -114,7 +122,7 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
         capture_output=True, text=True, timeout=60, env={**os.environ, **colony.operator_env})
     assert shell.returncode == 7 and "in-app" in shell.stdout, shell
 
-    # Tap in the pod's network namespace, which the sidecar shares (NET_RAW only).
+    # Tap in the pod's own network namespace, which the sidecar shares (NET_RAW only).
     pcap = tmp_path / "app.pcap"
     tap = coral_procs.coral("tap", "--pod", "app", "-n", "shop2", "--filter",
                             f"tcp port {port}", "--duration", "6s", "--max-packets", "10",

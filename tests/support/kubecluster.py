@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import socket
+import threading
 
 from coral_lib import manifests
-from tests.support import containerd, coral_procs, kube_identity, podrunner
+from tests.support import containerd, coral_procs, kube_identity, podharness, podrunner
 from tests.support.kubeapi import KubeAPIServer, errors, resources, workloads
 
 NODES = ("node-a", "node-b")
+IP_FREEBIND = 15  # linux/in.h
 SYSTEM = "coral-system"
 
 
@@ -34,6 +37,7 @@ class KubeCluster:
         self._stack = contextlib.ExitStack()
         self.runtime: containerd.Containerd | None = None
         self.server: KubeAPIServer | None = None
+        self._relays: set[int] = set()
 
     def __enter__(self) -> KubeCluster:
         try:
@@ -150,6 +154,29 @@ class KubeCluster:
     def webhook_pods(self) -> list[dict]:
         return self.server.store.list("pods", namespace=SYSTEM,
                                       label_selector="app.kubernetes.io/name=coral-webhook")
+
+    def colony_for_pods(self, colony: coral_procs.Colony) -> str:
+        """The colony's address as pods on the pod network dial it: this machine's hostname
+        (in the colony's certificate) and the colony's port. FIXTURE NOTE: the colony listens
+        on loopback; a relay on the bridge's address (the pod network's gateway) forwards to
+        it, and pods map the hostname to that address with hostAliases
+        (`pod_host_aliases()`), where a cluster would have a Service name and DNS."""
+        port = int(colony.address.rsplit(":", 1)[1])
+        if port not in self._relays:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # the CNI plugin adds the bridge and its address with the first pod-network pod
+            listener.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            listener.bind((self.runtime.gateway, port))
+            listener.listen(64)
+            self._stack.callback(listener.close)
+            self._relays.add(port)
+            threading.Thread(target=podharness.relay_connections, args=(listener, port),
+                             daemon=True, name=f"colony-relay-{port}").start()
+        return f"{socket.gethostname()}:{port}"
+
+    def pod_host_aliases(self) -> list[dict]:
+        return [{"ip": self.runtime.gateway, "hostnames": [socket.gethostname()]}]
 
     def colony_config_map(self, colony: coral_procs.Colony, namespace: str) -> dict:
         return self.server.store.create({

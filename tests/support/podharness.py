@@ -172,7 +172,7 @@ class Pod:
             return
         listener = _listen_in_netns(self.pause_pid, port)
         self._relays[port] = listener
-        threading.Thread(target=_relay_accept, args=(listener, port), daemon=True,
+        threading.Thread(target=relay_connections, args=(listener, port), daemon=True,
                          name=f"pod-relay-{self.name}-{port}").start()
 
     @property
@@ -316,7 +316,9 @@ def _listen_in_netns(pid: int, port: int) -> socket.socket:
     return made[0]
 
 
-def _relay_accept(listener: socket.socket, port: int) -> None:
+def relay_connections(listener: socket.socket, port: int) -> None:
+    """Accept on listener until it closes; each connection is copied both ways to this
+    machine's 127.0.0.1:port."""
     while True:
         try:
             inside, _ = listener.accept()
