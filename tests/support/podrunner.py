@@ -9,8 +9,10 @@ the containerd through CRI, as kubelet would: a sandbox with the pod's namespace
 running; the securityContext mapped by tests/support/podspec.py; env (value, fieldRef,
 secretKeyRef, configMapKeyRef, `$(VAR)`); volumes (emptyDir, hostPath, secret, configMap,
 downwardAPI, projected with real pod-bound service account tokens from the fixture's
-TokenRequest, refreshed at 80% of their life); exec/httpGet/tcpSocket readiness and
-liveness probes; restarts per restartPolicy; and the pod status (phase, conditions,
+TokenRequest, refreshed at 80% of their life); kubelet's managed /etc/hosts for
+pod-network pods (localhost, the pod's own name and IP, `hostAliases`);
+exec/httpGet/tcpSocket readiness and liveness probes; restarts per restartPolicy; and the
+pod status (phase, conditions,
 container statuses, restart counts, podIP) written back through `pods/status`. A pod
 deleted from the API has its sandbox stopped and removed.
 
