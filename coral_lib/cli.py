@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
-from coral_lib import __version__
+from coral_lib import __version__, logs
 
 # command word -> (module under coral_lib.commands, the help its register() gives it)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,10 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(log_format=getattr(args, "log_format", "text"), verbose=args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -350,6 +350,13 @@ class Client:
         return convert.to_dict(self._call("RevokeAgent", colony_pb2.RevokeAgentRequest(
             agent_id=agent_id)))
 
+    def prune_agents(self, *, older_than: float = 0.0, dry_run: bool = False) -> list[str]:
+        """Remove agents without a link last seen more than `older_than` seconds ago (0:
+        the colony's agentExpiry), with their services; the ids removed (or, dry run, that
+        would be)."""
+        return list(self._call("PruneAgents", colony_pb2.PruneAgentsRequest(
+            older_than_seconds=older_than, dry_run=dry_run)).agent_ids)
+
     def create_join_token(self, agent_id: str, *, ttl: float = 3600.0) -> dict:
         """A one-time join token for a host agent: {token, agent_id, expires_at}."""
         return convert.to_dict(self._call("CreateJoinToken", colony_pb2.CreateJoinTokenRequest(
@@ -487,7 +494,17 @@ def _agent_dict(agent: colony_pb2.AgentRecord) -> dict:
 def _service_dict(record: colony_pb2.ServiceRecord) -> dict:
     row = convert.service_dict(record.service)
     row["agent"] = record.agent_id
+    row["health"] = health_dict(record.health if record.HasField("health") else None)
     return row
+
+
+def health_dict(health) -> dict:
+    """{state, last_check, last_error}; state "unchecked" when the agent never probed it
+    (agent.mode passive, or no port or health endpoint to probe)."""
+    if health is None:
+        return {"state": "unchecked", "last_check": None, "last_error": ""}
+    return {"state": health.state, "last_check": health.last_check,
+            "last_error": health.last_error}
 
 
 def _result_dict(result: colony_pb2.TargetResult) -> dict:

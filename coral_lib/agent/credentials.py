@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from coral_lib import files, identity
+from coral_lib import files, identity, logs
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ class Enroller:
             return held
         sa_token = self._sa_token()
         join_token = "" if sa_token else self._join_token()
+        logs.known(sa_token, join_token)  # never in a log line, whatever a message quotes
         if not (sa_token or join_token):
             raise identity.IdentityError(
                 f"no valid certificate in {self.holder.cert_path.parent} and no join "

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from coral_lib import redact
+from coral_lib import logs, redact
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib.ops import base
 
@@ -57,8 +57,9 @@ class Handlers:
         try:
             backend, req = self.resolve(exec_request_from_proto(request))
             # never argument values: any of them can be a secret the redaction table misses
-            log.info("exec %s via %s target=%s", redact.describe_argv(req.argv, shell=req.shell),
-                     backend.name, req.target)
+            where = target_name(req.target)
+            log.info("exec %s via %s", redact.describe_argv(req.argv, shell=req.shell),
+                     backend.name, extra=logs.fields(target=where))
             if cancel is not None:
                 req = dataclasses.replace(req, cancel=cancel)
             result = exec_result_to_proto(backend.run(req))
@@ -66,6 +67,8 @@ class Handlers:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
                                         refused=isinstance(exc, base.Refused))
         result.entered.CopyFrom(self.entered(req.target))
+        outcome = "timeout" if result.timed_out else f"exit {result.exit_code}"
+        log.info("exec finished", extra=logs.fields(target=where, outcome=outcome))
         return result
 
     def entered(self, target: base.ExecTarget) -> agent_pb2.EnteredTarget:
@@ -189,3 +192,9 @@ def exec_result_to_proto(result: base.ExecResult) -> agent_pb2.ExecResult:
         duration_seconds=result.duration, truncated=result.truncated,
         timed_out=result.timed_out, error=result.error,
     )
+
+
+def target_name(target: base.ExecTarget) -> str:
+    """namespace/pod/container, or "host" for the agent's own host (log field `target`)."""
+    return "/".join(p for p in (target.namespace, target.pod_name, target.container_name)
+                    if p) or "host"

@@ -64,8 +64,10 @@ def _sidecar_agent(cfg: config.AgentConfig, ctx: runtime.RuntimeContext, *,
     if not pod.name:
         log.warning("POD_NAME is not set: services are registered without a pod name")
     scope = sidecar.SidecarScope(pod)
-    return runner.Agent(
+    agent = runner.Agent(
         cfg, discover=scope.discover, node_name=pod.node or socket.gethostname(),
         state_dir=state_dir,
         handlers=handlers.Handlers(runtime=context.to_proto(ctx), resolve=scope.resolve),
     )
+    agent.deregister_on_stop = True  # the pod is going away: leave the registry
+    return agent

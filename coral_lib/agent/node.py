@@ -18,7 +18,7 @@ from coral_lib import config, convert, overrides, runtime, selection, service
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.agent import context, handlers, runner
-from coral_lib.discovery import kubernetes, pods
+from coral_lib.discovery import kubeclient, kubernetes, pods
 from coral_lib.ops import base, cri, nsenter
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,9 @@ class NodeOptions:
     include_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     exclude_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     override_file: str | None = None
-    cri_socket: str | None = None  # None: the well-known sockets; "" : never CRI
+    cri_socket: str | None = None  # None: $CORAL_CRI_SOCKET, else the well-known sockets;
+    # "": never CRI (nsenter)
+    mode: str | None = None  # --mode passive|active: overrides agent.mode
 
 
 def effective_filters(cfg: config.KubernetesDiscovery, opts: NodeOptions
@@ -66,6 +68,25 @@ def discovered(pod_list: list[dict], *, node_labels: dict[str, str],
     return out
 
 
+def pod_refs(pod_list: list[dict], *, filters: config.KubernetesDiscovery
+             ) -> list[mesh_pb2.PodRef]:
+    """Pure: the running pods the filters include (a pending pod has no process to enter),
+    sorted by namespace and name."""
+    out = []
+    for pod in pod_list:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        decision = selection.pod_decision(
+            namespace=meta.get("namespace", ""), labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {}, filters=filters)
+        running = (pod.get("status") or {}).get("phase") == "Running"
+        if decision.included and running and pods.is_live(pod):
+            out.append(mesh_pb2.PodRef(
+                namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+                containers=[c.get("name", "") for c in spec.get("containers") or []]))
+    return sorted(out, key=lambda p: (p.namespace, p.name))
+
+
 def final_services(candidates: list[service.ServiceInfo], *, annotations: dict[str, dict],
                    rules: tuple[config.OverrideRule, ...],
                    explicit: tuple[config.ExplicitService, ...], node_name: str
@@ -90,6 +111,42 @@ class NodeAgent(runner.Agent):
         self.watcher, self.filters, self.rules = watcher, filters, rules
         watcher.on_change = self.wake.set
         self._explained: set[str] = set()
+        self.resolver: ExecResolver | None = None  # set by build(): health probes use it
+
+    def pods(self) -> list[mesh_pb2.PodRef] | None:
+        """Every live pod of the node the filters include, with or without a service, so
+        `--pod`, `--namespace` and `--all` reach it; None until the first list."""
+        if not self.watcher.synced.is_set():
+            return None
+        pod_list, _labels = self.watcher.snapshot()
+        return pod_refs(pod_list, filters=self.filters)
+
+    def node_labels(self) -> dict[str, str]:
+        return self.watcher.snapshot()[1]
+
+    def service_netns(self, svc: mesh_pb2.ServiceInfo) -> str:
+        """A pod's service is probed in its container's network namespace, found as an
+        exec target is (the pod must be in this node's watch cache)."""
+        pid = self.resolver.pid_of(svc.namespace, svc.pod_name, svc.container_name)
+        return f"{self.resolver.proc_root}/{pid}/ns/net"
+
+    def poll_interval(self) -> float:
+        """discovery.kubernetes.pollInterval: how often the pod set is re-checked and sent
+        when no watch event woke the agent sooner."""
+        return self.cfg.discovery.kubernetes.poll_interval
+
+    def leaving(self) -> bool:
+        """Leave the registry when the node is gone or being deleted. A rollout or a
+        restart of the agent pod keeps the node registered (no drop and re-add of its
+        services); an unreadable node keeps it too, and agentExpiry decides later."""
+        try:
+            found = self.watcher.api.read_node(self.node_name, timeout=5)
+        except kubeclient.ApiError as exc:
+            return exc.status == 404
+        except Exception as exc:  # noqa: BLE001 - the API is unreachable: expiry decides
+            log.warning("cannot read node %s at stop: %s", self.node_name, exc)
+            return False
+        return bool((found.get("metadata") or {}).get("deletionTimestamp"))
 
     def _discover(self) -> list[service.ServiceInfo]:
         pod_list, node_labels = self.watcher.snapshot()
@@ -139,17 +196,33 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     watcher = kubernetes.PodWatcher(
         api or kubernetes.api_from(kubeconfig=opts.kubeconfig), node_name=node_name,
         resync_interval=k8s.resync_interval)
-    resolver = ExecResolver(watcher, cri_socket=_cri_socket(opts.cri_socket))
-    return NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
-                     state_dir=state_dir,
-                     handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
-                                                                          node_name),
-                                                 resolve=resolver))
+    given = opts.cri_socket if opts.cri_socket is not None else \
+        os.environ.get("CORAL_CRI_SOCKET")
+    resolver = ExecResolver(watcher, cri_socket=_cri_socket(given))
+    if opts.mode:
+        cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"mode": opts.mode})})
+    agent = NodeAgent(cfg, watcher=watcher, filters=effective_filters(k8s, opts), rules=rules,
+                      state_dir=state_dir,
+                      handlers_=handlers.Handlers(runtime=node_runtime(resolver.backend_name,
+                                                                           node_name),
+                                                  resolve=resolver))
+    agent.resolver = resolver
+    return agent
 
 
 def _cri_socket(given: str | None) -> str:
+    """The CRI socket to exec through: the one named (--cri-socket or CORAL_CRI_SOCKET),
+    which must answer -- a named socket that does not is a configuration error, never a
+    silent fallback to nsenter; "" names none (nsenter); None tries the well-known ones."""
+    if given == "":
+        return ""
     if given is not None:
-        return given if cri.probe(given) else ""
+        if not cri.probe(given):
+            raise config.ConfigError("coral agent node", "--cri-socket / CORAL_CRI_SOCKET",
+                                     f"no CRI runtime answers on {given}: mount the node's "
+                                     "runtime socket there, or set it to '' to exec "
+                                     "through nsenter")
+        return given
     return next((p for p in cri.default_socket_paths() if cri.probe(p)), "")
 
 
@@ -198,6 +271,16 @@ class ExecResolver:
             target, container_name=found.name, container_id=found.container_id,
             pid=found.main_pid, resolved_by="pod-status")
         return self.nsenter, dataclasses.replace(request, target=located)
+
+    def pid_of(self, namespace: str, pod_name: str, container_name: str) -> int:
+        """The host pid of a container of a pod on this node (resolved as __call__ does);
+        OperationError when it is not running here."""
+        request = base.ExecRequest(argv=["true"], target=base.ExecTarget(
+            namespace=namespace, pod_name=pod_name, container_name=container_name))
+        _backend, located = self(request)
+        if not located.target.pid:
+            raise base.OperationError(f"no process of {namespace}/{pod_name}/{container_name}")
+        return located.target.pid
 
     def _container(self, pod: dict, target: base.ExecTarget):
         containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]

@@ -14,7 +14,7 @@ import grpc
 from coral_lib import config as config_mod
 from coral_lib import convert, identity, overrides, service
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from coral_lib.agent import credentials, local_server
+from coral_lib.agent import credentials, health, local_server
 from coral_lib.agent import handlers as handlers_mod
 from coral_lib.agent import session as session_mod
 from coral_lib.agent import state as state_mod
@@ -78,6 +78,34 @@ class Agent:
         self.state_path = self.state_dir / f"{cfg.agent.id}.json"
         self.socket_path: pathlib.Path | None = None  # serve the local Agent API when set
         self._last_sent: list[mesh_pb2.ServiceInfo] | None = None
+        self._pods_sent: list[mesh_pb2.PodRef] | None = None
+        # A sidecar leaves the registry when stopped (SIGTERM: its pod is going away); a
+        # DaemonSet agent when its node is (NodeAgent.leaving). A host agent stays
+        # registered through restarts; agentExpiry removes one that never comes back.
+        self.deregister_on_stop = False
+        self.prober = health.Prober(lambda: list(self._last_sent or []),
+                                    netns_of=self.service_netns)
+
+    def service_netns(self, svc: mesh_pb2.ServiceInfo) -> str:
+        """Where a health probe of `svc` runs: its process's network namespace when known
+        (a sidecar's pod), else the agent's own (host mode)."""
+        return health.pid_netns(svc)
+
+    def pods(self) -> list[mesh_pb2.PodRef] | None:
+        """The pods this agent sees (a DaemonSet agent's node); None: it lists none."""
+        return None
+
+    def node_labels(self) -> dict[str, str]:
+        """The labels of the node the agent runs on, when it can read them."""
+        return {}
+
+    def poll_interval(self) -> float:
+        """How often discovery runs between heartbeats (discovery.host.pollInterval)."""
+        return self.cfg.discovery.host.poll_interval
+
+    def leaving(self) -> bool:
+        """Asked when the agent stops: whether it leaves the colony's registry for good."""
+        return self.deregister_on_stop
 
     def current(self) -> list[mesh_pb2.ServiceInfo]:
         return desired_services(self.discover(), self.cfg, node_name=self.node_name)
@@ -98,14 +126,20 @@ class Agent:
             if held is None:
                 return
             sess = session_mod.Session(stub=stub, agent_id=held.agent_id,
-                                       node_name=self.node_name)
+                                       node_name=self.node_name,
+                                       labels=dict(self.cfg.agent.labels))
             link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop)
             threads = [threading.Thread(target=link.run_forever, name="link", daemon=True),
                        threading.Thread(target=enroller.renew_forever, args=(self.stop,),
                                         name="renew", daemon=True)]
+            if self.cfg.agent.mode == "active":
+                threads.append(threading.Thread(target=self.prober.run_forever,
+                                                args=(self.stop,), name="health", daemon=True))
             for thread in threads:
                 thread.start()
             self._loop(sess, enroller)
+            if self.registered.is_set() and self.leaving():
+                sess.deregister("agent stopped")
         finally:
             self.stop.set()
             for thread in threads:
@@ -145,13 +179,17 @@ class Agent:
             try:
                 services = self.current() if self._last_sent is not None or not cached else cached
                 self._remember(services)
-                interval = sess.register(services=services, runtime=self.handlers.runtime)
-                self._last_sent = services
+                sess.node_labels = self.node_labels()
+                pods = self.pods()
+                interval = sess.register(services=services, runtime=self.handlers.runtime,
+                                         pods=pods)
+                self._last_sent, self._pods_sent = services, pods
                 self.registered.set()
                 log.info("registered with colony %s at %s as %s (%d services)",
                          self.cfg.colony.id, self.cfg.colony.address, sess.agent_id, len(services))
                 attempt = 0
-                self._heartbeat_until_lost(sess, interval)
+                if self._heartbeat_until_lost(sess, interval):
+                    return  # stopping while registered: `registered` stays set
             except session_mod.Refused as exc:
                 log.error("%s", exc)
             except grpc.RpcError as exc:
@@ -169,20 +207,27 @@ class Agent:
             self.stop.wait(session_mod.backoff(attempt))
             attempt += 1
 
-    def _heartbeat_until_lost(self, sess: session_mod.Session, interval: float) -> None:
-        period = min(interval, self.cfg.discovery.host.poll_interval)
+    def _heartbeat_until_lost(self, sess: session_mod.Session, interval: float) -> bool:
+        """Heartbeat until the colony asks to register again (False) or the agent stops
+        (True)."""
+        period = min(interval, self.poll_interval())
         while not self._sleep(period):
             services = self.current()
             send = services if changed(self._last_sent, services) else None
             if send is not None:
                 self._remember(send)
-            reply = sess.heartbeat(services=send)
+            pods = self.pods()
+            send_pods = pods if pods is not None and pods != self._pods_sent else None
+            reply = sess.heartbeat(services=send, pods=send_pods, health=self.prober.drain())
             if reply.reregister or not reply.ok:
                 log.warning("colony asks to register again: %s", reply.reason)
-                return
+                return False
             if send is not None:
                 self._last_sent = send
                 log.info("service set changed: sent %d services", len(send))
+            if send_pods is not None:
+                self._pods_sent = send_pods
+        return True
 
     def shutdown(self) -> None:
         self.stop.set()

@@ -44,21 +44,38 @@ class Session:
         self.node_name, self.labels, self.node_labels = node_name, labels or {}, node_labels or {}
 
     def register(self, *, services: list[mesh_pb2.ServiceInfo],
-                 runtime: agent_pb2.RuntimeContext, timeout: float = 10.0) -> float:
+                 runtime: agent_pb2.RuntimeContext, timeout: float = 10.0,
+                 pods: list[mesh_pb2.PodRef] | None = None) -> float:
         """Register; returns the heartbeat interval. Raises Refused or grpc.RpcError."""
         reply = self.stub.Register(mesh_pb2.RegisterRequest(
             version=__version__, labels=self.labels, services=services,
             node_name=self.node_name, node_labels=self.node_labels, runtime=runtime,
+            pods=pods or [],
         ), timeout=timeout)
         if not reply.accepted:
             raise Refused(f"colony refused agent {self.agent_id}: {reply.reason}")
         return reply.heartbeat_interval_seconds or 10.0
 
     def heartbeat(self, *, services: list[mesh_pb2.ServiceInfo] | None,
-                  timeout: float = 10.0) -> mesh_pb2.HeartbeatResponse:
+                  timeout: float = 10.0, pods: list[mesh_pb2.PodRef] | None = None,
+                  health: list[mesh_pb2.ServiceHealth] | None = None
+                  ) -> mesh_pb2.HeartbeatResponse:
+        """services/pods None: unchanged since the last call."""
         return self.stub.Heartbeat(mesh_pb2.HeartbeatRequest(
             services_changed=services is not None, services=services or [],
+            pods_changed=pods is not None, pods=pods or [], health=health or [],
         ), timeout=timeout)
+
+    def deregister(self, reason: str, *, timeout: float = 5.0) -> bool:
+        """Leave the colony's registry (the agent stops for good); False when the colony
+        could not be told (it then expires the agent after agentExpiry)."""
+        try:
+            self.stub.Deregister(mesh_pb2.DeregisterRequest(reason=reason), timeout=timeout)
+        except grpc.RpcError as exc:
+            log.warning("could not deregister from the colony: %s", exc.code())
+            return False
+        log.info("deregistered from the colony (%s)", reason)
+        return True
 
     def hello(self) -> mesh_pb2.AgentMessage:
         # Informational: the colony knows who is linking from the call's verified metadata.

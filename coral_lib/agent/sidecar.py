@@ -10,6 +10,7 @@ refused, so one tenant's sidecar cannot be used against another tenant's workloa
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -25,12 +26,41 @@ class PodIdentity:
     namespace: str
     node: str
     default_container: str = ""
+    labels_file: str = ""  # the downward API file of the pod's labels (webhook-injected)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PodIdentity:
         return cls(name=env.get("POD_NAME", ""), namespace=env.get("POD_NAMESPACE", ""),
                    node=env.get("NODE_NAME", ""),
-                   default_container=env.get("CORAL_DEFAULT_CONTAINER", ""))
+                   default_container=env.get("CORAL_DEFAULT_CONTAINER", ""),
+                   labels_file=env.get("CORAL_POD_LABELS_FILE", ""))
+
+
+def parse_downward_labels(text: str) -> dict[str, str]:
+    """Pure: the downward API's labels file (`key="value"` per line, Go-quoted values)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            continue
+        try:
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(parsed, str):
+            out[key.strip()] = parsed
+    return out
+
+
+def pod_labels(path: str) -> dict[str, str]:
+    """The pod's labels from its downward API file; {} when there is none."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return parse_downward_labels(handle.read())
+    except OSError:
+        return {}
 
 
 def outside_pod(target: base.ExecTarget, pod: PodIdentity) -> str:
@@ -58,8 +88,11 @@ class SidecarScope:
                                     proc_root=self.proc_root)
 
     def discover(self) -> list[service.ServiceInfo]:
-        return procfs.services(self.containers(), node_name=self.pod.node,
-                               namespace=self.pod.namespace, pod_name=self.pod.name)
+        """The pod's services, each carrying the pod's labels under its own."""
+        labels = pod_labels(self.pod.labels_file)
+        return [dataclasses.replace(s, labels={**labels, **s.labels}) for s in procfs.services(
+            self.containers(), node_name=self.pod.node, namespace=self.pod.namespace,
+            pod_name=self.pod.name)]
 
     def target_container(self, target: base.ExecTarget) -> procfs.Container:
         """The container of this pod the target names, by exact name (never by id)."""

@@ -74,7 +74,8 @@ class Verifier:
         if not all(values):
             raise AuthError("no agent credentials: the call must carry coral-agent-cert, "
                             "-ts, -nonce and -proof metadata (an agent without a certificate "
-                            "joins first)")
+                            "joins first; coral 0.1 agents, which sent a shared colony "
+                            "secret, must be upgraded and joined with a join token)")
         cert_b64, ts, nonce, proof_b64 = values
         if len(cert_b64) > _MAX_CERT_B64 or max(map(len, (ts, nonce, proof_b64))) > _MAX_SMALL:
             raise AuthError("agent credentials too large")

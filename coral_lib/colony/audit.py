@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 FINISHED_STATUSES = ("ok", "failed", "error", "timeout", "refused", "interrupted")
-DISCOVERY_EVENTS = ("added", "removed", "overridden")
+DISCOVERY_EVENTS = ("added", "removed", "overridden", "changed")
 RESERVED = ("id", "ts", "kind", "prev_hash", "hash")
 
 _SCHEMA = f"""
@@ -319,14 +319,14 @@ class AuditLog:
     def started(
         self, *, op_id: str, requester: str, verb: str, agent_id: str, runtime: str,
         service: str, namespace: str, pod: str, provenance: str, command: str,
-        approval_id: str = "", decision_rule: str = "",
+        approval_id: str = "", decision_rule: str = "", node: str = "",
     ) -> int:
         """The record written before an operation runs on one target."""
         return self.append("started", {
             "op_id": op_id, "requester": requester, "verb": verb, "agent_id": agent_id,
             "runtime": runtime, "service": service, "namespace": namespace, "pod": pod,
             "provenance": provenance, "command": command, "approval_id": approval_id,
-            "decision_rule": decision_rule,
+            "decision_rule": decision_rule, "node": node,
         })
 
     def finished(
@@ -354,14 +354,15 @@ class AuditLog:
         """A change in an agent's service set (event added|removed|overridden)."""
         return self.discoveries(agent_id=agent_id, events=[(event, service)])[-1]
 
-    def discoveries(self, *, agent_id: str,
-                    events: list[tuple[str, Mapping[str, object]]]) -> list[int]:
+    def discoveries(self, *, agent_id: str, events: list[tuple[str, Mapping[str, object]]],
+                    runtime: str = "") -> list[int]:
         """Many discovery records in one transaction (one fsync for a whole registration)."""
         for event, _ in events:
             if event not in DISCOVERY_EVENTS:
                 raise ValueError(f"discovery event {event!r}: expected one of {DISCOVERY_EVENTS}")
         rows = [canonical_json(secrets.scrub(jsonable(
-            {"event": event, "agent_id": agent_id, "service": service})))
+            {"event": event, "agent_id": agent_id, "service": service,
+             **({"runtime": runtime} if runtime else {})})))
             for event, service in events]
         if not rows:
             return []

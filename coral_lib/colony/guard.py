@@ -287,3 +287,34 @@ def _check_labels(labels, field: str) -> None:
 
 # one home for the rule, shared with the operator's targeting builder (pure)
 targeting_problem = routing.targeting_problem
+
+
+MAX_PODS = 1000  # per agent: kubelet's maxPods is 110 by default, 250 at most in practice
+HEALTH_STATES = ("healthy", "unhealthy", "unknown")
+
+
+def split_pods(pods) -> list:
+    """The pods of a DaemonSet agent's list whose names and labels are acceptable (up to
+    MAX_PODS); a bad one is skipped, like a bad service."""
+    kept = []
+    for pod in list(pods)[:MAX_PODS]:
+        try:
+            validate.check_name("namespace", pod.namespace, field="pods.namespace")
+            validate.check_name("pod", pod.name, field="pods.name")
+            for container in pod.containers:
+                validate.check_name("container", container, field="pods.containers")
+            _check_labels(pod.labels, "pods.labels")
+        except validate.InvalidName:
+            continue
+        kept.append(pod)
+    return kept
+
+
+def split_health(health) -> list:
+    """Health reports with a known state and bounded text; others are skipped."""
+    kept = []
+    for item in list(health)[:MAX_PODS * 4]:
+        if item.state in HEALTH_STATES and len(item.service_key) <= 1024:
+            item.last_error = validate.clip(validate.printable(item.last_error), 300)
+            kept.append(item)
+    return kept

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+from coral_lib import logs
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
@@ -86,6 +87,7 @@ class FanOut:
                 runtime=runtime, service=target.service, namespace=target.namespace,
                 pod=target.pod, provenance=provenance, command=command,
                 approval_id=admission.approval_id, decision_rule=rule,
+                node=target.node or (agent.node_name if agent else ""),
             )
         except audit_mod.AuditError as exc:
             log.error("%s on %s not run: %s", verb, target.agent_id, exc)
@@ -103,6 +105,9 @@ class FanOut:
             )
         except audit_mod.AuditError as exc:  # it ran; restart marks the record interrupted
             log.error("audit end record of %s lost: %s", key, exc)
+        log.info("%s %s", verb, status, extra=logs.fields(
+            op_id=key, identity=identity.name, agent=target.agent_id,
+            target=targets_mod.name(target), outcome=status))
         return colony_pb2.TargetResult(target=target, result=result, audit_id=audit_id,
                                        status=status)
 

@@ -205,15 +205,19 @@ class Gate:
         self._waiting = threading.BoundedSemaphore(MAX_WAITING_SHELLS)
 
     def rbac_target(self, target: colony_pb2.Target) -> rbac.Target:
-        """The policy's view of a target: labels of its service (or agent), node, runtime."""
+        """The policy's view of a target: labels of its node, agent and service (or pod), its
+        node and runtime."""
         agent = self.registry.get_agent(target.agent_id)
-        labels = dict(agent.labels) if agent else {}
+        labels = {**agent.node_labels, **agent.labels} if agent else {}
         if target.service:
             flt = registry.ServiceFilter(name=target.service, agent=target.agent_id)
             for _, svc in self.registry.services(flt):
                 if not target.pod or svc.pod_name == target.pod:
                     labels.update(svc.labels)
                     break
+        elif target.pod:  # a pod a DaemonSet agent sees, without a service
+            pod = self.registry.pod(target.agent_id, target.namespace, target.pod)
+            labels.update(pod.labels if pod else {})
         mode = agent.runtime.mode if agent else 0
         return rbac.Target(agent_id=target.agent_id, service=target.service,
                            namespace=target.namespace, pod=target.pod, labels=labels,
@@ -262,10 +266,23 @@ class Gate:
                 approval_id=approval_id, no_wait=no_wait, is_active=is_active)
             if not approval_id:
                 return None
-        admission = Admission(allowed=[], refused=refused, approval_id=approval_id, verb=verb)
+        return self._rate_limited(identity, verb, command, allowed, Admission(
+            allowed=[], refused=refused, approval_id=approval_id, verb=verb))
+
+    def _rate_limited(self, identity, verb, command, allowed, admission):
+        """Charge the operation (ratelimit.check_fanout: one identity token per operation,
+        one token per target); over the identity's limit it is refused whole with ONE
+        audit record, a target over its own limit is refused alone."""
+        mine, verdicts = self.limiter.check_fanout(identity.name,
+                                                   [describe(t) for t, _ in allowed])
+        if not mine.allowed:
+            first = allowed[0][0]
+            self._refuse(identity, verb, first, command, f"{mine.reason} ({len(allowed)} "
+                         "targets, none run)", RATE_LIMIT_RULE)
+            raise Refused(f"{verb} refused: {mine.reason}", code="RESOURCE_EXHAUSTED",
+                          retry_after=mine.retry_after)
         waits = []
-        for target, rule in allowed:
-            verdict = self.limiter.check(identity.name, describe(target))
+        for (target, rule), verdict in zip(allowed, verdicts, strict=True):
             if verdict.allowed:
                 admission.allowed.append((target, rule))
                 continue

@@ -1,9 +1,14 @@
 """Token buckets per identity and per target for remote operations.
 
-Each call takes one token from the caller's bucket and one from the target's bucket, and
-only when both have one (a refused call costs nothing). A bucket holds `burst` tokens and
-refills at `per_second`. Memory stays bounded: buckets that have refilled completely carry
-no state and are dropped, and beyond `max_buckets` the least recently used are dropped.
+Charged per operation for the identity and per target for each target (check_fanout): one
+operation takes ONE token from the caller's bucket however many targets it fans out to,
+and one token from each target's bucket; a target whose bucket is empty is refused alone,
+and an operation that runs nowhere costs the caller nothing. So `perIdentity` bounds how
+many operations an identity starts and `perTarget` how often any one target is hit; a
+200-pod exec is one operation. `check` is the single-target case (one token of each).
+A bucket holds `burst` tokens and refills at `per_second`. Memory stays bounded: buckets
+that have refilled completely carry no state and are dropped, and beyond `max_buckets`
+the least recently used are dropped.
 """
 
 from __future__ import annotations
@@ -130,6 +135,30 @@ class RateLimiter:
             for name, buckets in self._scopes.items():
                 buckets.take(keys[name], now)
             return Verdict(True)
+
+    def check_fanout(self, identity: str, targets: list[str]) -> tuple[Verdict, list[Verdict]]:
+        """One operation on `targets`: (the identity's verdict, one verdict per target).
+        When the identity is over its limit nothing is taken and the list is empty."""
+        with self._lock:
+            now = self._clock()
+            mine = self._scopes.get("identity")
+            wait = mine.wait_for_token(identity, now) if mine else 0.0
+            if wait > 0:
+                return Verdict(False, retry_after=wait, scope="identity", key=identity), []
+            verdicts = [self._take_target(target, now) for target in targets]
+            if mine and any(v.allowed for v in verdicts):
+                mine.take(identity, now)
+            return Verdict(True), verdicts
+
+    def _take_target(self, target: str, now: float) -> Verdict:
+        buckets = self._scopes.get("target")
+        if buckets is None:
+            return Verdict(True)
+        wait = buckets.wait_for_token(target, now)
+        if wait > 0:
+            return Verdict(False, retry_after=wait, scope="target", key=target)
+        buckets.take(target, now)
+        return Verdict(True)
 
     def tracked(self) -> int:
         """How many buckets are held in memory (for tests and metrics)."""

@@ -35,6 +35,17 @@ CREATE TABLE IF NOT EXISTS service_labels (
   PRIMARY KEY (agent_id, key, label)
 );
 CREATE INDEX IF NOT EXISTS service_labels_pair ON service_labels(label, value);
+CREATE TABLE IF NOT EXISTS agent_pods (
+  agent_id TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY (agent_id, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS service_health (
+  agent_id TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY (agent_id, key)
+);
+CREATE TABLE IF NOT EXISTS departed_agents (
+  agent_id TEXT PRIMARY KEY, event TEXT NOT NULL, departed_at REAL NOT NULL
+);
 """
 
 
@@ -175,6 +186,80 @@ class Registry:
                 self._db.execute("ROLLBACK")
                 raise
         return diff
+
+    def remove_agent(self, agent_id: str, *, event: str, now: float | None = None) -> int | None:
+        """Remove an agent, its services, pods and health, remembering that it left
+        (`event`: deregistered, expired, pruned); the number of services it had, or None
+        when it was not registered."""
+        with self._lock, _explained("agent not removed", self.path):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = self._db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
+                if gone.rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    return None
+                count = self._db.execute("SELECT COUNT(*) FROM services WHERE agent_id=?",
+                                         (agent_id,)).fetchone()[0]
+                for table in ("services", "service_labels", "agent_pods", "service_health"):
+                    self._db.execute(f"DELETE FROM {table} WHERE agent_id=?", (agent_id,))
+                self._db.execute("INSERT OR REPLACE INTO departed_agents VALUES (?,?,?)",
+                                 (agent_id, event, now or time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return count
+
+    def departed(self, agent_id: str) -> tuple[str, float] | None:
+        """(event, when) for an agent that left and has not registered since."""
+        with self._lock:
+            row = self._db.execute("SELECT event, departed_at FROM departed_agents "
+                                   "WHERE agent_id=?", (agent_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def returned(self, agent_id: str) -> None:
+        """An agent registered again: it is no longer reported as departed."""
+        with self._lock, _explained("agent not stored", self.path):
+            self._db.execute("DELETE FROM departed_agents WHERE agent_id=?", (agent_id,))
+
+    def replace_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
+        """The pods a DaemonSet agent sees now (its complete list)."""
+        with self._lock, _explained("pods not stored", self.path):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM agent_pods WHERE agent_id=?", (agent_id,))
+                self._db.executemany("INSERT OR REPLACE INTO agent_pods VALUES (?,?,?,?)", [
+                    (agent_id, p.namespace, p.name, p.SerializeToString()) for p in pods])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def pods(self) -> list[tuple[str, mesh_pb2.PodRef]]:
+        with self._lock:
+            rows = self._db.execute("SELECT agent_id, body FROM agent_pods "
+                                    "ORDER BY agent_id, namespace, name").fetchall()
+        return [(agent_id, mesh_pb2.PodRef.FromString(body)) for agent_id, body in rows]
+
+    def pod(self, agent_id: str, namespace: str, name: str) -> mesh_pb2.PodRef | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM agent_pods WHERE agent_id=? AND "
+                                   "namespace=? AND name=?", (agent_id, namespace, name)
+                                   ).fetchone()
+        return mesh_pb2.PodRef.FromString(row[0]) if row else None
+
+    def set_health(self, agent_id: str, health: list[mesh_pb2.ServiceHealth]) -> None:
+        with self._lock, _explained("health not stored", self.path):
+            self._db.executemany("INSERT OR REPLACE INTO service_health VALUES (?,?,?)", [
+                (agent_id, h.service_key, h.SerializeToString()) for h in health])
+
+    def health(self) -> dict[tuple[str, str], mesh_pb2.ServiceHealth]:
+        """(agent id, service key) -> the latest probe, for services still registered."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT h.agent_id, h.key, h.body FROM service_health h JOIN services s "
+                "ON s.agent_id=h.agent_id AND s.key=h.key").fetchall()
+        return {(a, k): mesh_pb2.ServiceHealth.FromString(b) for a, k, b in rows}
 
     def _delete(self, agent_id: str, key: str) -> None:
         for table in ("services", "service_labels"):

@@ -13,7 +13,7 @@ import time
 
 import grpc
 
-from coral_lib import convert, identity, validate
+from coral_lib import convert, identity, logs, validate
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
@@ -23,6 +23,7 @@ from coral_lib.colony import (
     checkpoints,
     enrollment,
     guard,
+    lifecycle,
     links,
     operations,
     pki,
@@ -63,6 +64,7 @@ class ColonyState:
     heartbeat_interval: float = 10.0
     degraded_after: float = 30.0
     unhealthy_after: float = 90.0
+    agent_expiry: float = lifecycle.DEFAULT_EXPIRY
 
     def close(self) -> None:
         self.links.close_all()
@@ -79,7 +81,8 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
                limits: guard.Limits | None = None,
                agent_cert_ttl: float = enrollment.DEFAULT_TTL,
                agent_service_account: str = enrollment.DEFAULT_AGENT_SERVICE_ACCOUNT,
-               reviewer: enrollment.Reviewer | None = None) -> ColonyState:
+               reviewer: enrollment.Reviewer | None = None,
+               agent_expiry: float = lifecycle.DEFAULT_EXPIRY) -> ColonyState:
     """Open the data directory's stores; `settings` None is the embedded default policy;
     `audit_options` None keeps audit keys in the data dir, checkpoints beside it;
     `limits` None is guard.Limits() (the documented defaults). `reviewer` (an object with
@@ -108,6 +111,7 @@ def open_state(*, data_dir: str, colony_id: str = "", tokens_file: str = "",
         enrollment=enroll, agent_auth=agentauth.AgentAuth(verifier),
         heartbeat_interval=heartbeat_interval, degraded_after=degraded_after,
         unhealthy_after=unhealthy_after, limits=limits or guard.Limits(),
+        agent_expiry=agent_expiry,
     )
     state.peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
     state.agent_peers = guard.PeerGuard(state.limits, record=_login_recorder(state))
@@ -160,12 +164,14 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                 join_token=request.join_token, service_account_token=request.service_account_token,
                 csr_der=request.csr_der, hint=request.agent_id_hint, peer=context.peer())
         except enrollment.Refused as exc:
-            log.warning("join from %s refused: %s", validate.printable(context.peer()), exc)
+            log.warning("join from %s refused: %s", validate.printable(context.peer()), exc,
+                        extra=logs.fields(outcome="refused"))
             self.state.agent_peers.failed(context.peer(), what="join", reason=str(exc))
             context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"join not recorded: {exc}")
-        log.info("agent %s joined from %s", issued.who.agent_id, context.peer())
+        log.info("agent %s joined from %s", issued.who.agent_id, context.peer(),
+                 extra=logs.fields(agent=issued.who.agent_id, outcome="joined"))
         return mesh_pb2.JoinResponse(
             certificate_pem=issued.certificate_pem.decode(), ca_pem=self.state.enrollment.ca_pem
             .decode(), agent_id=issued.who.agent_id, not_after=issued.not_after)
@@ -204,7 +210,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         """Log (escaped, clipped) and count one refused agent call from this peer."""
         shown = validate.clip(validate.printable(agent_id), 80)
         log.warning("%s of agent '%s' from %s refused: %s", what, shown,
-                    validate.printable(context.peer()), validate.printable(reason))
+                    validate.printable(context.peer()), validate.printable(reason),
+                    extra=logs.fields(agent=shown, outcome="refused"))
         self.state.agent_peers.failed(context.peer(), what=what,
                                       reason=f"agent '{shown}': {reason}")
 
@@ -217,7 +224,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
         return services, [validate.clip(s) for s in skipped[:10]]
 
     def _refuse_scope(self, who: identity.AgentIdentity, verb: str, reason: str) -> None:
-        log.warning("%s of agent %s refused: %s", verb, who.agent_id, validate.printable(reason))
+        log.warning("%s of agent %s refused: %s", verb, who.agent_id, validate.printable(reason),
+                    extra=logs.fields(agent=who.agent_id, outcome="refused"))
         self.state.audit.refused(requester=f"agent:{who.agent_id}", verb=verb,
                                  target=self.state.colony_id, command="",
                                  reason=validate.clip(reason, 500), rule="agent-scope")
@@ -238,11 +246,11 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             if reason:
                 self._refuse_scope(who, "register", reason)
                 return mesh_pb2.RegisterResponse(accepted=False, reason=reason)
-            reply = self._register(who.agent_id, request, services, node_name)
+            reply = self._register(who.agent_id, request, services, node_name, who.kind)
         reply.reason = "; ".join(skipped)
         return reply
 
-    def _register(self, agent_id: str, request, services, node_name: str):
+    def _register(self, agent_id: str, request, services, node_name: str, kind: str):
         now = time.time()
         existing = self.state.registry.get_agent(agent_id)
         self.state.registry.upsert_agent(registry.AgentRow(
@@ -251,8 +259,14 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             labels=dict(request.labels), registered_at=existing.registered_at if existing else now,
             last_seen=now,
         ))
-        self._store_services(agent_id, services)
-        log.info("agent %s registered (%d services)", agent_id, len(services))
+        self._store_services(agent_id, services, runtime=request.runtime)
+        # Only a node agent lists pods (a sidecar's own pod is in its services).
+        self.state.registry.replace_pods(
+            agent_id, guard.split_pods(request.pods) if kind == "node" else [])
+        if existing is None:
+            self.state.registry.returned(agent_id)
+        log.info("agent %s registered (%d services)", agent_id, len(services),
+                 extra=logs.fields(agent=agent_id, outcome="registered"))
         return mesh_pb2.RegisterResponse(
             accepted=True, agent_id=agent_id, colony_id=self.state.colony_id,
             heartbeat_interval_seconds=self.state.heartbeat_interval,
@@ -271,15 +285,35 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                 if reason:
                     self._refuse_scope(who, "heartbeat", reason)
                     return mesh_pb2.HeartbeatResponse(ok=False, reason=reason)
-                self._store_services(who.agent_id, services)
+                self._store_services(who.agent_id, services, runtime=agent.runtime)
+            if request.pods_changed and who.kind == "node":
+                self.state.registry.replace_pods(who.agent_id, guard.split_pods(request.pods))
+            if request.health:
+                self.state.registry.set_health(who.agent_id, guard.split_health(request.health))
         return mesh_pb2.HeartbeatResponse(ok=True)
 
-    def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
+    def Deregister(self, request, context):
+        """The agent is stopping for good (SIGTERM of a DaemonSet or sidecar pod): it and
+        its services leave the registry, with an `agent` audit record."""
+        who = self.state.agent_auth.identity(context)
+        with _storage_errors(context):
+            count = lifecycle.remove(
+                registry=self.state.registry, audit=self.state.audit, links=self.state.links,
+                agent_id=who.agent_id, event="deregistered", by=f"agent:{who.agent_id}",
+                detail={"reason": validate.clip(validate.printable(request.reason), 200)})
+        return mesh_pb2.DeregisterResponse(removed=count is not None, services=count or 0)
+
+    def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo], *,
+                        runtime: agent_pb2.RuntimeContext) -> None:
+        """Store the set; audit what was added, removed, and changed (overridden, or any
+        other field change of a service that stays registered), with the agent's runtime."""
         diff = self.state.registry.replace_services(agent_id, services)
         events = [(event, convert.to_dict(svc)) for event, items in (
             ("added", diff.added), ("removed", diff.removed),
-            ("overridden", [s for s in diff.changed if s.provenance == 3])) for svc in items]
-        self.state.audit.discoveries(agent_id=agent_id, events=events)
+            ("overridden", [s for s in diff.changed if s.provenance == 3]),
+            ("changed", [s for s in diff.changed if s.provenance != 3])) for svc in items]
+        self.state.audit.discoveries(agent_id=agent_id, events=events,
+                                     runtime=agent_pb2.RuntimeMode.Name(runtime.mode))
 
     def Link(self, request_iterator, context):
         # Identity from the verified metadata: nothing of the stream is read before this.
@@ -295,7 +329,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
                     command="", reason=f"{exc} (from {validate.clip(context.peer(), 100)})",
                     rule="agent-link")
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        log.info("agent %s linked from %s", link.agent_id, validate.printable(context.peer()))
+        log.info("agent %s linked from %s", link.agent_id, validate.printable(context.peer()),
+                 extra=logs.fields(agent=link.agent_id, outcome="linked"))
         reader = threading.Thread(target=_pump, args=(request_iterator, link), daemon=True,
                                   name=f"link-{link.agent_id}")
         reader.start()
@@ -304,7 +339,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
             yield from link.outgoing()
         finally:
             self.state.links.detach(link)
-            log.info("agent %s link closed", link.agent_id)
+            log.info("agent %s link closed", link.agent_id,
+                     extra=logs.fields(agent=link.agent_id, outcome="closed"))
 
 
 @contextlib.contextmanager
@@ -388,8 +424,10 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             name=request.name, labels=dict(request.labels), provenance=request.provenance,
             agent=request.agent, node=request.node, namespace=request.namespace,
         )
+        health = self.state.registry.health()
         return colony_pb2.ListServicesResponse(services=[
-            colony_pb2.ServiceRecord(agent_id=agent_id, service=svc)
+            colony_pb2.ServiceRecord(agent_id=agent_id, service=svc,
+                                     health=health.get((agent_id, convert.service_key(svc))))
             for agent_id, svc in self.state.registry.services(flt)
         ])
 
@@ -397,14 +435,21 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         """The targets; when there are none, only a caller who may list the registry is
         told the close matches (others could enumerate other tenants' pods with them)."""
         _check_request(context, guard.targeting_problem(targeting))
-        agents = [routing.AgentView(a.agent_id, a.node_name, a.labels)
-                  for a in self.state.registry.agents()]
+        agents = [routing.AgentView(
+            a.agent_id, a.node_name, a.labels, a.node_labels,
+            lists_pods=a.runtime.mode == agent_pb2.RUNTIME_MODE_K8S_DAEMONSET)
+            for a in self.state.registry.agents()]
         try:
             return routing.resolve(targeting, agents=agents,
-                                   services=self.state.registry.services())
+                                   services=self.state.registry.services(),
+                                   pods=self.state.registry.pods())
         except routing.NoTargets as exc:
             may_list = self.gate.grants(who, verbs.colony("ListServices"))
-            context.abort(grpc.StatusCode.NOT_FOUND, str(exc) if may_list else exc.message)
+            departed = lifecycle.departed_message(
+                targeting.agent, self.state.registry.departed(targeting.agent)
+                if targeting.agent and may_list else None)
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          departed or (str(exc) if may_list else exc.message))
             raise
 
     def ResolveTargets(self, request, context):
@@ -608,8 +653,27 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except audit_mod.AuditError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"join token not recorded: {exc}")
+        logs.known(token)
         return colony_pb2.CreateJoinTokenResponse(token=token, agent_id=request.agent_id,
                                                   expires_at=expires_at)
+
+    def PruneAgents(self, request, context):
+        """Admin: remove agents without a link last seen longer ago than the request's
+        older_than_seconds (default agentExpiry), each with an `agent` audit record."""
+        older_than = request.older_than_seconds or self.state.agent_expiry
+        who = self._reader(context, f"prune agents older than {older_than:g}s", "PruneAgents")
+        if older_than < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"older_than_seconds {older_than:g}: expected a duration above zero")
+        ids = lifecycle.stale(self.state.registry.agents(), now=time.time(),
+                              older_than=older_than, connected=self.state.links.connected())
+        if not request.dry_run:
+            with _storage_errors(context):
+                ids = [i for i in ids if lifecycle.remove(
+                    registry=self.state.registry, audit=self.state.audit,
+                    links=self.state.links, agent_id=i, event="pruned", by=who.name,
+                    detail={"older_than": older_than}) is not None]
+        return colony_pb2.PruneAgentsResponse(agent_ids=ids)
 
 
 def _check_request(context, problem: str, approval_id: str = "", *,
@@ -720,6 +784,7 @@ class ColonyServer:
     def start(self) -> ColonyServer:
         self._server.start()
         threading.Thread(target=self._expire_links, name="link-expiry", daemon=True).start()
+        threading.Thread(target=self._expire_agents, name="agent-expiry", daemon=True).start()
         log.info("colony %s listening on %s (TLS)", self.state.colony_id, self.listen)
         return self
 
@@ -728,6 +793,21 @@ class ColonyServer:
         while not self._stopping.wait(2.0):
             for agent_id in self.state.links.close_expired(time.time()):
                 log.warning("agent %s link closed: its certificate expired unrenewed", agent_id)
+
+    def _expire_agents(self) -> None:
+        """Agents unhealthy (no heartbeat, no link) longer than agentExpiry are expired."""
+        expiry = self.state.agent_expiry
+        while not self._stopping.wait(min(30.0, max(1.0, expiry / 10))):
+            try:
+                for agent_id in lifecycle.stale(
+                        self.state.registry.agents(), now=time.time(), older_than=expiry,
+                        connected=self.state.links.connected()):
+                    lifecycle.remove(registry=self.state.registry, audit=self.state.audit,
+                                     links=self.state.links, agent_id=agent_id,
+                                     event="expired", by="colony",
+                                     detail={"agent_expiry": expiry})
+            except (registry.RegistryError, audit_mod.AuditError) as exc:
+                log.error("agent expiry skipped: %s", exc)
 
     def wait(self) -> None:
         self._server.wait_for_termination()

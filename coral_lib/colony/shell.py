@@ -30,7 +30,8 @@ def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_p
         audit.started(op_id=op_key, requester=identity.name, verb=verb,
                       agent_id=target.agent_id, runtime=runtime, service=target.service,
                       namespace=target.namespace, pod=target.pod, provenance=provenance,
-                      command=command, decision_rule=rule, approval_id=approval_id)
+                      command=command, decision_rule=rule, approval_id=approval_id,
+                      node=target.node)
     except audit_mod.AuditError as exc:
         yield agent_pb2.ShellOutput(error=f"shell not started because it could not be "
                                           f"audited: {exc}")

@@ -138,7 +138,7 @@ class Relay:
                 runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
                 service=target.service, namespace=target.namespace, pod=target.pod,
                 provenance=provenance, command=command, approval_id=approval_id,
-                decision_rule=rule)
+                decision_rule=rule, node=target.node or (agent.node_name if agent else ""))
         except audit_mod.AuditError as exc:
             events.put(kind.event_type(target=target, event=_error_event(
                 kind, f"refused: not run because it could not be audited: {exc}",

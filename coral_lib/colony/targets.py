@@ -41,9 +41,12 @@ def agent_target(target: colony_pb2.Target) -> agent_pb2.ExecTarget:
 
 def provenance(registry: registry_mod.Registry, target: colony_pb2.Target) -> str:
     """How the colony knows the target: the registry provenance of its service (explicit,
-    discovered, overridden), `agent` for a whole agent, `named` for a pod the operator named
+    discovered, overridden), `agent` for a whole agent, `pod` for a pod a DaemonSet agent
+    reports without a service, `named` for a pod the operator named
     on an agent whose registry does not list it (the agent judges it)."""
     if not target.service:
+        if target.pod and registry.pod(target.agent_id, target.namespace, target.pod):
+            return "pod"  # a pod its DaemonSet agent reports, without a service
         return "named" if target.pod else "agent"
     flt = registry_mod.ServiceFilter(name=target.service, agent=target.agent_id)
     for _, svc in registry.services(flt):
@@ -68,3 +71,9 @@ def record_entered(audit: audit_mod.AuditLog, *, op_id: str, target: colony_pb2.
     except audit_mod.AuditError as exc:
         log.error("audit record of what %s entered lost: %s", op_id, exc)
         return 0
+
+
+def name(target: colony_pb2.Target) -> str:
+    """namespace/pod/container, the service, or the agent: the log field `target`."""
+    return ("/".join(p for p in (target.namespace, target.pod, target.container) if p)
+            or target.service or target.agent_id)

@@ -50,12 +50,14 @@ _COLONY = {
     "Decide": "approve",
     "RevokeAgent": "admin",
     "CreateJoinToken": "admin",
+    "PruneAgents": "admin",
 }
 _MESH = {
     "Register": AGENT_AUTH,
     "Heartbeat": AGENT_AUTH,
     "Link": AGENT_AUTH,
     "Renew": AGENT_AUTH,
+    "Deregister": AGENT_AUTH,
     "Join": BOOTSTRAP,
 }
 

@@ -7,6 +7,7 @@ import logging
 import pathlib
 import signal
 
+from coral_lib import logs
 from coral_lib.commands import agent_node, common
 
 # Each verb imports the agent parts it runs: the host agent never loads the node agent's
@@ -22,10 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--config", default=None,
                        help="agent config YAML (default: .coral/agent-config.yaml if present)")
     start.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    logs.add_argument(start)
     start.add_argument("--monitor-all", action="store_true",
                        help="sidecar: discover every container of the pod")
     start.add_argument("--socket", default=None,
                        help="local agent API socket (default /run/coral/agent.sock as root)")
+    start.add_argument("--mode", choices=("passive", "active"), default=None,
+                       help="active: probe each service's health (default: agent.mode)")
     start.set_defaults(func=start_command)
     agent_node.register(verbs)
     status = verbs.add_parser("status", help="runtime context and capabilities of the agent")
@@ -52,6 +56,9 @@ def start_command(args: argparse.Namespace) -> int:
 
     try:
         cfg = config.load_agent_config(_config_path(args.config))
+        if args.mode:
+            cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(
+                update={"mode": args.mode})})
         agent = modes.build(cfg, monitor_all=args.monitor_all,
                             state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
         runner.colony_ca(cfg)

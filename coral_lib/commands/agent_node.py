@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 import signal
 import sys
 from typing import TYPE_CHECKING
+
+from coral_lib import logs
 
 if TYPE_CHECKING:
     from coral_lib.agent import node
@@ -43,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cri-socket", default=None,
                         help="CRI runtime socket for exec (default: the well-known sockets)")
     parser.add_argument("--state-dir", default=None, help="where the last-known set is kept")
+    logs.add_argument(parser)
+    parser.add_argument("--mode", choices=("passive", "active"), default=None,
+                        help="active: probe each service's health (default: agent.mode)")
 
 
 def options(args: argparse.Namespace) -> node.NodeOptions:
@@ -56,8 +62,17 @@ def options(args: argparse.Namespace) -> node.NodeOptions:
         exclude_namespaces=tuple(args.exclude_namespace),
         include_labels=selection.parse_label_pairs(args.include_label, what="--include-label"),
         exclude_labels=selection.parse_label_pairs(args.exclude_label, what="--exclude-label"),
-        override_file=args.override_file, cri_socket=args.cri_socket,
+        override_file=args.override_file, cri_socket=args.cri_socket, mode=args.mode,
     )
+
+
+def config_path(given: str | None, environ) -> str | None:
+    """--config, else $CORAL_AGENT_CONFIG when that file exists (the DaemonSet mounts the
+    optional ConfigMap coral-agent-config there), else None (defaults + environment)."""
+    if given:
+        return given
+    mounted = environ.get("CORAL_AGENT_CONFIG", "")
+    return mounted if mounted and os.path.exists(mounted) else None
 
 
 def node_command(args: argparse.Namespace) -> int:
@@ -66,7 +81,7 @@ def node_command(args: argparse.Namespace) -> int:
     from coral_lib.discovery import kubeclient
 
     try:
-        cfg = config.load_agent_config(args.config)
+        cfg = config.load_agent_config(config_path(args.config, os.environ))
         agent = node.build(cfg, options(args),
                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
     except (config.ConfigError, kubeclient.KubeConfigError, ValueError) as exc:
@@ -94,8 +109,9 @@ def _fail(message: str, code: int = 1) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="coral agent node")
     add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return node_command(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    logs.configure(log_format=args.log_format)
+    return node_command(args)
 
 
 if __name__ == "__main__":

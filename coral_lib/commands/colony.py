@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import pathlib
 import signal
 import threading
 from typing import TYPE_CHECKING
 
-from coral_lib import client, durations
+from coral_lib import client, durations, logs
 from coral_lib.commands import common
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "on this cluster (config tokenReviewKubeconfig)")
     start.add_argument("--token-review-in-cluster", action="store_true", default=None,
                        help="the same with the colony pod's own service account")
+    logs.add_argument(start)
     start.set_defaults(func=start_command)
     token = verbs.add_parser("token", help="operator tokens (tokens.json in the data dir)")
     token_verbs = token.add_subparsers(dest="token_command", metavar="VERB")
@@ -64,6 +67,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("-o", "--output", choices=("token", "json"), default="token")
     common.add_connection_args(create)
     create.set_defaults(func=join_token_create_command)
+    _register_backup(verbs)
+
+
+def _register_backup(verbs: argparse._SubParsersAction) -> None:
+    backup = verbs.add_parser(
+        "backup", help="copy the colony's databases, keys and checkpoints to one file (0600) "
+        "while it serves")
+    backup.add_argument("--to", required=True, metavar="FILE")
+    restore = verbs.add_parser(
+        "restore", help="verify a backup's audit log and checkpoints, then install it into an "
+        "empty data directory (the colony stopped)")
+    restore.add_argument("--from", dest="source", required=True, metavar="FILE")
+    restore.add_argument("--checkpoints", default="", metavar="PATH",
+                         help="live checkpoint directory or file to verify against as well "
+                              "(default: the colony's checkpointDir when it holds any)")
+    restore.add_argument("--public-key", default="", metavar="FILE",
+                         help="pinned checkpoint public key (default: the backup's own)")
+    for parser in (backup, restore):
+        parser.add_argument("--data-dir", default=None)
+        parser.add_argument("--config", default=None, help="colony settings YAML (key and "
+                            "checkpoint locations)")
+    backup.set_defaults(func=backup_command)
+    restore.set_defaults(func=restore_command)
 
 
 def _settings(args: argparse.Namespace) -> config.ColonySettings:
@@ -123,6 +149,7 @@ def start_command(args: argparse.Namespace) -> int:
             reviewer=_reviewer(settings),
             heartbeat_interval=settings.heartbeat_interval,
             degraded_after=settings.degraded_after, unhealthy_after=settings.unhealthy_after,
+            agent_expiry=settings.agent_expiry,
             settings=policy.load_settings(
                 settings.policy_file or None, observe_only=settings.observe_only,
                 observe_only_agents=settings.observe_only_agents,
@@ -139,6 +166,8 @@ def start_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, registry.RegistryError, audit.AuditError,
             enrollment.Refused, ImportError) as exc:
         return common.fail(f"colony cannot start: {exc}")
+    with contextlib.suppress(OSError):  # the admin token never reaches a log line
+        logs.known((pathlib.Path(settings.data_dir) / "admin.token").read_text().strip())
     try:
         colony = server.ColonyServer(state, listen=settings.listen,
                                      mtls_listen=args.mtls_listen).start()
@@ -197,4 +226,47 @@ def join_token_create_command(args: argparse.Namespace) -> int:
         common.print_json(row)
     else:
         print(row["token"])
+    return 0
+
+
+def _layout(args: argparse.Namespace):
+    from coral_lib.colony import backup, checkpoints
+
+    settings = _settings(args)
+    return backup.Layout.of(settings.data_dir, checkpoints.Options(
+        audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
+        directory=settings.checkpoint_dir))
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    from coral_lib import config
+    from coral_lib.colony import backup
+
+    try:
+        manifest = backup.backup(_layout(args), args.to)
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    except (backup.BackupError, OSError) as exc:
+        return common.fail(f"backup not written: {exc}")
+    common.print_json({"file": args.to, **{k: v for k, v in manifest.items() if k != "files"},
+                       "files": sorted(manifest["files"])})
+    return 0
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    from coral_lib import config
+    from coral_lib.colony import backup
+
+    try:
+        restored = backup.restore(args.source, _layout(args),
+                                  checkpoints_path=args.checkpoints or None,
+                                  public_key_file=args.public_key or None)
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    except backup.RestoreRefused as exc:
+        common.print_json(exc.report.as_dict())
+        return common.fail(str(exc))
+    except (backup.BackupError, OSError) as exc:
+        return common.fail(f"nothing restored: {exc}")
+    common.print_json(restored.as_dict())
     return 0

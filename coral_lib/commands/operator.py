@@ -7,7 +7,7 @@ import pathlib
 import sys
 import time
 
-from coral_lib import client, selection, validate
+from coral_lib import client, durations, selection, validate
 from coral_lib.commands import approve, common
 from coral_lib.operator import targeting as targeting_mod
 
@@ -26,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("agent_id", metavar="ID")
     common.add_connection_args(revoke)
     revoke.set_defaults(func=revoke_command)
+    prune = agent_verbs.add_parser(
+        "prune", help="remove agents without a link, unseen longer than --older-than, and "
+        "their services (verb admin)")
+    prune.add_argument("--older-than", default="0",
+                       help="a duration such as 10m (default: the colony's agentExpiry)")
+    prune.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    common.add_connection_args(prune)
+    prune.set_defaults(func=prune_command)
 
     services = sub.add_parser("services", help="list registered services")
     services.add_argument("--name", default=None)
@@ -99,9 +107,12 @@ def add_targeting_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--service", default=None)
     group.add_argument("--agent", default=None)
     group.add_argument("--selector", action="append", default=[], metavar="K=V")
-    group.add_argument("--all", action="store_true", help="every registered agent")
-    group.add_argument("--pod", default=None)
-    group.add_argument("-n", "--namespace", default=None)
+    group.add_argument("--all", action="store_true",
+                       help="every registered agent (on a DaemonSet agent: every pod it sees)")
+    group.add_argument("--pod", default=None,
+                       help="a pod, with or without a service if a DaemonSet agent sees it")
+    group.add_argument("-n", "--namespace", default=None,
+                       help="narrows; alone, every service and pod in the namespace")
     group.add_argument("-c", "--container", default=None)
     group.add_argument("--node", default=None)
 
@@ -151,6 +162,20 @@ def revoke_command(args: argparse.Namespace) -> int:
     return _run(action)
 
 
+def prune_command(args: argparse.Namespace) -> int:
+    try:
+        older_than = durations.parse_duration(args.older_than)
+    except ValueError as exc:
+        return common.fail(f"--older-than {args.older_than!r}: {exc}", 2)
+
+    def action() -> int:
+        with common.connect(args) as colony:
+            ids = colony.prune_agents(older_than=float(older_than), dry_run=args.dry_run)
+        common.print_json({"pruned" if not args.dry_run else "would_prune": ids})
+        return 0
+    return _run(action)
+
+
 def services_command(args: argparse.Namespace) -> int:
     def action() -> int:
         with common.connect(args) as colony:
@@ -166,9 +191,11 @@ def services_command(args: argparse.Namespace) -> int:
         if args.output == "json":
             common.print_json(rows)
         else:
+            for row in rows:
+                row["health_state"] = row["health"]["state"]
             common.print_table(rows, ["component_name", "port", "provenance", "agent",
                                       "namespace", "pod_name", "service_type",
-                                      "health_endpoint"])
+                                      "health_endpoint", "health_state"])
         return 0
     return _run(action)
 
@@ -239,6 +266,8 @@ def audit_row(record: dict) -> dict:
                          if record.get(k))
         what = " ".join(p for p in ("entered", str(record.get("node") or ""), where,
                                     f"({record.get('resolved_by') or '?'})") if p)
+    elif kind == "agent":  # lifecycle: deregistered, expired, pruned
+        what = f"{record.get('event', '')} {record.get('by', '')}".strip()
     elif kind == "identity":  # agent enrollment: join token created, joined, renewed, revoked
         by = record.get("by") or record.get("peer") or ""
         what = f"{record.get('event', '')} {by}".strip()
@@ -267,18 +296,15 @@ def audit_verify_command(args: argparse.Namespace) -> int:
 
 def audit_verify_local(args: argparse.Namespace) -> int:
     """Verify audit.db with the HMAC key and the checkpoints, without the colony running."""
-    from coral_lib.colony import audit, checkpoints
+    from coral_lib.colony import audit, audit_check
 
     data_dir = pathlib.Path(args.data_dir) if args.data_dir else common.default_data_dir()
-    key_file = args.audit_key or str(data_dir / "audit.key")
-    public_file = args.public_key or str(data_dir / "checkpoint.pub")
     try:
-        key = audit.load_key(key_file, create=False)
-        public = checkpoints.load_public_key(public_file)
-        found, problems = checkpoints.read(args.checkpoints)
-        report = checkpoints.verify(
-            checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
-            chain=lambda on_row: audit.verify_file(data_dir / "audit.db", key, on_row))
+        report = audit_check.verify_local(
+            audit_db=data_dir / "audit.db",
+            audit_key_file=args.audit_key or data_dir / "audit.key",
+            public_key_file=args.public_key or data_dir / "checkpoint.pub",
+            checkpoints_path=args.checkpoints)
     except (OSError, ValueError, audit.AuditError) as exc:
         return common.fail(f"cannot verify the audit log: {exc}")
     common.print_json(report.as_dict())

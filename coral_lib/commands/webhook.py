@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from coral_lib import logs
+
 if TYPE_CHECKING:
     from coral_lib.webhook import settings as settings_mod
 
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--cert", required=True, help="serving certificate PEM (reloaded on change)")
     serve.add_argument("--key", required=True, help="serving private key PEM")
     serve.add_argument("--settings", default=None, help="injector settings YAML/JSON file")
+    logs.add_argument(serve)
     serve.add_argument("--namespace-labels", default=None,
                        help="YAML/JSON file {namespace: {label: value}} used instead of the "
                        "Kubernetes API (offline runs, tests)")

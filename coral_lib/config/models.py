@@ -94,9 +94,10 @@ class _Model(pydantic.BaseModel):
 
 
 class Agent(_Model):
-    mode: Literal["passive", "active"] = "passive"
+    mode: Literal["passive", "active"] = "passive"  # active: probe each service's health
     id: str = pydantic.Field(default_factory=lambda: os.uname().nodename)
     runtime: Literal["auto", "host", "daemonset", "sidecar"] = "auto"
+    labels: Labels = pydantic.Field(default_factory=dict)  # the agent's own labels
 
 
 class ColonyClient(_Model):
@@ -237,6 +238,9 @@ class ColonySettings(_Model):
     heartbeat_interval: Interval = 10.0
     degraded_after: Interval = 30.0
     unhealthy_after: Interval = 90.0
+    # An agent unhealthy (no heartbeat, no link) this long is expired: it and its services
+    # leave the registry (coral_lib/colony/lifecycle.py).
+    agent_expiry: Interval = 900.0
     tokens_file: str = ""
     observe_only: bool = False
     observe_only_agents: tuple[str, ...] = ()

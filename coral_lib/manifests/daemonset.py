@@ -22,6 +22,11 @@ NAME = "coral-agent"
 SOCKET_VOLUME = "cri-socket"
 STATE_VOLUME = "agent-state"
 STATE_DIR = "/var/lib/coral/agent"  # runner.default_state_dir() for root
+# The agent's discovery filters, overrides and labels (role agent_daemonset writes it; it
+# is optional: without it the agent runs on defaults and its environment).
+CONFIG_MAP = "coral-agent-config"
+CONFIG_VOLUME = "agent-config"
+CONFIG_DIR = "/etc/coral/agent"
 
 
 def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
@@ -53,6 +58,8 @@ def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
     if not settings.observe_only:
         pod_spec["volumes"].append({"name": SOCKET_VOLUME, "hostPath": {
             "path": settings.cri_socket, "type": "Socket"}})
+    pod_spec["volumes"].append({"name": CONFIG_VOLUME, "configMap": {
+        "name": CONFIG_MAP, "optional": True}})
     pod_spec["volumes"].append({"name": STATE_VOLUME, "hostPath": {
         "path": settings.state_host_path, "type": "DirectoryOrCreate"}})
     return {
@@ -81,7 +88,9 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
         inject.allocator_env(),
+        {"name": "CORAL_AGENT_CONFIG", "value": f"{CONFIG_DIR}/agent.yaml"},
     ]
+    config_mount = {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}
     container: dict[str, Any] = {
         "name": NAME,
         "image": settings.image,
@@ -96,12 +105,12 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
     }
     state_mount = {"name": STATE_VOLUME, "mountPath": STATE_DIR}
     if settings.observe_only:
-        container["volumeMounts"].append(state_mount)
         container["securityContext"] = {
             "privileged": False,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]},
         }
+        container["volumeMounts"] += [config_mount, state_mount]
         return container
     env.append({"name": "CORAL_CRI_SOCKET", "value": settings.cri_socket})
     container["securityContext"] = {
@@ -109,5 +118,5 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         "capabilities": {"add": ["NET_ADMIN", "SYS_PTRACE", "BPF"]},
     }
     container["volumeMounts"] += [{"name": SOCKET_VOLUME, "mountPath": settings.cri_socket},
-                                  state_mount]
+                                  config_mount, state_mount]
     return container

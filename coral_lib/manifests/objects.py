@@ -49,3 +49,25 @@ def cluster_role_binding(name: str, namespace_name: str,
 
 def field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+# Kubernetes' conventional field order: what a reader looks for first comes first.
+_TOP_ORDER = ("apiVersion", "kind", "metadata", "spec")
+_METADATA_ORDER = ("name", "generateName", "namespace", "labels", "annotations")
+
+
+def _ordered(mapping: dict[str, Any], first: tuple[str, ...], last: tuple[str, ...] = ()
+             ) -> dict[str, Any]:
+    head = [k for k in first if k in mapping]
+    tail = [k for k in last if k in mapping]
+    middle = [k for k in mapping if k not in head and k not in tail]
+    return {k: mapping[k] for k in (*head, *middle, *tail)}
+
+
+def conventional_order(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with apiVersion, kind, metadata (name, namespace, labels, annotations), spec
+    first and status last; other keys keep the renderer's order. A new dict; `obj` unchanged."""
+    out = _ordered(obj, _TOP_ORDER, ("status",))
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"] = _ordered(out["metadata"], _METADATA_ORDER)
+    return out

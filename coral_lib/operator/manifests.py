@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from coral_lib.manifests import objects as objects_mod
 from coral_lib.manifests import settings as settings_mod
 from coral_lib.webhook import certs
 
@@ -13,11 +14,19 @@ TLS_FILES = certs.TLS_FILES
 
 
 def dumps(objects: list[dict], *, output: str) -> str:
+    """Objects as people read them: Kubernetes' conventional key order, and in YAML no
+    anchors or aliases (a renderer may share one dict between two places, e.g. the same
+    httpGet for two probes; a reader should see it written out twice)."""
+    objects = [objects_mod.conventional_order(obj) for obj in objects]
     if output == "json":
         return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
     import yaml
 
-    return yaml.safe_dump_all(objects, sort_keys=False)
+    class _NoAliasDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data) -> bool:
+            return True
+
+    return yaml.dump_all(objects, Dumper=_NoAliasDumper, sort_keys=False)
 
 
 def load_or_generate_tls(folder: str | None, values: dict) -> certs.TLSMaterial:

@@ -36,6 +36,8 @@ TOKEN_DIR = "/var/run/secrets/coral.io/serviceaccount"
 TOKEN_AUDIENCE = "coral"
 TOKEN_EXPIRATION_SECONDS = 3600
 TOKEN_FILE_ENV = "CORAL_SERVICE_ACCOUNT_TOKEN_FILE"  # agent config colony.serviceAccountTokenFile
+POD_LABELS_FILE = f"{TOKEN_DIR}/labels"  # downward API: the pod's labels, for its services
+POD_LABELS_ENV = "CORAL_POD_LABELS_FILE"
 CONTAINER_NAME_ENV = "CORAL_CONTAINER_NAME"  # tells the sidecar's /proc scan each app's name
 
 
@@ -106,6 +108,15 @@ def token_volume() -> dict[str, Any]:
         "path": "token"}}]}}
 
 
+def sidecar_volume() -> dict[str, Any]:
+    """The token volume plus the pod's labels (downward API, kept current by the kubelet):
+    the sidecar's services carry them, so selectors and RBAC podSelector scopes match."""
+    volume = token_volume()
+    volume["projected"]["sources"].append({"downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels"}}]}})
+    return volume
+
+
 def token_mount() -> dict[str, Any]:
     return {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
 
@@ -135,8 +146,8 @@ def colony_env(config_map: str) -> list[dict[str, Any]]:
 
 def _volume_op(spec: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(spec.get("volumes"), list):
-        return _add("/spec/volumes/-", token_volume())
-    return _add("/spec/volumes", [token_volume()])
+        return _add("/spec/volumes/-", sidecar_volume())
+    return _add("/spec/volumes", [sidecar_volume()])
 
 
 def _container_name_ops(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -195,6 +206,7 @@ def _env(
     ]
     env += colony_env(settings.colony_config_map)
     env.append(token_file_env())
+    env.append({"name": POD_LABELS_ENV, "value": POD_LABELS_FILE})
     env.append({"name": "CORAL_CONTAINER_NAMES", "value": ",".join(app_names)})
     env.append({"name": "CORAL_DEFAULT_CONTAINER", "value": default_container})
     env.append({"name": "CORAL_OBSERVE_ONLY", "value": "true" if observe_only else "false"})

@@ -130,3 +130,15 @@ def _namespace(request: Mapping[str, Any], pod: Mapping[str, Any]) -> str:
         metadata = pod.get("metadata")
         namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
     return namespace if isinstance(namespace, str) and namespace else "default"
+
+
+def subject(review: Mapping[str, Any]) -> str:
+    """namespace/name (or generateName*) of the reviewed pod, printable and bounded: the
+    `target` of the webhook's log line."""
+    request = review.get("request") or {}
+    pod = request.get("object") if isinstance(request.get("object"), dict) else {}
+    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    name = request.get("name") or metadata.get("name") or (
+        f"{metadata.get('generateName', '')}*" if metadata.get("generateName") else "")
+    text = f"{_namespace(request, pod)}/{name if isinstance(name, str) else ''}"
+    return "".join(c if c.isprintable() else "?" for c in text)[:300]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from coral_lib import logs
 from coral_lib.webhook import review
 from coral_lib.webhook import settings as settings_mod
 
@@ -174,6 +175,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         answer, result = review.respond(
             decoded, settings=self.server.settings, labels_lookup=self.server.labels_lookup
         )
+        log.log(logging.INFO if result in ("injected", "warning") else logging.DEBUG,
+                "admission review %s", result, extra=logs.fields(
+                    op_id=decoded["request"]["uid"][:100], target=review.subject(decoded),
+                    outcome=result))
         return 200, review.encode(answer), result
 
     def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:

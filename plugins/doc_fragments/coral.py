@@ -56,8 +56,8 @@ options:
   service:
     description:
       - Run on every agent that reports a service of this name.
-      - At least one of O(service), O(agent), O(selector), O(pod), O(node) or O(all=true)
-        is required; give several to narrow (for example O(service) and O(node)).
+      - At least one of O(service), O(agent), O(selector), O(pod), O(namespace), O(node) or
+        O(all=true) is required; give several to narrow (for example O(service) and O(node)).
     type: str
   agent:
     description:
@@ -69,16 +69,18 @@ options:
     type: dict
   all:
     description:
-      - Run on every registered agent.
+      - Run on every registered agent; on a DaemonSet agent, in every running pod it sees.
     type: bool
     default: false
   pod:
     description:
-      - Run in this Kubernetes pod (with O(namespace) when the name is not unique).
+      - Run in this Kubernetes pod (with O(namespace) when the name is not unique), with or
+        without a registered service when a DaemonSet agent sees it.
     type: str
   namespace:
     description:
-      - Only targets in this Kubernetes namespace (narrows the other choices).
+      - Only targets in this Kubernetes namespace (narrows the other choices); alone, every
+        service and every pod a DaemonSet agent sees in it.
     type: str
   container:
     description:

@@ -16,7 +16,8 @@ description:
   - Asks a Coral colony for its agents and services and makes one inventory host per
     service, per pod or per agent (O(host_per)).
   - Every host gets C(coral_*) variables (agent, node, namespace, pod, container,
-    provenance, runtime mode, labels) and, with O(set_connection=true), the variables the
+    provenance, runtime mode, labels, and C(coral_health), each service's latest health
+    probe by its agent keyed C(name:port)) and, with O(set_connection=true), the variables the
     M(coral.mesh.coral) connection plugin needs, so ordinary tasks run inside the pod's
     container (or on the host) through the agent, audited by the colony.
   - Groups are made by namespace (C(namespace_<ns>)), node (C(node_<node>)), provenance
@@ -172,7 +173,14 @@ def _service_host(svc, agent):
         container=svc.get("container_name", ""), service=svc["component_name"],
         port=svc.get("port", 0), provenance=[svc["provenance"]],
         runtime=agent.get("runtime_mode", "unknown"), labels=dict(svc.get("labels") or {}),
-        services=[svc["component_name"]], containers=[svc.get("container_name", "")])
+        services=[svc["component_name"]], containers=[svc.get("container_name", "")],
+        health=_health(svc))
+
+
+def _health(svc):
+    """{"name:port": {state, last_check, last_error}} of one service (agent.mode active)."""
+    return {"%s:%s" % (svc["component_name"], svc.get("port", 0)):
+            dict(svc.get("health") or {"state": "unchecked"})}
 
 
 def _agent_host(agent):
@@ -181,7 +189,7 @@ def _agent_host(agent):
                 namespace=runtime.get("pod_namespace", ""), pod=runtime.get("pod_name", ""),
                 container="", service="", port=0, provenance=[],
                 runtime=agent.get("runtime_mode", "unknown"),
-                labels=dict(agent.get("labels") or {}), services=[], containers=[])
+                labels=dict(agent.get("labels") or {}), services=[], containers=[], health={})
 
 
 def _merge(host, svc):
@@ -192,6 +200,7 @@ def _merge(host, svc):
             host[key].append(value)
     for key, value in (svc.get("labels") or {}).items():
         host["labels"].setdefault(key, value)
+    host["health"].update(_health(svc))
 
 
 def _service_name(svc):

@@ -115,6 +115,21 @@ services:
     node_name:
       description: Node the service runs on.
       type: str
+    health:
+      description:
+        - The service's latest health probe by its agent (C(agent.mode=active)).
+        - Its state is C(unchecked) when the agent never probed it.
+      type: dict
+      contains:
+        state:
+          description: C(healthy), C(unhealthy), C(unknown) or C(unchecked).
+          type: str
+        last_check:
+          description: When it was last probed (unix seconds); null when never.
+          type: float
+        last_error:
+          description: What the last failed probe saw, for example C(GET /healthz; HTTP 503).
+          type: str
   sample:
     - {agent: web-01, component_name: api, port: 8080, provenance: explicit}
 agents:

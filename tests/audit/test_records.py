@@ -75,7 +75,7 @@ def test_refused_and_discovery_records(log: audit.AuditLog) -> None:
     assert found["service"]["provenance"] == "OVERRIDDEN"
     assert found["service"]["port"] == 8080
     with pytest.raises(ValueError, match="added"):
-        log.discovery(event="changed", agent_id="a", service={})
+        log.discovery(event="renamed", agent_id="a", service={})
 
 
 def test_mark_interrupted_closes_every_open_operation_after_restart(tmp_path) -> None:

@@ -46,3 +46,58 @@ def test_resolve(targeting, expected):
 def test_nothing_selected_is_a_clear_error(targeting, message):
     with pytest.raises(routing.NoTargets, match=message):
         resolve(**targeting)
+
+
+# Issue 16 "Targeting every pod": pods a DaemonSet agent sees, with or without a service.
+NODE_AGENTS = [routing.AgentView("node-a", "node-a", {}, {"zone": "z1"}, lists_pods=True),
+               routing.AgentView("side", "node-b", {}, {})]
+NODE_SERVICES = [
+    ("node-a", mesh_pb2.ServiceInfo(component_name="web", port=80, namespace="shop",
+                                    pod_name="web-1", container_name="app")),
+    ("side", mesh_pb2.ServiceInfo(component_name="api", port=81, namespace="shop",
+                                  pod_name="api-1", container_name="app")),
+]
+NODE_PODS = [
+    ("node-a", mesh_pb2.PodRef(namespace="shop", name="web-1", containers=["app"])),
+    ("node-a", mesh_pb2.PodRef(namespace="shop", name="batch-1", labels={"env": "prod"},
+                               containers=["job"])),
+    ("node-a", mesh_pb2.PodRef(namespace="ops", name="tool-1", containers=["sh"])),
+]
+
+
+def resolve_pods(**kw):
+    return [(t.agent_id, t.namespace, t.pod, t.container) for t in routing.resolve(
+        colony_pb2.Targeting(**kw), agents=NODE_AGENTS, services=NODE_SERVICES,
+        pods=NODE_PODS)]
+
+
+@pytest.mark.parametrize("targeting, expected", [
+    # --pod reaches a pod without a registered service
+    ({"pod": "batch-1", "namespace": "shop"}, [("node-a", "shop", "batch-1", "")]),
+    ({"pod": "tool-1"}, [("node-a", "ops", "tool-1", "")]),
+    # --namespace alone: every service and every pod in it, each pod once
+    ({"namespace": "shop"}, [("node-a", "shop", "batch-1", ""), ("node-a", "shop", "web-1", "app"),
+                             ("side", "shop", "api-1", "app")]),
+    # --all: every pod a DaemonSet agent sees; other agents as before
+    ({"all": True}, [("node-a", "ops", "tool-1", ""), ("node-a", "shop", "batch-1", ""),
+                     ("node-a", "shop", "web-1", ""), ("side", "", "", "")]),
+    ({"node": "node-a"}, [("node-a", "ops", "tool-1", ""), ("node-a", "shop", "batch-1", ""),
+                          ("node-a", "shop", "web-1", "")]),
+    # pod labels and node labels select too
+    ({"selector": {"env": "prod"}}, [("node-a", "shop", "batch-1", "")]),
+    ({"selector": {"zone": "z1"}, "namespace": "ops"}, [("node-a", "ops", "tool-1", "")]),
+    # a container narrows the pods without a service to those that have it (a service's
+    # pod is asked for the container, as before)
+    ({"namespace": "shop", "container": "job"}, [("node-a", "shop", "batch-1", "job"),
+                                                  ("node-a", "shop", "web-1", "job"),
+                                                  ("side", "shop", "api-1", "job")]),
+    # --service stays services only
+    ({"service": "web"}, [("node-a", "shop", "web-1", "app")]),
+])
+def test_targeting_every_pod_a_daemonset_agent_sees(targeting, expected):
+    assert resolve_pods(**targeting) == expected
+
+
+def test_namespace_with_nothing_in_it_is_a_clear_error():
+    with pytest.raises(routing.NoTargets, match="no service or pod in namespace 'empty'"):
+        resolve_pods(namespace="empty")

@@ -73,7 +73,7 @@ BAD_CASES = [
      "includeNamespaces, includeLabels, excludeNamespaces, excludeLabels, pollInterval"),
     ("snake-case-key.yaml", "discovery.kubernetes.poll_interval", "unknown key"),
     ("wrong-type-port.yaml", "services[0].port", "valid integer"),
-    ("wrong-type-section.yaml", "agent", "expected a mapping with keys mode, id, runtime"),
+    ("wrong-type-section.yaml", "agent", "expected a mapping with keys mode, id, runtime, labels"),
     ("services-not-list.yaml", "services", "should be a list"),
     ("bad-agent-mode.yaml", "agent.mode", "'passive' or 'active'"),
     ("bad-agent-runtime.yaml", "agent.runtime", "'auto', 'host', 'daemonset' or 'sidecar'"),

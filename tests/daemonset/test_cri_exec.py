@@ -59,7 +59,7 @@ def _exec(colony, *argv: str) -> dict:
 @pytest.mark.parametrize("backend", ["cri", "nsenter"])
 def test_coral_exec_pod_runs_in_the_container_with_output_and_exit_code(
         kubeapi, colony, node_agents, runtime, web_pod, backend):
-    flags = ["--cri-socket", runtime.socket if backend == "cri" else "/nonexistent/cri.sock"]
+    flags = ["--cri-socket", runtime.socket if backend == "cri" else ""]  # "": nsenter
     agent = node_agents("node-a", flags=flags)
     node_agents("node-b")  # another node's agent must not get the operation
     wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
@@ -79,7 +79,7 @@ def test_coral_exec_pod_runs_in_the_container_with_output_and_exit_code(
 
 def test_exec_on_a_deleted_pod_is_refused_naming_it(kubeapi, colony, node_agents):
     kubeapi.store.create(pod("ghost", node="node-a"))
-    node_agents("node-a", flags=["--cri-socket", "/nonexistent/cri.sock"])
+    node_agents("node-a", flags=["--cri-socket", ""])
     wait_for(lambda: registry(colony), timeout=30, what="registered")
     kubeapi.store.delete("pods", "ghost", namespace="shop")
     wait_for(lambda: not registry(colony), timeout=10, what="ghost gone")
@@ -95,7 +95,7 @@ def test_coral_shell_pod_enters_the_container(kubeapi, colony, node_agents, runt
     from coral_lib import client
     from coral_lib._proto.coral.agent.v1 import agent_pb2
 
-    flags = ["--cri-socket", runtime.socket if backend == "cri" else "/nonexistent/cri.sock"]
+    flags = ["--cri-socket", runtime.socket if backend == "cri" else ""]  # "": nsenter
     node_agents("node-a", flags=flags)
     wait_for(lambda: {s["pod_name"] for s in registry(colony)} == {"web"}, timeout=30,
              what="pod web registered")

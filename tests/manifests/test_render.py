@@ -117,7 +117,10 @@ def test_daemonset_observe_only_has_no_ptrace_net_admin_or_socket() -> None:
     text = json.dumps(spec)
     assert "SYS_PTRACE" not in text and "NET_ADMIN" not in text
     assert "containerd.sock" not in text
-    assert [v["name"] for v in spec["volumes"]] == ["coral-agent-token", "agent-state"]
+    # the token, the optional agent ConfigMap (filters, overrides) and the agent's state
+    # directory on the node: no runtime socket
+    assert [v["name"] for v in spec["volumes"]] == ["coral-agent-token", "agent-config",
+                                                    "agent-state"]
     assert container["securityContext"]["privileged"] is False
 
 

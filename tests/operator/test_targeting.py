@@ -56,10 +56,16 @@ def test_targeting_combinations_the_old_module_rule_refused_are_accepted():
     assert targeting.build(agent="web-1", selector={"env": "test"}).selector == {"env": "test"}
 
 
-def test_targeting_namespace_or_container_alone_is_no_targeting():
-    for narrow in ({"namespace": "shop"}, {"container": "app"}, {}):
+def test_targeting_container_alone_is_no_targeting():
+    for narrow in ({"container": "app"}, {}):
         with pytest.raises(errors.NoTargets, match="no targeting given"):
             targeting.build(**narrow)
+
+
+def test_targeting_namespace_alone_works():
+    """Issue 16: "`--namespace` alone works" -- the builder and the router both accept it."""
+    assert targeting.build(namespace="shop").namespace == "shop"
+    assert _router_accepts({"namespace": "shop"})
 
 
 def test_targeting_bad_names_are_refused_with_the_colony_message():

@@ -39,9 +39,11 @@ def test_module_targeting_is_the_operator_builder(utils):
     params.update(service="api", all=True, node="node-a")
     built = utils.targeting(params)
     assert (built.service, built.all, built.node) == ("api", True, "node-a")
-    params.update(service=None, all=False, node=None, namespace="shop")
+    params.update(service=None, all=False, node=None, container="app")
     with pytest.raises(errors.NoTargets, match="no targeting given"):
         utils.targeting(params)
+    params.update(container=None, namespace="shop")  # issue 16: --namespace alone works
+    assert utils.targeting(params).namespace == "shop"
 
 
 def test_result_rows_keep_the_documented_keys_and_fill_status(utils):

@@ -115,9 +115,13 @@ def test_review_injected_tenant_namespace_holds_no_colony_secret(deployed):
         assert all("secret" not in v for v in spec["volumes"])
         # the one credential: this pod's own token, for the colony only, bound by kubelet
         token_volumes = [v for v in spec["volumes"] if "projected" in v]
+        # (plus the pod's own labels, downward API: not a credential; issue 16)
         assert token_volumes == [{"name": "coral-agent-token", "projected": {"sources": [
             {"serviceAccountToken": {"audience": "coral", "expirationSeconds": 3600,
-                                     "path": "token"}}]}}]
+                                     "path": "token"}},
+            {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1",
+                                                     "fieldPath": "metadata.labels"},
+                                        "path": "labels"}]}}]}}]
         assert {"mountPath": "/var/run/secrets/coral.io/serviceaccount",
                 "name": "coral-agent-token", "readOnly": True} in agent["volumeMounts"]
     config_map = core.read_namespaced_config_map("coral-colony", TENANT).data

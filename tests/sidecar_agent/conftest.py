@@ -49,20 +49,25 @@ class SidecarAgent:
         }))
         self.cgroup = os.path.join(pod.cgroup, secrets.token_hex(32))
         self.work = work
+        self.extra_env: dict[str, str] = {}  # e.g. CORAL_POD_LABELS_FILE (downward API)
+        # True keeps the agent in this machine's network namespace (a test whose point is
+        # that the agent must enter the pod's to find something there)
+        self.host_netns = False
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> SidecarAgent:
         os.makedirs(self.cgroup, exist_ok=True)
         env = {**os.environ, "POD_NAME": self.pod.name, "POD_NAMESPACE": self.pod.namespace,
                "POD_UID": self.pod.uid, "NODE_NAME": "node-1", "CORAL_AGENT_MODE": "sidecar",
-               "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
-        self.pod.relay_to_host(int(self.colony.address.rsplit(":", 1)[1]))
+               "KUBERNETES_SERVICE_HOST": "10.0.0.1", **self.extra_env}
+        if not self.host_netns:
+            self.pod.relay_to_host(int(self.colony.address.rsplit(":", 1)[1]))
+        namespaces = ["--pid", "--uts", "--ipc", *([] if self.host_netns else ["--net"])]
         argv = [*coral_procs.CORAL, "agent", "start", "--monitor-all", "--config",
                 str(self.config), "--state-dir", str(self.work / "state"),
                 "--socket", str(self.work / "agent.sock")]
         self.proc = subprocess.Popen(
-            ["nsenter", f"--target={self.pod.pause_pid}", "--pid", "--net", "--uts", "--ipc",
-             "--",
+            ["nsenter", f"--target={self.pod.pause_pid}", *namespaces, "--",
              "unshare", "--mount", "--propagation", "private", "--",
              "sh", "-c", SETUP, "sh", self.cgroup, *argv],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env,

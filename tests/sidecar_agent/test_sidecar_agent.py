@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 from coral_lib import client
 from coral_lib._proto.coral.agent.v1 import agent_pb2
@@ -91,3 +93,20 @@ def test_agent_status_reports_sidecar_context(colony, shop):
     body = json.loads(run.stdout)
     assert body["mode"] == "k8s_sidecar" and body["visibility"] == "own_pod"
     assert body["exec_backend"] == "chroot" and body["source"].startswith("agent at")
+
+
+def test_sidecar_agent_deregisters_on_sigterm_with_an_audit_record(colony, shop):
+    """Issue 16, "Agents that go away leave": the pod is deleted, kubelet sends SIGTERM to
+    its native sidecar, the agent deregisters and its services leave the registry."""
+    pod, agent = shop
+    # kubelet signals the container's own process; the harness's nsenter parent does not
+    # forward signals, so signal the agent process in the sidecar's cgroup directly.
+    (pid,) = [int(p) for p in open(f"{agent.cgroup}/cgroup.procs").read().split()]
+    os.kill(pid, signal.SIGTERM)
+    coral_procs.wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=15,
+                         what="the sidecar agent stopped")
+    with colony.client() as c:
+        assert agent.agent_id not in {a["agent_id"] for a in c.list_agents()}, agent.log()
+        assert c.list_services(agent=agent.agent_id) == []
+        (record,) = [r for r in c.audit(kind="agent") if r["event"] == "deregistered"]
+    assert (record["agent_id"], record["by"]) == (agent.agent_id, f"agent:{agent.agent_id}")

@@ -52,7 +52,11 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: s
 
 
 class Colony:
-    """A real `coral colony start` process; `args` are extra flags for it."""
+    """A real `coral colony start` process; `args` are extra flags for it. `command` and
+    `env` run another build of coral (tests/skew: the previous release)."""
+
+    command: tuple[str, ...] = tuple(CORAL)
+    env: dict[str, str] | None = None
 
     def __init__(self, data_dir: pathlib.Path, *, port: int | None = None,
                  args: tuple[str, ...] = ()) -> None:
@@ -78,9 +82,9 @@ class Colony:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*CORAL, "colony", "start", "--data-dir", str(self.data_dir), "--listen", self.address,
-             *self.args],
-            stdout=log, stderr=subprocess.STDOUT,
+            [*self.command, "colony", "start", "--data-dir", str(self.data_dir), "--listen",
+             self.address, *self.args],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         wait_for(self._ready, what=f"colony on {self.address}")
         return self
@@ -104,12 +108,17 @@ class Colony:
 class Agent:
     """A real `coral agent start` process. Its identity: a one-time join token created with
     `coral colony join-token create` (the colony must be running) on its first start, or
-    `join_token` as given ("" = none); later starts reuse the certificate in its state dir."""
+    `join_token` as given ("" = none); later starts reuse the certificate in its state dir.
+    `command` and `env` as for Colony."""
+
+    command: tuple[str, ...] = tuple(CORAL)
+    env: dict[str, str] | None = None
 
     def __init__(self, work_dir: pathlib.Path, colony: Colony, *, agent_id: str,
                  services: list[dict] | None = None, join_token: str | None = None,
-                 extra: dict | None = None) -> None:
+                 extra: dict | None = None, args: tuple[str, ...] = ()) -> None:
         self.work_dir, self.colony, self.agent_id = work_dir, colony, agent_id
+        self.args = tuple(args)  # extra `coral agent start` flags
         self.config_path = work_dir / f"{agent_id}.yaml"
         self.log_path = work_dir / f"{agent_id}.log"
         self.socket_path = work_dir / f"{agent_id}.sock"
@@ -145,9 +154,9 @@ class Agent:
             self.token_path.write_text(token + "\n")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*CORAL, "agent", "start", "--config", str(self.config_path),
-             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path)],
-            stdout=log, stderr=subprocess.STDOUT,
+            [*self.command, "agent", "start", "--config", str(self.config_path),
+             "--state-dir", str(self.state_dir), "--socket", str(self.socket_path), *self.args],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         return self
 

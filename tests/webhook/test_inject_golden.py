@@ -76,7 +76,7 @@ def test_injected_pod_shape(case: conftest.Case) -> None:
     assert "CORAL_COLONY_SECRET" not in env and "secretKeyRef" not in json.dumps(agent)
     assert env[inject.TOKEN_FILE_ENV]["value"] == f"{inject.TOKEN_DIR}/token"
     assert agent["volumeMounts"] == [inject.token_mount()]
-    assert inject.token_volume() in spec["volumes"]
+    assert inject.sidecar_volume() in spec["volumes"]  # the token plus the pod labels
     apps = [c["name"] for c in case.pod["spec"]["containers"]]
     assert env["CORAL_CONTAINER_NAMES"]["value"] == ",".join(apps)
     caps = agent["securityContext"].get("capabilities", {}).get("add", [])

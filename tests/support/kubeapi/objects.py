@@ -176,17 +176,35 @@ def validate(rt: resources.ResourceType, obj: dict) -> None:
                                  "must be strings")
     if rt.plural == "pods":
         _validate_pod(name, obj)
+    elif rt.plural == "podtemplates":
+        _validate_pod(name, obj.get("template") or {}, kind="PodTemplate", at="template.spec")
+    elif rt.plural in ("deployments", "daemonsets", "replicasets"):
+        _validate_workload(rt.kind, name, obj)
 
 
-def _validate_pod(name: str, obj: dict) -> None:
+def _validate_pod(name: str, obj: dict, *, kind: str = "Pod", at: str = "spec") -> None:
     spec = obj.get("spec")
     containers = spec.get("containers") if isinstance(spec, dict) else None
     if not isinstance(containers, list) or not containers:
-        raise errors.invalid("Pod", name, "spec.containers: Required value")
+        raise errors.invalid(kind, name, f"{at}.containers: Required value")
     for i, c in enumerate(containers):
         if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
-            raise errors.invalid("Pod", name, f"spec.containers[{i}]: Required value: "
+            raise errors.invalid(kind, name, f"{at}.containers[{i}]: Required value: "
                                  "name and image are required")
+
+
+def _validate_workload(kind: str, name: str, obj: dict) -> None:
+    """apps/v1 validation kube-apiserver does: the selector's matchLabels are the template's
+    labels, and the pod template has named containers with images. (A missing selector is
+    FIXTURE leniency: older fixture tests create workloads without one.)"""
+    spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    match = (spec.get("selector") or {}).get("matchLabels") or {}
+    tlabels = (template.get("metadata") or {}).get("labels") or {}
+    if any(tlabels.get(k) != v for k, v in match.items()):
+        raise errors.invalid(kind, name, "spec.template.metadata.labels: Invalid value: "
+                             f"{tlabels!r}: `selector` does not match template `labels`")
+    _validate_pod(name, template, kind=kind, at="spec.template.spec")
 
 
 def merge_update(rt: resources.ResourceType, current: dict, new: dict, *,

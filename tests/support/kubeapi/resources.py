@@ -49,6 +49,7 @@ TYPES: list[ResourceType] = [
     _rt("", "v1", "Secret", "secrets", True),
     _rt("", "v1", "ConfigMap", "configmaps", True, ["cm"]),
     _rt("", "v1", "Event", "events", True, ["ev"]),
+    _rt("", "v1", "PodTemplate", "podtemplates", True),
     _rt("apps", "v1", "DaemonSet", "daemonsets", True, ["ds"], status=True, gen=True),
     _rt("apps", "v1", "Deployment", "deployments", True, ["deploy"], status=True, gen=True),
     _rt("apps", "v1", "ReplicaSet", "replicasets", True, ["rs"], status=True, gen=True),

@@ -76,12 +76,14 @@ class AgentRecord(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., version: _Optional[str] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., last_seen: _Optional[float] = ..., status: _Optional[str] = ..., connected: _Optional[bool] = ..., service_count: _Optional[int] = ..., registered_at: _Optional[float] = ...) -> None: ...
 
 class ServiceRecord(_message.Message):
-    __slots__ = ("agent_id", "service")
+    __slots__ = ("agent_id", "service", "health")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     service: _mesh_pb2.ServiceInfo
-    def __init__(self, agent_id: _Optional[str] = ..., service: _Optional[_Union[_mesh_pb2.ServiceInfo, _Mapping]] = ...) -> None: ...
+    health: _mesh_pb2.ServiceHealth
+    def __init__(self, agent_id: _Optional[str] = ..., service: _Optional[_Union[_mesh_pb2.ServiceInfo, _Mapping]] = ..., health: _Optional[_Union[_mesh_pb2.ServiceHealth, _Mapping]] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ("node",)
@@ -421,3 +423,17 @@ class CreateJoinTokenResponse(_message.Message):
     agent_id: str
     expires_at: float
     def __init__(self, token: _Optional[str] = ..., agent_id: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
+class PruneAgentsRequest(_message.Message):
+    __slots__ = ("older_than_seconds", "dry_run")
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    older_than_seconds: float
+    dry_run: bool
+    def __init__(self, older_than_seconds: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class PruneAgentsResponse(_message.Message):
+    __slots__ = ("agent_ids",)
+    AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    agent_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -110,6 +110,11 @@ class ColonyStub:
                 request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenRequest.SerializeToString,
                 response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenResponse.FromString,
                 _registered_method=True)
+        self.PruneAgents = channel.unary_unary(
+                '/coral.colony.v1.Colony/PruneAgents',
+                request_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.PruneAgentsRequest.SerializeToString,
+                response_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.PruneAgentsResponse.FromString,
+                _registered_method=True)
 
 
 class ColonyServicer:
@@ -205,6 +210,12 @@ class ColonyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneAgents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ColonyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +293,11 @@ def add_ColonyServicer_to_server(servicer, server):
                     servicer.CreateJoinToken,
                     request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenRequest.FromString,
                     response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenResponse.SerializeToString,
+            ),
+            'PruneAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneAgents,
+                    request_deserializer=coral_dot_colony_dot_v1_dot_colony__pb2.PruneAgentsRequest.FromString,
+                    response_serializer=coral_dot_colony_dot_v1_dot_colony__pb2.PruneAgentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -689,6 +705,33 @@ class Colony:
             '/coral.colony.v1.Colony/CreateJoinToken',
             coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenRequest.SerializeToString,
             coral_dot_colony_dot_v1_dot_colony__pb2.CreateJoinTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.colony.v1.Colony/PruneAgents',
+            coral_dot_colony_dot_v1_dot_colony__pb2.PruneAgentsRequest.SerializeToString,
+            coral_dot_colony_dot_v1_dot_colony__pb2.PruneAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from coral_lib._proto.coral.agent.v1 import agent_pb2 as coral_dot_agent_dot_v1_dot_agent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63oral/mesh/v1/mesh.proto\x12\rcoral.mesh.v1\x1a\x1a\x63oral/agent/v1/agent.proto\"\xf1\x04\n\x0bServiceInfo\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x17\n\x0fhealth_endpoint\x18\x03 \x01(\t\x12\x14\n\x0cservice_type\x18\x04 \x01(\t\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.coral.mesh.v1.ServiceInfo.LabelsEntry\x12\x34\n\nprovenance\x18\x06 \x01(\x0e\x32 .coral.mesh.v1.ServiceProvenance\x12\x11\n\tnode_name\x18\x07 \x01(\t\x12?\n\x0bnode_labels\x18\x08 \x03(\x0b\x32*.coral.mesh.v1.ServiceInfo.NodeLabelsEntry\x12\x11\n\tnamespace\x18\t \x01(\t\x12\x10\n\x08pod_name\x18\n \x01(\t\x12\x16\n\x0e\x63ontainer_name\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x05\x12\x14\n\x0cprocess_name\x18\r \x01(\t\x12\x1f\n\x17health_interval_seconds\x18\x0e \x01(\x01\x12\x38\n\x07sources\x18\x0f \x03(\x0b\x32\'.coral.mesh.v1.ServiceInfo.SourcesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf5\x03\n\x0fRegisterRequest\x12\x14\n\x08\x61gent_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x1a\n\x0e\x63omponent_name\x18\x02 \x01(\tB\x02\x18\x01\x12\x15\n\tcolony_id\x18\x03 \x01(\tB\x02\x18\x01\x12\x19\n\rcolony_secret\x18\x04 \x01(\tB\x02\x18\x01\x12\x0f\n\x07version\x18\x05 \x01(\t\x12:\n\x06labels\x18\x06 \x03(\x0b\x32*.coral.mesh.v1.RegisterRequest.LabelsEntry\x12\x18\n\x10wireguard_pubkey\x18\x07 \x01(\t\x12,\n\x08services\x18\n \x03(\x0b\x32\x1a.coral.mesh.v1.ServiceInfo\x12\x11\n\tnode_name\x18\x0b \x01(\t\x12\x43\n\x0bnode_labels\x18\x0c \x03(\x0b\x32..coral.mesh.v1.RegisterRequest.NodeLabelsEntry\x12/\n\x07runtime\x18\r \x01(\x0b\x32\x1e.coral.agent.v1.RuntimeContext\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"}\n\x10RegisterResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x04 \x01(\x01\x12\x11\n\tcolony_id\x18\x05 \x01(\t\"\xa2\x01\n\x10HeartbeatRequest\x12\x14\n\x08\x61gent_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x15\n\tcolony_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x19\n\rcolony_secret\x18\x03 \x01(\tB\x02\x18\x01\x12\x18\n\x10services_changed\x18\x04 \x01(\x08\x12,\n\x08services\x18\x05 \x03(\x0b\x32\x1a.coral.mesh.v1.ServiceInfo\"C\n\x11HeartbeatResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x12\n\nreregister\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"S\n\tLinkHello\x12\x14\n\x08\x61gent_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x15\n\tcolony_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x19\n\rcolony_secret\x18\x03 \x01(\tB\x02\x18\x01\"h\n\x0bJoinRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x1d\n\x15service_account_token\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x03 \x01(\x0c\x12\x15\n\ragent_id_hint\x18\x04 \x01(\t\"\\\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x11\n\tnot_after\x18\x04 \x01(\x01\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_der\x18\x01 \x01(\x0c\";\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x11\n\tnot_after\x18\x02 \x01(\x01\"\xcb\x02\n\x0c\x41gentMessage\x12\r\n\x05op_id\x18\x01 \x01(\t\x12)\n\x05hello\x18\x02 \x01(\x0b\x32\x18.coral.mesh.v1.LinkHelloH\x00\x12\x31\n\x0b\x65xec_result\x18\x03 \x01(\x0b\x32\x1a.coral.agent.v1.ExecResultH\x00\x12,\n\x05shell\x18\x04 \x01(\x0b\x32\x1b.coral.agent.v1.ShellOutputH\x00\x12\'\n\x03tap\x18\x05 \x01(\x0b\x32\x18.coral.agent.v1.TapEventH\x00\x12\x31\n\x07runtime\x18\x06 \x01(\x0b\x32\x1e.coral.agent.v1.RuntimeContextH\x00\x12\x0f\n\x05\x65rror\x18\x07 \x01(\tH\x00\x12+\n\x05trace\x18\x08 \x01(\x0b\x32\x1a.coral.agent.v1.TraceEventH\x00\x42\x06\n\x04\x62ody\"\xa9\x02\n\rColonyMessage\x12\r\n\x05op_id\x18\x01 \x01(\t\x12+\n\x04\x65xec\x18\x02 \x01(\x0b\x32\x1b.coral.agent.v1.ExecRequestH\x00\x12+\n\x05shell\x18\x03 \x01(\x0b\x32\x1a.coral.agent.v1.ShellInputH\x00\x12)\n\x03tap\x18\x04 \x01(\x0b\x32\x1a.coral.agent.v1.TapRequestH\x00\x12;\n\x07runtime\x18\x05 \x01(\x0b\x32(.coral.agent.v1.GetRuntimeContextRequestH\x00\x12\x10\n\x06\x63\x61ncel\x18\x06 \x01(\x08H\x00\x12-\n\x05trace\x18\x07 \x01(\x0b\x32\x1c.coral.agent.v1.TraceRequestH\x00\x42\x06\n\x04\x62ody*\x9a\x01\n\x11ServiceProvenance\x12\x1e\n\x1aSERVICE_PROVENANCE_UNKNOWN\x10\x00\x12\x1f\n\x1bSERVICE_PROVENANCE_EXPLICIT\x10\x01\x12!\n\x1dSERVICE_PROVENANCE_DISCOVERED\x10\x02\x12!\n\x1dSERVICE_PROVENANCE_OVERRIDDEN\x10\x03\x32\xef\x02\n\x04Mesh\x12?\n\x04Join\x12\x1a.coral.mesh.v1.JoinRequest\x1a\x1b.coral.mesh.v1.JoinResponse\x12\x42\n\x05Renew\x12\x1b.coral.mesh.v1.RenewRequest\x1a\x1c.coral.mesh.v1.RenewResponse\x12K\n\x08Register\x12\x1e.coral.mesh.v1.RegisterRequest\x1a\x1f.coral.mesh.v1.RegisterResponse\x12N\n\tHeartbeat\x12\x1f.coral.mesh.v1.HeartbeatRequest\x1a .coral.mesh.v1.HeartbeatResponse\x12\x45\n\x04Link\x12\x1b.coral.mesh.v1.AgentMessage\x1a\x1c.coral.mesh.v1.ColonyMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63oral/mesh/v1/mesh.proto\x12\rcoral.mesh.v1\x1a\x1a\x63oral/agent/v1/agent.proto\"\xf1\x04\n\x0bServiceInfo\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x17\n\x0fhealth_endpoint\x18\x03 \x01(\t\x12\x14\n\x0cservice_type\x18\x04 \x01(\t\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.coral.mesh.v1.ServiceInfo.LabelsEntry\x12\x34\n\nprovenance\x18\x06 \x01(\x0e\x32 .coral.mesh.v1.ServiceProvenance\x12\x11\n\tnode_name\x18\x07 \x01(\t\x12?\n\x0bnode_labels\x18\x08 \x03(\x0b\x32*.coral.mesh.v1.ServiceInfo.NodeLabelsEntry\x12\x11\n\tnamespace\x18\t \x01(\t\x12\x10\n\x08pod_name\x18\n \x01(\t\x12\x16\n\x0e\x63ontainer_name\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x05\x12\x14\n\x0cprocess_name\x18\r \x01(\t\x12\x1f\n\x17health_interval_seconds\x18\x0e \x01(\x01\x12\x38\n\x07sources\x18\x0f \x03(\x0b\x32\'.coral.mesh.v1.ServiceInfo.SourcesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x04\n\x0fRegisterRequest\x12\x14\n\x08\x61gent_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x1a\n\x0e\x63omponent_name\x18\x02 \x01(\tB\x02\x18\x01\x12\x15\n\tcolony_id\x18\x03 \x01(\tB\x02\x18\x01\x12\x19\n\rcolony_secret\x18\x04 \x01(\tB\x02\x18\x01\x12\x0f\n\x07version\x18\x05 \x01(\t\x12:\n\x06labels\x18\x06 \x03(\x0b\x32*.coral.mesh.v1.RegisterRequest.LabelsEntry\x12\x18\n\x10wireguard_pubkey\x18\x07 \x01(\t\x12,\n\x08services\x18\n \x03(\x0b\x32\x1a.coral.mesh.v1.ServiceInfo\x12\x11\n\tnode_name\x18\x0b \x01(\t\x12\x43\n\x0bnode_labels\x18\x0c \x03(\x0b\x32..coral.mesh.v1.RegisterRequest.NodeLabelsEntry\x12/\n\x07runtime\x18\r \x01(\x0b\x32\x1e.coral.agent.v1.RuntimeContext\x12#\n\x04pods\x18\x0e \x03(\x0b\x32\x15.coral.mesh.v1.PodRef\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\x06labels\x18\x03 \x03(\x0b\x32!.coral.mesh.v1.PodRef.LabelsEntry\x12\x12\n\ncontainers\x18\x04 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\rServiceHealth\x12\x13\n\x0bservice_key\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nlast_check\x18\x03 \x01(\x01\x12\x12\n\nlast_error\x18\x04 \x01(\t\"}\n\x10RegisterResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x04 \x01(\x01\x12\x11\n\tcolony_id\x18\x05 \x01(\t\"\x8b\x02\n\x10HeartbeatRequest\x12\x14\n\x08\x61gent_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x15\n\tcolony_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x19\n\rcolony_secret\x18\x03 \x01(\tB\x02\x18\x01\x12\x18\n\x10services_changed\x18\x04 \x01(\x08\x12,\n\x08services\x18\x05 \x03(\x0b\x32\x1a.coral.mesh.v1.ServiceInfo\x12\x14\n\x0cpods_changed\x18\x06 \x01(\x08\x12#\n\x04pods\x18\x07 \x03(\x0b\x32\x15.coral.mesh.v1.PodRef\x12,\n\x06health\x18\x08 \x03(\x0b\x32\x1c.coral.mesh.v1.ServiceHealth\"C\n\x11HeartbeatResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x12\n\nreregister\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"S\n\tLinkHello\x12\x14\n\x08\x61gent_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x15\n\tcolony_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x19\n\rcolony_secret\x18\x03 \x01(\tB\x02\x18\x01\"h\n\x0bJoinRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x1d\n\x15service_account_token\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x03 \x01(\x0c\x12\x15\n\ragent_id_hint\x18\x04 \x01(\t\"\\\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x11\n\tnot_after\x18\x04 \x01(\x01\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_der\x18\x01 \x01(\x0c\";\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x11\n\tnot_after\x18\x02 \x01(\x01\"\xcb\x02\n\x0c\x41gentMessage\x12\r\n\x05op_id\x18\x01 \x01(\t\x12)\n\x05hello\x18\x02 \x01(\x0b\x32\x18.coral.mesh.v1.LinkHelloH\x00\x12\x31\n\x0b\x65xec_result\x18\x03 \x01(\x0b\x32\x1a.coral.agent.v1.ExecResultH\x00\x12,\n\x05shell\x18\x04 \x01(\x0b\x32\x1b.coral.agent.v1.ShellOutputH\x00\x12\'\n\x03tap\x18\x05 \x01(\x0b\x32\x18.coral.agent.v1.TapEventH\x00\x12\x31\n\x07runtime\x18\x06 \x01(\x0b\x32\x1e.coral.agent.v1.RuntimeContextH\x00\x12\x0f\n\x05\x65rror\x18\x07 \x01(\tH\x00\x12+\n\x05trace\x18\x08 \x01(\x0b\x32\x1a.coral.agent.v1.TraceEventH\x00\x42\x06\n\x04\x62ody\"\xa9\x02\n\rColonyMessage\x12\r\n\x05op_id\x18\x01 \x01(\t\x12+\n\x04\x65xec\x18\x02 \x01(\x0b\x32\x1b.coral.agent.v1.ExecRequestH\x00\x12+\n\x05shell\x18\x03 \x01(\x0b\x32\x1a.coral.agent.v1.ShellInputH\x00\x12)\n\x03tap\x18\x04 \x01(\x0b\x32\x1a.coral.agent.v1.TapRequestH\x00\x12;\n\x07runtime\x18\x05 \x01(\x0b\x32(.coral.agent.v1.GetRuntimeContextRequestH\x00\x12\x10\n\x06\x63\x61ncel\x18\x06 \x01(\x08H\x00\x12-\n\x05trace\x18\x07 \x01(\x0b\x32\x1c.coral.agent.v1.TraceRequestH\x00\x42\x06\n\x04\x62ody\"#\n\x11\x44\x65registerRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"7\n\x12\x44\x65registerResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x10\n\x08services\x18\x02 \x01(\x05*\x9a\x01\n\x11ServiceProvenance\x12\x1e\n\x1aSERVICE_PROVENANCE_UNKNOWN\x10\x00\x12\x1f\n\x1bSERVICE_PROVENANCE_EXPLICIT\x10\x01\x12!\n\x1dSERVICE_PROVENANCE_DISCOVERED\x10\x02\x12!\n\x1dSERVICE_PROVENANCE_OVERRIDDEN\x10\x03\x32\xc2\x03\n\x04Mesh\x12?\n\x04Join\x12\x1a.coral.mesh.v1.JoinRequest\x1a\x1b.coral.mesh.v1.JoinResponse\x12\x42\n\x05Renew\x12\x1b.coral.mesh.v1.RenewRequest\x1a\x1c.coral.mesh.v1.RenewResponse\x12K\n\x08Register\x12\x1e.coral.mesh.v1.RegisterRequest\x1a\x1f.coral.mesh.v1.RegisterResponse\x12N\n\tHeartbeat\x12\x1f.coral.mesh.v1.HeartbeatRequest\x1a .coral.mesh.v1.HeartbeatResponse\x12\x45\n\x04Link\x12\x1b.coral.mesh.v1.AgentMessage\x1a\x1c.coral.mesh.v1.ColonyMessage(\x01\x30\x01\x12Q\n\nDeregister\x12 .coral.mesh.v1.DeregisterRequest\x1a!.coral.mesh.v1.DeregisterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +50,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST'].fields_by_name['colony_id']._serialized_options = b'\030\001'
   _globals['_REGISTERREQUEST'].fields_by_name['colony_secret']._loaded_options = None
   _globals['_REGISTERREQUEST'].fields_by_name['colony_secret']._serialized_options = b'\030\001'
+  _globals['_PODREF_LABELSENTRY']._loaded_options = None
+  _globals['_PODREF_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_HEARTBEATREQUEST'].fields_by_name['agent_id']._loaded_options = None
   _globals['_HEARTBEATREQUEST'].fields_by_name['agent_id']._serialized_options = b'\030\001'
   _globals['_HEARTBEATREQUEST'].fields_by_name['colony_id']._loaded_options = None
@@ -62,8 +64,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINKHELLO'].fields_by_name['colony_id']._serialized_options = b'\030\001'
   _globals['_LINKHELLO'].fields_by_name['colony_secret']._loaded_options = None
   _globals['_LINKHELLO'].fields_by_name['colony_secret']._serialized_options = b'\030\001'
-  _globals['_SERVICEPROVENANCE']._serialized_start=2578
-  _globals['_SERVICEPROVENANCE']._serialized_end=2732
+  _globals['_SERVICEPROVENANCE']._serialized_start=3069
+  _globals['_SERVICEPROVENANCE']._serialized_end=3223
   _globals['_SERVICEINFO']._serialized_start=72
   _globals['_SERVICEINFO']._serialized_end=697
   _globals['_SERVICEINFO_LABELSENTRY']._serialized_start=553
@@ -73,31 +75,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEINFO_SOURCESENTRY']._serialized_start=651
   _globals['_SERVICEINFO_SOURCESENTRY']._serialized_end=697
   _globals['_REGISTERREQUEST']._serialized_start=700
-  _globals['_REGISTERREQUEST']._serialized_end=1201
+  _globals['_REGISTERREQUEST']._serialized_end=1238
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=553
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=598
   _globals['_REGISTERREQUEST_NODELABELSENTRY']._serialized_start=600
   _globals['_REGISTERREQUEST_NODELABELSENTRY']._serialized_end=649
-  _globals['_REGISTERRESPONSE']._serialized_start=1203
-  _globals['_REGISTERRESPONSE']._serialized_end=1328
-  _globals['_HEARTBEATREQUEST']._serialized_start=1331
-  _globals['_HEARTBEATREQUEST']._serialized_end=1493
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1495
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1562
-  _globals['_LINKHELLO']._serialized_start=1564
-  _globals['_LINKHELLO']._serialized_end=1647
-  _globals['_JOINREQUEST']._serialized_start=1649
-  _globals['_JOINREQUEST']._serialized_end=1753
-  _globals['_JOINRESPONSE']._serialized_start=1755
-  _globals['_JOINRESPONSE']._serialized_end=1847
-  _globals['_RENEWREQUEST']._serialized_start=1849
-  _globals['_RENEWREQUEST']._serialized_end=1880
-  _globals['_RENEWRESPONSE']._serialized_start=1882
-  _globals['_RENEWRESPONSE']._serialized_end=1941
-  _globals['_AGENTMESSAGE']._serialized_start=1944
-  _globals['_AGENTMESSAGE']._serialized_end=2275
-  _globals['_COLONYMESSAGE']._serialized_start=2278
-  _globals['_COLONYMESSAGE']._serialized_end=2575
-  _globals['_MESH']._serialized_start=2735
-  _globals['_MESH']._serialized_end=3102
+  _globals['_PODREF']._serialized_start=1241
+  _globals['_PODREF']._serialized_end=1400
+  _globals['_PODREF_LABELSENTRY']._serialized_start=553
+  _globals['_PODREF_LABELSENTRY']._serialized_end=598
+  _globals['_SERVICEHEALTH']._serialized_start=1402
+  _globals['_SERVICEHEALTH']._serialized_end=1493
+  _globals['_REGISTERRESPONSE']._serialized_start=1495
+  _globals['_REGISTERRESPONSE']._serialized_end=1620
+  _globals['_HEARTBEATREQUEST']._serialized_start=1623
+  _globals['_HEARTBEATREQUEST']._serialized_end=1890
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1892
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1959
+  _globals['_LINKHELLO']._serialized_start=1961
+  _globals['_LINKHELLO']._serialized_end=2044
+  _globals['_JOINREQUEST']._serialized_start=2046
+  _globals['_JOINREQUEST']._serialized_end=2150
+  _globals['_JOINRESPONSE']._serialized_start=2152
+  _globals['_JOINRESPONSE']._serialized_end=2244
+  _globals['_RENEWREQUEST']._serialized_start=2246
+  _globals['_RENEWREQUEST']._serialized_end=2277
+  _globals['_RENEWRESPONSE']._serialized_start=2279
+  _globals['_RENEWRESPONSE']._serialized_end=2338
+  _globals['_AGENTMESSAGE']._serialized_start=2341
+  _globals['_AGENTMESSAGE']._serialized_end=2672
+  _globals['_COLONYMESSAGE']._serialized_start=2675
+  _globals['_COLONYMESSAGE']._serialized_end=2972
+  _globals['_DEREGISTERREQUEST']._serialized_start=2974
+  _globals['_DEREGISTERREQUEST']._serialized_end=3009
+  _globals['_DEREGISTERRESPONSE']._serialized_start=3011
+  _globals['_DEREGISTERRESPONSE']._serialized_end=3066
+  _globals['_MESH']._serialized_start=3226
+  _globals['_MESH']._serialized_end=3676
 # @@protoc_insertion_point(module_scope)

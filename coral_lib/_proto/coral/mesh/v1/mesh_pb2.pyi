@@ -75,7 +75,7 @@ class ServiceInfo(_message.Message):
     def __init__(self, component_name: _Optional[str] = ..., port: _Optional[int] = ..., health_endpoint: _Optional[str] = ..., service_type: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[ServiceProvenance, str]] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., container_name: _Optional[str] = ..., pid: _Optional[int] = ..., process_name: _Optional[str] = ..., health_interval_seconds: _Optional[float] = ..., sources: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("agent_id", "component_name", "colony_id", "colony_secret", "version", "labels", "wireguard_pubkey", "services", "node_name", "node_labels", "runtime")
+    __slots__ = ("agent_id", "component_name", "colony_id", "colony_secret", "version", "labels", "wireguard_pubkey", "services", "node_name", "node_labels", "runtime", "pods")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class RegisterRequest(_message.Message):
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_LABELS_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     component_name: str
     colony_id: str
@@ -112,7 +113,39 @@ class RegisterRequest(_message.Message):
     node_name: str
     node_labels: _containers.ScalarMap[str, str]
     runtime: _agent_pb2.RuntimeContext
-    def __init__(self, agent_id: _Optional[str] = ..., component_name: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ..., version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., wireguard_pubkey: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ...) -> None: ...
+    pods: _containers.RepeatedCompositeFieldContainer[PodRef]
+    def __init__(self, agent_id: _Optional[str] = ..., component_name: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ..., version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., wireguard_pubkey: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[_Union[_agent_pb2.RuntimeContext, _Mapping]] = ..., pods: _Optional[_Iterable[_Union[PodRef, _Mapping]]] = ...) -> None: ...
+
+class PodRef(_message.Message):
+    __slots__ = ("namespace", "name", "labels", "containers")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    containers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., containers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ServiceHealth(_message.Message):
+    __slots__ = ("service_key", "state", "last_check", "last_error")
+    SERVICE_KEY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECK_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    service_key: str
+    state: str
+    last_check: float
+    last_error: str
+    def __init__(self, service_key: _Optional[str] = ..., state: _Optional[str] = ..., last_check: _Optional[float] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("accepted", "reason", "agent_id", "heartbeat_interval_seconds", "colony_id")
@@ -129,18 +162,24 @@ class RegisterResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., agent_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., colony_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_id", "colony_id", "colony_secret", "services_changed", "services")
+    __slots__ = ("agent_id", "colony_id", "colony_secret", "services_changed", "services", "pods_changed", "pods", "health")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLONY_ID_FIELD_NUMBER: _ClassVar[int]
     COLONY_SECRET_FIELD_NUMBER: _ClassVar[int]
     SERVICES_CHANGED_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
+    PODS_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     colony_id: str
     colony_secret: str
     services_changed: bool
     services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
-    def __init__(self, agent_id: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ..., services_changed: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ...) -> None: ...
+    pods_changed: bool
+    pods: _containers.RepeatedCompositeFieldContainer[PodRef]
+    health: _containers.RepeatedCompositeFieldContainer[ServiceHealth]
+    def __init__(self, agent_id: _Optional[str] = ..., colony_id: _Optional[str] = ..., colony_secret: _Optional[str] = ..., services_changed: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., pods_changed: _Optional[bool] = ..., pods: _Optional[_Iterable[_Union[PodRef, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[ServiceHealth, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("ok", "reregister", "reason")
@@ -237,3 +276,17 @@ class ColonyMessage(_message.Message):
     cancel: bool
     trace: _agent_pb2.TraceRequest
     def __init__(self, op_id: _Optional[str] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., shell: _Optional[_Union[_agent_pb2.ShellInput, _Mapping]] = ..., tap: _Optional[_Union[_agent_pb2.TapRequest, _Mapping]] = ..., runtime: _Optional[_Union[_agent_pb2.GetRuntimeContextRequest, _Mapping]] = ..., cancel: _Optional[bool] = ..., trace: _Optional[_Union[_agent_pb2.TraceRequest, _Mapping]] = ...) -> None: ...
+
+class DeregisterRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class DeregisterResponse(_message.Message):
+    __slots__ = ("removed", "services")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    services: int
+    def __init__(self, removed: _Optional[bool] = ..., services: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,11 @@ class MeshStub:
                 request_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.AgentMessage.SerializeToString,
                 response_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.ColonyMessage.FromString,
                 _registered_method=True)
+        self.Deregister = channel.unary_unary(
+                '/coral.mesh.v1.Mesh/Deregister',
+                request_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.DeregisterRequest.SerializeToString,
+                response_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.DeregisterResponse.FromString,
+                _registered_method=True)
 
 
 class MeshServicer:
@@ -95,6 +100,13 @@ class MeshServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deregister(self, request, context):
+        """A DaemonSet or sidecar agent stopping for good (SIGTERM) leaves the registry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +134,11 @@ def add_MeshServicer_to_server(servicer, server):
                     servicer.Link,
                     request_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.AgentMessage.FromString,
                     response_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.ColonyMessage.SerializeToString,
+            ),
+            'Deregister': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deregister,
+                    request_deserializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.DeregisterRequest.FromString,
+                    response_serializer=coral_dot_mesh_dot_v1_dot_mesh__pb2.DeregisterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +276,33 @@ class Mesh:
             '/coral.mesh.v1.Mesh/Link',
             coral_dot_mesh_dot_v1_dot_mesh__pb2.AgentMessage.SerializeToString,
             coral_dot_mesh_dot_v1_dot_mesh__pb2.ColonyMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deregister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.mesh.v1.Mesh/Deregister',
+            coral_dot_mesh_dot_v1_dot_mesh__pb2.DeregisterRequest.SerializeToString,
+            coral_dot_mesh_dot_v1_dot_mesh__pb2.DeregisterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,60 @@
+"""Verify an audit database file against signed checkpoints, without a running colony.
+
+The one home of `coral audit verify --checkpoints` and of `coral colony restore`'s check
+before it installs a backup: the HMAC chain (audit.verify_file) and the checkpoints
+(checkpoints.verify) in one pass over the records.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sqlite3
+
+from coral_lib.colony import audit, checkpoints
+
+
+def newest_record(audit_db: str | os.PathLike) -> int:
+    """The highest record id in the database (0 when empty or unreadable)."""
+    try:
+        db = sqlite3.connect(f"file:{os.fspath(audit_db)}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT max(seq) FROM audit").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+    return int(row[0] or 0)
+
+
+def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLike,
+                 public_key_file: str | os.PathLike, checkpoints_path: str | os.PathLike,
+                 prefix_only: bool = False) -> checkpoints.Report:
+    """Check `audit_db` with its HMAC key against the checkpoints at `checkpoints_path`.
+
+    prefix_only: the database is a copy taken earlier (a backup): checkpoints signed after
+    its newest record cover records the copy cannot hold and are left out, rather than
+    reported as a truncated tail. Every checkpoint up to the copy's end must still match.
+    Raises OSError / ValueError / audit.AuditError when a file cannot be read."""
+    key = audit.load_key(audit_key_file, create=False)
+    public = checkpoints.load_public_key(public_key_file)
+    found, problems = checkpoints.read(checkpoints_path)
+    if prefix_only:
+        last = newest_record(audit_db)
+        covering = [cp for cp in found if _record_id(cp) <= last]
+        if found and not covering:
+            problems = [*problems, (
+                f"no checkpoint covers the copy's {last} records (the first checkpoint covers "
+                f"record {min(_record_id(cp) for cp in found)}): the copy was taken before "
+                f"any checkpoint, or its log was cut")]
+        found = covering
+    return checkpoints.verify(
+        checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
+        chain=lambda on_row: audit.verify_file(pathlib.Path(audit_db), key, on_row))
+
+
+def _record_id(checkpoint: dict) -> int:
+    try:
+        return int(checkpoint.get("last_record_id", 0))
+    except (TypeError, ValueError):
+        return 0  # kept: checkpoints.verify reports what is wrong with it
