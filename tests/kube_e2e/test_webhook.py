@@ -27,6 +27,7 @@ from tests.support.coral_procs import wait_for
 from tests.support.kubeapi import podsecurity, workloads
 from tests.support.kubecluster import SYSTEM
 
+SIDECAR = ("--agent", "pod-shop2.app", "--pod", "app", "-n", "shop2", "-c", "app")
 CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
             "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18,
             "SYS_PTRACE": 19, "SYS_ADMIN": 21, "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31}
@@ -108,8 +109,10 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
                          for a in _agents(colony) if a.get("connected")), timeout=90,
              what="sidecar agent registered")
     # Exec into the app container through the sidecar, with the injected capability set.
-    run = coral_procs.coral("exec", "--pod", "app", "-n", "shop2", "-c", "app", "-o", "json",
-                            "--", "cat", "/tmp/marker", env=colony.operator_env)
+    # (--agent narrows to the sidecar: a DaemonSet agent on the node, from another test,
+    # sees this pod too.)
+    run = coral_procs.coral("exec", *SIDECAR, "-o", "json", "--", "cat", "/tmp/marker",
+                            env=colony.operator_env)
     assert run.stdout, run.stderr
     (result,) = json.loads(run.stdout)["results"]
     assert result["agent"] == "pod-shop2.app", result
@@ -117,14 +120,14 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
 
     # A shell in the app container through the sidecar (chroot as the app's uid).
     shell = subprocess.run(
-        [*coral_procs.CORAL, "shell", "--pod", "app", "-n", "shop2", "-c", "app", "--",
+        [*coral_procs.CORAL, "shell", *SIDECAR, "--",
          "sh", "-c", "cat /tmp/marker; exit 7"], stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=60, env={**os.environ, **colony.operator_env})
     assert shell.returncode == 7 and "in-app" in shell.stdout, shell
 
     # Tap in the pod's own network namespace, which the sidecar shares (NET_RAW only).
     pcap = tmp_path / "app.pcap"
-    tap = coral_procs.coral("tap", "--pod", "app", "-n", "shop2", "--filter",
+    tap = coral_procs.coral("tap", *SIDECAR, "--filter",
                             f"tcp port {port}", "--duration", "6s", "--max-packets", "10",
                             "-o", str(pcap), env=colony.operator_env)
     assert "pod-shop2.app" in tap.stderr and "packets" in tap.stderr, tap.stderr
