@@ -3,6 +3,9 @@
 The full variant is privileged with NET_ADMIN, SYS_PTRACE and BPF and mounts the CRI
 socket (exec through CRI ExecSync); the observe-only variant has none of those: no
 ptrace, no NET_ADMIN, no runtime socket (it can discover and watch, not exec).
+Both keep the agent's state on the node (hostPath `state_host_path`): a restarted agent
+container re-registers its last set and keeps its certificate instead of dropping and
+re-adding the node's services.
 Pod Security Standard: the full variant needs `privileged`; observe-only still uses
 hostPID, so it needs `privileged` as well (baseline forbids host namespaces).
 """
@@ -18,6 +21,8 @@ from coral_lib.webhook import inject
 
 NAME = "coral-agent"
 SOCKET_VOLUME = "cri-socket"
+STATE_VOLUME = "agent-state"
+STATE_DIR = "/var/lib/coral/agent"  # runner.default_state_dir() for root
 # The agent's discovery filters, overrides and labels (role agent_daemonset writes it; it
 # is optional: without it the agent runs on defaults and its environment).
 CONFIG_MAP = "coral-agent-config"
@@ -56,6 +61,8 @@ def daemon_set(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             "path": settings.cri_socket, "type": "Socket"}})
     pod_spec["volumes"].append({"name": CONFIG_VOLUME, "configMap": {
         "name": CONFIG_MAP, "optional": True}})
+    pod_spec["volumes"].append({"name": STATE_VOLUME, "hostPath": {
+        "path": settings.state_host_path, "type": "DirectoryOrCreate"}})
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -117,19 +124,20 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
         },
     }
+    state_mount = {"name": STATE_VOLUME, "mountPath": STATE_DIR}
     if settings.observe_only:
         container["securityContext"] = {
             "privileged": False,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]},
         }
-        container["volumeMounts"].append(config_mount)
+        container["volumeMounts"] += [config_mount, state_mount]
         return container
     env.append({"name": "CORAL_CRI_SOCKET", "value": settings.cri_socket})
     container["securityContext"] = {
         "privileged": True,
         "capabilities": {"add": ["NET_ADMIN", "SYS_PTRACE", "BPF"]},
     }
-    container["volumeMounts"].append({"name": SOCKET_VOLUME, "mountPath": settings.cri_socket})
-    container["volumeMounts"].append(config_mount)
+    container["volumeMounts"] += [{"name": SOCKET_VOLUME, "mountPath": settings.cri_socket},
+                                  config_mount, state_mount]
     return container

@@ -29,6 +29,9 @@ class ManifestSettings(inject_settings.InjectSettings):
     # daemonset
     observe_only: bool = False
     cri_socket: str = "/run/containerd/containerd.sock"
+    # the node agent's state (last-sent service set, its certificate) on the node, so a
+    # restarted agent container re-registers what it had instead of an empty set
+    state_host_path: str = "/var/lib/coral/agent"
     # webhook
     webhook_name: str = "coral-webhook"
     webhook_replicas: int = 2

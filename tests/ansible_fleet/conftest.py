@@ -1,6 +1,11 @@
 """Issue 6 fleet fixtures: one colony (with an RBAC policy and a read-only identity), a real
 pod from the pod harness with a sidecar agent, two host agents, and ansible-playbook /
-ansible-inventory run with this checkout as the coral.mesh collection."""
+ansible-inventory run with this checkout as the coral.mesh collection.
+
+COMPONENT TEST for the sidecar (issue 14): the pod and its sidecar agent come from the pod
+harness (tests/sidecar_agent/conftest.py, a plain process in the pod's namespaces; named
+shortcut); these tests are about the Ansible modules. The sidecar from the image is
+tests/kube_e2e/test_webhook.py."""
 
 from __future__ import annotations
 

@@ -97,11 +97,6 @@ def test_coral_audit_info_filters_and_verifies(fleet):
 
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
-@pytest.mark.xfail(strict=False, reason=(
-    "harness shortcut: since issue 14 a sidecar taps in its own network namespace (a real "
-    "pod shares it with the app, no capability needed), but this pod harness starts the "
-    "sidecar agent outside the pod's netns; sidecar tap in a real shared-netns pod from the "
-    "image is tested in tests/image/test_sidecar_least_privilege.py"))
 def test_coral_tap_writes_pcap_per_target_on_the_controller(fleet):
     dest = fleet.work / "tap" / "cap.pcap"
     dest.parent.mkdir()

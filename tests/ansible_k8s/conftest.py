@@ -1,5 +1,10 @@
 """Fixtures: API server fixtures as clusters, real `ansible-playbook` runs against them.
 
+COMPONENT TEST where agents appear (issue 14): `NodeAgent` runs `coral agent node` as a
+plain process standing in for a DaemonSet pod (named shortcut), so the multi-cluster
+rollout logic is tested without a container runtime per cluster; the rollout with agent
+pods from the image is tests/kube_e2e/test_rollout.py.
+
 Each playbook run is a real ansible-playbook process using the repository's ansible.cfg
 (the working tree is the coral.mesh collection) and the virtualenv's Python for the
 modules (coral-lib + the kubernetes client).

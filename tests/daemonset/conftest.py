@@ -1,4 +1,9 @@
-"""Fixtures: the Kubernetes API server fixture, a real colony process, DaemonSet agent processes."""
+"""Fixtures: the Kubernetes API server fixture, a real colony process, DaemonSet agent processes.
+
+COMPONENT TEST, NOT AN E2E (issue 14): `NodeAgentProc` runs `coral agent node` from this
+checkout as a plain process on this machine (named shortcut: no pod, no image), to test the
+node agent's watch, discovery, overrides and CRI exec in depth. The DaemonSet as Kubernetes
+runs it (the image, the pod runner, the shipped RBAC) is tests/kube_e2e/test_daemonset.py."""
 
 from __future__ import annotations
 

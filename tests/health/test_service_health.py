@@ -6,8 +6,11 @@ the inventory plugin.
 
 A real pod (tests/support/podharness: its own network namespace, made with unshare) runs a
 real HTTP server bound to 127.0.0.1 in that namespace; the sidecar agent process stays in
-the host network namespace (the harness's shortcut, so it reaches the colony on loopback),
-so a probe that did not enter the pod's namespace would find nothing listening."""
+the host network namespace (SidecarAgent.host_netns, so it reaches the colony on loopback),
+so a probe that did not enter the pod's namespace would find nothing listening.
+
+COMPONENT TEST (issue 14): the sidecar agent is the pod harness's plain process (named
+shortcut, tests/sidecar_agent/conftest.py), not the image."""
 
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ def health_pod(tmp_path, colony, kubeapi):  # noqa: F811
         pod.add_container("cache", [sys.executable, "-m", "http.server", "9090", "--bind",
                                     "127.0.0.1"], port=9090)
         agent = SidecarAgent(pod, colony, tmp_path, kubeapi)
+        agent.host_netns = True  # see the module docstring
         body = yaml.safe_load(agent.config.read_text())
         body["agent"]["mode"] = "active"
         body["overrides"] = [{"selector": {"port": 8081}, "service": {

@@ -8,20 +8,45 @@ node agents (in those pods) are connected."""
 from __future__ import annotations
 
 import subprocess
+import threading
 
-import yaml
-
-from tests.ansible_k8s.conftest import PYTHON, run_playbook
-from tests.support import coral_procs
+from tests.ansible_k8s.conftest import run_playbook
+from tests.kube_e2e.conftest import deploy_daemonset_with_ansible
+from tests.support import containerd, coral_procs
 from tests.support.coral_procs import wait_for
 from tests.support.kubecluster import NODES, SYSTEM
 
-GOOD, NEXT, MISSING = "coral/agent:0.1.0", "coral/agent:0.2.0", "coral/agent:9.9.9"
+GOOD, NEXT, BROKEN = "coral/agent:0.1.0", "coral/agent:0.2.0", "coral/agent:9.9.9-broken"
 
 
 def ds_image(server) -> str:
     ds = server.store.get("daemonsets", "coral-agent", namespace=SYSTEM)
     return ds["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def _pod_states_during(kube, action) -> dict:
+    """Run action() while recording (image, waiting/terminated reason) of the agent pods'
+    containers as the pod runner reports them."""
+    states: set[tuple[str, str]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            for pod in kube.agent_pods().values():
+                for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                    for key in ("waiting", "terminated"):
+                        reason = (status.get("state") or {}).get(key, {}).get("reason")
+                        if reason:
+                            states.add((pod["spec"]["containers"][0]["image"], reason))
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        result = action()
+    finally:
+        stop.set()
+        thread.join()
+    return {"result": result, "states": sorted(states)}
 
 
 def connected(colony) -> set[str]:
@@ -33,30 +58,7 @@ def test_e2e_rollout_canary_gate_passes_healthy_and_rolls_back_unready(kube, clu
                                                                         tmp_path):
     colony = cluster_colony
     server = kube.server
-    inventory = tmp_path / "clusters.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"coral_clusters": {
-        "hosts": {"cluster-a": {
-            "coral_k8s_kubeconfig": server.kubeconfig_path,
-            "coral_colony_address": colony.address,
-            "coral_colony_ca_file": str(colony.data_dir / "ca.crt"),
-            "coral_colony_token_file": str(colony.data_dir / "admin.token")}},
-        "vars": {"ansible_connection": "local"}}}}}))
-    ev = {"ansible_python_interpreter": PYTHON, "coral_mode": "daemonset",
-          "coral_k8s_colony_address": colony.address,
-          "coral_k8s_colony_ca_file": str(colony.data_dir / "ca.crt"),
-          "coral_k8s_colony_id": colony.colony_id,
-          "coral_daemonset_settings": {"cri_socket": kube.runtime.socket},
-          "coral_daemonset_wait_timeout": 60}
-    if server.store.list("daemonsets", namespace=SYSTEM):  # another e2e test deployed it
-        server.store.delete("daemonsets", "coral-agent", namespace=SYSTEM)
-    run = run_playbook("deploy-coral.yml", inventory=str(inventory),
-                       extra_vars={**ev, "coral_hosts": "coral_clusters",
-                                   "coral_daemonset_wait": False})
-    assert run.rc == 0, run.explain()
-    # FIXTURE NOTE (conftest): agents reach the loopback colony and API with hostNetwork;
-    # set outside the applied manifest, so later applies keep it and revisions carry it.
-    server.store.patch("daemonsets", "coral-agent", {"spec": {"template": {"spec": {
-        "hostNetwork": True}}}}, namespace=SYSTEM)
+    inventory, ev = deploy_daemonset_with_ansible(kube, colony, tmp_path)
     wanted = {f"node-{n}" for n in NODES}
     wait_for(lambda: connected(colony) >= wanted
              and server.store.get("daemonsets", "coral-agent", namespace=SYSTEM)["status"]
@@ -75,12 +77,23 @@ def test_e2e_rollout_canary_gate_passes_healthy_and_rolls_back_unready(kube, clu
     assert {p["spec"]["containers"][0]["image"] for p in pods.values()} == {NEXT}
     assert all(p["status"]["containerStatuses"][0]["ready"] for p in pods.values())
 
-    # Unhealthy: an image whose pods never become ready (it cannot be pulled): the role's
-    # rollout wait sees the real status, the cluster fails and is rolled back.
-    run = run_playbook("rollout-coral.yml", inventory=str(inventory),
-                       extra_vars={**ev, **gate, "coral_daemonset_image": MISSING,
-                                   "coral_daemonset_wait_timeout": 10,
-                                   "coral_rollout_gate_timeout": 10}, timeout=300)
+    # Unhealthy: a broken image built locally (busybox under the agent's name: its
+    # `coral agent node` command does not exist, so every container start fails and the
+    # pods never become ready): the role's rollout wait sees the real pod status, the
+    # cluster fails and is rolled back.
+    subprocess.run(["ctr", "--address", kube.runtime.socket, "-n", "k8s.io", "images", "tag",
+                    "--force", containerd.BUSYBOX_IMAGE, f"docker.io/{BROKEN}"], check=True,
+                   capture_output=True)
+    seen = _pod_states_during(kube, lambda: run_playbook(
+        "rollout-coral.yml", inventory=str(inventory),
+        extra_vars={**ev, **gate, "coral_daemonset_image": BROKEN,
+                    "coral_daemonset_wait_timeout": 10, "coral_rollout_gate_timeout": 10},
+        timeout=300))
+    run = seen.pop("result")
+    broken = {reason for image, reason in seen["states"] if image == BROKEN}
+    # the image is there (no pull error): its pods start and fail, never becoming ready
+    assert broken and broken <= {"RunContainerError", "CreateContainerError",
+                                 "CrashLoopBackOff", "Error"}, seen["states"]
     assert run.rc != 0, run.explain()
     assert "rolled back" in run.output.lower() or "roll back" in run.output.lower(), \
         run.explain()

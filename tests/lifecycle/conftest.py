@@ -1,4 +1,8 @@
-"""Fixtures: a colony with a short agentExpiry, the API server fixture, DaemonSet agents."""
+"""Fixtures: a colony with a short agentExpiry, the API server fixture, DaemonSet agents.
+
+COMPONENT TEST (issue 14): the DaemonSet and sidecar agents here are plain processes (named
+shortcuts, tests/daemonset/conftest.py and tests/sidecar_agent/conftest.py), so they can be
+signalled and expired at will; the image-run agents are tests/kube_e2e."""
 
 from __future__ import annotations
 

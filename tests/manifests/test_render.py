@@ -117,9 +117,25 @@ def test_daemonset_observe_only_has_no_ptrace_net_admin_or_socket() -> None:
     text = json.dumps(spec)
     assert "SYS_PTRACE" not in text and "NET_ADMIN" not in text
     assert "containerd.sock" not in text
-    # the token and the optional agent ConfigMap (filters, overrides): no runtime socket
-    assert [v["name"] for v in spec["volumes"]] == ["coral-agent-token", "agent-config"]
+    # the token, the optional agent ConfigMap (filters, overrides) and the agent's state
+    # directory on the node: no runtime socket
+    assert [v["name"] for v in spec["volumes"]] == ["coral-agent-token", "agent-config",
+                                                    "agent-state"]
     assert container["securityContext"]["privileged"] is False
+
+
+@pytest.mark.parametrize("observe_only", [False, True])
+def test_daemonset_agent_state_on_a_host_path_volume(observe_only: bool) -> None:
+    """Issue 14 §4.1 "killing the agent container loses no services (state on a volume)":
+    the agent's default state dir is a hostPath directory on its node, settable."""
+    settings = manifests.ManifestSettings(observe_only=observe_only,
+                                          state_host_path="/srv/coral/state")
+    spec = _agent(manifests.render("daemonset", settings))
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "agent-state"]
+    assert volume["hostPath"] == {"path": "/srv/coral/state", "type": "DirectoryOrCreate"}
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "agent-state"]
+    assert mount["mountPath"] == "/var/lib/coral/agent"  # runner.default_state_dir() as root
+    assert not mount.get("readOnly")
 
 
 def test_webhook_objects(tls) -> None:

@@ -3,6 +3,11 @@ fixture and small real mounts (tmpfs, read-only bind) for the data-directory fai
 
 The kubeapi / node_agents fixtures and colony_args (TokenReview on the API server fixture,
 for the root `colony`) are the DaemonSet suite's, reused as they are.
+
+COMPONENT TEST, NOT AN E2E (issue 14): DaemonSet agents here are plain `coral agent node`
+processes (named shortcut, see tests/daemonset/conftest.py), so they can be SIGKILLed and
+restarted hundreds of times mid-churn; killing the agent container of an image-run
+DaemonSet pod is tested in tests/kube_e2e/test_daemonset.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ processes: a colony with a policy, host agents, and a DaemonSet agent on real co
 The attacker holds a valid operator token with little power (read only, approve only,
 exec behind an approval, exec on an observe-only agent, exec in one namespace) and talks
 gRPC to the colony directly, setting the request fields the CLI never sets.
+
+COMPONENT TEST for the agent side (issue 14): the DaemonSet agent is a plain `coral agent
+node` process exec-ing through real containerd (named shortcut, tests/daemonset/conftest.py);
+the colony's authorization, the part under attack, is the real thing.
 """
 
 from __future__ import annotations

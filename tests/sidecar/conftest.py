@@ -1,4 +1,10 @@
-"""Fixtures: real pods from the pod harness (namespaces + containerd-style cgroups)."""
+"""Fixtures: real pods from the pod harness (namespaces + containerd-style cgroups).
+
+COMPONENT TEST, NOT AN E2E (issue 14): the sidecar's discovery and exec backends run from
+this checkout in a probe process placed in the pod's namespaces by the harness (named
+shortcut), with root's capabilities. The sidecar from the image with exactly the injected
+capability set is tests/image/test_sidecar_least_privilege.py and
+tests/kube_e2e/test_webhook.py."""
 
 from __future__ import annotations
 

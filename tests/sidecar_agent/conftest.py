@@ -1,9 +1,16 @@
 """A real pod (namespaces + containerd-style cgroups) with the Coral agent as its sidecar.
 
-The agent joins the pod's PID, UTS and IPC namespaces and gets its own mount namespace and
-cgroup, like a native sidecar with shareProcessNamespace. It stays in the host network
-namespace so it reaches the test colony on loopback; discovery reads each container's
-sockets from /proc/<pid>/net, which follows the container's own network namespace.
+The agent joins the pod's PID, network, UTS and IPC namespaces and gets its own mount
+namespace and cgroup, like a native sidecar with shareProcessNamespace (so tap captures the
+pod's own interfaces, as in a real pod). It reaches the test colony on this machine's
+loopback through the harness relay (podharness.Pod.relay_to_host, a named shortcut for
+the pod network).
+
+COMPONENT TEST, NOT AN E2E (issue 14): this harness runs the agent from this checkout as
+a plain process placed in the pod's namespaces by hand, with root's full capability set.
+The sidecar as Kubernetes runs it (the project's image, the webhook's injected
+securityContext, the pod runner on containerd) is tested end to end in
+tests/kube_e2e/test_webhook.py and tests/image/test_sidecar_least_privilege.py.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ class SidecarAgent:
         self.cgroup = os.path.join(pod.cgroup, secrets.token_hex(32))
         self.work = work
         self.extra_env: dict[str, str] = {}  # e.g. CORAL_POD_LABELS_FILE (downward API)
+        # True keeps the agent in this machine's network namespace (a test whose point is
+        # that the agent must enter the pod's to find something there)
+        self.host_netns = False
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> SidecarAgent:
@@ -50,11 +60,14 @@ class SidecarAgent:
         env = {**os.environ, "POD_NAME": self.pod.name, "POD_NAMESPACE": self.pod.namespace,
                "POD_UID": self.pod.uid, "NODE_NAME": "node-1", "CORAL_AGENT_MODE": "sidecar",
                "KUBERNETES_SERVICE_HOST": "10.0.0.1", **self.extra_env}
+        if not self.host_netns:
+            self.pod.relay_to_host(int(self.colony.address.rsplit(":", 1)[1]))
+        namespaces = ["--pid", "--uts", "--ipc", *([] if self.host_netns else ["--net"])]
         argv = [*coral_procs.CORAL, "agent", "start", "--monitor-all", "--config",
                 str(self.config), "--state-dir", str(self.work / "state"),
                 "--socket", str(self.work / "agent.sock")]
         self.proc = subprocess.Popen(
-            ["nsenter", f"--target={self.pod.pause_pid}", "--pid", "--uts", "--ipc", "--",
+            ["nsenter", f"--target={self.pod.pause_pid}", *namespaces, "--",
              "unshare", "--mount", "--propagation", "private", "--",
              "sh", "-c", SETUP, "sh", self.cgroup, *argv],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env,

@@ -147,6 +147,7 @@ class Containerd:
                  cni: bool = False) -> None:
         self.cni = cni  # pod networking: a private bridge + host-local IPAM (else NODE only)
         self.bridge = ""
+        self.gateway = ""
         self.base = pathlib.Path(tmp_dir).resolve() / f"containerd-{uuid.uuid4().hex[:8]}"
         self.socket = str(self.base / "containerd.sock")
         self.log_path = self.base / "containerd.log"
@@ -202,6 +203,7 @@ class Containerd:
             shutil.copy2(plugin, self.base / "cni" / "bin" / plugin.name)
         self.bridge = f"crb{uuid.uuid4().hex[:8]}"
         subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        self.gateway = f"{subnet}.1"  # the bridge's address: this machine, seen from pods
         conflist = {"cniVersion": "0.4.0", "name": self.bridge, "plugins": [
             {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
              "ipam": {"type": "host-local", "dataDir": str(self.base / "cni" / "ipam"),

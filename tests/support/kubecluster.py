@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import socket
+import threading
 
 from coral_lib import manifests
-from tests.support import containerd, coral_procs, kube_identity, podrunner
+from tests.support import containerd, coral_procs, kube_identity, podharness, podrunner
 from tests.support.kubeapi import KubeAPIServer, errors, resources, workloads
 
 NODES = ("node-a", "node-b")
+IP_FREEBIND = 15  # linux/in.h
 SYSTEM = "coral-system"
 
 
@@ -37,6 +40,7 @@ class KubeCluster:
         self._stack = contextlib.ExitStack()
         self.runtime: containerd.Containerd | None = None
         self.server: KubeAPIServer | None = None
+        self._relays: set[int] = set()
 
     def __enter__(self) -> KubeCluster:
         try:
@@ -97,7 +101,9 @@ class KubeCluster:
 
     def deploy_daemonset(self, colony: coral_procs.Colony, **settings) -> list[dict]:
         """The rendered DaemonSet mode (CRI socket: this containerd's) plus the colony
-        ConfigMap; the objects as applied."""
+        ConfigMap; the objects as applied. The agents' state directory (hostPath) is this
+        cluster's own: the fixture's nodes share this machine's filesystem."""
+        settings.setdefault("state_host_path", str(self.base / "agent-state"))
         objs = manifests.render("daemonset", manifests.ManifestSettings(
             cri_socket=self.runtime.socket, **settings))
         for obj in objs:
@@ -138,16 +144,43 @@ class KubeCluster:
             values, tls=load_or_generate_tls(None, values)))
         for obj in objs:
             if obj["kind"] == "Deployment":
-                spec = obj["spec"]["template"]["spec"]
-                spec["hostNetwork"] = True
-                container = spec["containers"][0]
-                container["command"] = [f"$(POD_IP):{free}" if a == "0.0.0.0:8443" else a
-                                        for a in container["command"]]
-                container.setdefault("env", []).append(
-                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-                container["ports"][0]["containerPort"] = free
+                _host_network_webhook(obj, free)
         self.apply(objs)
         return objs
+
+    def host_network_webhook(self, name: str = "coral-webhook") -> dict:
+        """The webhook Deployment as applied (e.g. by the deploy playbook), changed as
+        deploy_webhook changes it (hostNetwork, a free port; see its docstring)."""
+        deployment = self.server.store.get("deployments", name, namespace=SYSTEM)
+        _host_network_webhook(deployment, coral_procs.free_port())
+        return self.server.store.update(deployment)
+
+    def webhook_pods(self) -> list[dict]:
+        return self.server.store.list("pods", namespace=SYSTEM,
+                                      label_selector="app.kubernetes.io/name=coral-webhook")
+
+    def colony_for_pods(self, colony: coral_procs.Colony) -> str:
+        """The colony's address as pods on the pod network dial it: this machine's hostname
+        (in the colony's certificate) and the colony's port. FIXTURE NOTE: the colony listens
+        on loopback; a relay on the bridge's address (the pod network's gateway) forwards to
+        it, and pods map the hostname to that address with hostAliases
+        (`pod_host_aliases()`), where a cluster would have a Service name and DNS."""
+        port = int(colony.address.rsplit(":", 1)[1])
+        if port not in self._relays:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # the CNI plugin adds the bridge and its address with the first pod-network pod
+            listener.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            listener.bind((self.runtime.gateway, port))
+            listener.listen(64)
+            self._stack.callback(listener.close)
+            self._relays.add(port)
+            threading.Thread(target=podharness.relay_connections, args=(listener, port),
+                             daemon=True, name=f"colony-relay-{port}").start()
+        return f"{socket.gethostname()}:{port}"
+
+    def pod_host_aliases(self) -> list[dict]:
+        return [{"ip": self.runtime.gateway, "hostnames": [socket.gethostname()]}]
 
     def colony_config_map(self, colony: coral_procs.Colony, namespace: str) -> dict:
         return self.server.store.create({
@@ -175,3 +208,15 @@ class KubeCluster:
             if status["name"] == container and status.get("containerID"):
                 return status["containerID"].split("://", 1)[1]
         raise LookupError(f"{namespace}/{pod} has no running container {container!r}")
+
+
+def _host_network_webhook(deployment: dict, port: int) -> None:
+    spec = deployment["spec"]["template"]["spec"]
+    spec["hostNetwork"] = True
+    container = spec["containers"][0]
+    # each fixture node has its own loopback IP: the webhook binds its pod's
+    container["command"] = [f"$(POD_IP):{port}" if a == "0.0.0.0:8443" else a
+                            for a in container["command"]]
+    container.setdefault("env", []).append(
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    container["ports"][0]["containerPort"] = port

@@ -6,18 +6,28 @@ started inside those namespaces with its own mount namespace, in which it sees t
 pod's /proc and a private tmpfs on /srv holding /srv/coral-marker (its name); only that
 container can read the marker. Each one lives in its own cgroup named like containerd's:
 <v2 mount>/kubepods/besteffort/pod<uid>/<64-hex id>. Needs root.
+
+HARNESS SHORTCUT (`Pod.relay_to_host`): test colonies listen on this machine's loopback,
+which a pod's own network namespace cannot reach; a relay listening on the pod's
+127.0.0.1:<port> forwards each connection to the host's 127.0.0.1:<port>, standing in for
+the pod network's route to the colony. Processes in the pod (a sidecar agent) dial the
+colony's usual address and are otherwise fully inside the pod's network namespace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import os
 import secrets
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,6 +36,7 @@ UNIFIED = "/sys/fs/cgroup/unified"
 CGROUP_ROOT = UNIFIED if os.path.isdir(UNIFIED) else "/sys/fs/cgroup"
 MARKER = "/srv/coral-marker"
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNET = 0x40000000
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 # Runs inside the pod's PID/net/UTS/IPC namespaces and a fresh mount namespace.
@@ -112,6 +123,7 @@ class Pod:
         self.pause_pid = 0
         self._unshare: subprocess.Popen | None = None
         self._tmp = ""
+        self._relays: dict[int, socket.socket] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -152,6 +164,16 @@ class Pod:
     def _pod_ns(self, flags: Sequence[str], argv: Sequence[str]) -> None:
         subprocess.run(["nsenter", f"--target={self.pause_pid}", *flags, "--", *argv],
                        check=True, env=BASE_ENV, capture_output=True)
+
+    def relay_to_host(self, port: int) -> None:
+        """Forward the pod's 127.0.0.1:port to this machine's 127.0.0.1:port (see the
+        module note); the relay threads end with the pod's namespace. Idempotent per port."""
+        if port in self._relays:
+            return
+        listener = _listen_in_netns(self.pause_pid, port)
+        self._relays[port] = listener
+        threading.Thread(target=relay_connections, args=(listener, port), daemon=True,
+                         name=f"pod-relay-{self.name}-{port}").start()
 
     @property
     def proc_root(self) -> str:
@@ -231,6 +253,11 @@ class Pod:
         """Kill every process of the pod and remove its cgroups (deepest first)."""
         for name in list(self.containers):
             self.stop_container(name)
+        for listener in self._relays.values():
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        self._relays.clear()
         if self._unshare is not None:
             if self.pause_pid:
                 _kill(self.pause_pid)
@@ -252,6 +279,77 @@ class Pod:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = ""
+
+
+def _listen_in_netns(pid: int, port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1:port in the network namespace of pid, made by a
+    short-lived thread (setns of a network namespace applies to the calling thread only)."""
+    made: list = []
+
+    def make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            if libc.setns(target, CLONE_NEWNET) != 0:
+                made.append(OSError(ctypes.get_errno(), f"setns into netns of {pid}"))
+                return
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
+                sock.listen(64)
+                made.append(sock)
+            finally:
+                libc.setns(own, CLONE_NEWNET)
+        except OSError as exc:
+            made.append(exc)
+        finally:
+            os.close(own)
+            os.close(target)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if isinstance(made[0], Exception):
+        raise made[0]
+    return made[0]
+
+
+def relay_connections(listener: socket.socket, port: int) -> None:
+    """Accept on listener until it closes; each connection is copied both ways to this
+    machine's 127.0.0.1:port."""
+    while True:
+        try:
+            inside, _ = listener.accept()
+        except OSError:
+            return  # the pod stopped
+        try:
+            outside = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            inside.close()
+            continue
+        outside.settimeout(None)
+        threading.Thread(target=_relay, args=(inside, outside), daemon=True).start()
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until both sides have finished sending."""
+    peer = {a: b, b: a}
+    sending = {a, b}
+    with a, b:
+        while sending:
+            for src in select.select(list(sending), [], [])[0]:
+                try:
+                    data = src.recv(65536)
+                    if data:
+                        peer[src].sendall(data)
+                        continue
+                except OSError:
+                    pass
+                sending.discard(src)
+                with contextlib.suppress(OSError):
+                    peer[src].shutdown(socket.SHUT_WR)
 
 
 def _die_with_parent() -> None:

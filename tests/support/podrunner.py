@@ -9,8 +9,10 @@ the containerd through CRI, as kubelet would: a sandbox with the pod's namespace
 running; the securityContext mapped by tests/support/podspec.py; env (value, fieldRef,
 secretKeyRef, configMapKeyRef, `$(VAR)`); volumes (emptyDir, hostPath, secret, configMap,
 downwardAPI, projected with real pod-bound service account tokens from the fixture's
-TokenRequest, refreshed at 80% of their life); exec/httpGet/tcpSocket readiness and
-liveness probes; restarts per restartPolicy; and the pod status (phase, conditions,
+TokenRequest, refreshed at 80% of their life); kubelet's managed /etc/hosts for
+pod-network pods (localhost, the pod's own name and IP, `hostAliases`);
+exec/httpGet/tcpSocket readiness and liveness probes; restarts per restartPolicy; and the
+pod status (phase, conditions,
 container statuses, restart counts, podIP) written back through `pods/status`. A pod
 deleted from the API has its sandbox stopped and removed.
 
@@ -189,6 +191,7 @@ class PodWorker:
             status = self.runtime.PodSandboxStatus(
                 api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id), timeout=30)
             self.pod_ip = status.status.network.ip
+            self._write_etc_hosts()
         # fieldRef status.podIP / status.hostIP see the addresses as kubelet knows them.
         self.pod = {**self.pod, "status": {**(self.pod.get("status") or {}),
                                            "podIP": self.pod_ip, "hostIP": self.runner.host_ip}}
@@ -440,6 +443,18 @@ class PodWorker:
             value = podspec.field_value(self.pod, item["fieldRef"]["fieldPath"])
             _write_file(target / item["path"], value.encode(), int(item.get("mode", mode)))
 
+    def _write_etc_hosts(self) -> None:
+        """kubelet's managed /etc/hosts of a pod-network pod: localhost, the pod's own name
+        and address, then the pod's hostAliases."""
+        lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
+                 "::1\tlocalhost ip6-localhost ip6-loopback",
+                 f"{self.pod_ip}\t{self.pod['spec'].get('hostname') or self.name}"]
+        aliases = self.spec.get("hostAliases") or []
+        if aliases:
+            lines.append("# Entries added by HostAliases.")
+            lines += [f"{a['ip']}\t{' '.join(a.get('hostnames') or [])}" for a in aliases]
+        _write_file(self.dir / "etc-hosts", ("\n".join(lines) + "\n").encode(), 0o644)
+
     def _mounts(self, container: dict) -> list[api_pb2.Mount]:
         read_only_kinds = ("secret", "configMap", "downwardAPI", "projected")
         kinds = {v["name"]: v for v in self.spec.get("volumes") or []}
@@ -454,6 +469,9 @@ class PodWorker:
             forced = any(k in kinds[mount["name"]] for k in read_only_kinds)
             out.append(api_pb2.Mount(container_path=mount["mountPath"], host_path=str(host),
                                      readonly=bool(mount.get("readOnly")) or forced))
+        hosts = self.dir / "etc-hosts"
+        if hosts.exists() and all(m.container_path != "/etc/hosts" for m in out):
+            out.append(api_pb2.Mount(container_path="/etc/hosts", host_path=str(hosts)))
         return out
 
     # ---- status ------------------------------------------------------------------------
