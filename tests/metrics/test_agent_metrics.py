@@ -2,6 +2,10 @@
 
 Acceptance: "agent — discovery cycle duration, watch restarts and relists, services by
 provenance, operation durations, link reconnects".
+
+COMPONENT TEST: the DaemonSet agent runs as a plain process (NodeAgentProc) against the API
+server fixture, to count its lists and watches; the image-run DaemonSet agent's readiness
+probe is tested end to end in tests/kube_e2e/test_daemonset.py.
 """
 
 from __future__ import annotations

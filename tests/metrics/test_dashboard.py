@@ -4,6 +4,9 @@ collection, and a test loads it and checks every query names a metric that exist
 "Exists" is checked against what real processes expose: a colony after an exec, a host
 agent, a DaemonSet agent on the API server fixture and a `coral webhook serve` process,
 each scraped over HTTP(S) like Prometheus would.
+
+COMPONENT TEST: the DaemonSet agent scraped here runs as a plain process (NodeAgentProc);
+the image-run DaemonSet pods serve the same /metrics (tests/kube_e2e/test_daemonset.py).
 """
 
 from __future__ import annotations
