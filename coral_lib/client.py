@@ -499,5 +499,5 @@ def _result_dict(result: colony_pb2.TargetResult) -> dict:
         "stderr": r.stderr.decode("utf-8", "replace"),
         "duration": round(r.duration_seconds, 6), "truncated": r.truncated,
         "timed_out": r.timed_out, "error": r.error, "status": result.status,
-        "audit_id": result.audit_id,
+        "audit_id": result.audit_id, "finished_audit_id": result.finished_audit_id,
     }

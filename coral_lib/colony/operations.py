@@ -92,11 +92,12 @@ class FanOut:
             return _refused(target, 0, f"not run because it could not be audited: {exc}")
         result, cut_off = self._execute(request.exec, target, cancelled)
         status = "interrupted" if cut_off else _status(result)
+        finished_id = 0
         try:
             if result.HasField("entered"):
                 targets_mod.record_entered(self.audit, op_id=key, target=target,
                                            entered=result.entered, provenance=provenance)
-            self.audit.finished(
+            finished_id = self.audit.finished(
                 op_id=key, status=status, exit_code=result.exit_code,
                 duration=result.duration_seconds,
                 bytes_out=len(result.stdout) + len(result.stderr), error=result.error,
@@ -104,7 +105,7 @@ class FanOut:
         except audit_mod.AuditError as exc:  # it ran; restart marks the record interrupted
             log.error("audit end record of %s lost: %s", key, exc)
         return colony_pb2.TargetResult(target=target, result=result, audit_id=audit_id,
-                                       status=status)
+                                       status=status, finished_audit_id=finished_id or 0)
 
     def _execute(self, exec_request: agent_pb2.ExecRequest, target: colony_pb2.Target,
                  cancelled: Callable[[], bool]) -> tuple[agent_pb2.ExecResult, bool]:

@@ -89,3 +89,30 @@ options:
       - Only agents and services on this node.
     type: str
 """
+
+    # Operations the colony may hold for approval (policy rules with requireApproval).
+    APPROVAL = r"""
+options:
+  approval_id:
+    description:
+      - Id of an approved request to redeem, as returned in RV(approval_id) by an earlier
+        run that the colony held for approval (another identity approves it with
+        C(coral approve ID)).
+    type: str
+    default: ''
+  wait_for_approval:
+    description:
+      - When the colony holds the request for approval, wait (up to O(approval_timeout))
+        until another identity approves or denies it.
+      - When false (the default) the task fails at once with RV(error_kind=ApprovalPending)
+        and the id in RV(approval_id); run it again with O(approval_id) once approved.
+    type: bool
+    default: false
+  approval_timeout:
+    description:
+      - Seconds to wait for a decision when O(wait_for_approval=true); then the task fails
+        with RV(error_kind=ApprovalPending) and the id.
+    type: float
+    default: 600
+"""
+

@@ -56,9 +56,15 @@ TARGETING_SPEC = dict(
 CONNECTION_OPTIONS = (("colony_address", "address"), ("colony_ca_file", "ca_file"),
                       ("colony_token", "token"), ("colony_token_file", "token_file"))
 
+APPROVAL_SPEC = dict(
+    approval_id=dict(type="str", default=""),
+    wait_for_approval=dict(type="bool", default=False),
+    approval_timeout=dict(type="float", default=600),
+)
+
 TARGET_KEYS = ("agent", "service", "node", "namespace", "pod", "container")
 RESULT_KEYS = TARGET_KEYS + ("rc", "stdout", "stderr", "duration", "truncated", "timed_out",
-                             "error", "status", "audit_id")
+                             "error", "status", "audit_id", "finished_audit_id")
 
 
 def connection_spec():
@@ -67,6 +73,21 @@ def connection_spec():
 
 def targeting_spec():
     return copy.deepcopy(TARGETING_SPEC)
+
+
+def approval_spec():
+    return copy.deepcopy(APPROVAL_SPEC)
+
+
+def approval_kwargs(params):
+    """coral_lib.client arguments for the approval options (doc fragment coral.approval);
+    ValueError naming a bad timeout."""
+    if params["approval_timeout"] <= 0:
+        raise ValueError("approval_timeout must be a positive number of seconds, got %s"
+                         % params["approval_timeout"])
+    return dict(approval_id=params["approval_id"] or "",
+                wait_for_approval=params["wait_for_approval"],
+                approval_timeout=params["approval_timeout"])
 
 
 def require_coral_lib(module):
@@ -121,6 +142,10 @@ def result_row(result):
     """One per-target exec result with the documented keys only."""
     row = dict((key, result.get(key)) for key in RESULT_KEYS)
     row["error"] = row["error"] or ""
+    row["finished_audit_id"] = row["finished_audit_id"] or 0
+    # as ansible.builtin.command and kubernetes.core.k8s_exec return them
+    row["stdout_lines"] = (row["stdout"] or "").splitlines()
+    row["stderr_lines"] = (row["stderr"] or "").splitlines()
     if not row["status"]:
         row["status"] = "ok" if row["rc"] == 0 and not row["error"] else "failed"
     return row
