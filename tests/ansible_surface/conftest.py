@@ -22,7 +22,8 @@ from tests.support import coral_procs
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 
-# `ops` runs the playbooks: staging freely, production only once `approver` approved.
+# `ops` runs the playbooks: staging freely, production only once `approver` approved;
+# every exec of `gated` (whole hosts, as the connection plugin targets them) needs approval.
 POLICY = """
 approvalTTL: 5m
 approvalLimits: {perIdentity: "200/m, burst=200", pendingPerIdentity: 20}
@@ -42,6 +43,10 @@ rules:
     verbs: [exec]
     scope: {env: [production]}
     requireApproval: true
+  - name: gated-everything
+    identities: [gated]
+    verbs: [exec]
+    requireApproval: true
   - name: approver
     identities: [approver]
     verbs: [read, approve]
@@ -55,7 +60,10 @@ class Surface:
     env: dict[str, str]
 
     def as_ops(self) -> dict[str, str]:
-        return {"CORAL_TOKEN": self.colony.tokens["ops"]}
+        return self.as_identity("ops")
+
+    def as_identity(self, identity: str) -> dict[str, str]:
+        return {"CORAL_TOKEN": self.colony.tokens[identity]}
 
     def run(self, *argv: str, env: dict[str, str] | None = None,
             timeout: float = 180) -> subprocess.CompletedProcess:
@@ -142,6 +150,7 @@ def surface(tmp_path_factory):
     colony = PolicyColony(work / "colony", args=("--policy", str(work / "policy.yaml")))
     colony.add_token("ops")
     colony.add_token("approver")
+    colony.add_token("gated")
     colony.start()
     agents = [
         coral_procs.Agent(work / "agents", colony, agent_id="stage-1", services=[
