@@ -25,7 +25,14 @@ description:
     add more.
   - The inventory source is a YAML file whose name ends in C(colony.yml) or C(colony.yaml)
     that sets O(plugin) to C(coral.mesh.colony).
-  - The colony token is never put into host variables or the cache.
+  - The colony token is never put into host variables or the cache. A token written
+    inline in the source (O(colony_token)) therefore reads the inventory only; with
+    O(set_connection=true) the plugin warns that the hosts' connections need E(CORAL_TOKEN)
+    or a token file instead.
+  - Names Ansible reserves (C(localhost), C(127.0.0.1), C(::1), C(all), C(ungrouped)) are
+    never host names, so a play on C(localhost) keeps running on the controller; an
+    agent whose id is one of them becomes host C(coral-<id>) (its
+    C(ansible_coral_agent) is still the id).
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -150,6 +157,27 @@ CONNECTION_VARS = (("ansible_coral_agent", "agent"), ("ansible_coral_namespace",
                    ("ansible_coral_pod", "pod"), ("ansible_coral_container", "container"))
 
 
+# Names Ansible gives a meaning of its own (implicit localhost, built-in groups).
+RESERVED_NAMES = frozenset(("localhost", "127.0.0.1", "::1", "all", "ungrouped"))
+
+
+def inventory_name(name, taken=()):
+    """`name`, or `coral-<name>` when Ansible reserves it (again if that is taken)."""
+    while name.lower() in RESERVED_NAMES or name in taken:
+        name = "coral-%s" % name
+    return name
+
+
+def token_warning(*, inline_token, token_file, set_connection):
+    """The warning for an inline token the hosts' connections cannot use ('' if none)."""
+    if not (inline_token and set_connection) or token_file:
+        return ""
+    return ("coral.mesh.colony: colony_token in the inventory source reads the inventory only; "
+            "it is never written into host variables, so tasks on these hosts (connection "
+            "coral.mesh.coral) authenticate with CORAL_TOKEN or a token file "
+            "(colony_token_file / CORAL_TOKEN_FILE), else the local colony's admin.token")
+
+
 def _group(prefix, value):
     return "%s_%s" % (prefix, re.sub(r"[^A-Za-z0-9_]", "_", str(value)))
 
@@ -213,7 +241,7 @@ def build_hosts(agents, services, *, host_per, options):
             if names.count(name) > 1:
                 name = "%s-%s" % (name, svc["port"])
             hosts[name] = _service_host(svc, by_id.get(svc["agent"], {}))
-        return hosts
+        return _without_reserved(hosts)
     for svc in services:
         agent = by_id.get(svc["agent"], {})
         pod = host_per == "pod" and svc.get("pod_name")
@@ -230,7 +258,14 @@ def build_hosts(agents, services, *, host_per, options):
                 hosts[agent["agent_id"]] = _agent_host(agent)
     for host in hosts.values():
         host["container"] = host["container"] or (sorted(host["containers"]) or [""])[0]
-    return hosts
+    return _without_reserved(hosts)
+
+
+def _without_reserved(hosts):
+    out = {}
+    for name in sorted(hosts):
+        out[inventory_name(name, taken=hosts.keys() - {name} | out.keys())] = hosts[name]
+    return out
 
 
 def host_groups(host, *, label_keys):
@@ -268,7 +303,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
-        self._read_config_data(path)
+        source = self._read_config_data(path) or {}
         if operator_connect is None:
             raise AnsibleParserError(
                 "coral.mesh.colony needs coral-lib in the Python that runs Ansible")
@@ -284,6 +319,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if update_cache:
             self._cache[cache_key] = data
         self._populate(data)
+        warning = token_warning(inline_token=source.get("colony_token"),
+                                token_file=self.get_option("colony_token_file"),
+                                set_connection=self.get_option("set_connection"))
+        if warning:
+            self.display.warning(warning)
 
     def _fetch(self):
         """Agents and services from the colony (plain dicts, safe to cache)."""

@@ -65,10 +65,12 @@ class Surface:
     def as_identity(self, identity: str) -> dict[str, str]:
         return {"CORAL_TOKEN": self.colony.tokens[identity]}
 
-    def run(self, *argv: str, env: dict[str, str] | None = None,
+    def run(self, *argv: str, env: dict[str, str | None] | None = None,
             timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), env={**self.env, **(env or {})}, cwd=self.work,
-                              capture_output=True, text=True, timeout=timeout)
+        """argv with this surface's environment; `env` adds to it (None removes)."""
+        merged = {k: v for k, v in {**self.env, **(env or {})}.items() if v is not None}
+        return subprocess.run(list(argv), env=merged, cwd=self.work, capture_output=True,
+                              text=True, timeout=timeout)
 
     def write(self, name: str, data) -> pathlib.Path:
         path = self.work / name
@@ -157,6 +159,8 @@ def surface(tmp_path_factory):
             {"name": "api", "port": 18180, "labels": {"env": "staging"}}]),
         coral_procs.Agent(work / "agents", colony, agent_id="prod-1", services=[
             {"name": "pay", "port": 18181, "labels": {"env": "production"}}]),
+        # registered before issue 16 by the role's old default id (inventory_hostname)
+        coral_procs.Agent(work / "agents", colony, agent_id="localhost"),
     ]
     try:
         for agent in agents:

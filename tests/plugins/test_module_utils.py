@@ -50,7 +50,9 @@ def test_result_rows_keep_the_documented_keys_and_fill_status(utils):
            "truncated": False, "timed_out": False, "error": None, "status": "",
            "audit_id": 7, "secret_field": "dropped"}
     row = utils.result_row(raw)
-    assert set(row) == set(utils.RESULT_KEYS) and row["status"] == "ok" and row["error"] == ""
+    assert set(row) == set(utils.RESULT_KEYS) | {"stdout_lines", "stderr_lines"}
+    assert row["status"] == "ok" and row["error"] == ""
+    assert (row["stdout_lines"], row["stderr_lines"], row["finished_audit_id"]) == (["hi"], [], 0)
     bad = utils.result_row(dict(raw, rc=2))
     timed = utils.result_row(dict(raw, agent="db-1", service="", rc=-1, timed_out=True,
                                   status="timeout"))
