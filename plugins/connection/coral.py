@@ -87,6 +87,34 @@ options:
       - name: ansible_coral_colony_token_file
     env:
       - name: CORAL_TOKEN_FILE
+  colony_client_cert:
+    description: PEM client certificate from the colony CA (identity = its common name), for the colony's mutual-TLS address; with it and no token given, no token file is read.
+    type: path
+    vars:
+      - name: ansible_coral_colony_client_cert
+    env:
+      - name: CORAL_CLIENT_CERT
+  colony_client_key:
+    description: Private key of O(colony_client_cert).
+    type: path
+    vars:
+      - name: ansible_coral_colony_client_key
+    env:
+      - name: CORAL_CLIENT_KEY
+  colony_tls_server_name:
+    description: Name the colony's TLS certificate must carry, when it differs from the host in O(colony_address).
+    type: str
+    vars:
+      - name: ansible_coral_colony_tls_server_name
+    env:
+      - name: CORAL_TLS_SERVER_NAME
+  colony_connect_timeout:
+    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
+    type: float
+    vars:
+      - name: ansible_coral_colony_connect_timeout
+    env:
+      - name: CORAL_CONNECT_TIMEOUT
   exec_timeout:
     description: Seconds one command (for example one module run) may take on the target.
     type: float

@@ -40,6 +40,34 @@ options:
       - When neither O(colony_token) nor this is set, the local colony's C(admin.token) in
         its data directory is used.
     type: path
+  colony_client_cert:
+    description:
+      - PEM client certificate issued by the colony CA; the colony takes the caller's
+        identity from it (its common name). Use it with O(colony_client_key) and the
+        colony's mutual-TLS address (C(coral colony start --mtls-listen)).
+      - Can also be set with the E(CORAL_CLIENT_CERT) environment variable.
+      - With a certificate and no token given, no token file is read.
+    type: path
+    aliases: [client_cert]
+  colony_client_key:
+    description:
+      - Private key of O(colony_client_cert).
+      - Can also be set with the E(CORAL_CLIENT_KEY) environment variable.
+    type: path
+    aliases: [client_key]
+  colony_tls_server_name:
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address) (for example connecting through an IP address or a tunnel).
+      - Can also be set with the E(CORAL_TLS_SERVER_NAME) environment variable.
+    type: str
+  colony_connect_timeout:
+    description:
+      - Seconds to wait for the TLS connection to the colony before failing with
+        C(Unreachable).
+      - Can also be set with the E(CORAL_CONNECT_TIMEOUT) environment variable.
+      - When neither is set, 10 seconds.
+    type: float
 requirements:
   - coral-lib (the Python library of this collection) in the Python that runs the module.
     Point C(ansible_python_interpreter) at the virtualenv the M(coral.mesh.colony) or

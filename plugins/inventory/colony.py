@@ -72,6 +72,26 @@ options:
     type: path
     env:
       - name: CORAL_TOKEN_FILE
+  colony_client_cert:
+    description: PEM client certificate from the colony CA (identity = its common name), for the colony's mutual-TLS address; with it and no token given, no token file is read.
+    type: path
+    env:
+      - name: CORAL_CLIENT_CERT
+  colony_client_key:
+    description: Private key of O(colony_client_cert).
+    type: path
+    env:
+      - name: CORAL_CLIENT_KEY
+  colony_tls_server_name:
+    description: Name the colony's TLS certificate must carry, when it differs from the host in O(colony_address).
+    type: str
+    env:
+      - name: CORAL_TLS_SERVER_NAME
+  colony_connect_timeout:
+    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
+    type: float
+    env:
+      - name: CORAL_CONNECT_TIMEOUT
   host_per:
     description:
       - C(service) makes one host per service (named C(<service>.<pod>.<namespace>) in
@@ -320,7 +340,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._cache[cache_key] = data
         self._populate(data)
         warning = token_warning(inline_token=source.get("colony_token"),
-                                token_file=self.get_option("colony_token_file"),
+                                token_file=self.get_option("colony_token_file")
+                                or self.get_option("colony_client_cert"),
                                 set_connection=self.get_option("set_connection"))
         if warning:
             self.display.warning(warning)
@@ -343,9 +364,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                             host_per=self.get_option("host_per"), options=options)
         connection = None
         if self.get_option("set_connection"):
-            connection = dict(colony_address=self.get_option("colony_address"),
-                              colony_ca_file=self.get_option("colony_ca_file"),
-                              colony_token_file=self.get_option("colony_token_file"))
+            connection = dict((key, self.get_option(key)) for key in (
+                "colony_address", "colony_ca_file", "colony_token_file", "colony_client_cert",
+                "colony_client_key", "colony_tls_server_name", "colony_connect_timeout"))
         strict = self.get_option("strict")
         for name in sorted(hosts):
             host = hosts[name]

@@ -39,6 +39,13 @@ CONNECTION_SPEC = dict(
     colony_token=dict(type="str", no_log=True, fallback=(env_fallback, ["CORAL_TOKEN"])),
     colony_token_file=dict(type="path", no_log=False,
                            fallback=(env_fallback, ["CORAL_TOKEN_FILE"])),
+    colony_client_cert=dict(type="path", aliases=["client_cert"],
+                            fallback=(env_fallback, ["CORAL_CLIENT_CERT"])),
+    colony_client_key=dict(type="path", no_log=False, aliases=["client_key"],
+                           fallback=(env_fallback, ["CORAL_CLIENT_KEY"])),
+    colony_tls_server_name=dict(type="str", fallback=(env_fallback, ["CORAL_TLS_SERVER_NAME"])),
+    colony_connect_timeout=dict(type="float",
+                                fallback=(env_fallback, ["CORAL_CONNECT_TIMEOUT"])),
 )
 
 TARGETING_SPEC = dict(
@@ -54,7 +61,10 @@ TARGETING_SPEC = dict(
 
 # module option -> coral_lib.operator.connect argument (modules, inventory, connection plugin)
 CONNECTION_OPTIONS = (("colony_address", "address"), ("colony_ca_file", "ca_file"),
-                      ("colony_token", "token"), ("colony_token_file", "token_file"))
+                      ("colony_token", "token"), ("colony_token_file", "token_file"),
+                      ("colony_client_cert", "client_cert"), ("colony_client_key", "client_key"),
+                      ("colony_tls_server_name", "tls_server_name"),
+                      ("colony_connect_timeout", "connect_timeout"))
 
 APPROVAL_SPEC = dict(
     approval_id=dict(type="str", default=""),

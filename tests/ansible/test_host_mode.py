@@ -198,11 +198,17 @@ def test_changed_agent_config_restarts_only_the_agent(ansible, deployed):
 def test_state_absent_removes_it_and_is_idempotent(ansible, deployed):
     pids = [supervise.status(deployed.pid_file(u)).pid for u in ("coral-colony", "coral-agent")]
     children = [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]
+    # issue 16 item 4, "the removal path under-predicts": --check predicts the real run
+    checked = ansible.playbook("playbooks/deploy-coral.yml", "-e", f"@{deployed.vars_file}",
+                               "-e", "coral_state=absent", "--check")
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    assert all(psutil.pid_exists(p) for p in pids), "check mode stopped something"
     run = ansible.playbook("playbooks/deploy-coral.yml", "-e", f"@{deployed.vars_file}",
                            "-e", "coral_state=absent")
     deployed.removed = True
     assert run.returncode == 0, run.stdout[-4000:]
     assert recap(run.stdout)["changed"] > 0
+    assert recap(checked.stdout)["changed"] == recap(run.stdout)["changed"], checked.stdout
     for proc in [psutil.Process(p) for p in pids if psutil.pid_exists(p)] + children:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     assert not (deployed.root / "etc" / "agent-config.yaml").exists()

@@ -149,7 +149,10 @@ class Approver:
 def surface(tmp_path_factory):
     work = tmp_path_factory.mktemp("surface")
     (work / "policy.yaml").write_text(POLICY)
-    colony = PolicyColony(work / "colony", args=("--policy", str(work / "policy.yaml")))
+    mtls = f"127.0.0.1:{coral_procs.free_port()}"
+    colony = PolicyColony(work / "colony", args=("--policy", str(work / "policy.yaml"),
+                                                  "--mtls-listen", mtls))
+    colony.mtls_address = mtls
     colony.add_token("ops")
     colony.add_token("approver")
     colony.add_token("gated")

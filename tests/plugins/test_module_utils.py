@@ -28,7 +28,9 @@ def test_connect_kwargs_map_module_options_onto_operator_connect(utils, tmp_path
     params = {"colony_address": "colony:1", "colony_ca_file": "", "colony_token": "t",
               "colony_token_file": None, "other": "x"}
     kwargs = utils.connect_kwargs(params.get)
-    assert kwargs == {"address": "colony:1", "ca_file": None, "token": "t", "token_file": None}
+    assert kwargs == {"address": "colony:1", "ca_file": None, "token": "t", "token_file": None,
+                      "client_cert": None, "client_key": None, "tls_server_name": None,
+                      "connect_timeout": None}
     settings = connect.resolve(**kwargs, environ={"CORAL_CA_FILE": "/env/ca.crt"})
     assert (settings.address, settings.ca_file, settings.token) == ("colony:1", "/env/ca.crt",
                                                                     "t")
