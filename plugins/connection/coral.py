@@ -22,7 +22,7 @@ description:
     FILE'), so their contents never appear in the audit log (which records the command
     line); fetching reads chunks with C(dd) and C(base64). The target needs C(/bin/sh),
     C(cat), C(base64) and C(dd) (busybox has them) and, for modules, a Python interpreter.
-  - The M(coral.mesh.colony) inventory plugin sets the variables this plugin reads.
+  - The P(coral.mesh.colony#inventory) inventory plugin sets the variables this plugin reads.
   - Privilege escalation (C(become)) is not supported; the agent runs commands as the
     container's (or host agent's) user.
 requirements:
@@ -171,15 +171,23 @@ EXAMPLES = r"""
 # shop-7d9f.payments ansible_connection=coral.mesh.coral ansible_coral_agent=sidecar-shop-7d9f
 #   ansible_coral_namespace=payments ansible_coral_pod=shop-7d9f ansible_coral_container=web
 
-- hosts: namespace_payments
+- name: Ordinary tasks inside the payments pods, through the colony
+  hosts: namespace_payments
   gather_facts: false
   tasks:
-    - ansible.builtin.setup:
+    - name: Gather minimal facts
+      ansible.builtin.setup:
         gather_subset: [min]
-    - ansible.builtin.command: cat /etc/os-release
-    - ansible.builtin.copy:
+
+    - name: Read the OS release
+      ansible.builtin.command: cat /etc/os-release
+      changed_when: false
+
+    - name: Copy a config file in
+      ansible.builtin.copy:
         src: app.conf
         dest: /tmp/app.conf
+        mode: "0644"
 """
 
 import base64

@@ -70,8 +70,8 @@ options:
     type: float
 requirements:
   - coral-lib (the Python library of this collection) in the Python that runs the module.
-    Point C(ansible_python_interpreter) at the virtualenv the M(coral.mesh.colony) or
-    M(coral.mesh.agent_host) role created, for example C(/opt/coral/venv/bin/python).
+    Point C(ansible_python_interpreter) at the virtualenv the C(coral.mesh.colony) or
+    C(coral.mesh.agent_host) role created, for example C(/opt/coral/venv/bin/python).
 notes:
   - The module runs where Ansible runs it (usually C(localhost) or a jump host) and
     talks to the colony over TLS; it does not need to run on the targets.

@@ -17,7 +17,7 @@ description:
     service, per pod or per agent (O(host_per)).
   - Every host gets C(coral_*) variables (agent, node, namespace, pod, container,
     provenance, runtime mode, labels) and, with O(set_connection=true), the variables the
-    M(coral.mesh.coral) connection plugin needs, so ordinary tasks run inside the pod's
+    P(coral.mesh.coral#connection) connection plugin needs, so ordinary tasks run inside the pod's
     container (or on the host) through the agent, audited by the colony.
   - Groups are made by namespace (C(namespace_<ns>)), node (C(node_<node>)), provenance
     (C(provenance_<p>)), runtime mode (C(runtime_<mode>)) and the label keys in

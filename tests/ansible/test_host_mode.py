@@ -115,7 +115,8 @@ def test_coral_exec_module_results_check_mode_failures_and_audit(ansible, deploy
     r = load(out)
 
     checked = r["checked"]
-    assert checked["changed"] is False and checked["results"] == [] and checked["audit_ids"] == []
+    # issue 16 item 4: check mode predicts what the real run reports (it would run: changed)
+    assert checked["changed"] is True and checked["results"] == [] and checked["audit_ids"] == []
     assert [(t["agent"], t["service"]) for t in checked["targets"]] == [("host-agent", "api")]
     assert not (tmp_path / "ran").exists()
 
