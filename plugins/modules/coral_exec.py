@@ -35,7 +35,7 @@ attributes:
   check_mode:
     support: full
     details: >-
-      Resolves the targets with the colony and returns them; runs nothing. RV(changed) is
+      Resolves the targets with the colony and returns them; runs nothing. C(changed) is
       what the real run would report (true when any target would run the command).
   diff_mode:
     support: none
