@@ -88,7 +88,9 @@ options:
     env:
       - name: CORAL_TOKEN_FILE
   colony_client_cert:
-    description: PEM client certificate from the colony CA (identity = its common name), for the colony's mutual-TLS address; with it and no token given, no token file is read.
+    description:
+      - PEM client certificate from the colony CA (identity = its common name), for the
+        colony's mutual-TLS address; with it and no token given, no token file is read.
     type: path
     vars:
       - name: ansible_coral_colony_client_cert
@@ -102,7 +104,9 @@ options:
     env:
       - name: CORAL_CLIENT_KEY
   colony_tls_server_name:
-    description: Name the colony's TLS certificate must carry, when it differs from the host in O(colony_address).
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address).
     type: str
     vars:
       - name: ansible_coral_colony_tls_server_name

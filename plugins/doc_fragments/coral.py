@@ -143,4 +143,3 @@ options:
     type: float
     default: 600
 """
-

@@ -73,7 +73,9 @@ options:
     env:
       - name: CORAL_TOKEN_FILE
   colony_client_cert:
-    description: PEM client certificate from the colony CA (identity = its common name), for the colony's mutual-TLS address; with it and no token given, no token file is read.
+    description:
+      - PEM client certificate from the colony CA (identity = its common name), for the
+        colony's mutual-TLS address; with it and no token given, no token file is read.
     type: path
     env:
       - name: CORAL_CLIENT_CERT
@@ -83,7 +85,9 @@ options:
     env:
       - name: CORAL_CLIENT_KEY
   colony_tls_server_name:
-    description: Name the colony's TLS certificate must carry, when it differs from the host in O(colony_address).
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address).
     type: str
     env:
       - name: CORAL_TLS_SERVER_NAME

@@ -22,12 +22,26 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
+# The coral-lib this collection release ships (galaxy.yml version; a test keeps them equal).
+COLLECTION_VERSION = "0.1.0"
+
+# How to get coral-lib into the Python that runs a module, said exactly in every failure.
+INSTALL_HINT = (
+    "Install it: run the coral.mesh.colony or coral.mesh.agent_host role on that host (they "
+    "create /opt/coral/venv with it; then set ansible_python_interpreter=/opt/coral/venv/bin/python), "
+    "or by hand from the collection's bundled source, copied first so pip does not write "
+    "into the installed collection: cp -r \"$(ansible-galaxy collection list coral.mesh "
+    "--format yaml | sed -n 's/^\\(\\/.*\\):$/\\1/p' | head -1)/coral/mesh\" /tmp/coral-lib-src && "
+    "%s -m pip install /tmp/coral-lib-src"
+)
+
 try:
+    import coral_lib
     from coral_lib import client, errors
     from coral_lib.operator import connect as operator_connect
     from coral_lib.operator import targeting as targets
 except ImportError:
-    client = errors = operator_connect = targets = None
+    coral_lib = client = errors = operator_connect = targets = None
     CORAL_IMPORT_ERROR = traceback.format_exc()
 else:
     CORAL_IMPORT_ERROR = None
@@ -100,17 +114,30 @@ def approval_kwargs(params):
                 approval_timeout=params["approval_timeout"])
 
 
+def version_problem(installed, wanted=COLLECTION_VERSION):
+    """Why coral-lib `installed` does not fit this collection ('' when it does)."""
+    if installed == wanted:
+        return ""
+    return ("coral-lib %s is installed but this coral.mesh collection is %s: the two are "
+            "released together" % (installed, wanted))
+
+
 def require_coral_lib(module):
-    """Fail with a message that says which interpreter lacks coral-lib and how to fix it."""
+    """Fail with a message that says which interpreter lacks coral-lib (or holds another
+    version than the collection's) and exactly how to install the right one."""
+    hint = INSTALL_HINT % sys.executable
     if client is None:
         module.fail_json(
             msg=missing_required_lib(
                 "coral-lib",
                 reason="to talk to the colony (set ansible_python_interpreter to the Python of "
                        "the coral virtualenv, e.g. /opt/coral/venv/bin/python)",
-            ) + " Interpreter: %s" % sys.executable,
+            ) + " Interpreter: %s. %s" % (sys.executable, hint),
             exception=CORAL_IMPORT_ERROR,
         )
+    problem = version_problem(getattr(coral_lib, "__version__", "unknown"))
+    if problem:
+        module.fail_json(msg="%s (interpreter %s). %s" % (problem, sys.executable, hint))
 
 
 def connect_kwargs(get):

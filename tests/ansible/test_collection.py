@@ -59,6 +59,8 @@ def test_module_without_coral_lib_says_which_interpreter_to_use(ansible, tmp_pat
     out = ansible.playbook(play)
     assert out.returncode != 0
     assert "coral-lib" in out.stdout and "ansible_python_interpreter" in out.stdout
+    # issue 16 item 7: say exactly how to install it
+    assert "/usr/bin/python3 -m pip install /tmp/coral-lib-src" in out.stdout
 
 
 def test_check_mode_on_a_fresh_host_creates_and_starts_nothing(ansible, tmp_path):

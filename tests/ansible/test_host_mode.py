@@ -6,12 +6,13 @@ coral.mesh.coral_exec / coral_services_info behave as documented; state=absent r
 from __future__ import annotations
 
 import json
+import subprocess
 
 import psutil
 import pytest
 
 from coral_lib import supervise
-from tests.ansible.conftest import load, recap, write_results_play
+from tests.ansible.conftest import BIN, load, recap, write_results_play
 
 
 def test_deploy_coral_host_mode_registers_the_agent(ansible, deployed):
@@ -23,6 +24,20 @@ def test_deploy_coral_host_mode_registers_the_agent(ansible, deployed):
     for unit in ("coral-colony", "coral-agent"):  # no systemd here: the coral supervisor
         state = supervise.status(deployed.pid_file(unit))
         assert state.running and state.argv[0] == f"{deployed.settings['coral_venv']}/bin/coral"
+
+
+def test_item7_installing_coral_lib_leaves_the_installed_collection_intact(ansible, deployed):
+    """Issue 16 item 7: "pip install <collection dir> writes build/ and egg-info into the
+    installed collection (ansible-galaxy collection verify then fails)"."""
+    assert deployed.first_run.returncode == 0, deployed.first_run.stdout[-4000:]
+    found = [p.name for p in ansible.collection.iterdir() if p.name == "build"
+             or p.name.endswith(".egg-info")]
+    assert found == []
+    verify = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "verify", "coral.mesh", "--offline",
+         "-p", str(ansible.collection.parents[2])], env=ansible.env, capture_output=True,
+        text=True, timeout=300)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_second_run_reports_no_changes(ansible, deployed):

@@ -69,3 +69,21 @@ def test_target_row_names_the_agent_whichever_key_the_colony_used(utils):
     assert utils.target_row({"agent_id": "web-1", "pod": "p"})["agent"] == "web-1"
     assert utils.target_row({"agent": "db-1"}) == dict(
         agent="db-1", service="", node="", namespace="", pod="", container="")
+
+
+def test_item7_collection_and_coral_lib_versions_are_one(utils):
+    """Issue 16 item 7: "check that coral_lib's version matches the collection's"."""
+    import pathlib
+
+    import yaml
+
+    import coral_lib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    galaxy = yaml.safe_load((root / "galaxy.yml").read_text())["version"]
+    assert utils.COLLECTION_VERSION == galaxy == coral_lib.__version__
+    assert utils.version_problem(galaxy) == ""
+    assert "coral-lib 0.0.9 is installed but this coral.mesh collection is " + galaxy in \
+        utils.version_problem("0.0.9")
+    hint = utils.INSTALL_HINT % "/usr/bin/python3"
+    assert "/usr/bin/python3 -m pip install /tmp/coral-lib-src" in hint
