@@ -10,6 +10,7 @@ import subprocess
 
 import psutil
 import pytest
+import yaml
 
 from coral_lib import supervise
 from tests.ansible.conftest import BIN, load, recap, write_results_play
@@ -209,6 +210,24 @@ def test_changed_agent_config_restarts_only_the_agent(ansible, deployed):
     assert "pollInterval: 2s" in config
     agents = json.loads(deployed.coral(ansible, "agents", "-o", "json").stdout)
     assert [(a["agent_id"], a["connected"]) for a in agents] == [("host-agent", True)]
+
+
+def test_item11_users_notify_the_roles_restart_handlers(ansible, deployed, tmp_path):
+    """Issue 16 item 11: "restarts through handlers users can notify"."""
+    colony = supervise.status(deployed.pid_file("coral-colony")).pid
+    play = tmp_path / "notify.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "roles": ["coral.mesh.colony", "coral.mesh.agent_host"],
+        "tasks": [{"name": "a change of the user's own", "ansible.builtin.command": "true",
+                   "changed_when": True, "notify": "restart coral colony"}]}]))
+    run = ansible.playbook(play, "-e", f"@{deployed.vars_file}",
+                           "-e", "coral_agent_poll_interval=2s")
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert "RUNNING HANDLER [coral.mesh.colony : Restart coral colony]" in run.stdout
+    after = supervise.status(deployed.pid_file("coral-colony"))
+    assert after.running and after.pid != colony
+    deployed.coral(ansible, "agents")  # the colony answers again
 
 
 def test_state_absent_removes_it_and_is_idempotent(ansible, deployed):
