@@ -461,8 +461,11 @@ def _approval_dict(record: colony_pb2.ApprovalRecord) -> dict:
 
 
 def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.0,
-            client_cert: tuple[bytes, bytes] | None = None) -> Client:
-    """A client for the colony at address, trusting ca_file. Raises Unreachable."""
+            client_cert: tuple[bytes, bytes] | None = None, tls_server_name: str = "",
+            connect_timeout: float = 10.0) -> Client:
+    """A client for the colony at address, trusting ca_file; its certificate must name
+    tls_server_name when given (else the address's host). Raises Unreachable when no TLS
+    connection is up within connect_timeout seconds."""
     try:
         with open(ca_file, "rb") as handle:
             ca = handle.read()
@@ -471,19 +474,23 @@ def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.
     key, cert = (client_cert[1], client_cert[0]) if client_cert else (None, None)
     creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                          certificate_chain=cert)
+    options = [("grpc.max_receive_message_length", 256 << 20),  # large registry listings
+               ("grpc.max_send_message_length", 256 << 20)]
+    if tls_server_name:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
     try:  # several replica addresses: one channel that fails over (coral_lib.addresses)
         target, failover = addresses.grpc_target(address)
     except addresses.AddressError as exc:
         raise CoralError(str(exc)) from None
-    chan = grpc.secure_channel(target, creds, options=[*failover,  # large registry listings
-        ("grpc.max_receive_message_length", 256 << 20),
-        ("grpc.max_send_message_length", 256 << 20)])
+    chan = grpc.secure_channel(target, creds, options=[*failover, *options])
+    wait = min(timeout, connect_timeout)
     try:
-        grpc.channel_ready_future(chan).result(timeout=min(timeout, 10.0))
+        grpc.channel_ready_future(chan).result(timeout=wait)
     except grpc.FutureTimeoutError:
         chan.close()
+        name = f", named {tls_server_name} in its certificate" if tls_server_name else ""
         raise Unreachable(f"colony unreachable at {address}: no TLS connection within "
-                          f"{min(timeout, 10.0):.0f}s (is it running, and is {ca_file} its CA?)"
+                          f"{wait:g}s (is it running{name}, and is {ca_file} its CA?)"
                           ) from None
     return Client(chan, address=address, token=token, timeout=timeout)
 
@@ -520,5 +527,5 @@ def _result_dict(result: colony_pb2.TargetResult) -> dict:
         "stderr": r.stderr.decode("utf-8", "replace"),
         "duration": round(r.duration_seconds, 6), "truncated": r.truncated,
         "timed_out": r.timed_out, "error": r.error, "status": result.status,
-        "audit_id": result.audit_id,
+        "audit_id": result.audit_id, "finished_audit_id": result.finished_audit_id,
     }

@@ -518,14 +518,18 @@ class AuditLog:
     ) -> list[dict]:
         """Matching records, oldest first: the first `limit` of them (page with since or
         after_id), or with `tail=True` the newest `limit`. Empty strings filter nothing
-        (proto3 defaults)."""
+        (proto3 defaults). `op_id` matches an operation's records: its own id and every
+        per-target key `<op_id>/<agent>/<pod>/<container>` under it."""
         where, args = ["1=1"], []
         for column, value in (("kind", kind), ("json_extract(fields, '$.requester')", requester),
-                              ("json_extract(fields, '$.agent_id')", agent_id),
-                              ("json_extract(fields, '$.op_id')", op_id)):
+                              ("json_extract(fields, '$.agent_id')", agent_id)):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if op_id:  # an operation's id (what Operate returns) or one target's key under it
+            where.append("(json_extract(fields, '$.op_id') = ? OR "
+                         "substr(json_extract(fields, '$.op_id'), 1, ?) = ?)")
+            args.extend((op_id, len(op_id) + 1, op_id + "/"))
         if since:
             where.append("ts >= ?")
             args.append(float(since))

@@ -98,11 +98,12 @@ class FanOut:
             return _refused(target, 0, f"not run because it could not be audited: {exc}")
         result, cut_off = self._execute(request.exec, target, cancelled)
         status = "interrupted" if cut_off else _status(result)
+        finished_id = 0
         try:
             if result.HasField("entered"):
                 targets_mod.record_entered(self.audit, op_id=key, target=target,
                                            entered=result.entered, provenance=provenance)
-            self.audit.finished(
+            finished_id = self.audit.finished(
                 op_id=key, status=status, exit_code=result.exit_code,
                 duration=result.duration_seconds,
                 bytes_out=len(result.stdout) + len(result.stderr), error=result.error,
@@ -113,7 +114,7 @@ class FanOut:
             op_id=key, identity=identity.name, agent=target.agent_id,
             target=targets_mod.name(target), outcome=status))
         return colony_pb2.TargetResult(target=target, result=result, audit_id=audit_id,
-                                       status=status)
+                                       status=status, finished_audit_id=finished_id or 0)
 
     def _execute(self, exec_request: agent_pb2.ExecRequest, target: colony_pb2.Target,
                  cancelled: Callable[[], bool]) -> tuple[agent_pb2.ExecResult, bool]:

@@ -22,7 +22,7 @@ description:
     FILE'), so their contents never appear in the audit log (which records the command
     line); fetching reads chunks with C(dd) and C(base64). The target needs C(/bin/sh),
     C(cat), C(base64) and C(dd) (busybox has them) and, for modules, a Python interpreter.
-  - The M(coral.mesh.colony) inventory plugin sets the variables this plugin reads.
+  - The P(coral.mesh.colony#inventory) inventory plugin sets the variables this plugin reads.
   - Privilege escalation (C(become)) is not supported; the agent runs commands as the
     container's (or host agent's) user.
 requirements:
@@ -87,12 +87,79 @@ options:
       - name: ansible_coral_colony_token_file
     env:
       - name: CORAL_TOKEN_FILE
+  colony_client_cert:
+    description:
+      - PEM client certificate from the colony CA (identity = its common name), for the
+        colony's mutual-TLS address; with it and no token given, no token file is read.
+    type: path
+    vars:
+      - name: ansible_coral_colony_client_cert
+    env:
+      - name: CORAL_CLIENT_CERT
+  colony_client_key:
+    description: Private key of O(colony_client_cert).
+    type: path
+    vars:
+      - name: ansible_coral_colony_client_key
+    env:
+      - name: CORAL_CLIENT_KEY
+  colony_tls_server_name:
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address).
+    type: str
+    vars:
+      - name: ansible_coral_colony_tls_server_name
+    env:
+      - name: CORAL_TLS_SERVER_NAME
+  colony_connect_timeout:
+    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
+    type: float
+    vars:
+      - name: ansible_coral_colony_connect_timeout
+    env:
+      - name: CORAL_CONNECT_TIMEOUT
   exec_timeout:
     description: Seconds one command (for example one module run) may take on the target.
     type: float
     default: 600
     vars:
       - name: ansible_coral_exec_timeout
+  max_output:
+    description:
+      - Bytes of standard output and of standard error one command may return (a module's
+        JSON result travels in it). Output beyond it fails the task with a catchable error
+        (C(rescue), C(ignore_errors)), never an unreachable host.
+      - The colony caps it at its C(limits.outputBytes) setting (default 4 MiB).
+    type: int
+    default: 3145728
+    vars:
+      - name: ansible_coral_max_output
+  approval_id:
+    description:
+      - Id of an approved request to redeem. The colony binds an approval to one command,
+        so this helps a task that sends one command only; for whole tasks set
+        O(wait_for_approval=true).
+    type: str
+    default: ''
+    vars:
+      - name: ansible_coral_approval_id
+  wait_for_approval:
+    description:
+      - When the colony holds a command for approval, wait (up to O(approval_timeout))
+        until another identity approves or denies it (C(coral approve ID)).
+      - When false (the default) the task fails at once, catchably, with a message naming
+        the approval id.
+    type: bool
+    default: false
+    vars:
+      - name: ansible_coral_wait_for_approval
+  approval_timeout:
+    description: Seconds to wait for an approval when O(wait_for_approval=true).
+    type: float
+    default: 600
+    vars:
+      - name: ansible_coral_approval_timeout
   chunk_size:
     description:
       - Bytes of file data per command when copying or fetching files (fetched chunks
@@ -108,15 +175,23 @@ EXAMPLES = r"""
 # shop-7d9f.payments ansible_connection=coral.mesh.coral ansible_coral_agent=sidecar-shop-7d9f
 #   ansible_coral_namespace=payments ansible_coral_pod=shop-7d9f ansible_coral_container=web
 
-- hosts: namespace_payments
+- name: Ordinary tasks inside the payments pods, through the colony
+  hosts: namespace_payments
   gather_facts: false
   tasks:
-    - ansible.builtin.setup:
+    - name: Gather minimal facts
+      ansible.builtin.setup:
         gather_subset: [min]
-    - ansible.builtin.command: cat /etc/os-release
-    - ansible.builtin.copy:
+
+    - name: Read the OS release
+      ansible.builtin.command: cat /etc/os-release
+      changed_when: false
+
+    - name: Copy a config file in
+      ansible.builtin.copy:
         src: app.conf
         dest: /tmp/app.conf
+        mode: "0644"
 """
 
 import base64
@@ -157,6 +232,15 @@ def target_text(targeting):
     return "/".join(p for p in parts if p)
 
 
+def output_problem(row, *, what, where, max_output):
+    """Why a command's output cannot be used ('' when it can): cut at max_output."""
+    if not row["truncated"]:
+        return ""
+    return ("coral %s on %s: output exceeded ansible_coral_max_output=%d bytes per stream "
+            "and was cut; raise it (the colony caps it at limits.outputBytes) or have the "
+            "task return less" % (what, where, max_output))
+
+
 class Connection(ConnectionBase):
     """Commands and file transfers through the colony's audited exec path."""
 
@@ -194,12 +278,22 @@ class Connection(ConnectionBase):
         """One audited exec on the single target; (rc, stdout bytes, stderr bytes)."""
         self._connect()
         timeout = float(self.get_option("exec_timeout"))
+        max_output = int(self.get_option("max_output"))
+        where = target_text(self._targeting)
         try:
-            outcome = self._colony.exec(self._targeting, argv=argv, timeout=timeout,
-                                        max_output=3 << 20, max_concurrency=1, stdin=stdin)
+            outcome = self._colony.exec(
+                self._targeting, argv=argv, timeout=timeout, max_output=max_output,
+                max_concurrency=1, stdin=stdin,
+                approval_id=self.get_option("approval_id") or "",
+                wait_for_approval=bool(self.get_option("wait_for_approval")),
+                approval_timeout=float(self.get_option("approval_timeout")))
+        except errors.ApprovalPending as exc:
+            # the host is reachable: a task failure that rescue/ignore_errors can handle
+            raise AnsibleError("coral %s on %s: %s (ApprovalPending, approval_id=%s)" % (
+                what, where, exc, exc.approval_id))
         except errors.CoralError as exc:
             raise AnsibleConnectionFailure("coral %s on %s: %s (%s)" % (
-                what, target_text(self._targeting), exc, exc.kind))
+                what, where, exc, exc.kind))
         if len(outcome.results) != 1:
             raise AnsibleConnectionFailure(
                 "coral: %s resolved to %d targets; set ansible_coral_container (and pod/"
@@ -211,9 +305,9 @@ class Connection(ConnectionBase):
         if row["error"] or row["status"] in ("refused", "skipped"):
             raise AnsibleConnectionFailure("coral %s on %s: %s" % (
                 what, target_text(self._targeting), row["error"] or row["status"]))
-        if row["truncated"]:
-            raise AnsibleConnectionFailure("coral %s on %s: output exceeded the agent's "
-                                           "output cap" % (what, target_text(self._targeting)))
+        problem = output_problem(row, what=what, where=where, max_output=max_output)
+        if problem:
+            raise AnsibleError(problem)
         if row["timed_out"]:
             raise AnsibleConnectionFailure("coral %s on %s: timed out after %ss" % (
                 what, target_text(self._targeting), timeout))

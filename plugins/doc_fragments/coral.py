@@ -40,10 +40,38 @@ options:
       - When neither O(colony_token) nor this is set, the local colony's C(admin.token) in
         its data directory is used.
     type: path
+  colony_client_cert:
+    description:
+      - PEM client certificate issued by the colony CA; the colony takes the caller's
+        identity from it (its common name). Use it with O(colony_client_key) and the
+        colony's mutual-TLS address (C(coral colony start --mtls-listen)).
+      - Can also be set with the E(CORAL_CLIENT_CERT) environment variable.
+      - With a certificate and no token given, no token file is read.
+    type: path
+    aliases: [client_cert]
+  colony_client_key:
+    description:
+      - Private key of O(colony_client_cert).
+      - Can also be set with the E(CORAL_CLIENT_KEY) environment variable.
+    type: path
+    aliases: [client_key]
+  colony_tls_server_name:
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address) (for example connecting through an IP address or a tunnel).
+      - Can also be set with the E(CORAL_TLS_SERVER_NAME) environment variable.
+    type: str
+  colony_connect_timeout:
+    description:
+      - Seconds to wait for the TLS connection to the colony before failing with
+        C(Unreachable).
+      - Can also be set with the E(CORAL_CONNECT_TIMEOUT) environment variable.
+      - When neither is set, 10 seconds.
+    type: float
 requirements:
   - coral-lib (the Python library of this collection) in the Python that runs the module.
-    Point C(ansible_python_interpreter) at the virtualenv the M(coral.mesh.colony) or
-    M(coral.mesh.agent_host) role created, for example C(/opt/coral/venv/bin/python).
+    Point C(ansible_python_interpreter) at the virtualenv the C(coral.mesh.colony) or
+    C(coral.mesh.agent_host) role created, for example C(/opt/coral/venv/bin/python).
 notes:
   - The module runs where Ansible runs it (usually C(localhost) or a jump host) and
     talks to the colony over TLS; it does not need to run on the targets.
@@ -90,4 +118,30 @@ options:
     description:
       - Only agents and services on this node.
     type: str
+"""
+
+    # Operations the colony may hold for approval (policy rules with requireApproval).
+    APPROVAL = r"""
+options:
+  approval_id:
+    description:
+      - Id of an approved request to redeem, as returned in RV(approval_id) by an earlier
+        run that the colony held for approval (another identity approves it with
+        C(coral approve ID)).
+    type: str
+    default: ''
+  wait_for_approval:
+    description:
+      - When the colony holds the request for approval, wait (up to O(approval_timeout))
+        until another identity approves or denies it.
+      - When false (the default) the task fails at once with RV(error_kind=ApprovalPending)
+        and the id in RV(approval_id); run it again with O(approval_id) once approved.
+    type: bool
+    default: false
+  approval_timeout:
+    description:
+      - Seconds to wait for a decision when O(wait_for_approval=true); then the task fails
+        with RV(error_kind=ApprovalPending) and the id.
+    type: float
+    default: 600
 """

@@ -18,7 +18,7 @@ description:
   - Every host gets C(coral_*) variables (agent, node, namespace, pod, container,
     provenance, runtime mode, labels, and C(coral_health), each service's latest health
     probe by its agent keyed C(name:port)) and, with O(set_connection=true), the variables the
-    M(coral.mesh.coral) connection plugin needs, so ordinary tasks run inside the pod's
+    P(coral.mesh.coral#connection) connection plugin needs, so ordinary tasks run inside the pod's
     container (or on the host) through the agent, audited by the colony.
   - Groups are made by namespace (C(namespace_<ns>)), node (C(node_<node>)), provenance
     (C(provenance_<p>)), runtime mode (C(runtime_<mode>)) and the label keys in
@@ -26,7 +26,14 @@ description:
     add more.
   - The inventory source is a YAML file whose name ends in C(colony.yml) or C(colony.yaml)
     that sets O(plugin) to C(coral.mesh.colony).
-  - The colony token is never put into host variables or the cache.
+  - The colony token is never put into host variables or the cache. A token written
+    inline in the source (O(colony_token)) therefore reads the inventory only; with
+    O(set_connection=true) the plugin warns that the hosts' connections need E(CORAL_TOKEN)
+    or a token file instead.
+  - Names Ansible reserves (C(localhost), C(127.0.0.1), C(::1), C(all), C(ungrouped)) are
+    never host names, so a play on C(localhost) keeps running on the controller; an
+    agent whose id is one of them becomes host C(coral-<id>) (its
+    C(ansible_coral_agent) is still the id).
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -66,6 +73,30 @@ options:
     type: path
     env:
       - name: CORAL_TOKEN_FILE
+  colony_client_cert:
+    description:
+      - PEM client certificate from the colony CA (identity = its common name), for the
+        colony's mutual-TLS address; with it and no token given, no token file is read.
+    type: path
+    env:
+      - name: CORAL_CLIENT_CERT
+  colony_client_key:
+    description: Private key of O(colony_client_cert).
+    type: path
+    env:
+      - name: CORAL_CLIENT_KEY
+  colony_tls_server_name:
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address).
+    type: str
+    env:
+      - name: CORAL_TLS_SERVER_NAME
+  colony_connect_timeout:
+    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
+    type: float
+    env:
+      - name: CORAL_CONNECT_TIMEOUT
   host_per:
     description:
       - C(service) makes one host per service (named C(<service>.<pod>.<namespace>) in
@@ -151,6 +182,27 @@ CONNECTION_VARS = (("ansible_coral_agent", "agent"), ("ansible_coral_namespace",
                    ("ansible_coral_pod", "pod"), ("ansible_coral_container", "container"))
 
 
+# Names Ansible gives a meaning of its own (implicit localhost, built-in groups).
+RESERVED_NAMES = frozenset(("localhost", "127.0.0.1", "::1", "all", "ungrouped"))
+
+
+def inventory_name(name, taken=()):
+    """`name`, or `coral-<name>` when Ansible reserves it (again if that is taken)."""
+    while name.lower() in RESERVED_NAMES or name in taken:
+        name = "coral-%s" % name
+    return name
+
+
+def token_warning(*, inline_token, token_file, set_connection):
+    """The warning for an inline token the hosts' connections cannot use ('' if none)."""
+    if not (inline_token and set_connection) or token_file:
+        return ""
+    return ("coral.mesh.colony: colony_token in the inventory source reads the inventory only; "
+            "it is never written into host variables, so tasks on these hosts (connection "
+            "coral.mesh.coral) authenticate with CORAL_TOKEN or a token file "
+            "(colony_token_file / CORAL_TOKEN_FILE), else the local colony's admin.token")
+
+
 def _group(prefix, value):
     return "%s_%s" % (prefix, re.sub(r"[^A-Za-z0-9_]", "_", str(value)))
 
@@ -222,7 +274,7 @@ def build_hosts(agents, services, *, host_per, options):
             if names.count(name) > 1:
                 name = "%s-%s" % (name, svc["port"])
             hosts[name] = _service_host(svc, by_id.get(svc["agent"], {}))
-        return hosts
+        return _without_reserved(hosts)
     for svc in services:
         agent = by_id.get(svc["agent"], {})
         pod = host_per == "pod" and svc.get("pod_name")
@@ -239,7 +291,14 @@ def build_hosts(agents, services, *, host_per, options):
                 hosts[agent["agent_id"]] = _agent_host(agent)
     for host in hosts.values():
         host["container"] = host["container"] or (sorted(host["containers"]) or [""])[0]
-    return hosts
+    return _without_reserved(hosts)
+
+
+def _without_reserved(hosts):
+    out = {}
+    for name in sorted(hosts):
+        out[inventory_name(name, taken=hosts.keys() - {name} | out.keys())] = hosts[name]
+    return out
 
 
 def host_groups(host, *, label_keys):
@@ -277,7 +336,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
-        self._read_config_data(path)
+        source = self._read_config_data(path) or {}
         if operator_connect is None:
             raise AnsibleParserError(
                 "coral.mesh.colony needs coral-lib in the Python that runs Ansible")
@@ -293,6 +352,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if update_cache:
             self._cache[cache_key] = data
         self._populate(data)
+        warning = token_warning(inline_token=source.get("colony_token"),
+                                token_file=self.get_option("colony_token_file")
+                                or self.get_option("colony_client_cert"),
+                                set_connection=self.get_option("set_connection"))
+        if warning:
+            self.display.warning(warning)
 
     def _fetch(self):
         """Agents and services from the colony (plain dicts, safe to cache)."""
@@ -312,9 +377,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                             host_per=self.get_option("host_per"), options=options)
         connection = None
         if self.get_option("set_connection"):
-            connection = dict(colony_address=self.get_option("colony_address"),
-                              colony_ca_file=self.get_option("colony_ca_file"),
-                              colony_token_file=self.get_option("colony_token_file"))
+            connection = dict((key, self.get_option(key)) for key in (
+                "colony_address", "colony_ca_file", "colony_token_file", "colony_client_cert",
+                "colony_client_key", "colony_tls_server_name", "colony_connect_timeout"))
         strict = self.get_option("strict")
         for name in sorted(hosts):
             host = hosts[name]

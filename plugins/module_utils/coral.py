@@ -22,12 +22,26 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
+# The coral-lib this collection release ships (galaxy.yml version; a test keeps them equal).
+COLLECTION_VERSION = "0.1.0"
+
+# How to get coral-lib into the Python that runs a module, said exactly in every failure.
+INSTALL_HINT = (
+    "Install it: run the coral.mesh.colony or coral.mesh.agent_host role on that host (they "
+    "create /opt/coral/venv with it; then set ansible_python_interpreter=/opt/coral/venv/bin/python), "
+    "or by hand from the collection's bundled source, copied first so pip does not write "
+    "into the installed collection: cp -r \"$(ansible-galaxy collection list coral.mesh "
+    "--format yaml | sed -n 's/^\\(\\/.*\\):$/\\1/p' | head -1)/coral/mesh\" /tmp/coral-lib-src && "
+    "%s -m pip install /tmp/coral-lib-src"
+)
+
 try:
+    import coral_lib
     from coral_lib import client, errors
     from coral_lib.operator import connect as operator_connect
     from coral_lib.operator import targeting as targets
 except ImportError:
-    client = errors = operator_connect = targets = None
+    coral_lib = client = errors = operator_connect = targets = None
     CORAL_IMPORT_ERROR = traceback.format_exc()
 else:
     CORAL_IMPORT_ERROR = None
@@ -39,6 +53,13 @@ CONNECTION_SPEC = dict(
     colony_token=dict(type="str", no_log=True, fallback=(env_fallback, ["CORAL_TOKEN"])),
     colony_token_file=dict(type="path", no_log=False,
                            fallback=(env_fallback, ["CORAL_TOKEN_FILE"])),
+    colony_client_cert=dict(type="path", aliases=["client_cert"],
+                            fallback=(env_fallback, ["CORAL_CLIENT_CERT"])),
+    colony_client_key=dict(type="path", no_log=False, aliases=["client_key"],
+                           fallback=(env_fallback, ["CORAL_CLIENT_KEY"])),
+    colony_tls_server_name=dict(type="str", fallback=(env_fallback, ["CORAL_TLS_SERVER_NAME"])),
+    colony_connect_timeout=dict(type="float",
+                                fallback=(env_fallback, ["CORAL_CONNECT_TIMEOUT"])),
 )
 
 TARGETING_SPEC = dict(
@@ -54,11 +75,20 @@ TARGETING_SPEC = dict(
 
 # module option -> coral_lib.operator.connect argument (modules, inventory, connection plugin)
 CONNECTION_OPTIONS = (("colony_address", "address"), ("colony_ca_file", "ca_file"),
-                      ("colony_token", "token"), ("colony_token_file", "token_file"))
+                      ("colony_token", "token"), ("colony_token_file", "token_file"),
+                      ("colony_client_cert", "client_cert"), ("colony_client_key", "client_key"),
+                      ("colony_tls_server_name", "tls_server_name"),
+                      ("colony_connect_timeout", "connect_timeout"))
+
+APPROVAL_SPEC = dict(
+    approval_id=dict(type="str", default=""),
+    wait_for_approval=dict(type="bool", default=False),
+    approval_timeout=dict(type="float", default=600),
+)
 
 TARGET_KEYS = ("agent", "service", "node", "namespace", "pod", "container")
 RESULT_KEYS = TARGET_KEYS + ("rc", "stdout", "stderr", "duration", "truncated", "timed_out",
-                             "error", "status", "audit_id")
+                             "error", "status", "audit_id", "finished_audit_id")
 
 
 def connection_spec():
@@ -69,17 +99,45 @@ def targeting_spec():
     return copy.deepcopy(TARGETING_SPEC)
 
 
+def approval_spec():
+    return copy.deepcopy(APPROVAL_SPEC)
+
+
+def approval_kwargs(params):
+    """coral_lib.client arguments for the approval options (doc fragment coral.approval);
+    ValueError naming a bad timeout."""
+    if params["approval_timeout"] <= 0:
+        raise ValueError("approval_timeout must be a positive number of seconds, got %s"
+                         % params["approval_timeout"])
+    return dict(approval_id=params["approval_id"] or "",
+                wait_for_approval=params["wait_for_approval"],
+                approval_timeout=params["approval_timeout"])
+
+
+def version_problem(installed, wanted=COLLECTION_VERSION):
+    """Why coral-lib `installed` does not fit this collection ('' when it does)."""
+    if installed == wanted:
+        return ""
+    return ("coral-lib %s is installed but this coral.mesh collection is %s: the two are "
+            "released together" % (installed, wanted))
+
+
 def require_coral_lib(module):
-    """Fail with a message that says which interpreter lacks coral-lib and how to fix it."""
+    """Fail with a message that says which interpreter lacks coral-lib (or holds another
+    version than the collection's) and exactly how to install the right one."""
+    hint = INSTALL_HINT % sys.executable
     if client is None:
         module.fail_json(
             msg=missing_required_lib(
                 "coral-lib",
                 reason="to talk to the colony (set ansible_python_interpreter to the Python of "
                        "the coral virtualenv, e.g. /opt/coral/venv/bin/python)",
-            ) + " Interpreter: %s" % sys.executable,
+            ) + " Interpreter: %s. %s" % (sys.executable, hint),
             exception=CORAL_IMPORT_ERROR,
         )
+    problem = version_problem(getattr(coral_lib, "__version__", "unknown"))
+    if problem:
+        module.fail_json(msg="%s (interpreter %s). %s" % (problem, sys.executable, hint))
 
 
 def connect_kwargs(get):
@@ -121,6 +179,10 @@ def result_row(result):
     """One per-target exec result with the documented keys only."""
     row = dict((key, result.get(key)) for key in RESULT_KEYS)
     row["error"] = row["error"] or ""
+    row["finished_audit_id"] = row["finished_audit_id"] or 0
+    # as ansible.builtin.command and kubernetes.core.k8s_exec return them
+    row["stdout_lines"] = (row["stdout"] or "").splitlines()
+    row["stderr_lines"] = (row["stderr"] or "").splitlines()
     if not row["status"]:
         row["status"] = "ok" if row["rc"] == 0 and not row["error"] else "failed"
     return row

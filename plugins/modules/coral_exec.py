@@ -25,6 +25,7 @@ description:
 extends_documentation_fragment:
   - coral.mesh.coral
   - coral.mesh.coral.targeting
+  - coral.mesh.coral.approval
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -33,7 +34,9 @@ attributes:
     membership: [coral.mesh.coral]
   check_mode:
     support: full
-    details: Resolves the targets with the colony and returns them; runs nothing.
+    details: >-
+      Resolves the targets with the colony and returns them; runs nothing. C(changed) is
+      what the real run would report (true when any target would run the command).
   diff_mode:
     support: none
   platform:
@@ -62,6 +65,14 @@ options:
       - Seconds each target may run before it is killed and reported as timed out.
     type: float
     default: 30
+  max_output:
+    description:
+      - Bytes of standard output and of standard error kept per target; the rest is cut
+        and the target's RV(results[].truncated) is true, with a warning naming it.
+      - The colony caps it at its C(limits.outputBytes) setting (default 4 MiB) and the
+        agent at 32 MiB.
+    type: int
+    default: 1048576
   allow_failures:
     description:
       - Do not fail the task when some targets fail; their results still show it.
@@ -119,6 +130,20 @@ EXAMPLES = r"""
     shell: true
     timeout: 10
 
+- name: A production command that needs approval; fails with the id to approve
+  coral.mesh.coral_exec:
+    service: pay
+    command: systemctl reload pay
+  register: pay_reload
+  ignore_errors: true
+
+- name: Once another identity ran `coral approve ID`, redeem it
+  coral.mesh.coral_exec:
+    service: pay
+    command: systemctl reload pay
+    approval_id: "{{ pay_reload.approval_id }}"
+  when: pay_reload.error_kind | default('') == 'ApprovalPending'
+
 - name: Show which targets would run the command, without running it
   coral.mesh.coral_exec:
     agent: web-01
@@ -163,12 +188,20 @@ results:
     stderr:
       description: Standard error, up to the output cap.
       type: str
+    stdout_lines:
+      description: RV(results[].stdout) split into lines.
+      type: list
+      elements: str
+    stderr_lines:
+      description: RV(results[].stderr) split into lines.
+      type: list
+      elements: str
     duration:
       description: Seconds the command ran.
       type: float
       sample: 0.012
     truncated:
-      description: Whether output was cut at the output cap.
+      description: Whether output was cut at O(max_output) (the task warns when any was).
       type: bool
     timed_out:
       description: Whether the command was killed at O(timeout).
@@ -181,7 +214,10 @@ results:
       type: str
       sample: ok
     audit_id:
-      description: Id of this target's audit record in the colony.
+      description: Id of this target's C(started) audit record in the colony.
+      type: int
+    finished_audit_id:
+      description: Id of this target's C(finished) audit record (0 when it could not be written).
       type: int
 targets:
   description: The targets the colony resolved (in check mode, the ones that would run).
@@ -190,14 +226,32 @@ targets:
   elements: dict
   sample: [{agent: web-01, service: api, node: web-01, namespace: "", pod: "", container: ""}]
 audit_ids:
-  description: Ids of the colony audit records of this operation (empty in check mode).
+  description: Ids of the C(started) audit records of this operation, one per target (empty in check mode).
   returned: always
   type: list
   elements: int
   sample: [41, 42]
-operation_id:
-  description: Id the colony gave this fan-out operation (empty in check mode).
+finished_audit_ids:
+  description: Ids of the C(finished) audit records of this operation (empty in check mode).
   returned: always
+  type: list
+  elements: int
+  sample: [43, 44]
+operation_id:
+  description:
+    - Id the colony gave this fan-out operation (empty in check mode).
+    - M(coral.mesh.coral_audit_info) with O(coral.mesh.coral_audit_info#module:op_id) set to
+      it returns every audit record of the operation.
+  returned: always
+  type: str
+truncated_targets:
+  description: Number of targets whose output was cut at O(max_output).
+  returned: always
+  type: int
+  sample: 0
+approval_id:
+  description: Id of the pending approval when the colony holds the request (RV(error_kind=ApprovalPending)).
+  returned: when the request waits for approval
   type: str
 argv:
   description: The argument vector that was (or would be) sent.
@@ -217,7 +271,10 @@ progress:
   elements: str
   sample: ["[1/2] web-01/api: ok rc=0 0.012s", "[2/2] web-02/api: failed rc=1 0.020s"]
 error_kind:
-  description: Kind of colony error when the colony refused the request (for example C(NoTargets), C(Unreachable)).
+  description:
+    - Kind of colony error when the colony refused the request (for example C(NoTargets),
+      C(Unreachable), C(PermissionDenied)).
+    - C(ApprovalPending) when the colony holds the request for approval; RV(approval_id) names it.
   returned: failure
   type: str
   sample: NoTargets
@@ -232,7 +289,9 @@ from ansible_collections.coral.mesh.plugins.module_utils import coral
 def argspec():
     spec = coral.connection_spec()
     spec.update(coral.targeting_spec())
+    spec.update(coral.approval_spec())
     spec.update(
+        max_output=dict(type="int", default=1 << 20),
         command=dict(type="str"),
         argv=dict(type="list", elements="str"),
         shell=dict(type="bool", default=False),
@@ -268,6 +327,17 @@ def progress_line(row, *, done, total):
     return line + (" (%s)" % row["error"] if row["error"] else "")
 
 
+def truncation_warning(rows, max_output):
+    """A warning naming the targets whose output was cut ('' when none was)."""
+    cut = [row["agent"] + ("/" + row["service"] if row["service"] else "")
+           for row in rows if row["truncated"]]
+    if not cut:
+        return ""
+    return ("output of %d target(s) was cut at max_output=%d bytes per stream: %s; raise "
+            "max_output (the colony caps it at limits.outputBytes) or write large output "
+            "to a file" % (len(cut), max_output, ", ".join(cut)))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argspec(),
@@ -288,14 +358,22 @@ def main():
     if params["timeout"] <= 0:
         module.fail_json(msg="timeout must be a positive number of seconds, got %s"
                          % params["timeout"])
+    if params["max_output"] < 1:
+        module.fail_json(msg="max_output must be a positive number of bytes, got %s"
+                         % params["max_output"])
+    try:
+        approval = coral.approval_kwargs(params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     if params["max_concurrency"] < 0:
         module.fail_json(msg="max_concurrency must be 0 (colony default) or more, got %s"
                          % params["max_concurrency"])
     if not 0 <= params["stop_on_failure_percentage"] <= 100:
         module.fail_json(msg="stop_on_failure_percentage must be between 0 and 100, got %s"
                          % params["stop_on_failure_percentage"])
-    result = dict(changed=False, results=[], targets=[], audit_ids=[], operation_id="",
-                  argv=argv, failed_targets=0, progress=[])
+    result = dict(changed=False, results=[], targets=[], audit_ids=[], finished_audit_ids=[],
+                  operation_id="", argv=argv, failed_targets=0, truncated_targets=0,
+                  progress=[])
 
     def on_result(raw):
         line = progress_line(coral.result_row(raw), done=len(result["progress"]) + 1,
@@ -306,14 +384,15 @@ def main():
     colony = coral.connect(module)
     try:
         result["targets"] = [coral.target_row(t) for t in colony.resolve(targeting)]
-        if module.check_mode:
+        if module.check_mode:  # predict what the real run reports
+            result["changed"] = bool(result["targets"])
             result["msg"] = "check mode: would run on %d targets" % len(result["targets"])
             module.exit_json(**result)
         outcome = colony.exec(targeting, argv=argv, shell=params["shell"],
-                              timeout=params["timeout"],
+                              timeout=params["timeout"], max_output=params["max_output"],
                               max_concurrency=params["max_concurrency"],
                               stop_on_failure_percentage=params["stop_on_failure_percentage"],
-                              on_result=on_result)
+                              on_result=on_result, **approval)
     except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc, **result)
     finally:
@@ -321,7 +400,13 @@ def main():
     rows = [coral.result_row(r) for r in outcome.results]
     failed = coral.failed_rows(rows)
     result.update(changed=bool(rows), results=rows, audit_ids=list(outcome.audit_ids),
-                  operation_id=outcome.operation_id, failed_targets=len(failed))
+                  finished_audit_ids=[r["finished_audit_id"] for r in rows
+                                      if r["finished_audit_id"]],
+                  operation_id=outcome.operation_id, failed_targets=len(failed),
+                  truncated_targets=sum(1 for r in rows if r["truncated"]))
+    warning = truncation_warning(rows, params["max_output"])
+    if warning:
+        module.warn(warning)
     if failed and not params["allow_failures"]:
         module.fail_json(msg=coral.failure_message(failed, len(rows)), **result)
     module.exit_json(**result)

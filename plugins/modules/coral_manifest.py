@@ -17,7 +17,7 @@ description:
   - Renders the objects of one deployment mode (C(daemonset), C(webhook) or C(sidecar))
     as data, with the same renderer as C(coral manifests render).
   - For users who apply the objects with their own tooling (GitOps); the roles
-    M(coral.mesh.agent_daemonset) and M(coral.mesh.sidecar_webhook) use it too.
+    C(coral.mesh.agent_daemonset) and C(coral.mesh.sidecar_webhook) use it too.
   - Talks to no cluster. With O(dest) it writes the objects as a multi-document YAML file
     and reports C(changed) only when the file's content changes.
 extends_documentation_fragment:

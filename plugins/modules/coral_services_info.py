@@ -36,11 +36,15 @@ options:
   name:
     description:
       - Only services with this name.
+      - Alias O(service), the name M(coral.mesh.coral_exec) uses for the same choice.
     type: str
+    aliases: [service]
   labels:
     description:
       - Only services whose labels include all of these C(key=value) pairs, given as a dictionary.
+      - Alias O(selector), the name M(coral.mesh.coral_exec) uses for the same choice.
     type: dict
+    aliases: [selector]
   provenance:
     description:
       - Only services whose provenance is this.
@@ -172,8 +176,8 @@ from ansible_collections.coral.mesh.plugins.module_utils import coral
 def argspec():
     spec = coral.connection_spec()
     spec.update(
-        name=dict(type="str"),
-        labels=dict(type="dict"),
+        name=dict(type="str", aliases=["service"]),
+        labels=dict(type="dict", aliases=["selector"]),
         provenance=dict(type="str", choices=["explicit", "discovered", "overridden"]),
         agent=dict(type="str"),
         node=dict(type="str"),

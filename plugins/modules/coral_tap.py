@@ -23,6 +23,7 @@ description:
 extends_documentation_fragment:
   - coral.mesh.coral
   - coral.mesh.coral.targeting
+  - coral.mesh.coral.approval
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -63,16 +64,6 @@ options:
         C(<dest stem>-<agent>[-<pod>[-<container>]].pcap).
     type: path
     required: true
-  approval_id:
-    description: Id of an approved request to redeem (when the colony requires approval).
-    type: str
-    default: ''
-  wait_for_approval:
-    description:
-      - Wait while the colony holds the request for approval; when false the module
-        fails at once with the approval id in RV(approval_id).
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""
@@ -148,9 +139,8 @@ def argspec():
         max_bytes=dict(type="int", default=10485760),
         headers_only=dict(type="bool", default=False),
         dest=dict(type="path", required=True),
-        approval_id=dict(type="str", default=""),
-        wait_for_approval=dict(type="bool", default=False),
     )
+    spec.update(coral.approval_spec())
     return spec
 
 
@@ -165,6 +155,10 @@ def main():
         coral.fail_coral(module, exc)
     if params["duration"] <= 0 or params["max_packets"] <= 0 or params["max_bytes"] <= 0:
         module.fail_json(msg="duration, max_packets and max_bytes must be positive")
+    try:
+        approval = coral.approval_kwargs(params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     result = dict(changed=False, captures=[])
     colony = coral.connect(module)
     try:
@@ -177,8 +171,7 @@ def main():
         events = colony.tap(
             targeting, filter_expr=params["filter"], duration=params["duration"],
             max_packets=params["max_packets"], max_bytes=params["max_bytes"],
-            headers_only=params["headers_only"], approval_id=params["approval_id"],
-            wait_for_approval=params["wait_for_approval"])
+            headers_only=params["headers_only"], **approval)
         captures = [c.as_dict() for c in capture.tap_to_files(events, params["dest"])]
     except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc, **result)

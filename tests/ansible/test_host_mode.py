@@ -6,12 +6,14 @@ coral.mesh.coral_exec / coral_services_info behave as documented; state=absent r
 from __future__ import annotations
 
 import json
+import subprocess
 
 import psutil
 import pytest
+import yaml
 
 from coral_lib import supervise
-from tests.ansible.conftest import load, recap, write_results_play
+from tests.ansible.conftest import BIN, load, recap, write_results_play
 
 
 def test_deploy_coral_host_mode_registers_the_agent(ansible, deployed):
@@ -23,6 +25,20 @@ def test_deploy_coral_host_mode_registers_the_agent(ansible, deployed):
     for unit in ("coral-colony", "coral-agent"):  # no systemd here: the coral supervisor
         state = supervise.status(deployed.pid_file(unit))
         assert state.running and state.argv[0] == f"{deployed.settings['coral_venv']}/bin/coral"
+
+
+def test_item7_installing_coral_lib_leaves_the_installed_collection_intact(ansible, deployed):
+    """Issue 16 item 7: "pip install <collection dir> writes build/ and egg-info into the
+    installed collection (ansible-galaxy collection verify then fails)"."""
+    assert deployed.first_run.returncode == 0, deployed.first_run.stdout[-4000:]
+    found = [p.name for p in ansible.collection.iterdir() if p.name == "build"
+             or p.name.endswith(".egg-info")]
+    assert found == []
+    verify = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "verify", "coral.mesh", "--offline",
+         "-p", str(ansible.collection.parents[2])], env=ansible.env, capture_output=True,
+        text=True, timeout=300)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_second_run_reports_no_changes(ansible, deployed):
@@ -115,7 +131,8 @@ def test_coral_exec_module_results_check_mode_failures_and_audit(ansible, deploy
     r = load(out)
 
     checked = r["checked"]
-    assert checked["changed"] is False and checked["results"] == [] and checked["audit_ids"] == []
+    # issue 16 item 4: check mode predicts what the real run reports (it would run: changed)
+    assert checked["changed"] is True and checked["results"] == [] and checked["audit_ids"] == []
     assert [(t["agent"], t["service"]) for t in checked["targets"]] == [("host-agent", "api")]
     assert not (tmp_path / "ran").exists()
 
@@ -195,14 +212,38 @@ def test_changed_agent_config_restarts_only_the_agent(ansible, deployed):
     assert [(a["agent_id"], a["connected"]) for a in agents] == [("host-agent", True)]
 
 
+def test_item11_users_notify_the_roles_restart_handlers(ansible, deployed, tmp_path):
+    """Issue 16 item 11: "restarts through handlers users can notify"."""
+    colony = supervise.status(deployed.pid_file("coral-colony")).pid
+    play = tmp_path / "notify.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "roles": ["coral.mesh.colony", "coral.mesh.agent_host"],
+        "tasks": [{"name": "a change of the user's own", "ansible.builtin.command": "true",
+                   "changed_when": True, "notify": "restart coral colony"}]}]))
+    run = ansible.playbook(play, "-e", f"@{deployed.vars_file}",
+                           "-e", "coral_agent_poll_interval=2s")
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert "RUNNING HANDLER [coral.mesh.colony : Restart coral colony]" in run.stdout
+    after = supervise.status(deployed.pid_file("coral-colony"))
+    assert after.running and after.pid != colony
+    deployed.coral(ansible, "agents")  # the colony answers again
+
+
 def test_state_absent_removes_it_and_is_idempotent(ansible, deployed):
     pids = [supervise.status(deployed.pid_file(u)).pid for u in ("coral-colony", "coral-agent")]
     children = [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]
+    # issue 16 item 4, "the removal path under-predicts": --check predicts the real run
+    checked = ansible.playbook("playbooks/deploy-coral.yml", "-e", f"@{deployed.vars_file}",
+                               "-e", "coral_state=absent", "--check")
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    assert all(psutil.pid_exists(p) for p in pids), "check mode stopped something"
     run = ansible.playbook("playbooks/deploy-coral.yml", "-e", f"@{deployed.vars_file}",
                            "-e", "coral_state=absent")
     deployed.removed = True
     assert run.returncode == 0, run.stdout[-4000:]
     assert recap(run.stdout)["changed"] > 0
+    assert recap(checked.stdout)["changed"] == recap(run.stdout)["changed"], checked.stdout
     for proc in [psutil.Process(p) for p in pids if psutil.pid_exists(p)] + children:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     assert not (deployed.root / "etc" / "agent-config.yaml").exists()

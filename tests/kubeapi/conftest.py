@@ -11,9 +11,10 @@ import uuid
 import pytest
 from kubernetes import client, config
 
+from tests.support import tools
 from tests.support.kubeapi import KubeAPIServer
 
-KUBECTL = "/usr/bin/kubectl"
+KUBECTL = tools.kubectl()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import time
 
 from kubernetes import client, config, watch
 
+from tests.support import tools
 from tests.support.kubeapi import KubeAPIServer, churn
 
 NODES = ["churn-n1", "churn-n2", "churn-n3"]
@@ -82,7 +83,7 @@ def test_serve_cli_writes_kubeconfig_and_serves_until_killed(tmp_path):
     try:
         line = proc.stdout.readline()
         assert "serving https://127.0.0.1:" in line
-        out = subprocess.run(["/usr/bin/kubectl", "--kubeconfig", str(state / "kubeconfig"),
+        out = subprocess.run([tools.kubectl(), "--kubeconfig", str(state / "kubeconfig"),
                               "get", "nodes", "-o", "name"], capture_output=True, text=True,
                              timeout=30)
         assert out.stdout.split() == ["node/cli-node"]

@@ -28,7 +28,9 @@ def test_connect_kwargs_map_module_options_onto_operator_connect(utils, tmp_path
     params = {"colony_address": "colony:1", "colony_ca_file": "", "colony_token": "t",
               "colony_token_file": None, "other": "x"}
     kwargs = utils.connect_kwargs(params.get)
-    assert kwargs == {"address": "colony:1", "ca_file": None, "token": "t", "token_file": None}
+    assert kwargs == {"address": "colony:1", "ca_file": None, "token": "t", "token_file": None,
+                      "client_cert": None, "client_key": None, "tls_server_name": None,
+                      "connect_timeout": None}
     settings = connect.resolve(**kwargs, environ={"CORAL_CA_FILE": "/env/ca.crt"})
     assert (settings.address, settings.ca_file, settings.token) == ("colony:1", "/env/ca.crt",
                                                                     "t")
@@ -52,7 +54,9 @@ def test_result_rows_keep_the_documented_keys_and_fill_status(utils):
            "truncated": False, "timed_out": False, "error": None, "status": "",
            "audit_id": 7, "secret_field": "dropped"}
     row = utils.result_row(raw)
-    assert set(row) == set(utils.RESULT_KEYS) and row["status"] == "ok" and row["error"] == ""
+    assert set(row) == set(utils.RESULT_KEYS) | {"stdout_lines", "stderr_lines"}
+    assert row["status"] == "ok" and row["error"] == ""
+    assert (row["stdout_lines"], row["stderr_lines"], row["finished_audit_id"]) == (["hi"], [], 0)
     bad = utils.result_row(dict(raw, rc=2))
     timed = utils.result_row(dict(raw, agent="db-1", service="", rc=-1, timed_out=True,
                                   status="timeout"))
@@ -67,3 +71,21 @@ def test_target_row_names_the_agent_whichever_key_the_colony_used(utils):
     assert utils.target_row({"agent_id": "web-1", "pod": "p"})["agent"] == "web-1"
     assert utils.target_row({"agent": "db-1"}) == dict(
         agent="db-1", service="", node="", namespace="", pod="", container="")
+
+
+def test_item7_collection_and_coral_lib_versions_are_one(utils):
+    """Issue 16 item 7: "check that coral_lib's version matches the collection's"."""
+    import pathlib
+
+    import yaml
+
+    import coral_lib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    galaxy = yaml.safe_load((root / "galaxy.yml").read_text())["version"]
+    assert utils.COLLECTION_VERSION == galaxy == coral_lib.__version__
+    assert utils.version_problem(galaxy) == ""
+    assert "coral-lib 0.0.9 is installed but this coral.mesh collection is " + galaxy in \
+        utils.version_problem("0.0.9")
+    hint = utils.INSTALL_HINT % "/usr/bin/python3"
+    assert "/usr/bin/python3 -m pip install /tmp/coral-lib-src" in hint

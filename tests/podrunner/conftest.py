@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.cri.conftest import why_not_runnable
-from tests.support import containerd, podrunner
+from tests.support import containerd, podrunner, tools
 from tests.support.kubeapi import KubeAPIServer, workloads
 
 NODES = ("node-a", "node-b")
@@ -85,7 +85,7 @@ def is_ready(server, ns: str, name: str) -> bool:
 
 
 def kubectl(server, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig_path, *args],
+    return subprocess.run([tools.kubectl(), "--kubeconfig", server.kubeconfig_path, *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

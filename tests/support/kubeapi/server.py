@@ -1,7 +1,7 @@
 """KubeAPIServer: the fixture's public face. HTTPS on 127.0.0.1, token auth, kubeconfig.
 
     with KubeAPIServer(tmp_path) as server:
-        subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig_path, "get", "pods"])
+        subprocess.run([tools.kubectl(), "--kubeconfig", server.kubeconfig_path, "get", "pods"])
         server.store.create({...})          # direct, no HTTP
         server.faults.force_gone()          # fault injection
 """

@@ -362,14 +362,20 @@ class Store:
 
     # ---- watch -------------------------------------------------------------------------
     def open_watch(self, rt: resources.ResourceType, *, namespace: str | None,
-                   pred: selectors.Predicate | None, resource_version: str | None
-                   ) -> watch_.Watcher:
+                   pred: selectors.Predicate | None, resource_version: str | None,
+                   send_initial_events: bool = False) -> watch_.Watcher:
+        """A watcher fed from `resource_version` on (or from the current state when none).
+        send_initial_events (the WatchList protocol kubectl >= 1.35 uses): the current
+        state as ADDED events, then the `k8s.io/initial-events-end` bookmark."""
         w = watch_.Watcher(key=rt.key, namespace=namespace, pred=pred)
         with self.lock:
-            if resource_version in (None, "", "0"):
+            if send_initial_events or resource_version in (None, "", "0"):
                 for (ns, _n), (obj, raw) in self._objects[rt.key].items():
                     if (namespace is None or ns == namespace) and (pred is None or pred(obj)):
                         w.queue.put(watch_.event_line("ADDED", raw))
+                if send_initial_events:
+                    w.queue.put(watch_.bookmark_line(api_version=rt.api_version, kind=rt.kind,
+                                                     rv=self.rv, initial_events_end=True))
             else:
                 since = self._parse_rv(resource_version)
                 if since < self.compacted_rv:

@@ -74,10 +74,12 @@ def _translate(ev: Event, new_match: bool, old_match: bool) -> str | None:
     return None
 
 
-def bookmark_line(*, api_version: str, kind: str, rv: int) -> bytes:
+def bookmark_line(*, api_version: str, kind: str, rv: int,
+                  initial_events_end: bool = False) -> bytes:
+    end = b',"annotations":{"k8s.io/initial-events-end":"true"}' if initial_events_end else b""
     return (b'{"type":"BOOKMARK","object":{"kind":"' + kind.encode() + b'","apiVersion":"'
             + api_version.encode() + b'","metadata":{"resourceVersion":"' + str(rv).encode()
-            + b'"}}}\n')
+            + b'"' + end + b'}}}\n')
 
 
 def error_line(status: dict) -> bytes:

@@ -27,8 +27,10 @@ def serve(h, route: routes.Route, pred) -> None:
         gone = errors.gone("too old resource version: injected fault")
     else:
         try:
-            w = app.store.open_watch(route.rt, namespace=route.namespace, pred=pred,
-                                     resource_version=q.get("resourceVersion"))
+            w = app.store.open_watch(
+                route.rt, namespace=route.namespace, pred=pred,
+                resource_version=q.get("resourceVersion"),
+                send_initial_events=q.get("sendInitialEvents") in ("true", "1"))
         except errors.ApiError as exc:
             if exc.code != 410:
                 raise

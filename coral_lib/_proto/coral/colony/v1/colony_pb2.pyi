@@ -167,16 +167,18 @@ class OperateRequest(_message.Message):
     def __init__(self, targeting: _Optional[_Union[Targeting, _Mapping]] = ..., exec: _Optional[_Union[_agent_pb2.ExecRequest, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., stop_on_failure_percentage: _Optional[float] = ..., approval_id: _Optional[str] = ..., verb: _Optional[str] = ..., no_wait: _Optional[bool] = ...) -> None: ...
 
 class TargetResult(_message.Message):
-    __slots__ = ("target", "result", "audit_id", "status")
+    __slots__ = ("target", "result", "audit_id", "status", "finished_audit_id")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
     target: Target
     result: _agent_pb2.ExecResult
     audit_id: int
     status: str
-    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., result: _Optional[_Union[_agent_pb2.ExecResult, _Mapping]] = ..., audit_id: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+    finished_audit_id: int
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., result: _Optional[_Union[_agent_pb2.ExecResult, _Mapping]] = ..., audit_id: _Optional[int] = ..., status: _Optional[str] = ..., finished_audit_id: _Optional[int] = ...) -> None: ...
 
 class OperateSummary(_message.Message):
     __slots__ = ("targets", "succeeded", "failed", "audit_ids", "operation_id")
