@@ -22,7 +22,7 @@ import subprocess
 
 from coral_lib._proto.cri.runtime.v1 import api_pb2
 from tests.kube_e2e.conftest import deploy_webhook_with_ansible
-from tests.support import coral_procs
+from tests.support import coral_procs, tools
 from tests.support.coral_procs import wait_for
 from tests.support.kubeapi import podsecurity, workloads
 from tests.support.kubecluster import SYSTEM
@@ -69,7 +69,7 @@ def test_e2e_webhook_sidecar_runs_with_exactly_the_injected_security_context(
             "name": "app", "image": "docker.io/local/busybox:latest",
             "command": ["sh", "-c", app]}]}}))
     calls_before = len(server.admission.calls)
-    made = subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig_path, "create", "-f",
+    made = subprocess.run([tools.kubectl(), "--kubeconfig", server.kubeconfig_path, "create", "-f",
                            str(manifest)], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     created = server.store.get("pods", "app", namespace="shop2")
