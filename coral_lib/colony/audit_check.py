@@ -11,13 +11,15 @@ import os
 import pathlib
 import sqlite3
 
-from coral_lib.colony import audit, checkpoints
+from coral_lib.colony import audit, checkpoints, storage
 
 
 def newest_record(audit_db: str | os.PathLike) -> int:
-    """The highest record id in the database (0 when empty or unreadable)."""
+    """The highest record id in the database (0 when empty or unreadable). `audit_db` is
+    a SQLite file or a dsn.Dsn (a PostgreSQL colony's, or one a restore just filled)."""
     try:
-        db = sqlite3.connect(f"file:{os.fspath(audit_db)}?mode=ro", uri=True)
+        db = (sqlite3.connect(f"file:{os.fspath(audit_db)}?mode=ro", uri=True)
+              if storage.is_file(audit_db) else storage.connect(audit_db, store="audit-reader"))
         try:
             row = db.execute("SELECT max(seq) FROM audit").fetchone()
         finally:
@@ -30,7 +32,8 @@ def newest_record(audit_db: str | os.PathLike) -> int:
 def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLike,
                  public_key_file: str | os.PathLike, checkpoints_path: str | os.PathLike,
                  prefix_only: bool = False) -> checkpoints.Report:
-    """Check `audit_db` with its HMAC key against the checkpoints at `checkpoints_path`.
+    """Check `audit_db` (a SQLite file or a dsn.Dsn) with its HMAC key against the
+    checkpoints at `checkpoints_path`.
 
     prefix_only: the database is a copy taken earlier (a backup): checkpoints signed after
     its newest record cover records the copy cannot hold and are left out, rather than
@@ -50,7 +53,9 @@ def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLi
         found = covering
     return checkpoints.verify(
         checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
-        chain=lambda on_row: audit.verify_file(pathlib.Path(audit_db), key, on_row))
+        chain=lambda on_row: audit.verify_file(
+            audit_db if not storage.is_file(audit_db) else pathlib.Path(audit_db), key,
+            on_row))
 
 
 def _record_id(checkpoint: dict) -> int:

@@ -4,7 +4,7 @@ A backup is a gzip'd tar written 0600 (it holds the CA key, the audit and checkp
 and the operator tokens: treat it as the colony itself):
 
     manifest.json        format, version, backend, colony id, audit head, sha256 per member
-    checkpoints/<file>   the checkpoint sink (outside the data directory), copied FIRST
+    checkpoints/<file>   the checkpoint sink (outside the data directory), as the copy has it
     data/<name>.db       each SQLite database, copied with SQLite's online backup API
     data/<file>          the rest of the data directory: CA, server certificate, tokens, id
     keys/<file>          audit.key, checkpoint.key, checkpoint.pub (wherever they live)
@@ -13,7 +13,10 @@ Consistency while the colony serves: the online backup API copies each database 
 read transaction, so the copy is the database as of one commit; the audit log commits
 whole records (one transaction per group commit), so every record in the copy is whole and
 a record written meanwhile is either in it or after it. The checkpoint sink is copied
-before the audit database, so every copied checkpoint covers records the copy holds.
+after the audit database, cut after the last checkpoint that copy records (its
+audit_checkpoint row; a checkpoint reaches the sink before that row commits): every copied
+checkpoint covers records the copy holds, and none that the restored colony would sign
+again is missing, so `coral audit verify --checkpoints` passes after a restore.
 
 Restore stages the members next to the target data directory, checks the sha256 of each,
 verifies the audit chain and the checkpoints (coral_lib.colony.audit_check, the code of
@@ -21,8 +24,13 @@ verifies the audit chain and the checkpoints (coral_lib.colony.audit_check, the 
 any, the live checkpoint sink, and only then renames the staged directory into place. It
 refuses to overwrite a data directory that holds anything.
 
-The PostgreSQL backend (when present) would add `_dump_postgres` beside `_copy_sqlite`
-(pg_dump of the shared database), named by the manifest's `backend`.
+A PostgreSQL colony (manifest `backend: postgresql`) has `postgresql/colony.dump` in
+place of the SQLite files: `_dump_postgres`, pg_dump of the colony's schema on one
+exported snapshot in which the manifest's audit head is read too (coral_lib.colony.pgdump;
+the password goes through the environment, never argv). Its restore refuses a target
+schema that holds any table, pg_restores as one transaction, verifies the audit chain and
+checkpoints from the restored tables with the same audit_check code, drops what it
+restored when anything fails, and installs the plain files only after that.
 """
 
 from __future__ import annotations
@@ -43,14 +51,16 @@ from typing import IO
 
 from coral_lib import __version__, errors, files
 from coral_lib.colony import audit_check, checkpoints, storage
+from coral_lib.colony import dsn as dsn_mod
 
 FORMAT = "coral-colony-backup"
 VERSION = 1
 MANIFEST = "manifest.json"
-_MEMBER = re.compile(r"^(data|keys|checkpoints)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_MEMBER = re.compile(r"^(data|keys|checkpoints|postgresql)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Readable by everyone in a colony's data directory, as pki/checkpoints write them.
 PUBLIC = ("ca.crt", "server.crt", "colony.id", "checkpoint.pub")
 _SIDE_FILES = tuple(s for s in storage.SQLITE_SIDE_FILES if s)
+PG_DUMP = "postgresql/colony.dump"
 
 
 class BackupError(errors.CoralError):
@@ -73,13 +83,15 @@ class Layout:
     audit_key: pathlib.Path
     checkpoint_key: pathlib.Path
     checkpoint_dir: pathlib.Path
+    database: dsn_mod.Dsn | None = None  # PostgreSQL colony: where its tables are
 
     @classmethod
-    def of(cls, data_dir: str | os.PathLike, options: checkpoints.Options) -> Layout:
+    def of(cls, data_dir: str | os.PathLike, options: checkpoints.Options,
+           database: dsn_mod.Dsn | None = None) -> Layout:
         data = pathlib.Path(data_dir).resolve()
         return cls(data, options.audit_key(data).resolve(),
                    pathlib.Path(options.key_file or data / "checkpoint.key").resolve(),
-                   options.sink_dir(data))
+                   options.sink_dir(data), database)
 
     def keys(self) -> dict[str, pathlib.Path]:
         """Archive name -> where the key lives."""
@@ -97,10 +109,17 @@ def backup(layout: Layout, dest: str | os.PathLike) -> dict:
         raise BackupError(f"{layout.data_dir} is not a colony data directory (no colony.id)")
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp:
         staged: dict[str, pathlib.Path] = {}
-        staged.update(_copy_checkpoints(layout.checkpoint_dir, pathlib.Path(tmp, "cp")))
-        staged.update(_copy_sqlite(layout.data_dir, pathlib.Path(tmp, "db")))
+        if layout.database is None:
+            staged.update(_copy_sqlite(layout.data_dir, pathlib.Path(tmp, "db")))
+            audit_db = staged.get("data/audit.db")
+            database = {"backend": "sqlite", "audit_records": audit_check.newest_record(
+                audit_db) if audit_db else 0}
+            upto = _last_checkpoint(audit_db) if audit_db else None
+        else:
+            database, upto = _dump_postgres(layout.database, pathlib.Path(tmp, "pg"), staged)
+        staged.update(_copy_checkpoints(layout.checkpoint_dir, pathlib.Path(tmp, "cp"), upto))
         staged.update(_plain_files(layout, pathlib.Path(tmp, "files")))
-        manifest = _manifest(layout, staged)
+        manifest = _manifest(layout, staged, database)
         try:
             with files.atomic_open(dest, mode=0o600) as handle, \
                     tarfile.open(fileobj=handle, mode="w:gz") as tar:
@@ -112,15 +131,47 @@ def backup(layout: Layout, dest: str | os.PathLike) -> dict:
     return manifest
 
 
-def _copy_checkpoints(sink: pathlib.Path, tmp: pathlib.Path) -> dict[str, pathlib.Path]:
-    """A snapshot of the sink's files, taken before the audit database is copied."""
+def _copy_checkpoints(sink: pathlib.Path, tmp: pathlib.Path,
+                      upto: int | None) -> dict[str, pathlib.Path]:
+    """The sink's files as the database copy knows them: lines up to checkpoint `upto`
+    (None: the copy keeps no checkpoint state, take every line)."""
     tmp.mkdir(mode=0o700)
     out = {}
     if sink.is_dir():
         for path in sorted(p for p in sink.iterdir() if p.is_file() and _safe_name(p.name)):
-            shutil.copyfile(path, tmp / path.name)
+            (tmp / path.name).write_bytes(_lines_upto(path.read_bytes(), upto))
             out[f"checkpoints/{path.name}"] = tmp / path.name
     return out
+
+
+def _lines_upto(data: bytes, upto: int | None) -> bytes:
+    """The lines before the first checkpoint numbered above `upto` (or torn mid-write)."""
+    if upto is None:
+        return data
+    kept = []
+    for line in data.splitlines(keepends=True):
+        try:
+            seq = json.loads(line[line.find(b"{"):]).get("seq") if b"{" in line else None
+        except ValueError:
+            if not line.endswith(b"\n"):
+                break  # being written: after the copy's last checkpoint
+            seq = None  # kept: verify names the unreadable line
+        if isinstance(seq, int) and seq > upto:
+            break
+        kept.append(line)
+    return b"".join(kept)
+
+
+def _last_checkpoint(audit_db: pathlib.Path) -> int | None:
+    """The last checkpoint a SQLite audit.db copy records (None: no checkpoint table)."""
+    db = sqlite3.connect(audit_db)
+    try:
+        row = db.execute("SELECT seq FROM audit_checkpoint WHERE id = 1").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return int(row[0]) if row else 0
 
 
 def _copy_sqlite(data_dir: pathlib.Path, tmp: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -147,6 +198,22 @@ def _copy_sqlite(data_dir: pathlib.Path, tmp: pathlib.Path) -> dict[str, pathlib
     return out
 
 
+def _dump_postgres(database: dsn_mod.Dsn, tmp: pathlib.Path,
+                   staged: dict[str, pathlib.Path]) -> tuple[dict, int]:
+    """pg_dump of the colony's tables on one snapshot: (the manifest's database fields,
+    the last checkpoint it records)."""
+    from coral_lib.colony import pgdump  # psycopg is only needed with PostgreSQL
+
+    tmp.mkdir(mode=0o700)
+    try:
+        snapshot = pgdump.dump(database, tmp / "colony.dump")
+    except pgdump.PgToolError as exc:
+        raise BackupError(str(exc)) from None
+    staged[PG_DUMP] = tmp / "colony.dump"
+    return {"backend": "postgresql", "schema": snapshot.schema,
+            "audit_records": snapshot.audit_records}, snapshot.checkpoint_seq
+
+
 def _plain_files(layout: Layout, tmp: pathlib.Path) -> dict[str, pathlib.Path]:
     """Keys and the data directory's other files, copied first so the manifest's sha256
     and the archived bytes are of the same version (a token may be added meanwhile)."""
@@ -164,13 +231,11 @@ def _plain_files(layout: Layout, tmp: pathlib.Path) -> dict[str, pathlib.Path]:
     return out
 
 
-def _manifest(layout: Layout, staged: dict[str, pathlib.Path]) -> dict:
-    audit_db = staged.get("data/audit.db")
+def _manifest(layout: Layout, staged: dict[str, pathlib.Path], database: dict) -> dict:
     return {
-        "format": FORMAT, "version": VERSION, "backend": "sqlite",
+        "format": FORMAT, "version": VERSION, **database,
         "coral_version": __version__, "created": time.time(),
         "colony_id": (layout.data_dir / "colony.id").read_text().strip(),
-        "audit_records": audit_check.newest_record(audit_db) if audit_db else 0,
         "checkpoints": sum(len(checkpoints.read(p)[0]) for n, p in staged.items()
                            if n.startswith("checkpoints/")),
         "files": {name: _sha256(path) for name, path in sorted(staged.items())},
@@ -229,12 +294,54 @@ def restore(source: str | os.PathLike, layout: Layout, *,
                                             prefix=f".{layout.data_dir.name}.restore-"))
     try:
         manifest = _unpack(pathlib.Path(source), staging)
-        reports = _verify(staging, manifest, layout, checkpoints_path=checkpoints_path,
-                          public_key_file=public_key_file)
+        if (manifest["backend"] == "postgresql") != (layout.database is not None):
+            raise BackupError(
+                f"backup {source} holds a {manifest['backend']} colony but the target's "
+                f"database setting is {'a PostgreSQL DSN' if layout.database else 'SQLite'}: "
+                f"restore it with a matching --database")
+        if layout.database is None:
+            reports = _verify(staging, manifest, layout, staging / "data" / "audit.db",
+                              checkpoints_path=checkpoints_path,
+                              public_key_file=public_key_file)
+        else:
+            reports = _restore_postgres(staging, manifest, layout, layout.database,
+                                        checkpoints_path=checkpoints_path,
+                                        public_key_file=public_key_file)
         _install(staging, layout)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Restored(manifest, reports)
+
+
+def _restore_postgres(staging: pathlib.Path, manifest: dict, layout: Layout,
+                      database: dsn_mod.Dsn, **verify) -> dict[str, checkpoints.Report]:
+    """pg_restore into an empty target schema, verify from the restored tables; on any
+    failure drop what was restored, so the target is as empty as it was."""
+    from coral_lib.colony import pgdump
+
+    try:
+        schema, present = pgdump.tables(database)
+        if schema != manifest.get("schema"):
+            raise BackupError(f"the backup's tables are in schema {manifest.get('schema')!r} "
+                              f"but the target database ({database}) selects schema "
+                              f"{schema!r}: point its search_path at {manifest.get('schema')!r}")
+        if present:
+            raise BackupError(f"the target database ({database}) is not empty: schema "
+                              f"{schema!r} holds {', '.join(present[:5])}; restore installs "
+                              f"a whole colony into an empty one")
+        pgdump.restore(database, staging / PG_DUMP)
+    except pgdump.PgToolError as exc:
+        raise BackupError(str(exc)) from None
+    try:
+        return _verify(staging, manifest, layout, database, **verify)
+    except BaseException:
+        try:
+            pgdump.drop(database, schema, pgdump.tables(database)[1])
+        except (pgdump.PgToolError, sqlite3.Error) as exc:
+            raise BackupError(f"the backup did not verify and removing what was restored "
+                              f"into {database} failed ({exc}): drop its tables by hand") \
+                from None
+        raise
 
 
 def _require_empty(data_dir: pathlib.Path) -> None:
@@ -291,19 +398,22 @@ def _read_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo],
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(
             manifest.get("files"), dict):
         raise BackupError(f"{source} is not a colony backup (format {FORMAT!r} expected)")
-    if manifest.get("version") != VERSION or manifest.get("backend") != "sqlite":
+    if manifest.get("version") != VERSION or manifest.get("backend") not in (
+            "sqlite", "postgresql"):
         raise BackupError(f"backup {source}: version {manifest.get('version')!r} backend "
                           f"{manifest.get('backend')!r}; this coral restores version {VERSION}"
-                          f" sqlite backups")
+                          f" sqlite and postgresql backups")
     return manifest
 
 
-def _verify(staging: pathlib.Path, manifest: dict, layout: Layout, *,
+def _verify(staging: pathlib.Path, manifest: dict, layout: Layout,
+            audit_db: pathlib.Path | dsn_mod.Dsn, *,
             checkpoints_path, public_key_file) -> dict[str, checkpoints.Report]:
-    """Every set of checkpoints must pass; RestoreRefused names the first problem."""
-    held = audit_check.newest_record(staging / "data" / "audit.db")
+    """Every set of checkpoints must pass; RestoreRefused names the first problem.
+    `audit_db`: the staged audit.db, or the database the backup was just restored into."""
+    held = audit_check.newest_record(audit_db)
     if held != manifest.get("audit_records"):
-        raise BackupError(f"the backup's audit.db ends at record {held} but its manifest says "
+        raise BackupError(f"the backup's audit log ends at record {held} but its manifest says "
                           f"{manifest.get('audit_records')!r}: modified or damaged")
     sets = {"backup": staging / "checkpoints"}
     live = pathlib.Path(checkpoints_path) if checkpoints_path else layout.checkpoint_dir
@@ -314,7 +424,7 @@ def _verify(staging: pathlib.Path, manifest: dict, layout: Layout, *,
     for name, path in sets.items():
         try:
             report = audit_check.verify_local(
-                audit_db=staging / "data" / "audit.db",
+                audit_db=audit_db,
                 audit_key_file=staging / "keys" / "audit.key",
                 public_key_file=public_key_file or staging / "keys" / "checkpoint.pub",
                 checkpoints_path=path, prefix_only=True)

@@ -101,6 +101,8 @@ def _register_backup(verbs: argparse._SubParsersAction) -> None:
                          help="pinned checkpoint public key (default: the backup's own)")
     for parser in (backup, restore):
         parser.add_argument("--data-dir", default=None)
+        parser.add_argument("--database", default=None, help="the colony's PostgreSQL DSN, "
+                            "env:NAME or file:PATH (default: the config's; SQLite if none)")
         parser.add_argument("--config", default=None, help="colony settings YAML (key and "
                             "checkpoint locations)")
     backup.set_defaults(func=backup_command)
@@ -305,15 +307,13 @@ def _layout(args: argparse.Namespace):
     from coral_lib.colony import backup, checkpoints, dsn
 
     settings = _settings(args)
-    if dsn.is_postgresql(settings.database) or settings.database.startswith(("env:", "file:")):
-        # the tables are not in the data directory: a backup of it would look complete
-        raise config.ConfigError(settings._source, "database", (
-            "this colony keeps its tables in PostgreSQL: back them up with pg_dump and copy "
-            "the data directory (CA, keys, tokens) yourself; `coral colony backup` and "
-            "`restore` cover SQLite colonies only"))
+    try:  # PostgreSQL: backup pg_dumps the tables, restore pg_restores into this database
+        database = dsn.resolve(settings.database)
+    except dsn.DsnError as exc:
+        raise config.ConfigError(settings._source, "database", str(exc)) from None
     return backup.Layout.of(settings.data_dir, checkpoints.Options(
         audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
-        directory=settings.checkpoint_dir))
+        directory=settings.checkpoint_dir), database)
 
 
 def backup_command(args: argparse.Namespace) -> int:

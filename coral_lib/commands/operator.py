@@ -94,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(default: CORAL_COLONY_DATA_DIR or the local colony's)")
     local.add_argument("--audit-key", default="", metavar="FILE",
                        help="audit HMAC key (default: DATA_DIR/audit.key)")
+    local.add_argument("--database", default="", help="a PostgreSQL colony's DSN, env:NAME "
+                       "or file:PATH (default: DATA_DIR/audit.db)")
     common.add_connection_args(verify)
     verify.set_defaults(func=audit_verify_command)
 
@@ -296,12 +298,16 @@ def audit_verify_command(args: argparse.Namespace) -> int:
 
 def audit_verify_local(args: argparse.Namespace) -> int:
     """Verify audit.db with the HMAC key and the checkpoints, without the colony running."""
-    from coral_lib.colony import audit, audit_check
+    from coral_lib.colony import audit, audit_check, dsn
 
     data_dir = pathlib.Path(args.data_dir) if args.data_dir else common.default_data_dir()
     try:
+        database = dsn.resolve(args.database)
+    except dsn.DsnError as exc:
+        return common.fail(f"--database: {exc}", 2)
+    try:
         report = audit_check.verify_local(
-            audit_db=data_dir / "audit.db",
+            audit_db=database or data_dir / "audit.db",
             audit_key_file=args.audit_key or data_dir / "audit.key",
             public_key_file=args.public_key or data_dir / "checkpoint.pub",
             checkpoints_path=args.checkpoints)

@@ -180,12 +180,13 @@ def test_audit_log_refuses_a_second_key(database, tmp_path):
     assert first.key_id in str(info.value)
 
 
-def test_backup_refuses_a_postgresql_colony_rather_than_look_complete(tmp_path):
-    """`coral colony backup` copies the data directory's SQLite files; with the tables in
-    PostgreSQL that copy would miss them, so it says to use pg_dump instead."""
+def test_backup_of_a_postgresql_colony_names_a_database_setting_it_cannot_use(tmp_path):
+    """`coral colony backup` pg_dumps a PostgreSQL colony's tables (tests/backup/
+    test_postgres_backup.py); a database setting that names no DSN is refused up front,
+    named, and no file is written (rather than a backup that looks complete without them)."""
     config = tmp_path / "colony.yaml"
-    config.write_text("database: env:CORAL_TEST_DSN\n")
+    config.write_text("database: env:CORAL_TEST_DSN_NOT_SET\n")
     run = coral_procs.coral("colony", "backup", "--data-dir", str(tmp_path / "data"),
                             "--config", str(config), "--to", str(tmp_path / "b.tar"))
-    assert run.returncode == 2 and "pg_dump" in run.stderr, run.stderr
+    assert run.returncode == 2 and "CORAL_TEST_DSN_NOT_SET is not set" in run.stderr, run.stderr
     assert not (tmp_path / "b.tar").exists()

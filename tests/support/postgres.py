@@ -80,3 +80,13 @@ class Server:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")
         return dsn_mod.Dsn(self.url(schema=schema))
+
+    def fresh_database(self) -> dsn_mod.Dsn:
+        """A Dsn to a new, empty database (tables in its `public` schema), as a colony of
+        its own has: backup/restore move whole databases."""
+        import psycopg
+
+        name = "d_" + secrets.token_hex(6)
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return dsn_mod.Dsn(self.url(database=name))
