@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 
 from coral_lib import service as service_mod
+from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
 PROVENANCE_NAMES = {p.name.lower(): p for p in service_mod.Provenance}
@@ -66,3 +67,15 @@ def to_dict(msg) -> dict:
     return json_format.MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+
+
+def exec_outcome(result: agent_pb2.ExecResult) -> str:
+    """One exec's per-target status: ok, failed, error, timeout or refused (the agent's
+    structured verdict, never its message text); the colony audits it, the agent counts it."""
+    if result.refused:
+        return "refused"
+    if result.error:
+        return "error"
+    if result.timed_out:
+        return "timeout"
+    return "ok" if result.exit_code == 0 else "failed"

@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 
 PROVENANCE_NAMES = {mesh_pb2.SERVICE_PROVENANCE_UNKNOWN: "unknown",
@@ -50,17 +49,6 @@ NULL: Recorder = _Null()
 
 def provenances(services: Iterable[mesh_pb2.ServiceInfo]) -> list[str]:
     return [PROVENANCE_NAMES.get(s.provenance, "unknown") for s in services]
-
-
-def exec_outcome(result: agent_pb2.ExecResult) -> str:
-    """ok, failed, error, timeout or refused (the colony's per-target statuses)."""
-    if result.refused:
-        return "refused"
-    if result.error:
-        return "error"
-    if result.timed_out:
-        return "timeout"
-    return "ok" if result.exit_code == 0 else "failed"
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import grpc
 
-from coral_lib import __version__
+from coral_lib import __version__, convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
@@ -194,5 +194,5 @@ class LinkWorker:
             with self._running_lock:
                 self._running.pop(msg.op_id, None)
         self.recorder.operation("exec", time.monotonic() - started,
-                                observe.exec_outcome(result))
+                                convert.exec_outcome(result))
         send(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=result))

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from coral_lib import logs
+from coral_lib import convert, logs
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2
 from coral_lib.colony import audit as audit_mod
@@ -97,7 +97,7 @@ class FanOut:
             log.error("%s on %s not run: %s", verb, target.agent_id, exc)
             return _refused(target, 0, f"not run because it could not be audited: {exc}")
         result, cut_off = self._execute(request.exec, target, cancelled)
-        status = "interrupted" if cut_off else _status(result)
+        status = "interrupted" if cut_off else convert.exec_outcome(result)
         finished_id = 0
         try:
             if result.HasField("entered"):
@@ -141,16 +141,6 @@ class FanOut:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
                                         duration_seconds=time.monotonic() - started), \
                 not isinstance(exc, TimeoutError)
-
-
-def _status(result: agent_pb2.ExecResult) -> str:
-    if result.refused:  # the agent's structured verdict, never its message text
-        return "refused"
-    if result.error:
-        return "error"
-    if result.timed_out:
-        return "timeout"
-    return "ok" if result.exit_code == 0 else "failed"
 
 
 def _skipped(target: colony_pb2.Target) -> colony_pb2.TargetResult:

@@ -9,9 +9,8 @@ import re
 import grpc
 import pytest
 
-from coral_lib import client, errors
+from coral_lib import client, convert, errors
 from coral_lib._proto.coral.agent.v1 import agent_pb2
-from coral_lib.colony import operations
 from coral_lib.ops import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -42,8 +41,8 @@ def test_refusal_status_comes_from_the_structured_flag_not_the_text():
     flagged = agent_pb2.ExecResult(exit_code=-1, error="outside this agent's pod",
                                    refused=True)
     worded = agent_pb2.ExecResult(exit_code=-1, error="refused: just words")
-    assert operations._status(flagged) == "refused"
-    assert operations._status(worded) == "error"
+    assert convert.exec_outcome(flagged) == "refused"
+    assert convert.exec_outcome(worded) == "error"
 
 
 def test_one_exception_root_and_stable_kinds():
