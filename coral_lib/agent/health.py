@@ -11,7 +11,6 @@ a sidecar in its pod) nothing is entered and no capability is needed.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import errno
 import http.client
@@ -80,6 +79,8 @@ def _enter(netns: str) -> None:
         raise OSError(errno.ESRCH, "the service's process is gone")
     if _same_file(netns, "/proc/thread-self/ns/net"):
         return
+    import ctypes  # only once a probe must enter another netns (os.setns is 3.12+)
+
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -117,8 +117,11 @@ def test_coral_exec_module_results_check_mode_failures_and_audit(ansible, deploy
          "coral.mesh.coral_exec": {"service": "api", "all": True, "command": "true"},
          "register": "combined", "ignore_errors": True},
         {"name": "no targeting",
-         "coral.mesh.coral_exec": {"namespace": "shop", "command": "true"},
+         "coral.mesh.coral_exec": {"command": "true"},
          "register": "untargeted", "ignore_errors": True},
+        {"name": "a namespace alone selects (issue 16); this one holds nothing",
+         "coral.mesh.coral_exec": {"namespace": "shop", "command": "true"},
+         "register": "emptyns", "ignore_errors": True},
         {"name": "command and argv",
          "coral.mesh.coral_exec": {"all": True, "command": "true", "argv": ["true"]},
          "register": "both", "ignore_errors": True},
@@ -163,9 +166,11 @@ def test_coral_exec_module_results_check_mode_failures_and_audit(ansible, deploy
     assert r["combined"].get("failed", False) is False, r["combined"]
     assert [row["service"] for row in r["combined"]["results"]] == ["api"]
     assert r["untargeted"]["failed"] is True and r["untargeted"]["error_kind"] == "NoTargets"
-    assert "no targeting given: use a service, agent, selector, pod, node or all" in \
+    assert "no targeting given: use a service, agent, selector, pod, namespace, node or all" in \
         r["untargeted"]["msg"]
     assert not r["untargeted"].get("audit_ids")  # refused before anything reached the colony
+    assert r["emptyns"]["failed"] is True and r["emptyns"]["error_kind"] == "NoTargets"
+    assert "no service or pod in namespace 'shop'" in r["emptyns"]["msg"]
     assert "mutually exclusive" in r["both"]["msg"]
     assert r["badtoken"]["error_kind"] == "Unauthenticated"
     assert "nope" not in json.dumps(r["badtoken"])  # no_log: the token never comes back
@@ -243,7 +248,8 @@ def test_state_absent_removes_it_and_is_idempotent(ansible, deployed):
     deployed.removed = True
     assert run.returncode == 0, run.stdout[-4000:]
     assert recap(run.stdout)["changed"] > 0
-    assert recap(checked.stdout)["changed"] == recap(run.stdout)["changed"], checked.stdout
+    assert recap(checked.stdout)["changed"] == recap(run.stdout)["changed"], \
+        checked.stdout + "\n----- the real run -----\n" + run.stdout
     for proc in [psutil.Process(p) for p in pids if psutil.pid_exists(p)] + children:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     assert not (deployed.root / "etc" / "agent-config.yaml").exists()

@@ -32,7 +32,9 @@ def test_daemonset_agent_runs_with_two_malloc_arenas():
 def test_host_agent_unit_and_supervisor_get_the_environment_colony_does_not():
     agent = yaml.safe_load((ROOT / "roles/agent_host/tasks/present.yml").read_text())
     run = next(t for t in agent if t.get("name") == "Run the agent")
-    assert run["vars"]["_coral_environment"] == {"MALLOC_ARENA_MAX": "2"}
+    assert run["vars"]["_coral_environment"] == "{{ _coral_agent_environment }}"
+    role_vars = yaml.safe_load((ROOT / "roles/agent_host/vars/main.yml").read_text())
+    assert role_vars["_coral_agent_environment"] == {"MALLOC_ARENA_MAX": "2"}
     colony = (ROOT / "roles/colony/tasks/present.yml").read_text()
     assert "_coral_environment" not in colony
     unit = (ROOT / "roles/colony/templates/coral.service.j2").read_text()
