@@ -135,6 +135,7 @@ ALLOWED = {
     # verified staging directory into place, the rename being the atomic step
     "coral_lib/colony/backup.py": {
         "shutil.copyfile(path, out[name])",
+        "(tmp / path.name).write_bytes(_lines_upto(path.read_bytes(), upto))",
         "os.replace(key, data / target.relative_to(layout.data_dir))",
         "os.rename(data, layout.data_dir)",
     },
