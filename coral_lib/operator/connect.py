@@ -107,7 +107,7 @@ def seconds(value: str) -> float:
 def read_pem(path: str, *, what: str) -> bytes:
     """A PEM file's bytes; ConfigError naming `what` and the path when unreadable."""
     try:
-        return pathlib.Path(path).read_bytes()
+        return pathlib.Path(path).expanduser().read_bytes()
     except OSError as exc:
         raise errors.ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 

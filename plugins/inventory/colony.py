@@ -77,12 +77,12 @@ options:
     description:
       - PEM client certificate from the colony CA (identity = its common name), for the
         colony's mutual-TLS address; with it and no token given, no token file is read.
-    type: path
+    type: str  # not path: an AWX credential without a certificate sets the variable empty
     env:
       - name: CORAL_CLIENT_CERT
   colony_client_key:
     description: Private key of O(colony_client_cert).
-    type: path
+    type: str  # not path: an AWX credential without a certificate sets the variable empty
     env:
       - name: CORAL_CLIENT_KEY
   colony_tls_server_name:

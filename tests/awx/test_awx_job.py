@@ -187,6 +187,6 @@ def test_awx_inventory_source_syncs_in_ee(ee, fleet, tmp_path):
     inventory = json.loads(out[out.index("{"):])
     hostvars = inventory["_meta"]["hostvars"]
     web = [vars_ for vars_ in hostvars.values() if plain(vars_.get("coral_agent")) == "web-1"]
-    assert web, hostvars
+    assert web, (hostvars, out[-3000:], err[-3000:])
     assert all(plain(v["ansible_connection"]) == "coral.mesh.coral" for v in web)
     assert token not in out
