@@ -102,6 +102,11 @@ ROWS: list[tuple[str, str, str]] = [
      "{memory:sidecar_agent_rss_mb} ({memory:sidecar_agent_uss_mb}) MB", "see issue 15"),
     ("RSS: colony idle / holding {memory:colony_loaded_services:,} services",
      "{memory:colony_idle_rss_mb} / {memory:colony_loaded_rss_mb} MB", ""),
+    ("`systemd-analyze security` exposure inside a booted host (0 = most sandboxed, "
+     "10 = exposed): colony unit / agent unit / Debian's ssh.service for reference",
+     "{unit_security:colony_exposure} / {unit_security:agent_exposure} / "
+     "{unit_security:ssh_reference_exposure}", "colony ≤ 2.5; agent as low as its "
+     "capabilities allow"),
 ]
 
 
