@@ -27,6 +27,8 @@ description:
     container's (or host agent's) user.
 requirements:
   - coral-lib (the Python library of this collection) in the Python that runs Ansible.
+extends_documentation_fragment:
+  - coral.mesh.coral.plugin_connection
 options:
   agent:
     description:
@@ -54,71 +56,29 @@ options:
     vars:
       - name: ansible_coral_container
   colony_address:
-    description:
-      - Address of the colony's gRPC endpoint, as C(host:port); C(127.0.0.1:9443) when
-        not set.
-    type: str
     vars:
       - name: ansible_coral_colony_address
-    env:
-      - name: CORAL_COLONY_ADDRESS
   colony_ca_file:
-    description:
-      - CA certificate the colony's TLS certificate is checked against; default the local
-        colony's C(ca.crt) (E(CORAL_COLONY_DATA_DIR), default C(/var/lib/coral/colony) as root, else C(~/.coral/colony)).
-    type: path
     vars:
       - name: ansible_coral_colony_ca_file
-    env:
-      - name: CORAL_CA_FILE
   colony_token:
-    description:
-      - Operator token; the colony applies this identity's RBAC and audits it as the
-        requester. Takes precedence over O(colony_token_file).
-    type: str
     vars:
       - name: ansible_coral_colony_token
-    env:
-      - name: CORAL_TOKEN
   colony_token_file:
-    description: File holding the operator token; default the local colony's C(admin.token).
-    type: path
     vars:
       - name: ansible_coral_colony_token_file
-    env:
-      - name: CORAL_TOKEN_FILE
   colony_client_cert:
-    description:
-      - PEM client certificate from the colony CA (identity = its common name), for the
-        colony's mutual-TLS address; with it and no token given, no token file is read.
-    type: str  # not path: an AWX credential without a certificate sets the variable empty
     vars:
       - name: ansible_coral_colony_client_cert
-    env:
-      - name: CORAL_CLIENT_CERT
   colony_client_key:
-    description: Private key of O(colony_client_cert).
-    type: str  # not path: an AWX credential without a certificate sets the variable empty
     vars:
       - name: ansible_coral_colony_client_key
-    env:
-      - name: CORAL_CLIENT_KEY
   colony_tls_server_name:
-    description:
-      - Name the colony's TLS certificate must carry, when it differs from the host in
-        O(colony_address).
-    type: str
     vars:
       - name: ansible_coral_colony_tls_server_name
-    env:
-      - name: CORAL_TLS_SERVER_NAME
   colony_connect_timeout:
-    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
-    type: float
     vars:
       - name: ansible_coral_colony_connect_timeout
-    env:
-      - name: CORAL_CONNECT_TIMEOUT
   exec_timeout:
     description: Seconds one command (for example one module run) may take on the target.
     type: float

@@ -77,6 +77,65 @@ notes:
     talks to the colony over TLS; it does not need to run on the targets.
 """
 
+    # The colony connection of the non-module plugins (inventory, connection): the same
+    # options read from CORAL_* variables by Ansible's plugin configuration. The
+    # connection plugin adds its ansible_coral_* host variables to each.
+    PLUGIN_CONNECTION = r"""
+options:
+  colony_address:
+    description:
+      - Address of the colony's gRPC endpoint, as C(host:port); C(127.0.0.1:9443) when
+        not set.
+    type: str
+    env:
+      - name: CORAL_COLONY_ADDRESS
+  colony_ca_file:
+    description:
+      - CA certificate the colony's TLS certificate is checked against.
+      - When not set, the local colony's C(ca.crt) in its data directory
+        (E(CORAL_COLONY_DATA_DIR), default C(/var/lib/coral/colony) as root, else C(~/.coral/colony)).
+    type: path
+    env:
+      - name: CORAL_CA_FILE
+  colony_token:
+    description:
+      - Operator token that identifies the caller to the colony (the C(read) verb).
+      - Takes precedence over O(colony_token_file).
+    type: str
+    env:
+      - name: CORAL_TOKEN
+  colony_token_file:
+    description:
+      - File holding the operator token; default the local colony's C(admin.token).
+    type: path
+    env:
+      - name: CORAL_TOKEN_FILE
+  colony_client_cert:
+    description:
+      - PEM client certificate from the colony CA (identity = its common name), for the
+        colony's mutual-TLS address; with it and no token given, no token file is read.
+    type: str  # not path: an AWX credential without a certificate sets the variable empty
+    env:
+      - name: CORAL_CLIENT_CERT
+  colony_client_key:
+    description: Private key of O(colony_client_cert).
+    type: str  # not path: an AWX credential without a certificate sets the variable empty
+    env:
+      - name: CORAL_CLIENT_KEY
+  colony_tls_server_name:
+    description:
+      - Name the colony's TLS certificate must carry, when it differs from the host in
+        O(colony_address).
+    type: str
+    env:
+      - name: CORAL_TLS_SERVER_NAME
+  colony_connect_timeout:
+    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
+    type: float
+    env:
+      - name: CORAL_CONNECT_TIMEOUT
+"""
+
     # Which agents and services an operation goes to: what the colony accepts (the same
     # rule as `coral exec`'s flags, coral_lib.operator.targeting).
     TARGETING = r"""

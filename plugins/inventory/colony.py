@@ -35,6 +35,7 @@ description:
     agent whose id is one of them becomes host C(coral-<id>) (its
     C(ansible_coral_agent) is still the id).
 extends_documentation_fragment:
+  - coral.mesh.coral.plugin_connection
   - constructed
   - inventory_cache
 requirements:
@@ -45,58 +46,6 @@ options:
     required: true
     type: str
     choices: [coral.mesh.colony]
-  colony_address:
-    description:
-      - Address of the colony's gRPC endpoint, as C(host:port); C(127.0.0.1:9443) when
-        not set.
-    type: str
-    env:
-      - name: CORAL_COLONY_ADDRESS
-  colony_ca_file:
-    description:
-      - CA certificate the colony's TLS certificate is checked against.
-      - When not set, the local colony's C(ca.crt) in its data directory
-        (E(CORAL_COLONY_DATA_DIR), default C(/var/lib/coral/colony) as root, else C(~/.coral/colony)).
-    type: path
-    env:
-      - name: CORAL_CA_FILE
-  colony_token:
-    description:
-      - Operator token that identifies the caller to the colony (the C(read) verb).
-      - Takes precedence over O(colony_token_file).
-    type: str
-    env:
-      - name: CORAL_TOKEN
-  colony_token_file:
-    description:
-      - File holding the operator token; default the local colony's C(admin.token).
-    type: path
-    env:
-      - name: CORAL_TOKEN_FILE
-  colony_client_cert:
-    description:
-      - PEM client certificate from the colony CA (identity = its common name), for the
-        colony's mutual-TLS address; with it and no token given, no token file is read.
-    type: str  # not path: an AWX credential without a certificate sets the variable empty
-    env:
-      - name: CORAL_CLIENT_CERT
-  colony_client_key:
-    description: Private key of O(colony_client_cert).
-    type: str  # not path: an AWX credential without a certificate sets the variable empty
-    env:
-      - name: CORAL_CLIENT_KEY
-  colony_tls_server_name:
-    description:
-      - Name the colony's TLS certificate must carry, when it differs from the host in
-        O(colony_address).
-    type: str
-    env:
-      - name: CORAL_TLS_SERVER_NAME
-  colony_connect_timeout:
-    description: Seconds to wait for the TLS connection to the colony; 10 when not set.
-    type: float
-    env:
-      - name: CORAL_CONNECT_TIMEOUT
   host_per:
     description:
       - C(service) makes one host per service (named C(<service>.<pod>.<namespace>) in
