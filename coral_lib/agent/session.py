@@ -29,6 +29,10 @@ class Refused(Exception):
     """The colony refused the registration (e.g. a service outside the agent's scope)."""
 
 
+LINK_RETRY_CAP = 15.0  # seconds between Link attempts at most, one colony address
+FAILOVER_LINK_RETRY_CAP = 4.0  # the same with several replica addresses to fail over to
+
+
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
     """Exponential backoff with full jitter, so a restarted colony is not stampeded."""
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 10))))
@@ -91,8 +95,12 @@ class LinkWorker:
 
     def __init__(self, session: Session, handlers: handlers_mod.Handlers, *,
                  stop: threading.Event, max_parallel: int = 16,
-                 recorder: observe.Recorder = observe.NULL) -> None:
+                 recorder: observe.Recorder = observe.NULL,
+                 retry_cap: float = LINK_RETRY_CAP) -> None:
+        """retry_cap: the longest wait between Link attempts (FAILOVER_LINK_RETRY_CAP when
+        other replicas can take the link)."""
         self.session, self.handlers, self.stop = session, handlers, stop
+        self.retry_cap = retry_cap
         self.recorder, self._opened = recorder, 0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
         self.connected = threading.Event()
@@ -107,10 +115,11 @@ class LinkWorker:
                 attempt = 0
             except grpc.RpcError as exc:
                 log.debug("link to colony lost: %s", exc.code())
-            if self.connected.is_set():
-                self.recorder.link(False)
+            if self.connected.is_set():  # a link that was up starts the backoff afresh:
+                self.recorder.link(False)  # re-linking after a replica died takes < 0.5 s
+                attempt = 0
             self.connected.clear()
-            if self.stop.wait(backoff(attempt)):
+            if self.stop.wait(backoff(attempt, cap=self.retry_cap)):
                 break
             attempt += 1
         self._pool.shutdown(wait=False, cancel_futures=True)
