@@ -31,6 +31,8 @@ class Refused(Exception):
 
 LINK_RETRY_CAP = 15.0  # seconds between Link attempts at most, one colony address
 FAILOVER_LINK_RETRY_CAP = 4.0  # the same with several replica addresses to fail over to
+STABLE_LINK = 10.0  # a link up this long starts the backoff afresh when it drops; one that
+# a colony keeps closing at once does not, so it is not retried twice a second
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
@@ -101,7 +103,7 @@ class LinkWorker:
         other replicas can take the link)."""
         self.session, self.handlers, self.stop = session, handlers, stop
         self.retry_cap = retry_cap
-        self.recorder, self._opened = recorder, 0
+        self.recorder, self._opened, self._opened_at = recorder, 0, 0.0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
         self.connected = threading.Event()
         self._running: dict[str, threading.Event] = {}  # exec op id -> its cancel switch
@@ -115,9 +117,10 @@ class LinkWorker:
                 attempt = 0
             except grpc.RpcError as exc:
                 log.debug("link to colony lost: %s", exc.code())
-            if self.connected.is_set():  # a link that was up starts the backoff afresh:
-                self.recorder.link(False)  # re-linking after a replica died takes < 0.5 s
-                attempt = 0
+            if self.connected.is_set():
+                self.recorder.link(False)
+                if time.monotonic() - self._opened_at >= STABLE_LINK:
+                    attempt = 0  # re-linking after a replica died takes < 0.5 s
             self.connected.clear()
             if self.stop.wait(backoff(attempt, cap=self.retry_cap)):
                 break
@@ -153,6 +156,7 @@ class LinkWorker:
             streams.close_all()
 
     def _opened_link(self) -> None:
+        self._opened_at = time.monotonic()
         self.connected.set()
         self.recorder.link(True, reconnect=self._opened > 0)
         self._opened += 1
