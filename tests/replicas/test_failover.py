@@ -21,8 +21,9 @@ from tests.support import coral_procs
 # process's connections at once, an agent whose link was up (10 s or more) retries after
 # at most 0.5 s (jittered), and gRPC's pick_first moves past the refused address to the
 # next replica in the same connection attempt; any other retry waits at most 4 s
-# (session.FAILOVER_LINK_RETRY_CAP, addresses.FAILOVER_RECONNECT_CAP). This checks the bound holds, polling the links table;
-# bench/bench_colony_replicas.py measures and records the typical failover time.
+# (session.FAILOVER_LINK_RETRY_CAP, addresses.FAILOVER_RECONNECT_CAP). This checks that the
+# bound holds, polling the links table; bench/bench_colony_replicas.py measures and
+# records the typical failover time.
 RELINK_WITHIN = 10.0
 
 
