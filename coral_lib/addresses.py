@@ -6,11 +6,18 @@ gRPC to all its addresses; with gRPC's pick_first policy a channel whose replica
 reconnects to the next address, so agents and operator clients fail over on their own.
 Several host *names* are refused with a clear error: give their IP addresses, or one DNS
 name (a Kubernetes Service, a round-robin record) that resolves to every replica.
+
+With several addresses a down replica is not the only place to go, so gRPC's own reconnect
+backoff (jittered, 1 s growing x1.6, 120 s by default) is capped at FAILOVER_RECONNECT_CAP:
+after every replica was briefly unreachable (a rolling restart) clients come back within
+seconds, each at most once per cap, jittered, so a colony that is down is not hammered.
 """
 
 from __future__ import annotations
 
 import ipaddress
+
+FAILOVER_RECONNECT_CAP = 4.0  # seconds; gRPC's reconnect backoff cap with several addresses
 
 
 class AddressError(ValueError):
@@ -28,6 +35,11 @@ def split(address: str) -> list[str]:
             raise AddressError(f"invalid address {part!r}: expected host:port, e.g. "
                                "127.0.0.1:9443 (several: comma-separated)")
     return parts
+
+
+def several(address: str) -> bool:
+    """Whether `address` lists several replicas (so a client has somewhere to fail over)."""
+    return len(split(address)) > 1
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -51,5 +63,6 @@ def grpc_target(address: str) -> tuple[str, list[tuple[str, str]]]:
                            "resolves to every replica")
     scheme = "ipv4" if hosts[0].version == 4 else "ipv6"
     first = parts[0].rpartition(":")[0].strip("[]")
-    return f"{scheme}:{','.join(parts)}", [("grpc.ssl_target_name_override", first),
-                                          ("grpc.default_authority", first)]
+    return f"{scheme}:{','.join(parts)}", [
+        ("grpc.ssl_target_name_override", first), ("grpc.default_authority", first),
+        ("grpc.max_reconnect_backoff_ms", int(FAILOVER_RECONNECT_CAP * 1000))]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import grpc
 
+from coral_lib import addresses, convert, identity, overrides, service
 from coral_lib import config as config_mod
-from coral_lib import convert, identity, overrides, service
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import credentials, health, local_server, observe
 from coral_lib.agent import handlers as handlers_mod
@@ -147,8 +147,11 @@ class Agent:
             sess = session_mod.Session(stub=stub, agent_id=held.agent_id,
                                        node_name=self.node_name,
                                        labels=dict(self.cfg.agent.labels))
-            link = session_mod.LinkWorker(sess, self.handlers, stop=self.stop,
-                                          recorder=self.recorder)
+            link = session_mod.LinkWorker(
+                sess, self.handlers, stop=self.stop, recorder=self.recorder,
+                retry_cap=(session_mod.FAILOVER_LINK_RETRY_CAP
+                           if addresses.several(self.cfg.colony.address)
+                           else session_mod.LINK_RETRY_CAP))
             self.readiness.link = link.connected
             threads = [threading.Thread(target=link.run_forever, name="link", daemon=True),
                        threading.Thread(target=enroller.renew_forever, args=(self.stop,),

@@ -29,6 +29,12 @@ class Refused(Exception):
     """The colony refused the registration (e.g. a service outside the agent's scope)."""
 
 
+LINK_RETRY_CAP = 15.0  # seconds between Link attempts at most, one colony address
+FAILOVER_LINK_RETRY_CAP = 4.0  # the same with several replica addresses to fail over to
+STABLE_LINK = 10.0  # a link up this long starts the backoff afresh when it drops; one that
+# a colony keeps closing at once does not, so it is not retried twice a second
+
+
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
     """Exponential backoff with full jitter, so a restarted colony is not stampeded."""
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 10))))
@@ -91,9 +97,13 @@ class LinkWorker:
 
     def __init__(self, session: Session, handlers: handlers_mod.Handlers, *,
                  stop: threading.Event, max_parallel: int = 16,
-                 recorder: observe.Recorder = observe.NULL) -> None:
+                 recorder: observe.Recorder = observe.NULL,
+                 retry_cap: float = LINK_RETRY_CAP) -> None:
+        """retry_cap: the longest wait between Link attempts (FAILOVER_LINK_RETRY_CAP when
+        other replicas can take the link)."""
         self.session, self.handlers, self.stop = session, handlers, stop
-        self.recorder, self._opened = recorder, 0
+        self.retry_cap = retry_cap
+        self.recorder, self._opened, self._opened_at = recorder, 0, 0.0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_parallel, thread_name_prefix="op")
         self.connected = threading.Event()
         self._running: dict[str, threading.Event] = {}  # exec op id -> its cancel switch
@@ -109,8 +119,10 @@ class LinkWorker:
                 log.debug("link to colony lost: %s", exc.code())
             if self.connected.is_set():
                 self.recorder.link(False)
+                if time.monotonic() - self._opened_at >= STABLE_LINK:
+                    attempt = 0  # re-linking after a replica died takes < 0.5 s
             self.connected.clear()
-            if self.stop.wait(backoff(attempt)):
+            if self.stop.wait(backoff(attempt, cap=self.retry_cap)):
                 break
             attempt += 1
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -144,6 +156,7 @@ class LinkWorker:
             streams.close_all()
 
     def _opened_link(self) -> None:
+        self._opened_at = time.monotonic()
         self.connected.set()
         self.recorder.link(True, reconnect=self._opened > 0)
         self._opened += 1

@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
     digest TEXT NOT NULL,
     last_record_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_replica_checkpoint (
+    replica TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    last_record_id INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind);
 CREATE INDEX IF NOT EXISTS audit_op ON audit (json_extract(fields, '$.op_id'));
 """
@@ -165,6 +171,7 @@ class CheckpointSink(Protocol):
 
     every: int
     interval: float
+    replica: str  # '' for a single colony; a replica's checkpoints are numbered on their own
 
     def write(self, *, seq: int, prev_digest: str, last_record_id: int, last_hmac: str,
               record_count: int, key_id: str) -> str:
@@ -256,9 +263,8 @@ class AuditLog:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         if checkpoints is not None:
-            covered = self._db.execute(
-                "SELECT last_record_id FROM audit_checkpoint WHERE id = 1").fetchone()
-            self._pending = max(0, self.head()[0] - (covered[0] if covered else 0))
+            covered = self._checkpoint_state()[2]
+            self._pending = max(0, self.head()[0] - covered)
             self._timer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                            name="audit-checkpoints")
             self._timer.start()
@@ -481,14 +487,11 @@ class AuditLog:
         try:
             last_id, last_hash = self._db.execute(
                 "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-            prev = self._db.execute(
-                "SELECT seq, digest FROM audit_checkpoint WHERE id = 1").fetchone() or (0, "")
+            prev = self._checkpoint_state()
             digest = self._sink.write(seq=prev[0] + 1, prev_digest=prev[1],
                                       last_record_id=last_id, last_hmac=last_hash,
                                       record_count=self._count, key_id=self.key_id)
-            self._db.execute(
-                "INSERT OR REPLACE INTO audit_checkpoint (id, seq, digest, last_record_id) "
-                "VALUES (1, ?, ?, ?)", (prev[0] + 1, digest, last_id))
+            self._store_checkpoint_state(prev[0] + 1, digest, last_id)
         except (OSError, sqlite3.Error) as exc:
             # The records are stored; the next append or tick tries again.
             log.error("audit checkpoint not written: %s", exc)
@@ -496,6 +499,30 @@ class AuditLog:
         self._pending = 0
         self.checkpointed_at = float(self._clock())
         return True
+
+    def _checkpoint_state(self) -> tuple[int, str, int]:
+        """(seq, digest, last record id) of this colony's last checkpoint, (0, '', 0) before
+        the first. A replica keeps its own row: replicas share the log, not the numbering."""
+        replica = getattr(self._sink, "replica", "")
+        row = (self._db.execute("SELECT seq, digest, last_record_id FROM "
+                                "audit_replica_checkpoint WHERE replica = ?", (replica,))
+               if replica else self._db.execute(
+                   "SELECT seq, digest, last_record_id FROM audit_checkpoint WHERE id = 1")
+               ).fetchone()
+        return tuple(row) if row else (0, "", 0)
+
+    def _store_checkpoint_state(self, seq: int, digest: str, last_record_id: int) -> None:
+        replica = getattr(self._sink, "replica", "")
+        if replica:
+            self._db.execute(
+                "INSERT INTO audit_replica_checkpoint (replica, seq, digest, last_record_id) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (replica) DO UPDATE SET seq = excluded.seq, "
+                "digest = excluded.digest, last_record_id = excluded.last_record_id",
+                (replica, seq, digest, last_record_id))
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO audit_checkpoint (id, seq, digest, last_record_id) "
+                "VALUES (1, ?, ?, ?)", (seq, digest, last_record_id))
 
     @property
     def since_checkpoint(self) -> int:

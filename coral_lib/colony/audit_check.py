@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import sqlite3
+from collections.abc import Sequence
 
 from coral_lib.colony import audit, checkpoints, storage
 
@@ -30,18 +31,22 @@ def newest_record(audit_db: str | os.PathLike) -> int:
 
 
 def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLike,
-                 public_key_file: str | os.PathLike, checkpoints_path: str | os.PathLike,
+                 public_key_file: str | os.PathLike | Sequence[str | os.PathLike],
+                 checkpoints_path: str | os.PathLike | Sequence[str | os.PathLike],
                  prefix_only: bool = False) -> checkpoints.Report:
     """Check `audit_db` (a SQLite file or a dsn.Dsn) with its HMAC key against the
-    checkpoints at `checkpoints_path`.
+    checkpoints at `checkpoints_path`: one sink, or several (every replica's sink of a
+    colony on PostgreSQL), each checked as its replica's own chain against the same log.
+    `public_key_file`: one checkpoint public key, or several (replicas with keys of their
+    own); a checkpoint must verify with one of them.
 
     prefix_only: the database is a copy taken earlier (a backup): checkpoints signed after
     its newest record cover records the copy cannot hold and are left out, rather than
     reported as a truncated tail. Every checkpoint up to the copy's end must still match.
     Raises OSError / ValueError / audit.AuditError when a file cannot be read."""
     key = audit.load_key(audit_key_file, create=False)
-    public = checkpoints.load_public_key(public_key_file)
-    found, problems = checkpoints.read(checkpoints_path)
+    public = [checkpoints.load_public_key(path) for path in _listed(public_key_file)]
+    found, problems, origin = checkpoints.read_sinks(_listed(checkpoints_path))
     if prefix_only:
         last = newest_record(audit_db)
         covering = [cp for cp in found if _record_id(cp) <= last]
@@ -53,9 +58,13 @@ def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLi
         found = covering
     return checkpoints.verify(
         checkpoints=found, public=public, key_id=audit.key_id(key), read_problems=problems,
-        chain=lambda on_row: audit.verify_file(
+        origin=origin, chain=lambda on_row: audit.verify_file(
             audit_db if not storage.is_file(audit_db) else pathlib.Path(audit_db), key,
             on_row))
+
+
+def _listed(value: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
+    return [value] if isinstance(value, str | os.PathLike) else list(value)
 
 
 def _record_id(checkpoint: dict) -> int:

@@ -132,9 +132,10 @@ def backup(layout: Layout, dest: str | os.PathLike) -> dict:
 
 
 def _copy_checkpoints(sink: pathlib.Path, tmp: pathlib.Path,
-                      upto: int | None) -> dict[str, pathlib.Path]:
-    """The sink's files as the database copy knows them: lines up to checkpoint `upto`
-    (None: the copy keeps no checkpoint state, take every line)."""
+                      upto: dict[str, int] | None) -> dict[str, pathlib.Path]:
+    """The sink's files as the database copy knows them: lines up to the last checkpoint
+    the copy records, per replica (`upto`: replica name, '' for a single colony -> seq;
+    None: the copy keeps no checkpoint state, take every line)."""
     tmp.mkdir(mode=0o700)
     out = {}
     if sink.is_dir():
@@ -144,25 +145,29 @@ def _copy_checkpoints(sink: pathlib.Path, tmp: pathlib.Path,
     return out
 
 
-def _lines_upto(data: bytes, upto: int | None) -> bytes:
-    """The lines before the first checkpoint numbered above `upto` (or torn mid-write)."""
+def _lines_upto(data: bytes, upto: dict[str, int] | None) -> bytes:
+    """The lines before the first checkpoint numbered above what `upto` records for its
+    replica (or torn mid-write)."""
     if upto is None:
         return data
     kept = []
     for line in data.splitlines(keepends=True):
         try:
-            seq = json.loads(line[line.find(b"{"):]).get("seq") if b"{" in line else None
+            checkpoint = json.loads(line[line.find(b"{"):]) if b"{" in line else None
         except ValueError:
             if not line.endswith(b"\n"):
                 break  # being written: after the copy's last checkpoint
-            seq = None  # kept: verify names the unreadable line
-        if isinstance(seq, int) and seq > upto:
+            checkpoint = None  # kept: verify names the unreadable line
+        if not isinstance(checkpoint, dict):
+            checkpoint = {}
+        seq = checkpoint.get("seq")
+        if isinstance(seq, int) and seq > upto.get(str(checkpoint.get("replica", "")), 0):
             break
         kept.append(line)
     return b"".join(kept)
 
 
-def _last_checkpoint(audit_db: pathlib.Path) -> int | None:
+def _last_checkpoint(audit_db: pathlib.Path) -> dict[str, int] | None:
     """The last checkpoint a SQLite audit.db copy records (None: no checkpoint table)."""
     db = sqlite3.connect(audit_db)
     try:
@@ -171,7 +176,7 @@ def _last_checkpoint(audit_db: pathlib.Path) -> int | None:
         return None
     finally:
         db.close()
-    return int(row[0]) if row else 0
+    return {"": int(row[0]) if row else 0}
 
 
 def _copy_sqlite(data_dir: pathlib.Path, tmp: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -199,9 +204,9 @@ def _copy_sqlite(data_dir: pathlib.Path, tmp: pathlib.Path) -> dict[str, pathlib
 
 
 def _dump_postgres(database: dsn_mod.Dsn, tmp: pathlib.Path,
-                   staged: dict[str, pathlib.Path]) -> tuple[dict, int]:
+                   staged: dict[str, pathlib.Path]) -> tuple[dict, dict[str, int]]:
     """pg_dump of the colony's tables on one snapshot: (the manifest's database fields,
-    the last checkpoint it records)."""
+    the last checkpoint it records per replica)."""
     from coral_lib.colony import pgdump  # psycopg is only needed with PostgreSQL
 
     tmp.mkdir(mode=0o700)
@@ -211,7 +216,7 @@ def _dump_postgres(database: dsn_mod.Dsn, tmp: pathlib.Path,
         raise BackupError(str(exc)) from None
     staged[PG_DUMP] = tmp / "colony.dump"
     return {"backend": "postgresql", "schema": snapshot.schema,
-            "audit_records": snapshot.audit_records}, snapshot.checkpoint_seq
+            "audit_records": snapshot.audit_records}, snapshot.checkpoint_seqs
 
 
 def _plain_files(layout: Layout, tmp: pathlib.Path) -> dict[str, pathlib.Path]:

@@ -13,6 +13,13 @@ A checkpoint names the colony, its own sequence number, the last record id, that
 HMAC, the record count, the time, the digest of the previous checkpoint (checkpoints form
 a chain of their own) and the audit key id, and carries the signature over all of that.
 
+Replicas on PostgreSQL share one audit chain but each writes its own sink: a replica's
+checkpoints also name the replica and are numbered per replica (1, 2, 3... in its own
+sink), so each sink is contiguous and verifiable alone, and several sinks given together
+(`--checkpoints DIR --checkpoints DIR2`) are checked as one chain per replica against the
+same records: a rewrite of the shared chain is caught by any replica's checkpoint that
+covered the record.
+
 `verify()` takes checkpoints read back from either sink (any file whose lines hold them;
 other lines are ignored) and the database rows, and reports what does not match: a
 checkpoint that is not signed by the public key, a broken checkpoint chain, a record a
@@ -165,12 +172,15 @@ class Writer:
     def __init__(self, *, colony_id: str, key_file: str | os.PathLike, directory: str = "",
                  syslog: str = "", every: int = DEFAULT_EVERY,
                  interval: float = DEFAULT_INTERVAL, append_only: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
-        """append_only: set `chattr +a` on the sink file (a warning where that fails)."""
+                 clock: Callable[[], float] = time.time, replica: str = "") -> None:
+        """append_only: set `chattr +a` on the sink file (a warning where that fails).
+        replica: this colony replica's name ('' = a single colony); its checkpoints name
+        it and are numbered on their own."""
         if every < 1 or interval <= 0:
             raise ValueError(f"checkpoints every {every} records / {interval} s: both must be "
                              f"positive")
         self.colony_id, self.every, self.interval = colony_id, every, interval
+        self.replica = replica
         self.key = load_signing_key(key_file)
         self.path = pathlib.Path(directory) / SINK_FILE if directory else None
         if self.path is not None:
@@ -202,6 +212,7 @@ class Writer:
             "last_record_id": last_record_id, "last_hmac": last_hmac,
             "record_count": record_count, "ts": round(float(self._clock()), 3),
             "prev_digest": prev_digest, "key_id": key_id,
+            **({"replica": self.replica} if self.replica else {}),
         })
         line = canonical(checkpoint).decode()
         failures = []
@@ -264,6 +275,36 @@ def read(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     return found, problems
 
 
+def read_sinks(paths: Iterable[str | os.PathLike]) -> tuple[list[dict], list[str],
+                                                             dict[str, str]]:
+    """Checkpoints of several sinks (each a file or a directory, as read() takes), exact
+    duplicates dropped; problems, including a sink that holds no checkpoint (its file
+    deleted or emptied), named; and where each checkpoint came from (digest -> path)."""
+    found, problems, origin = [], [], {}
+    for path in paths:
+        path = pathlib.Path(path)
+        if not path.exists():
+            problems.append(f"{path}: no such checkpoint sink (deleted?)")
+            continue
+        these, bad = read(path)
+        problems.extend(bad)
+        if not these:
+            where = path / SINK_FILE if path.is_dir() else path
+            problems.append(f"{where}: no checkpoints in this sink (deleted or emptied?)")
+        for cp in these:
+            key = digest(cp)
+            if key not in origin:
+                origin[key] = str(path)
+                found.append(cp)
+    return found, problems, origin
+
+
+def label(checkpoint: dict) -> str:
+    """How problems name a checkpoint: `checkpoint 3`, or `replica r1 checkpoint 3`."""
+    replica = checkpoint.get("replica")
+    return (f"replica {replica} " if replica else "") + f"checkpoint {checkpoint.get('seq')!r}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Report:
     ok: bool
@@ -277,18 +318,31 @@ class Report:
         return dataclasses.asdict(self)
 
 
-def check_chain(checkpoints: list[dict], public: ed25519.Ed25519PublicKey
-                ) -> tuple[list[dict], list[str]]:
-    """Signed, chained checkpoints of ONE colony in seq order; problems for the rest."""
+def _signed_by(checkpoint: dict, keys: list[ed25519.Ed25519PublicKey]) -> bool:
+    body = {k: v for k, v in checkpoint.items() if k != "signature"}
+    for key in keys:
+        try:
+            key.verify(base64.b64decode(checkpoint.get("signature", ""), validate=True),
+                       canonical(body))
+            return True
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+    return False
+
+
+def check_chain(checkpoints: list[dict],
+                public: ed25519.Ed25519PublicKey | list[ed25519.Ed25519PublicKey],
+                origin: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
+    """Signed, chained checkpoints of ONE colony (one chain per replica, each numbered from
+    1), sorted by replica and seq; problems for the rest. `public`: the checkpoint public
+    key, or several (replicas that each made their own). `origin` (read_sinks) lets a
+    problem name the sink a checkpoint came from."""
+    keys = public if isinstance(public, list) else [public]
     problems, good = [], []
     for cp in checkpoints:
-        body = {k: v for k, v in cp.items() if k != "signature"}
-        try:
-            public.verify(base64.b64decode(cp.get("signature", ""), validate=True),
-                          canonical(body))
-        except (InvalidSignature, ValueError, TypeError):
-            problems.append(f"checkpoint {cp.get('seq')!r}: signature does not verify with the "
-                            f"public key (forged or modified)")
+        if not _signed_by(cp, keys):
+            problems.append(f"{label(cp)}: signature does not verify with the public key "
+                            f"(forged or modified){_from(cp, origin)}")
             continue
         good.append(cp)
     colonies = sorted({str(cp["colony_id"]) for cp in good})
@@ -296,24 +350,34 @@ def check_chain(checkpoints: list[dict], public: ed25519.Ed25519PublicKey
         problems.append(f"checkpoints of several colonies ({', '.join(colonies)}): give the "
                         f"checkpoints of one")
         return [], problems
-    good.sort(key=lambda cp: int(cp["seq"]))
-    prev_digest, expected = "", 1
+    good.sort(key=lambda cp: (str(cp.get("replica", "")), int(cp["seq"])))
+    replica, prev_digest, expected = None, "", 1
     for cp in good:
+        if cp.get("replica", "") != replica:  # the next replica's chain starts at 1
+            replica, prev_digest, expected = cp.get("replica", ""), "", 1
         if cp["seq"] != expected or cp["prev_digest"] != prev_digest:
             problems.append(
-                f"checkpoint {cp['seq']}: does not follow checkpoint {expected - 1} (checkpoints "
-                f"missing, or the colony's checkpoint state in the database was reset)")
+                f"{label(cp)}: does not follow checkpoint {expected - 1} (checkpoints missing"
+                f"{_from(cp, origin) or ''}, or the checkpoint state in the database was "
+                f"reset)")
         prev_digest, expected = digest(cp), cp["seq"] + 1
     return good, problems
 
 
-def verify(*, checkpoints: list[dict], public: ed25519.Ed25519PublicKey,
+def _from(checkpoint: dict, origin: dict[str, str] | None) -> str:
+    where = (origin or {}).get(digest(checkpoint))
+    return f" in {where}" if where else ""
+
+
+def verify(*, checkpoints: list[dict],
+           public: ed25519.Ed25519PublicKey | list[ed25519.Ed25519PublicKey],
            chain: Callable[[Callable[[tuple], None]], object],
-           key_id: str, read_problems: Iterable[str] = ()) -> Report:
+           key_id: str, read_problems: Iterable[str] = (),
+           origin: dict[str, str] | None = None) -> Report:
     """Check the database against the checkpoints. `chain(on_row)` runs the HMAC chain
     check (audit.verify_file) feeding every stored row to `on_row`; it returns an
-    audit.VerifyResult."""
-    good, problems = check_chain(checkpoints, public)
+    audit.VerifyResult. `origin`: where each checkpoint was read (read_sinks)."""
+    good, problems = check_chain(checkpoints, public, origin)
     problems = [*read_problems, *problems]
     if not checkpoints:
         problems.append("no checkpoints found: nothing to check truncation or wipes against")
@@ -333,25 +397,25 @@ def verify(*, checkpoints: list[dict], public: ed25519.Ed25519PublicKey,
         problems.insert(0, result.reason)
     for cp in good:
         if cp.get("key_id") != key_id:
-            problems.append(f"checkpoint {cp['seq']}: made under audit key {cp.get('key_id')}, "
+            problems.append(f"{label(cp)}: made under audit key {cp.get('key_id')}, "
                             f"not {key_id}")
     if good and count == 0:
-        last = good[-1]
-        problems.append(f"the audit log is empty but checkpoint {last['seq']} says it held "
-                        f"{last['record_count']} records (wiped)")
+        last = max(good, key=lambda cp: int(cp["last_record_id"]))
+        problems.append(f"the audit log is empty but {label(last)} covered records up to "
+                        f"{last['last_record_id']} (wiped)")
         first_bad = first_bad or 1
     elif good:
         for cp in good:
             record_id = int(cp["last_record_id"])
             if record_id not in seen:
                 problems.append(
-                    f"checkpoint {cp['seq']} covers records up to {record_id} but record "
+                    f"{label(cp)} covers records up to {record_id} but record "
                     f"{record_id} is not in the log, which holds {count} records (tail "
                     f"truncated or deleted)")
             elif seen[record_id] != cp["last_hmac"]:
                 problems.append(
-                    f"checkpoint {cp['seq']}: record {record_id} has a different HMAC than "
-                    f"when the checkpoint was signed (rewritten)")
+                    f"{label(cp)}: record {record_id} has a different HMAC than "
+                    f"when the checkpoint was signed (rewritten){_from(cp, origin)}")
             else:
                 continue
             first_bad = min(first_bad or record_id, record_id)
@@ -374,6 +438,7 @@ class Options:
     every: int = DEFAULT_EVERY
     interval: float = DEFAULT_INTERVAL
     append_only: bool = False
+    replica: str = ""  # a replica on PostgreSQL: its checkpoints are numbered on their own
 
     def audit_key(self, data_dir: pathlib.Path) -> pathlib.Path:
         return pathlib.Path(self.audit_key_file or data_dir / "audit.key")
@@ -390,4 +455,5 @@ class Options:
                              f"a directory outside it")
         return Writer(colony_id=colony_id, key_file=self.key_file or data_dir / "checkpoint.key",
                       directory=str(sink), syslog=self.syslog, every=self.every,
-                      interval=self.interval, append_only=self.append_only)
+                      interval=self.interval, append_only=self.append_only,
+                      replica=self.replica)

@@ -37,7 +37,8 @@ class PgToolError(errors.CoralError):
 class Snapshot:
     schema: str  # where the colony's tables are
     audit_records: int  # the newest audit record in the dump
-    checkpoint_seq: int  # the last checkpoint the dump's audit_checkpoint row records
+    # the last checkpoint the dump records, per replica ('' = audit_checkpoint's one row)
+    checkpoint_seqs: dict[str, int]
 
 
 def tool(name: str) -> str:
@@ -97,6 +98,8 @@ def dump(dsn: dsn_mod.Dsn, dest: pathlib.Path) -> Snapshot:
         (newest,) = conn.execute("SELECT max(seq) FROM audit").fetchone()
         (checkpoint,) = conn.execute(
             "SELECT max(seq) FROM audit_checkpoint WHERE id = 1").fetchone()
+        seqs = {"": int(checkpoint or 0), **dict(conn.execute(
+            "SELECT replica, seq FROM audit_replica_checkpoint").fetchall())}
         _run(dsn, [tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
                    f"--snapshot={snapshot}", f"--table={_quoted(schema)}.*",
                    f"--file={dest}"], "cannot dump the colony's database")
@@ -107,7 +110,7 @@ def dump(dsn: dsn_mod.Dsn, dest: pathlib.Path) -> Snapshot:
     finally:
         conn.close()
     return Snapshot(schema=schema, audit_records=int(newest or 0),
-                    checkpoint_seq=int(checkpoint or 0))
+                    checkpoint_seqs=seqs)
 
 
 def tables(dsn: dsn_mod.Dsn) -> tuple[str, list[str]]:

@@ -109,6 +109,13 @@ def _register_backup(verbs: argparse._SubParsersAction) -> None:
     restore.set_defaults(func=restore_command)
 
 
+def _replica_name(settings: config.ColonySettings) -> str:
+    """This replica's name (a colony on PostgreSQL): its row, and its checkpoints' name."""
+    from coral_lib.colony import replication
+
+    return settings.replica_name or replication.default_name(settings.listen)
+
+
 def _settings(args: argparse.Namespace) -> config.ColonySettings:
     from coral_lib import config
 
@@ -199,7 +206,8 @@ def start_command(args: argparse.Namespace) -> int:
                 audit_key_file=settings.audit_key_file, key_file=settings.checkpoint_key_file,
                 directory=settings.checkpoint_dir, syslog=settings.checkpoint_syslog,
                 every=settings.checkpoint_every, interval=settings.checkpoint_interval,
-                append_only=settings.checkpoint_append_only),
+                append_only=settings.checkpoint_append_only,
+                replica=_replica_name(settings) if database else ""),
         )
     except (config.ConfigError, rbac.PolicyError) as exc:
         return common.fail(str(exc), 2)
@@ -210,7 +218,7 @@ def start_command(args: argparse.Namespace) -> int:
         try:
             replication.attach(
                 state, database=database,
-                name=settings.replica_name or replication.default_name(settings.listen),
+                name=_replica_name(settings),
                 listen=settings.replica_listen or
                 f"{settings.listen.rpartition(':')[0]}:0",
                 advertise=settings.replica_advertise, interval=settings.replica_heartbeat,

@@ -85,11 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--checkpoints, check the database files locally against signed checkpoints")
     local = verify.add_argument_group(
         "local verification against checkpoints (reads the data directory's files)")
-    local.add_argument("--checkpoints", default="", metavar="PATH",
-                       help="checkpoint directory or file (JSON lines or syslog lines)")
-    local.add_argument("--public-key", default="", metavar="FILE",
+    local.add_argument("--checkpoints", action="append", default=[], metavar="PATH",
+                       help="checkpoint directory or file (JSON lines or syslog lines); "
+                            "repeat it for each replica's sink of a colony on PostgreSQL")
+    local.add_argument("--public-key", action="append", default=[], metavar="FILE",
                        help="checkpoint public key (default: DATA_DIR/checkpoint.pub; pin a "
-                            "copy kept off the colony host)")
+                            "copy kept off the colony host); repeat it for replicas that "
+                            "each sign with a key of their own")
     local.add_argument("--data-dir", default="", help="the colony's data directory "
                        "(default: CORAL_COLONY_DATA_DIR or the local colony's)")
     local.add_argument("--audit-key", default="", metavar="FILE",
@@ -309,7 +311,7 @@ def audit_verify_local(args: argparse.Namespace) -> int:
         report = audit_check.verify_local(
             audit_db=database or data_dir / "audit.db",
             audit_key_file=args.audit_key or data_dir / "audit.key",
-            public_key_file=args.public_key or data_dir / "checkpoint.pub",
+            public_key_file=args.public_key or [data_dir / "checkpoint.pub"],
             checkpoints_path=args.checkpoints)
     except (OSError, ValueError, audit.AuditError) as exc:
         return common.fail(f"cannot verify the audit log: {exc}")

@@ -49,6 +49,18 @@ def test_colony_addresses_become_one_failover_target(address, target):
     assert addresses.grpc_target(address)[0] == target
 
 
+def test_several_addresses_cap_grpc_reconnect_backoff_for_the_failover_bound():
+    """Issue 11: "its agents re-link to the others within 10 s". With several replicas a
+    client's reconnect backoff is capped low (gRPC's default grows to 120 s); one address
+    keeps gRPC's default, so a lone colony that is down is not hammered."""
+    options = dict(addresses.grpc_target("10.0.0.1:9443,10.0.0.2:9443")[1])
+    assert options["grpc.max_reconnect_backoff_ms"] == addresses.FAILOVER_RECONNECT_CAP * 1000
+    assert addresses.FAILOVER_RECONNECT_CAP <= 5
+    assert addresses.grpc_target("10.0.0.1:9443")[1] == []
+    assert addresses.several("10.0.0.1:9443, 10.0.0.2:9443")
+    assert not addresses.several("colony.example:9443")
+
+
 @pytest.mark.parametrize("address, error", [
     ("", "empty"), ("a.example:1,b.example:2", "one DNS name"),
     ("10.0.0.1:1,[::1]:2", "one family"), ("10.0.0.1", "host:port"), ("h:99999", "host:port"),

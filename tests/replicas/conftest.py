@@ -35,13 +35,19 @@ class ReplicaSet:
         coral_procs.coral("colony", "init", "--data-dir", str(self.template), check=True)
         self.replicas: list[coral_procs.Colony] = []
 
-    def start(self, count: int) -> ReplicaSet:
+    def start(self, count: int, *, extra: tuple[str, ...] = ()) -> ReplicaSet:
+        """`count` more replicas r<i>, each with `extra` flags; each writes its checkpoints
+        to its own sink, the default `<data dir>-checkpoints` (sink(i))."""
         for index in range(len(self.replicas), len(self.replicas) + count):
             data_dir = self.root / f"r{index}"
             shutil.copytree(self.template, data_dir)
             self.replicas.append(coral_procs.Colony(data_dir, args=(
-                "--database", f"file:{self.dsn_file}", "--replica-name", f"r{index}")).start())
+                "--database", f"file:{self.dsn_file}", "--replica-name", f"r{index}",
+                *extra)).start())
         return self
+
+    def sink(self, index: int) -> pathlib.Path:
+        return self.root / f"r{index}-checkpoints"
 
     def view(self, *indexes: int) -> Colonies:
         """The replicas at `indexes` (all by default) as one comma-separated address."""

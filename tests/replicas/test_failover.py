@@ -16,10 +16,15 @@ from coral_lib import client
 from tests.replicas.conftest import start_agents
 from tests.support import coral_procs
 
-# The bound is 10 s; bench/bench_colony_replicas.py measures and records the real
-# failover time. The test only requires that the re-link happens, with room for a loaded CI
-# machine (speed is a benchmark's job, not a timed assertion's).
-RELINK_WITHIN = 30.0
+# The functional bound: agents of a killed replica re-link to the others within
+# 10 s. By design it takes well under that (README "Failover"): the kernel resets the dead
+# process's connections at once, an agent whose link was up (10 s or more) retries after
+# at most 0.5 s (jittered), and gRPC's pick_first moves past the refused address to the
+# next replica in the same connection attempt; any other retry waits at most 4 s
+# (session.FAILOVER_LINK_RETRY_CAP, addresses.FAILOVER_RECONNECT_CAP). This checks that the
+# bound holds, polling the links table; bench/bench_colony_replicas.py measures and
+# records the typical failover time.
+RELINK_WITHIN = 10.0
 
 
 def _holders(dsn_file) -> dict[str, str]:

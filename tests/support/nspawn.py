@@ -6,8 +6,9 @@ rootfs stays the read-only lower layer, the host's own writes go to its upper la
 host keeps its state across a reboot). The hosts share this machine's network namespace:
 each gets its own sshd on a loopback port and the fleet's test key in root's
 authorized_keys, so Ansible reaches them as ordinary SSH hosts. A wheelhouse of coral-lib
-and its dependencies, built here with ``pip wheel`` (cached by a hash of the sources), is
-bind-mounted read-only at /opt/coral-wheels: the hosts install coral offline from it.
+and its dependencies (the PostgreSQL driver included), built here with ``pip wheel``
+(cached by a hash of the sources), is bind-mounted read-only at /opt/coral-wheels: the
+hosts install coral offline from it.
 
 Shortcuts a real fleet would not take, named here: no private network (loopback ports
 instead of addresses), all hosts share the rootfs's SSH host keys (the client does not
@@ -39,6 +40,8 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "opens
 RECIPE = ("mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
           "bookworm", "DIR", MIRROR)
 WHEELS_MOUNT = "/opt/coral-wheels"
+# coral-lib with the PostgreSQL driver (the colony role installs it for replicas)
+WHEEL_TARGET = ".[postgresql]"
 # What the hosts' systemd need not run in a container that shares this machine's network.
 MASKED = ("systemd-networkd.service", "systemd-resolved.service", "getty@.service",
           "console-getty.service", "systemd-timesyncd.service", "apt-daily.timer",
@@ -79,7 +82,7 @@ def _source_files() -> list[pathlib.Path]:
 
 def wheelhouse(build: pathlib.Path = BUILD) -> pathlib.Path:
     """coral-lib's wheel and its dependencies' wheels, cached by a hash of the sources."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(WHEEL_TARGET.encode())
     for path in _source_files():
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     target = build / f"wheels-{digest.hexdigest()[:16]}"
@@ -89,7 +92,7 @@ def wheelhouse(build: pathlib.Path = BUILD) -> pathlib.Path:
         shutil.rmtree(old, ignore_errors=True)
     target.mkdir(parents=True)
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-                          "-c", "constraints.txt", "-w", str(target), "."],
+                          "-c", "constraints.txt", "-w", str(target), WHEEL_TARGET],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
     if out.returncode != 0:
