@@ -6,11 +6,15 @@ import logging
 import os
 import pathlib
 import socket
+from typing import TYPE_CHECKING
 
-from coral_lib import config, runtime
+from coral_lib import runtime
 from coral_lib.agent import context, handlers, runner, sidecar
 from coral_lib.discovery import host
 from coral_lib.ops import base, local
+
+if TYPE_CHECKING:  # at run time cfg is a config.view.Section
+    from coral_lib import config
 
 log = logging.getLogger(__name__)
 
