@@ -36,6 +36,11 @@ class Secret:
     def get_secret_value(self) -> str:
         return self._value
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, never hashed
+
     def __repr__(self) -> str:
         return "Secret('**********')" if self._value else "Secret('')"
 
