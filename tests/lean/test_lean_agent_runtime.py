@@ -3,11 +3,9 @@ losing the quality of config errors" and "load tap/trace/pty/bcc only when used"
 from running agents.
 
 A real `coral agent start` (the CLI entry production runs: `coral` is
-`coral_lib.cli:main`) registers with a real colony as a sidecar agent
-(CORAL_AGENT_MODE=sidecar and the pod's downward-API variables, joined with a join token
-rather than a projected service account token: the identity path does not change what the
-agent imports) and as a host agent; once registered it is asked (SIGUSR1, handled by the
-few lines of PROBE in front of `cli.main`, which is the only shortcut) for its
+`coral_lib.cli:main`) registers with a real colony as a host agent here, and as a sidecar
+in a real pod in tests/sidecar_agent/test_lean_sidecar.py; once registered it is asked
+(through the few lines of PROBE in front of `cli.main`, the only shortcut) for its
 sys.modules. The config was validated by the pydantic models in a forked child
 (coral_lib.config.view), so the agent holds none of pydantic, the models or YAML; the
 shell and tap backends load only when an operation needs them. ops.trace is loaded:
@@ -19,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import pathlib
 import sys
 
 import pytest
@@ -34,39 +32,46 @@ NEVER_AT_RUN_TIME = (
     "email.message", "coral_lib.colony", "coral_lib.client",
 )
 
+# The only shortcut: these lines in front of `cli.main` write sys.modules to
+# $CORAL_TEST_MODULES_OUT once the test creates the file named by it plus ".ask".
 PROBE = """
-import json, os, signal, sys
-def dump(*_):
-    with open(os.environ["CORAL_TEST_MODULES_OUT"] + ".tmp", "w") as out:
-        json.dump(sorted(sys.modules), out)
-    os.rename(os.environ["CORAL_TEST_MODULES_OUT"] + ".tmp", os.environ["CORAL_TEST_MODULES_OUT"])
-signal.signal(signal.SIGUSR1, dump)
+import json, os, sys, threading, time
+def dump():
+    out = os.environ["CORAL_TEST_MODULES_OUT"]
+    while not os.path.exists(out + ".ask"):
+        time.sleep(0.1)
+    with open(out + ".tmp", "w") as handle:
+        json.dump(sorted(sys.modules), handle)
+    os.rename(out + ".tmp", out)
+threading.Thread(target=dump, daemon=True).start()
 from coral_lib import cli
 sys.exit(cli.main())
 """
 
-MODES = {
-    "sidecar": {"CORAL_AGENT_MODE": "sidecar", "POD_NAME": "app-1", "POD_NAMESPACE": "shop",
-                "POD_UID": "uid-1", "NODE_NAME": "node-1"},
-    "host": {"CORAL_AGENT_MODE": "host"},
-}
+
+def modules_of(out: pathlib.Path) -> set[str]:
+    """Ask the running agent started with PROBE for its sys.modules."""
+    (out.parent / (out.name + ".ask")).touch()
+    coral_procs.wait_for(out.exists, timeout=10, what="the agent's module list")
+    return set(json.loads(out.read_text()))
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_registered_agent_holds_no_pydantic_yaml_tap_or_pty(colony, tmp_path, mode):
+def test_registered_host_agent_holds_no_pydantic_yaml_tap_or_pty(colony, tmp_path):
     out = tmp_path / "modules.json"
-    agent = coral_procs.Agent(tmp_path / "agent", colony, agent_id=f"lean-{mode}",
+    agent = coral_procs.Agent(tmp_path / "agent", colony, agent_id="lean-host",
                               services=[{"name": "api", "port": 8080}])
     agent.command = (sys.executable, "-c", PROBE)
-    agent.env = {**os.environ, **MODES[mode], "CORAL_TEST_MODULES_OUT": str(out)}
+    agent.env = {**os.environ, "CORAL_AGENT_MODE": "host", "CORAL_TEST_MODULES_OUT": str(out)}
     agent.start()
     try:
-        coral_procs.wait_registered(colony, [f"lean-{mode}"], timeout=60)
-        agent.proc.send_signal(signal.SIGUSR1)
-        coral_procs.wait_for(out.exists, timeout=10, what="the agent's module list")
+        try:
+            coral_procs.wait_registered(colony, ["lean-host"], timeout=60)
+        except TimeoutError:
+            raise AssertionError(f"agent not registered; its log:\n{agent.log()[-3000:]}") \
+                from None
+        modules = modules_of(out)
     finally:
         agent.stop()
-    modules = set(json.loads(out.read_text()))
     assert "coral_lib.agent.runner" in modules  # the probe read a running agent
     assert "coral_lib.config.view" in modules
     assert sorted(modules.intersection(NEVER_AT_RUN_TIME)) == []
