@@ -127,11 +127,9 @@ def host_agent(python_argv: list[str], env: dict[str, str]) -> tuple[float, floa
         services = [{"name": f"svc-{i}", "port": 8000 + i} for i in range(3)]
         agent = coral_procs.Agent(base / "agent", colony, agent_id="bench-levers",
                                   services=services)
-        saved, coral_procs.CORAL = coral_procs.CORAL, [sys.executable, *python_argv]
-        try:
-            agent.start()
-        finally:
-            coral_procs.CORAL = saved
+        # Agent.command, not coral_procs.CORAL: the class reads CORAL once, when defined.
+        agent.command = (sys.executable, *python_argv)
+        agent.start()
         try:
             coral_procs.wait_registered(colony, ["bench-levers"])
             time.sleep(SETTLE_S)

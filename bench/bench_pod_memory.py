@@ -26,7 +26,9 @@ pages the agent touches are read, and charged, by its own cgroup; pages another 
 agent still maps stay in the cache, charged to that agent, so `*_cgroup_usage_if_alone_mb`
 adds the file pages the container's processes map beyond what its cgroup holds mapped
 (process RssFile minus the cgroup's mapped file): the charge of the same agent alone on
-its node. `page_cache_dropped` says whether the drop could be done.
+its node. The DaemonSet's agents start at once from the same files and split the cache
+between them: `daemonset_agent_*_cgroup_usage_alone_mb` adds the others' page cache to
+each. `page_cache_dropped` says whether the drop could be done.
 Needs root, containerd, runc and the image build tools; skipped otherwise.
 """
 
@@ -82,6 +84,7 @@ def run() -> dict:
             cid = kube.container_id(SYSTEM, name, "coral-agent")
             for key, value in _cgroup_memory_by_id(kube, SYSTEM, name, cid).items():
                 figures[f"daemonset_agent_{node}_{key}"] = value
+        figures.update(_daemonset_alone(figures))
         figures.update(_sidecar(kube, colony))
         return figures
 
@@ -118,6 +121,16 @@ def _sidecar(kube: KubeCluster, colony) -> dict:
         out[f"sidecar_agent_{key}"] = value
     out["sidecar_container"] = sidecar["name"]
     return out
+
+
+def _daemonset_alone(figures: dict) -> dict:
+    """The DaemonSet's agents start together from the same files, so they split the page
+    cache between their cgroups (which one reads a page first is a race): one agent alone
+    on its node would hold its own charge plus what the others read for it."""
+    files = {node: figures[f"daemonset_agent_{node}_cgroup_file_mb"] for node in NODES}
+    return {f"daemonset_agent_{node}_cgroup_usage_alone_mb": round(
+        figures[f"daemonset_agent_{node}_cgroup_usage_mb"] + sum(files.values()) - mine, 1)
+        for node, mine in files.items()}
 
 
 def drop_page_cache() -> bool:
