@@ -1,5 +1,5 @@
 """Issue 15, "A leaner agent": a sidecar agent at steady state has not imported pydantic,
-YAML, the config models, or the tap and pty backends.
+YAML, the config models, the tap and pty backends, or host discovery's psutil.
 
 The sidecar runs in a real pod (this directory's harness: the pod's namespaces and
 cgroup, its own projected-style token reviewed by the colony) as `coral agent start`
@@ -46,3 +46,4 @@ def test_registered_sidecar_holds_no_pydantic_yaml_tap_or_pty(tmp_path, colony, 
     assert "coral_lib.agent.sidecar" in modules  # the probe read a running sidecar agent
     assert "coral_lib.config.view" in modules
     assert sorted(modules.intersection(lean.NEVER_AT_RUN_TIME)) == []
+    assert "psutil" not in modules  # host discovery's: a sidecar reads /proc itself
