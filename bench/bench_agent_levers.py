@@ -9,6 +9,11 @@ bench_agent_rss's world), each started several ways, each in a fresh world:
   module `coral agent start` loaded before parsing at commit 1cf02ea; EAGER_NODE: the
   backends, as `coral agent node` had its own fast path already); eager_imports minus
   as_built is what lazy loading bought.
+* `validation_loaded`: as_built, but first importing what the agent held at run time
+  before its config was validated in a forked child (coral_lib.config.view): pydantic,
+  the config models, the loader and YAML (coral_lib.config.loader brings them all), and
+  http.client (now loaded only by active health probes); validation_loaded minus as_built
+  is what keeping validation off the run-time path bought (`*_config_in_child_bought_*`).
 * `arena_max_2`: as_built with MALLOC_ARENA_MAX=2 (glibc keeps at most two malloc arenas
   instead of one per thread up to 8 x cores); what the allocator setting buys. The host
   agent is measured again after a burst of 64 execs, 16 at a time (each printing ~200 KB),
@@ -19,7 +24,7 @@ modules, of what stays on the run-time path: pydantic + the config models, and
 cryptography (every Mesh call is signed with the agent's key, so it stays loaded).
 One sample per figure (RSS is steady once the agent has settled), read with psutil.
 
-    .venv/bin/python -m bench --only agent_levers
+    .venv/bin/python -m bench --only agent_levers [--quick]
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ coral_lib.commands.shell coral_lib.commands.daemon coral_lib.commands.webhook
 coral_lib.commands.manifests coral_lib.commands.approve coral_lib.commands.tap
 coral_lib.commands.trace coral_lib.commands.policy"""
 EAGER_NODE = BACKENDS
+# What the agent process held before its config was validated in a forked child.
+VALIDATION = "coral_lib.config.loader http.client"
 # `-c` code: import the listed modules, drop the marker argument, run `coral`. The marker
 # keeps "coral_lib.cli" in the process's argv, where bench_memory.coral_pid looks for it.
 EAGER = ("import importlib, sys; [importlib.import_module(m) for m in {modules!r}.split()]; "
@@ -69,6 +76,8 @@ def variants(eager: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     """name -> (python argv, extra environment)"""
     return {"as_built": (AS_BUILT, {}),
             "eager_imports": (["-c", EAGER.format(modules=eager), "coral_lib.cli"], {}),
+            "validation_loaded": (["-c", EAGER.format(modules=VALIDATION), "coral_lib.cli"],
+                                  {}),
             "arena_max_2": (AS_BUILT, {"MALLOC_ARENA_MAX": "2"})}
 
 # Modules the agent holds on its run-time path, for the import-cost figures.
@@ -118,11 +127,9 @@ def host_agent(python_argv: list[str], env: dict[str, str]) -> tuple[float, floa
         services = [{"name": f"svc-{i}", "port": 8000 + i} for i in range(3)]
         agent = coral_procs.Agent(base / "agent", colony, agent_id="bench-levers",
                                   services=services)
-        saved, coral_procs.CORAL = coral_procs.CORAL, [sys.executable, *python_argv]
-        try:
-            agent.start()
-        finally:
-            coral_procs.CORAL = saved
+        # Agent.command, not coral_procs.CORAL: the class reads CORAL once, when defined.
+        agent.command = (sys.executable, *python_argv)
+        agent.start()
         try:
             coral_procs.wait_registered(colony, ["bench-levers"])
             time.sleep(SETTLE_S)
@@ -169,12 +176,21 @@ def import_cost_mb(modules: tuple[str, ...]) -> float:
     return round(int(out.stdout) / MB, 1)
 
 
-def run() -> dict:
-    figures: dict = {"daemonset_pods": bench_agent_rss.PODS, "samples_per_figure": 1}
-    for agent, measure, eager in (("host", host_agent, EAGER_HOST),
-                                  ("sidecar", sidecar_agent, EAGER_HOST),
-                                  ("daemonset", daemonset_agent, EAGER_NODE)):
+QUICK_VARIANTS = ("as_built", "validation_loaded")
+
+
+def run(*, quick: bool = False) -> dict:
+    """quick (a smoke run): the host and DaemonSet agents, as_built and validation_loaded."""
+    figures: dict = {"daemonset_pods": bench_agent_rss.PODS, "samples_per_figure": 1,
+                     "quick": quick}
+    agents = (("host", host_agent, EAGER_HOST), ("sidecar", sidecar_agent, EAGER_HOST),
+              ("daemonset", daemonset_agent, EAGER_NODE))
+    for agent, measure, eager in agents:
+        if quick and agent == "sidecar":
+            continue
         for variant, (argv, env) in variants(eager).items():
+            if quick and variant not in QUICK_VARIANTS:
+                continue
             measured = measure(argv, env)
             if measured is None:
                 figures[f"{agent}_skipped"] = "the pod harness cannot run here"
@@ -187,6 +203,12 @@ def run() -> dict:
         if f"{agent}_skipped" in figures:
             continue
         built = figures[f"{agent}_as_built_rss_mb"]
+        for unit in ("rss", "uss"):
+            figures[f"{agent}_config_in_child_bought_{unit}_mb"] = round(
+                figures[f"{agent}_validation_loaded_{unit}_mb"]
+                - figures[f"{agent}_as_built_{unit}_mb"], 1)
+        if quick:
+            continue
         figures[f"{agent}_lazy_imports_bought_mb"] = round(
             figures[f"{agent}_eager_imports_rss_mb"] - built, 1)
         figures[f"{agent}_arena_max_2_bought_mb"] = round(

@@ -7,8 +7,9 @@ agent's RSS and USS (memory only it uses: no shared libraries) are read with psu
 again after 30 pod events. The agent is started two ways, each in a fresh world:
 `coral agent node` (the CLI entry a DaemonSet runs) and `python -m
 coral_lib.commands.agent_node`. The import-time RSS of each entry is measured in a fresh
-interpreter for comparison. No CRI socket here (`--cri-socket /nonexistent`): with
-containerd present the agent also loads the CRI stubs (+~0.6 MB at import).
+interpreter for comparison. No CRI socket here (`--cri-socket ""`: exec through nsenter;
+a socket path that nothing answers on is refused at start): with containerd present the
+agent also loads the CRI stubs (+~0.6 MB at import).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _start_agent(base: Path, server, colony, entry: list[str]) -> subprocess.Pop
     with open(base / "agent.log", "ab") as log:
         return subprocess.Popen(
             [sys.executable, *entry, "--config", str(cfg), "--kubeconfig",
-             server.kubeconfig_path, "--node-name", NODE, "--cri-socket", "/nonexistent",
+             server.kubeconfig_path, "--node-name", NODE, "--cri-socket", "",
              "--state-dir", str(base / "state")],
             stdout=log, stderr=log, cwd=str(bench_discovery.ROOT))
 

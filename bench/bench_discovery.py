@@ -90,7 +90,7 @@ def start_world(base: Path, *, pods: int = 0):
     proc = subprocess.Popen(
         [sys.executable, "-m", "coral_lib.commands.agent_node", "--config", str(cfg),
          "--kubeconfig", server.kubeconfig_path, "--node-name", NODE,
-         "--cri-socket", "/nonexistent", "--state-dir", str(base / "state")],
+         "--cri-socket", "", "--state-dir", str(base / "state")],
         stdout=log, stderr=log, cwd=str(ROOT))
     log.close()
     return server, colony, AgentProc(proc)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import http.client
 import os
 import socket
 import threading
@@ -102,6 +101,8 @@ def _tcp(probe: Probe, timeout: float) -> str:
 
 
 def _http(probe: Probe, timeout: float) -> str:
+    import http.client  # only active agents probe: http.client loads the email package
+
     conn = http.client.HTTPConnection("127.0.0.1", probe.port, timeout=timeout)
     try:
         conn.request("GET", probe.path, headers={"User-Agent": "coral-agent-health"})

@@ -6,11 +6,14 @@ import logging
 import os
 import pathlib
 import socket
+from typing import TYPE_CHECKING
 
-from coral_lib import config, runtime
+from coral_lib import runtime
 from coral_lib.agent import context, handlers, runner, sidecar
-from coral_lib.discovery import host
-from coral_lib.ops import base, local
+from coral_lib.ops import base
+
+if TYPE_CHECKING:  # at run time cfg is a config.view.Section
+    from coral_lib import config
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,9 @@ def build(cfg: config.AgentConfig, *, monitor_all: bool = False,
 
 def _host_agent(cfg: config.AgentConfig, ctx: runtime.RuntimeContext, *,
                 state_dir: pathlib.Path | None) -> runner.Agent:
+    from coral_lib.discovery import host  # psutil: a sidecar never loads it
+    from coral_lib.ops import local
+
     node = ctx.node_name or socket.gethostname()
     backend = local.LocalBackend()
 

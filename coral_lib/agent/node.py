@@ -13,13 +13,18 @@ import logging
 import os
 import pathlib
 import threading
+from typing import TYPE_CHECKING
 
-from coral_lib import config, convert, overrides, runtime, selection, service
+from coral_lib import convert, overrides, runtime, selection, service
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.agent import context, handlers, runner
+from coral_lib.config import view
 from coral_lib.discovery import kubeclient, kubernetes, pods
 from coral_lib.ops import base, cri, nsenter
+
+if TYPE_CHECKING:  # at run time cfg is a view.Section: the agent never loads pydantic
+    from coral_lib import config
 
 log = logging.getLogger(__name__)
 
@@ -189,12 +194,12 @@ def build(cfg: config.AgentConfig, opts: NodeOptions, *,
     """The DaemonSet agent. Raises ConfigError (override file, missing node name)."""
     node_name = opts.node_name or os.environ.get("NODE_NAME", "")
     if not node_name:
-        raise config.ConfigError("coral agent node", "--node-name",
+        raise view.ConfigError("coral agent node", "--node-name",
                                  "no node name: pass --node-name or set NODE_NAME "
                                  "(the downward API's spec.nodeName)")
     rules = tuple(cfg.overrides)
     if opts.override_file:
-        rules += config.load_override_file(opts.override_file)
+        rules += view.load_override_file(opts.override_file)
     k8s = cfg.discovery.kubernetes
     watcher = kubernetes.PodWatcher(
         api or kubernetes.api_from(kubeconfig=opts.kubeconfig), node_name=node_name,
@@ -221,7 +226,7 @@ def _cri_socket(given: str | None) -> str:
         return ""
     if given is not None:
         if not cri.probe(given):
-            raise config.ConfigError("coral agent node", "--cri-socket / CORAL_CRI_SOCKET",
+            raise view.ConfigError("coral agent node", "--cri-socket / CORAL_CRI_SOCKET",
                                      f"no CRI runtime answers on {given}: mount the node's "
                                      "runtime socket there, or set it to '' to exec "
                                      "through nsenter")

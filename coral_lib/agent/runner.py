@@ -9,16 +9,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 
 from coral_lib import addresses, convert, identity, overrides, service
-from coral_lib import config as config_mod
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import credentials, health, local_server, observe
 from coral_lib.agent import handlers as handlers_mod
 from coral_lib.agent import session as session_mod
 from coral_lib.agent import state as state_mod
+from coral_lib.config import view
+
+if TYPE_CHECKING:  # at run time cfg is a view.Section: the agent never loads pydantic
+    from coral_lib import config as config_mod
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +54,14 @@ def colony_ca(cfg: config_mod.AgentConfig) -> bytes:
     if cfg.colony.ca.strip():
         return cfg.colony.ca.encode()
     if not cfg.colony.ca_file:
-        raise config_mod.ConfigError(cfg._source, "colony.caFile",
+        raise view.ConfigError(cfg._source, "colony.caFile",
                                      "the colony CA certificate is required: set caFile, ca, "
                                      "CORAL_COLONY_CA_FILE or CORAL_COLONY_CA")
     try:
         with open(cfg.colony.ca_file, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise config_mod.ConfigError(cfg._source, "colony.caFile",
+        raise view.ConfigError(cfg._source, "colony.caFile",
                                      f"cannot read {cfg.colony.ca_file}: {exc.strerror}") from None
 
 
@@ -136,8 +140,8 @@ class Agent:
         stub = mesh_pb2_grpc.MeshStub(chan)
         enroller = credentials.Enroller(
             stub, holder, name=self.cfg.agent.id,
-            join_token=lambda: config_mod.join_token(self.cfg),
-            service_account_token=lambda: config_mod.service_account_token(self.cfg))
+            join_token=lambda: view.join_token(self.cfg),
+            service_account_token=lambda: view.service_account_token(self.cfg))
         local = local_server.serve(self.handlers, self.socket_path) if self.socket_path else None
         threads: list[threading.Thread] = []
         try:
@@ -185,7 +189,7 @@ class Agent:
                 self.stop.wait(2.0)  # look for a new credential without calling the colony
                 continue
             except identity.IdentityError as exc:
-                raise config_mod.ConfigError(self.cfg._source, "colony.joinToken", str(exc)) \
+                raise view.ConfigError(self.cfg._source, "colony.joinToken", str(exc)) \
                     from None
             except grpc.RpcError as exc:
                 error = exc.details() if hasattr(exc, "details") else exc

@@ -60,14 +60,17 @@ def _config_path(given: str | None) -> str | None:
 
 
 def start_command(args: argparse.Namespace) -> int:
-    from coral_lib import config
-    from coral_lib.agent import local_server, modes, observe, runner
+    from coral_lib.config import view as config  # validated in a child: no pydantic here
 
     try:
         cfg = config.load_agent_config(_config_path(args.config))
-        if args.mode:
-            cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(
-                update={"mode": args.mode})})
+    except config.ConfigError as exc:
+        return common.fail(str(exc), 2)
+    if args.mode:
+        cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"mode": args.mode})})
+    from coral_lib.agent import local_server, modes, observe, runner  # after the fork
+
+    try:
         agent = modes.build(cfg, monitor_all=args.monitor_all,
                             state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
         runner.colony_ca(cfg)

@@ -81,12 +81,16 @@ def config_path(given: str | None, environ) -> str | None:
 
 
 def node_command(args: argparse.Namespace) -> int:
-    from coral_lib import config
-    from coral_lib.agent import node, observe
-    from coral_lib.discovery import kubeclient
+    from coral_lib.config import view as config  # validated in a child: no pydantic here
 
     try:
         cfg = config.load_agent_config(config_path(args.config, os.environ))
+    except config.ConfigError as exc:
+        return _fail(str(exc), 2)
+    from coral_lib.agent import node, observe  # after the fork (node loads gRPC)
+    from coral_lib.discovery import kubeclient
+
+    try:
         agent = node.build(cfg, options(args),
                            state_dir=pathlib.Path(args.state_dir) if args.state_dir else None)
     except (config.ConfigError, kubeclient.KubeConfigError, ValueError) as exc:

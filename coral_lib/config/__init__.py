@@ -77,39 +77,24 @@ separated, labels are `k=v,k2=v2`) — the whole table is AGENT_ENV / COLONY_ENV
 | CORAL_UNHEALTHY_AFTER        | unhealthyAfter      |
 """
 
-from coral_lib.config.loader import (
-    AGENT_ENV,
-    COLONY_ENV,
-    check_bootstrap,
-    format_path,
-    join_token,
-    load_agent_config,
-    load_colony_config,
-    load_override_file,
-    service_account_token,
-)
-from coral_lib.config.models import (
-    Agent,
-    AgentConfig,
-    ColonyClient,
-    ColonyLimits,
-    ColonySettings,
-    ConfigError,
-    Discovery,
-    ExplicitService,
-    Health,
-    HostDiscovery,
-    KubernetesDiscovery,
-    OverrideRule,
-    OverrideSelector,
-    ServiceFields,
-    default_data_dir,
-)
+# The names below load pydantic, the models and YAML on first use (PEP 562), so that
+# `coral_lib.config.view` (what a running agent holds) imports none of them.
+_LOADER = ("AGENT_ENV", "COLONY_ENV", "check_bootstrap", "format_path", "join_token",
+           "load_agent_config", "load_colony_config", "load_override_file",
+           "service_account_token")
+_MODELS = ("Agent", "AgentConfig", "ColonyClient", "ColonyLimits", "ColonySettings",
+           "ConfigError", "Discovery", "ExplicitService", "Health", "HostDiscovery",
+           "KubernetesDiscovery", "OverrideRule", "OverrideSelector", "ServiceFields",
+           "default_data_dir")
 
-__all__ = [
-    "AGENT_ENV", "COLONY_ENV", "Agent", "AgentConfig", "ColonyClient", "ColonyLimits",
-    "ColonySettings", "ConfigError", "Discovery", "ExplicitService", "Health",
-    "HostDiscovery", "KubernetesDiscovery", "OverrideRule", "OverrideSelector",
-    "ServiceFields", "check_bootstrap", "default_data_dir", "format_path", "join_token",
-    "load_agent_config", "load_colony_config", "load_override_file", "service_account_token",
-]
+__all__ = sorted(_LOADER + _MODELS)
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _LOADER:
+        return getattr(importlib.import_module("coral_lib.config.loader"), name)
+    if name in _MODELS:
+        return getattr(importlib.import_module("coral_lib.config.models"), name)
+    raise AttributeError(f"module 'coral_lib.config' has no attribute {name!r}")

@@ -5,7 +5,6 @@ the CORAL_* environment table, and one-line ConfigErrors naming file, key path a
 from __future__ import annotations
 
 import os
-import pathlib
 import re
 import types
 import typing
@@ -15,6 +14,7 @@ from typing import Annotated
 import pydantic
 
 from coral_lib import yamlfile
+from coral_lib.config import view
 from coral_lib.config.models import (
     AgentConfig,
     ColonySettings,
@@ -88,23 +88,8 @@ def load_colony_config(
 
 # ---- reads the models point at (token files, the data directory default) -----------------
 
-def join_token(cfg: AgentConfig) -> str:
-    """colony.joinToken or the content of colony.joinTokenFile; '' when neither is set
-    (an agent that already holds a certificate needs none)."""
-    if cfg.colony.join_token.get_secret_value():
-        return cfg.colony.join_token.get_secret_value()
-    if not cfg.colony.join_token_file:
-        return ""
-    return _read_token(cfg.colony.join_token_file, key="colony.joinTokenFile",
-                       source=cfg._source)
-
-
-def service_account_token(cfg: AgentConfig) -> str:
-    """The projected service account token (re-read on every join: kubelet rotates it)."""
-    if not cfg.colony.service_account_token_file:
-        return ""
-    return _read_token(cfg.colony.service_account_token_file,
-                       key="colony.serviceAccountTokenFile", source=cfg._source)
+join_token = view.join_token  # run-time readers: defined where the agent finds them
+service_account_token = view.service_account_token
 
 
 def check_bootstrap(cfg: AgentConfig) -> None:
@@ -115,16 +100,6 @@ def check_bootstrap(cfg: AgentConfig) -> None:
         raise ConfigError(cfg._source, "colony.joinToken",
                           "no join credential: set joinToken, joinTokenFile "
                           "(CORAL_COLONY_JOIN_TOKEN[_FILE]) or serviceAccountTokenFile")
-
-
-def _read_token(path: str, *, key: str, source: str) -> str:
-    try:
-        text = pathlib.Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, key, f"cannot read {path}: {exc}") from None
-    if not text:
-        raise ConfigError(source, key, f"{path} is empty")
-    return text
 
 
 # ---- loading: read -> placeholders to tokens -> YAML -> CORAL_* env -> fill -> validate

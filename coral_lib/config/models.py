@@ -13,17 +13,10 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import alias_generators
 
-from coral_lib import addresses, durations, errors
+from coral_lib import addresses, durations
+from coral_lib.config import errors
 
-
-class ConfigError(errors.ConfigError):
-    """A config problem the user can fix; str() is one line: source, key path, what is wrong."""
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        problem = " ".join(problem.split())  # one line, whatever a library put in it
-        self.source, self.key, self.problem = source, key, problem
-        where = f"{source}: key {key}" if key else source
-        super().__init__(f"{where}: {problem}")
+ConfigError = errors.ConfigError  # defined without pydantic: the agent raises it at run time
 
 
 def _duration(value: object) -> float:

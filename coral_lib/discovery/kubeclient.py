@@ -32,8 +32,6 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import yaml
-
 from coral_lib import files
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -70,6 +68,8 @@ class Credentials:
 
 def from_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
     """Credentials from a kubeconfig file; KubeConfigError names what is wrong."""
+    import yaml  # only for a kubeconfig: a DaemonSet agent in its pod reads none
+
     try:
         doc = yaml.safe_load(pathlib.Path(path).read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
