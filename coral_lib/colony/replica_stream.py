@@ -14,9 +14,10 @@ tap/trace paths (colony/shell.py, colony/tap_relay.py) run unchanged on either. 
 * the holder sends the initial metadata `coral-linked: 1` once it holds the link, so the
   caller can tell "not connected" apart from a stream that started.
 * the caller half-closes when the operation ended (after a `cancel` frame if it gave up);
-  a caller that goes away without that (cancelled, replica died) makes the holder cancel
-  the operation on the agent. The agent's link dropping ends the stream UNAVAILABLE, which
-  the caller's `receive` raises as `links.LinkClosed`, as the local path does.
+  however the stream ends (half-close, the caller cancelled or its replica died), the
+  holder then cancels the operation on the agent, a no-op for one that has ended.
+* the agent's link dropping ends the stream UNAVAILABLE, which the caller's `receive`
+  raises as `links.LinkClosed`, as the local path does.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def open_remote(channel: grpc.Channel, *, agent_id: str, replica: str,
 def serve(link: links.AgentLink, request_iterator, context, *,
           caller: str) -> Iterator[mesh_pb2.AgentMessage]:
     """Pipe the caller's frames to an operation on `link` and the agent's replies back,
-    until the caller half-closes (done), goes away or the link drops (cancel / abort)."""
+    until the caller half-closes or goes away (then cancel it) or the link drops (abort)."""
     op = link.open()
     context.send_initial_metadata(((ACCEPTED, "1"),))
     pump = _Pump(request_iterator, op)
@@ -160,14 +161,15 @@ def serve(link: links.AgentLink, request_iterator, context, *,
     except links.LinkClosed as exc:
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     finally:
-        if not pump.half_closed:  # the caller went away or sent what may not pass
-            _cancel(op)
+        # gRPC may show a caller that died as one that half-closed, so whatever may still
+        # run is cancelled either way (the agent ignores a cancel for an ended operation).
+        _cancel(op)
         op.close()
     if pump.problem:
         log.warning("relay for replica %s refused: %s", validate.printable(caller),
                     pump.problem)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, pump.problem)
-    if link.closed.is_set() and not pump.half_closed:
+    if link.closed.is_set():
         context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {link.agent_id} disconnected")
 
 
@@ -177,7 +179,7 @@ class _Pump:
     def __init__(self, frames, op: links.Operation) -> None:
         self.frames, self.op = frames, op
         self.done = threading.Event()
-        self.half_closed, self.problem = False, ""
+        self.problem = ""
 
     def run(self) -> None:
         first_kind = None
@@ -189,7 +191,6 @@ class _Pump:
                 which = msg.WhichOneof("body")
                 first_kind = first_kind or which
                 self.op.send(**{which: getattr(msg, which)})
-            self.half_closed = True
         except Exception as exc:  # noqa: BLE001 - caller gone, bad frame or link closed
             log.debug("relay input ended: %s", exc)
         finally:

@@ -87,6 +87,15 @@ class _Terminal:
             if done(self):
                 return
 
+    def read_in_background(self) -> None:
+        """Read until the stream ends; an error that ends the call (its replica died) too."""
+        def read() -> None:
+            try:
+                self.until(lambda t: False)
+            except client.CoralError as exc:
+                self.errors.append(str(exc))
+        threading.Thread(target=read, daemon=True).start()
+
     def close(self) -> None:
         self.typed.put(None)
         self._client.close()
@@ -371,6 +380,37 @@ def test_holder_replica_killed_mid_shell_ends_the_stream_and_audit_says_interrup
         assert "replica r1" in end["error"]
         coral_procs.wait_for(lambda: not _sleeping(marker), timeout=20,
                              what="the shell's command gone with its agent's link")
+    finally:
+        if term is not None:
+            term.close()
+        agent.stop()
+
+
+def test_calling_replica_killed_mid_shell_the_holder_stops_the_command(replica_set, tmp_path):
+    """"An operation for an agent linked to another replica is forwarded to that replica",
+    cancellation from the other side: the replica the operator called (r0) is SIGKILLed
+    during a shell relayed to r1; r1 cancels the command on the agent, and r1, seeing r0's
+    heartbeat stop, closes r0's shell record as interrupted."""
+    replica_set.start(2)
+    r0, r1 = replica_set.replicas
+    (agent,) = start_agents(tmp_path / "agents", [replica_set.view(1)], [AGENT])
+    marker = _marker()
+    term = None
+    try:
+        coral_procs.wait_for(lambda: _linked_somewhere(r0, AGENT), timeout=40,
+                             what=f"{AGENT} linked to r1")
+        term = _Terminal(r0, argv=["sleep", marker])
+        term.read_in_background()  # the call starts when its output is read
+        coral_procs.wait_for(lambda: _sleeping(marker), timeout=15, what="sleep running")
+        r0.stop(sig=signal.SIGKILL)
+        coral_procs.wait_for(lambda: not _sleeping(marker), timeout=20,
+                             what=f"sleep {marker} cancelled by r1 when r0 went away")
+        coral_procs.wait_for(lambda: _shell_records(r1)[1] is not None, timeout=30,
+                             what="r0's shell closed by the survivor")
+        started, end = _shell_records(r1)
+        assert started["replica"] == "r0" and end["status"] == "interrupted"
+        assert "replica r0 stopped answering" in end["error"]
+        assert agent.proc.poll() is None
     finally:
         if term is not None:
             term.close()
