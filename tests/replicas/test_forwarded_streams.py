@@ -61,6 +61,25 @@ def pair(tmp_path_factory, postgres_server):
         replicas.stop()
 
 
+def _holder(replicas) -> str | None:
+    import psycopg
+
+    with psycopg.connect(replicas.dsn_file.read_text().strip()) as conn:
+        row = conn.execute("SELECT replica FROM colony_links WHERE agent_id = %s",
+                           (AGENT,)).fetchone()
+    return row[0] if row else None
+
+
+@pytest.fixture
+def forwarded(pair):
+    """`pair`, once the agent's link is up on r1 (a real agent re-links by itself if a
+    loaded machine dropped it between two tests)."""
+    replicas, _ = forwarded
+    coral_procs.wait_for(lambda: _holder(replicas) == "r1", timeout=40,
+                         what=f"{AGENT}'s link held by r1")
+    return pair
+
+
 class _Terminal:
     """An operator's interactive shell through `replica`: type lines, read what comes back."""
 
@@ -109,11 +128,11 @@ def _shell_records(replica: coral_procs.Colony) -> tuple[dict, dict | None]:
     return started, (ends[0] if ends else None)
 
 
-def test_shell_through_a_replica_not_holding_the_link_round_trips(pair):
+def test_shell_through_a_replica_not_holding_the_link_round_trips(forwarded):
     """"An operation for an agent linked to another replica is forwarded to that replica":
     an interactive shell called on r0 for an agent linked to r1 — a resize, bytes typed and
     read back, the remote exit code — audited by r0 (the replica the operator called)."""
-    replicas, _ = pair
+    replicas, _ = forwarded
     r0, r1 = replicas.replicas
     term = _Terminal(r0)
     try:
@@ -144,11 +163,11 @@ while time.time() < until:
 """
 
 
-def test_tap_through_a_replica_not_holding_the_link_writes_a_pcap(pair, tmp_path):
+def test_tap_through_a_replica_not_holding_the_link_writes_a_pcap(forwarded, tmp_path):
     """"An operation for an agent linked to another replica is forwarded to that replica":
     `coral tap` on r0 captures on the agent linked to r1 (the host's loopback carries UDP
     to a port chosen here) and writes a pcap `tcpdump -r` reads, with those packets."""
-    replicas, _ = pair
+    replicas, _ = forwarded
     r0 = replicas.replicas[0]
     port, out = random.randint(40000, 49999), tmp_path / "forwarded.pcap"
     tap = subprocess.Popen([*coral_procs.CORAL, "tap", "--agent", AGENT, "--filter",
@@ -176,13 +195,13 @@ def test_tap_through_a_replica_not_holding_the_link_writes_a_pcap(pair, tmp_path
     assert end["status"] == "ok" and end["bytes_out"] > 0
 
 
-def test_trace_through_a_replica_not_holding_the_link_streams_events(pair, tmp_path):
+def test_trace_through_a_replica_not_holding_the_link_streams_events(forwarded, tmp_path):
     """"An operation for an agent linked to another replica is forwarded to that replica":
     `coral trace exec` on r0 streams the exec events of the agent linked to r1."""
     ok, reason = trace.available()
     if not ok:
         pytest.skip(f"{reason} (run tools/setup_bcc.sh once)")
-    replicas, _ = pair
+    replicas, _ = forwarded
     r0 = replicas.replicas[0]
     probe = tmp_path / f"coral-probe-{random.randint(10**7, 10**8)}"
     probe.write_bytes(pathlib.Path("/bin/true").read_bytes())
@@ -223,11 +242,11 @@ def _marker() -> str:
     return f"{random.randint(1000, 9999)}.{random.randint(100, 999)}"
 
 
-def test_operator_cancel_stops_the_remote_process(pair):
+def test_operator_cancel_stops_the_remote_process(forwarded):
     """"An operation for an agent linked to another replica is forwarded to that replica",
     cancellation: the operator cancels a shell called on r0; the command running on the
     agent linked to r1 is killed and r0's audit closes the shell as interrupted."""
-    replicas, _ = pair
+    replicas, _ = forwarded
     r0 = replicas.replicas[0]
     marker, hold = _marker(), threading.Event()
 
@@ -298,7 +317,7 @@ def _relayed_shell_exit_code(address: str, ca: bytes, cert: tuple[bytes, bytes],
     return code
 
 
-def test_replica_port_stream_refuses_agents_operators_strangers_and_bad_frames(pair,
+def test_replica_port_stream_refuses_agents_operators_strangers_and_bad_frames(forwarded,
                                                                                 tmp_path):
     """Attacker, "An operation for an agent linked to another replica is forwarded to that
     replica" over replica-to-replica mutual TLS only: on r1's replica port, the Stream
@@ -308,7 +327,7 @@ def test_replica_port_stream_refuses_agents_operators_strangers_and_bad_frames(p
     replica issues its own), frames other than shell/tap/trace and cancel are refused
     before reaching the agent, unparseable bytes end only that call, and r1 keeps
     relaying."""
-    replicas, agent = pair
+    replicas, agent = forwarded
     r0, r1 = replicas.replicas
     address = replicas.replicas_address(1)
     ca = (r1.data_dir / "ca.crt").read_bytes()
