@@ -116,10 +116,9 @@ class RemoteOperation:
         return item
 
     def close(self) -> None:
-        """Half-close: the holder ends the operation without cancelling it (a caller that
-        gave up has sent `cancel` first)."""
-        if not self._closed.is_set():
-            self._closed.set()
+        """Half-close: the holder ends the relay (its cancel is a no-op on the agent for an
+        operation that ended; a caller that gave up has sent `cancel` already)."""
+        self._closed.set()
         self._out.put(_END)
 
     def abandon(self) -> None:
