@@ -74,7 +74,7 @@ def _holder(replicas) -> str | None:
 def forwarded(pair):
     """`pair`, once the agent's link is up on r1 (a real agent re-links by itself if a
     loaded machine dropped it between two tests)."""
-    replicas, _ = forwarded
+    replicas, _ = pair
     coral_procs.wait_for(lambda: _holder(replicas) == "r1", timeout=40,
                          what=f"{AGENT}'s link held by r1")
     return pair
