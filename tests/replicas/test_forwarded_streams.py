@@ -293,6 +293,53 @@ def _relay_stream(address: str, ca: bytes, cert: tuple[bytes, bytes] | None, fra
             return exc
 
 
+def _packet_sockets(pid: int) -> int:
+    """How many AF_PACKET sockets (captures) process `pid` holds open right now."""
+    with open("/proc/net/packet") as f:
+        inodes = {line.split()[-1] for line in f.read().splitlines()[1:]}
+    count = 0
+    for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        count += link.startswith("socket:[") and link[8:-1] in inodes
+    return count
+
+
+def test_operator_cancel_stops_a_forwarded_capture(forwarded):
+    """"An operation for an agent linked to another replica is forwarded to that replica",
+    cancellation of a capture: a two-minute tap called on r0 for the agent linked to r1
+    is cancelled by the operator; the agent closes its capture socket and r0's audit
+    closes the tap as interrupted."""
+    replicas, agent = forwarded
+    r0 = replicas.replicas[0]
+    coral_procs.wait_for(lambda: _packet_sockets(agent.proc.pid) == 0, timeout=15,
+                         what="no capture running on the agent before this one")
+    token = (r0.data_dir / "admin.token").read_text().strip()
+    creds = grpc.ssl_channel_credentials((r0.data_dir / "ca.crt").read_bytes())
+    request = colony_pb2.TapOperateRequest(
+        targeting=client.Targeting(agent=AGENT).to_proto(), tap=agent_pb2.TapRequest(
+            duration_seconds=120, max_packets=1000000, max_bytes=100 << 20))
+    with grpc.secure_channel(r0.address, creds) as channel:
+        call = colony_pb2_grpc.ColonyStub(channel).Tap(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=180)
+        assert next(call).HasField("targets")
+        coral_procs.wait_for(lambda: _packet_sockets(agent.proc.pid) > 0, timeout=30,
+                             what="the agent capturing")
+        call.cancel()
+    coral_procs.wait_for(lambda: _packet_sockets(agent.proc.pid) == 0, timeout=20,
+                         what="the agent's capture stopped after the operator cancelled")
+
+    def ended() -> dict | None:
+        with r0.client() as c:
+            started = [r for r in c.audit(kind="started") if r["verb"] == "tap"][-1]
+            ends = c.audit(kind="finished", op_id=started["op_id"])
+        return ends[0] if ends else None
+    coral_procs.wait_for(ended, timeout=20, what="the tap's end record")
+    assert ended()["status"] == "interrupted"
+
+
 def _relayed_shell_exit_code(address: str, ca: bytes, cert: tuple[bytes, bytes],
                              start: mesh_pb2.ColonyMessage) -> int | None:
     """Relay a shell as a replica does: input open until the exit code, then half-close."""
