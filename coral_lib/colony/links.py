@@ -138,6 +138,17 @@ class AgentLink:
             op.close()
 
 
+def open_for(links: Links, agent_id: str, *,
+             forward: Callable[[str], Operation | None] | None = None) -> Operation | None:
+    """An operation on `agent_id`'s link: on this colony's link, else through `forward`
+    (replicas: relayed to the replica holding it, replica_stream.RemoteOperation, which
+    behaves as an Operation); None when no one holds the link."""
+    link = links.get(agent_id)
+    if link is not None:
+        return link.open()
+    return forward(agent_id) if forward is not None else None
+
+
 class AlreadyLinked(Exception):
     """The agent id already has an open link; a second one is refused, never a takeover."""
 

@@ -1,15 +1,20 @@
-"""Replica-to-replica calls over mutual TLS: run an exec on an agent linked to another
-colony replica.
+"""Replica-to-replica calls over mutual TLS: run an exec, shell, tap or trace on an agent
+linked to another colony replica.
 
 Each replica gets a certificate from the colony CA at start (`issue_replica_cert`): URI
 SAN `spiffe://<colony>/replica/<name>`, server and client auth, its advertised host as DNS
 or IP SAN. The replica port (`ReplicaServer`) requires a client certificate from the colony
 CA and then that URI: an agent certificate (…/host/…, …/node/…, …/ns/…) or an operator's
-client certificate is refused (PERMISSION_DENIED). Only one call exists,
-`/coral.colony.v1.Replica/Exec`: an `agent.v1.ExecRequest` for the agent named in the
-`coral-agent-id` metadata, answered with its `ExecResult`. The calling replica has already
-authenticated, authorized, approved and audited the operation; the holder only relays it
-down its link, and stops the command when the caller goes away (cancellation).
+client certificate is refused (PERMISSION_DENIED). Two calls exist, both for the agent
+named in the `coral-agent-id` metadata:
+
+* `/coral.colony.v1.Replica/Exec`: an `agent.v1.ExecRequest`, answered with its `ExecResult`;
+* `/coral.colony.v1.Replica/Stream`: a shell, tap or trace, one link operation carried both
+  ways (replica_stream.py).
+
+The calling replica has already authenticated, authorized, approved and audited the
+operation; the holder only relays it down its link, and stops the command or capture when
+the caller goes away (cancellation).
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.colony import links as links_mod
-from coral_lib.colony import pki
+from coral_lib.colony import pki, replica_stream
 
 log = logging.getLogger(__name__)
 
 METHOD = "/coral.colony.v1.Replica/Exec"
-AGENT_KEY = "coral-agent-id"
+AGENT_KEY = replica_stream.AGENT_KEY
 CUT_OFF = "coral-cut-off"  # trailing metadata: the command was cut off (link dropped)
 
 
@@ -91,7 +97,7 @@ def peer_replica(context: grpc.ServicerContext, colony_id: str) -> str:
 
 
 class ReplicaServer:
-    """The replica port: mutual TLS, replica certificates only, one relay method."""
+    """The replica port: mutual TLS, replica certificates only, the Exec and Stream relays."""
 
     def __init__(self, *, links: links_mod.Links, colony_id: str, files: pki.ColonyFiles,
                  cert: tuple[bytes, bytes], listen: str) -> None:
@@ -103,8 +109,11 @@ class ReplicaServer:
         handler = grpc.unary_unary_rpc_method_handler(
             self._exec, request_deserializer=agent_pb2.ExecRequest.FromString,
             response_serializer=agent_pb2.ExecResult.SerializeToString)
+        stream = grpc.stream_stream_rpc_method_handler(
+            self._stream, request_deserializer=mesh_pb2.ColonyMessage.FromString,
+            response_serializer=mesh_pb2.AgentMessage.SerializeToString)
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "coral.colony.v1.Replica", {"Exec": handler}),))
+            "coral.colony.v1.Replica", {"Exec": handler, "Stream": stream}),))
         creds = grpc.ssl_server_credentials([(cert[1], cert[0])],
                                             root_certificates=files.ca_cert.read_bytes(),
                                             require_client_auth=True)
@@ -120,7 +129,8 @@ class ReplicaServer:
     def stop(self, grace: float = 1.0) -> None:
         self._server.stop(grace).wait()
 
-    def _exec(self, request: agent_pb2.ExecRequest, context) -> agent_pb2.ExecResult:
+    def _caller_and_link(self, context) -> tuple[str, links_mod.AgentLink]:
+        """The calling replica and the link it asks for; abort when either is missing."""
         caller = peer_replica(context, self.colony_id)
         if not caller:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
@@ -128,8 +138,16 @@ class ReplicaServer:
         agent_id = dict(context.invocation_metadata()).get(AGENT_KEY, "")
         link = self.links.get(agent_id)
         if link is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"agent {agent_id[:100]} is not linked "
-                          "to this replica")
+            context.abort(grpc.StatusCode.NOT_FOUND, f"agent {agent_id[:100]!r} is not "
+                          "linked to this replica")
+        return caller, link
+
+    def _stream(self, request_iterator, context):
+        caller, link = self._caller_and_link(context)
+        yield from replica_stream.serve(link, request_iterator, context, caller=caller)
+
+    def _exec(self, request: agent_pb2.ExecRequest, context) -> agent_pb2.ExecResult:
+        _, link = self._caller_and_link(context)
         timeout = max(1.0, (context.time_remaining() or 60.0) - 0.5)
         started = time.monotonic()
         try:
@@ -195,6 +213,15 @@ class Forwarder:
                       f"{code.name}: {exc.details()}"), cut_off
         trailing = dict(future.trailing_metadata() or ())
         return result, trailing.get(CUT_OFF) == "1"
+
+    def open(self, agent_id: str) -> replica_stream.RemoteOperation | None:
+        """A shell/tap/trace operation relayed to the replica holding `agent_id`'s link;
+        None when no live replica holds it (links.open_for's `forward`)."""
+        replica = self._holder(agent_id)
+        if replica is None:
+            return None
+        return replica_stream.open_remote(self._channel(replica.address), agent_id=agent_id,
+                                          replica=replica.name)
 
     def close(self) -> None:
         with self._lock:

@@ -398,7 +398,9 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
                                         forward=replica.forward if replica else None,
                                         replica=replica.name if replica else "")
         self.streams = tap_relay.Relay(registry=state.registry, audit=state.audit,
-                                       links=state.links, gate=state.gate)
+                                       links=state.links, gate=state.gate,
+                                       forward=replica.forward.open if replica else None,
+                                       replica=replica.name if replica else "")
 
     def _who(self, context) -> auth.Identity:
         return auth.operator(context, self.state.tokens, self.state.peers)
@@ -546,12 +548,12 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
         target = targets[0]
         admission = yield from self._admit(
             context, _pending_text, identity=who, verb=verb, targets=targets, command=command)
-        link = self.state.links.get(target.agent_id)
-        if link is None:
+        op = links.open_for(self.state.links, target.agent_id, forward=self.streams.forward)
+        if op is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"agent {target.agent_id} is not connected")
         agent = self.state.registry.get_agent(target.agent_id)
         yield from shell_mod.relay(
-            identity=who, target=target, first=first, link=link,
+            identity=who, target=target, first=first, op=op, replica=self.streams.replica,
             frames=_bounded_frames(request_iterator, self.state.limits),
             audit=self.state.audit, rule=admission.allowed[0][1], is_active=context.is_active,
             approval_id=admission.approval_id,

@@ -16,11 +16,13 @@ from coral_lib.colony import targets as targets_mod
 
 
 def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_pb2.ShellFrame,
-          frames: Iterator[colony_pb2.ShellFrame], link: links.AgentLink,
+          frames: Iterator[colony_pb2.ShellFrame], op: links.Operation,
           audit: audit_mod.AuditLog, runtime: str, rule: str, is_active,
-          approval_id: str = "", verb: str = "shell",
-          provenance: str = "") -> Iterator[agent_pb2.ShellOutput]:
-    """Start the shell on the agent, pump operator input to it, yield its output."""
+          approval_id: str = "", verb: str = "shell", provenance: str = "",
+          replica: str = "") -> Iterator[agent_pb2.ShellOutput]:
+    """Start the shell on the agent through `op` (an operation on its link, here or relayed
+    to the replica holding it: links.open_for), pump operator input to it, yield its
+    output. `replica` names this colony replica in the audit record."""
     start = agent_pb2.ShellStart()
     start.CopyFrom(first.input.start)
     start.target.CopyFrom(targets_mod.agent_target(target))
@@ -31,12 +33,13 @@ def relay(*, identity: auth.Identity, target: colony_pb2.Target, first: colony_p
                       agent_id=target.agent_id, runtime=runtime, service=target.service,
                       namespace=target.namespace, pod=target.pod, provenance=provenance,
                       command=command, decision_rule=rule, approval_id=approval_id,
-                      node=target.node)
+                      node=target.node, replica=replica)
     except audit_mod.AuditError as exc:
+        op.close()
         yield agent_pb2.ShellOutput(error=f"shell not started because it could not be "
                                           f"audited: {exc}")
         return
-    op, began, sent, code, error = link.open(), time.monotonic(), 0, None, ""
+    began, sent, code, error = time.monotonic(), 0, None, ""
     lost = False  # the agent's link dropped mid-shell: the shell was cut off
     try:
         op.send(shell=agent_pb2.ShellInput(start=start))

@@ -65,6 +65,10 @@ class Relay:
     audit: audit_mod.AuditLog
     links: links.Links
     gate: policy.Gate
+    # Replicas (replica_link.Forwarder.open): the operation relayed to the replica holding
+    # the link when this one does not; `replica` names this one in `started` records.
+    forward: Callable[[str], links.Operation | None] | None = None
+    replica: str = ""
 
     def tap(self, *, identity: auth.Identity, request: colony_pb2.TapOperateRequest,
             targets: list[colony_pb2.Target], admission: policy.Admission,
@@ -138,7 +142,8 @@ class Relay:
                 runtime=agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown",
                 service=target.service, namespace=target.namespace, pod=target.pod,
                 provenance=provenance, command=command, approval_id=approval_id,
-                decision_rule=rule, node=target.node or (agent.node_name if agent else ""))
+                decision_rule=rule, node=target.node or (agent.node_name if agent else ""),
+                replica=self.replica)
         except audit_mod.AuditError as exc:
             events.put(kind.event_type(target=target, event=_error_event(
                 kind, f"refused: not run because it could not be audited: {exc}",
@@ -171,11 +176,10 @@ class Relay:
 
     def _exchange(self, kind: _Kind, *, target, request, deadline, stop) -> Iterator:
         """The agent's events for one target, ending with a summary or an error."""
-        link = self.links.get(target.agent_id)
-        if link is None:
+        op = links.open_for(self.links, target.agent_id, forward=self.forward)
+        if op is None:
             yield _error_event(kind, f"agent {target.agent_id} is not connected")
             return
-        op = link.open()
         ended = False
         try:
             op.send(**{kind.field: request})

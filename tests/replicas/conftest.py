@@ -69,12 +69,17 @@ class ReplicaSet:
             replica.stop()
 
 
-@pytest.fixture
-def replica_set(tmp_path, postgres_server):
-    dsn_file = tmp_path / "database.dsn"
+def new_replica_set(root: pathlib.Path, postgres_server) -> ReplicaSet:
+    """A ReplicaSet (none started) on a fresh database of the session's PostgreSQL."""
+    dsn_file = root / "database.dsn"
     dsn_file.write_text(str(postgres_server.fresh_dsn().secret()) + "\n")
     dsn_file.chmod(0o600)
-    replicas = ReplicaSet(tmp_path, dsn_file)
+    return ReplicaSet(root, dsn_file)
+
+
+@pytest.fixture
+def replica_set(tmp_path, postgres_server):
+    replicas = new_replica_set(tmp_path, postgres_server)
     yield replicas
     replicas.stop()
 
