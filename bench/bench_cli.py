@@ -12,6 +12,14 @@ For comparison it also times `--help` after first importing what `coral` importe
 parsing until commands loaded lazily (bench_agent_levers.EAGER_HOST plus the agent and
 config modules: the import work `coral --help` did at commit 1cf02ea).
 
+Where the exec's wall time goes (`exec_phase_*`, medians of in-process runs against the
+same colony and agent, imports already paid): `connect` (TLS handshake and the one probe
+call of client.connect), `operate` (the Operate call: authentication, policy, the audit
+`started` commit, the link round trip, the agent running the command, the `finished`
+commit), `command` (of that, what the agent measured for the process itself) and `close`
+(closing the channel). `exec_outside_calls_ms` is the rest of the CLI's median: start-up
+(imports, argument parsing), printing and interpreter exit.
+
     .venv/bin/python -m bench --only cli [--quick]
 """
 
@@ -86,6 +94,34 @@ def figures(prefix: str, measured: tuple[list[float], list[float]]) -> dict[str,
     return out
 
 
+def exec_phases(env: dict[str, str], *, runs: int) -> dict[str, float]:
+    """Median milliseconds of each phase of `runs` single-target execs made in this
+    process (see the module docstring), after WARMUP untimed ones."""
+    from coral_lib import client
+    from coral_lib.operator import connect
+
+    phases: dict[str, list[float]] = {"connect": [], "operate": [], "command": [], "close": []}
+    for i in range(WARMUP + runs):
+        started = time.perf_counter()
+        colony = connect.connect(address=env["CORAL_COLONY_ADDRESS"],
+                                 ca_file=env["CORAL_CA_FILE"], token_file=env["CORAL_TOKEN_FILE"])
+        connected = time.perf_counter()
+        outcome = colony.exec(client.Targeting(agent=AGENT), argv=["true"])
+        operated = time.perf_counter()
+        colony.close()
+        closed = time.perf_counter()
+        if outcome.failed:
+            raise RuntimeError(f"exec failed: {outcome.failed}")
+        if i >= WARMUP:
+            for name, seconds in (("connect", connected - started),
+                                  ("operate", operated - connected),
+                                  ("command", outcome.results[0]["duration"]),
+                                  ("close", closed - operated)):
+                phases[name].append(seconds)
+    return {f"exec_phase_{name}_ms": round(common.percentile(values, 50) * 1000, 1)
+            for name, values in phases.items()}
+
+
 def load_average() -> float:
     """The 1-minute load average when a series ends: other work on the machine."""
     return round(os.getloadavg()[0], 2)
@@ -114,6 +150,9 @@ def run(*, quick: bool = False) -> dict:
             out.update(figures("exec", timed_runs(
                 [*coral, "exec", "--agent", AGENT, "--", "true"], runs=runs, env=op_env)))
             out["exec_load_average"] = load_average()
+            out.update(exec_phases(op_env, runs=runs))
+            calls = sum(out[f"exec_phase_{name}_ms"] for name in ("connect", "operate", "close"))
+            out["exec_outside_calls_ms"] = round(out["exec_median_ms"] - calls, 1)
         finally:
             agent.stop()
             colony.stop()

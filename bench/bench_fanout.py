@@ -19,11 +19,13 @@ command in the same containers, through CRI ExecSync in the end:
   run up to BENCH_FANOUT_K8S_EXEC_MAX pods (default 10); above that the figure is
   PROJECTED from the measured per-pod cost and named `_projected`.
 
-Where the time goes (per N): the agents' CRI calls made directly (four per target, as
-many at once as the agents run), the Operate call alone (colony admit + audit + fan-out +
-collect, no Ansible), the agents' own CRI exec time, and the audit writes one Operate
-makes (2 per target, measured on the same disk); Ansible's share is task time minus the
-Operate call. Goal (issue 15): `coral_exec` task within 1.25x of the floor at N = 200.
+Where the time goes (per N): the agents' CRI calls made directly (two per target:
+ListContainers to find and check the container, ExecSync in it; as many at once as the
+agents run), the Operate call alone (colony admit + audit + fan-out + collect, no
+Ansible), the agents' own CRI exec time, and the audit commits one Operate makes (2 per
+target: `started`, then `entered` + `finished` together; measured on the same disk);
+Ansible's share is task time minus the Operate call. Goal (issue 15): `coral_exec` task
+within 1.25x of the floor at N = 200.
 
     .venv/bin/python -m bench --only fanout          # N = 10 and 200
     .venv/bin/python -m bench --only fanout-1000     # opt-in: N = 1,000
@@ -32,7 +34,6 @@ Operate call. Goal (issue 15): `coral_exec` task within 1.25x of the floor at N 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import json
 import os
 import pathlib
@@ -290,17 +291,16 @@ AGENT_PARALLEL = 16  # execs one agent runs at once (coral_lib/agent/session.py 
 
 def agent_cri_path(backends: dict[str, cri.CRIBackend], pods) -> float:
     """Wall seconds of the CRI calls the node agents make for these targets, made from this
-    process the same way (resolve the container by labels, read its pid, resolve again as
-    the pre-exec check, ExecSync), AGENT_PARALLEL at a time per node: the agents' share of
-    the Operate call without the colony, the Link or Python's per-agent GIL."""
+    process the same way (agent/node.py ExecResolver: resolve the container by labels,
+    then ExecSync in the pinned one), AGENT_PARALLEL at a time per node: the agents' share
+    of the Operate call without the colony, the Link or Python's per-agent GIL."""
     def one(pod) -> int:
         name, node, _ = pod
         backend = backends[node]
         target = base.ExecTarget(namespace=NAMESPACE, pod_name=name, container_name="app")
-        found = backend.resolve(target)
-        backend.container_pid(found["id"])
-        pinned = dataclasses.replace(target, container_id=found["id"])
-        return backend.run(base.ExecRequest(argv=COMMAND, timeout=60, target=pinned)).exit_code
+        found = backend.resolve(target, default_container="")
+        request = base.ExecRequest(argv=COMMAND, timeout=60, target=target)
+        return backend.pinned(found["id"]).run(request).exit_code
     pools = {node: concurrent.futures.ThreadPoolExecutor(AGENT_PARALLEL) for node in NODES}
     try:
         started = time.perf_counter()
@@ -382,8 +382,9 @@ def operate(client, group: str, n: int) -> tuple[float, list[float]]:
 
 
 def audit_writes(work: pathlib.Path, n: int) -> float:
-    """Seconds for the 2 x n audit records one Operate over n targets writes, appended one
-    by one (as the fan-out does) to a fresh audit log on the same disk."""
+    """Seconds for the audit records one Operate over n targets writes (per target:
+    `started`, then `entered` + `finished` in one commit), appended one target at a time
+    to a fresh audit log on the same disk."""
     folder = work / f"audit-{n}"
     folder.mkdir(exist_ok=True)
     log = audit_mod.AuditLog(folder / "audit.db")
@@ -394,7 +395,10 @@ def audit_writes(work: pathlib.Path, n: int) -> float:
             log.started(op_id=key, requester="admin", verb="exec", agent_id="node-a",
                         runtime="DAEMONSET", service="app", namespace=NAMESPACE,
                         pod=f"fan-{i:04d}", provenance="discovered", command="uname -a")
-            log.finished(op_id=key, status="ok", exit_code=0, duration=0.01, bytes_out=80)
+            log.finished(op_id=key, status="ok", exit_code=0, duration=0.01, bytes_out=80,
+                         entered={"op_id": key, "agent_id": "node-a", "node": "node-a",
+                                  "namespace": NAMESPACE, "pod": f"fan-{i:04d}",
+                                  "container": "app", "resolved_by": "cri"})
         return time.perf_counter() - started
     finally:
         log.close()

@@ -47,7 +47,7 @@ ROWS: list[tuple[str, str, str]] = [
      "audit, fan-out to the agents, collect), the Ansible and module start on top of it, "
      "the audit writes inside it, one target's CRI exec as the agent times it",
      "Operate {fanout:n200_operate_s} s ({fanout:n200_operate_over_floor}× the floor), of "
-     "which the agents' four CRI calls per target made directly take "
+     "which the agents' CRI calls, made directly as the agents make them, take "
      "{fanout:n200_agent_cri_calls_s} s; "
      "Ansible + module {fanout:n200_ansible_overhead_s} s; audit writes "
      "{fanout:n200_audit_s} s; agent exec median {fanout:n200_agent_exec_median_s} s, max "
@@ -58,6 +58,16 @@ ROWS: list[tuple[str, str, str]] = [
      "{fanout-1000:n1000_floor_s} s / {fanout-1000:n1000_agent_cri_calls_s} s / "
      "{fanout-1000:n1000_coral_exec_task_s} s / {fanout-1000:n1000_kubectl_xargs16_s} s / "
      "{fanout-1000:n1000_kubectl_loop_s} s", "≤ 1.25×"),
+    ("CLI, whole process (median of {cli:help_samples} runs): `coral --help` / a "
+     "single-target `coral exec` to a host agent over loopback TLS",
+     "{cli:help_median_ms} ms / {cli:exec_median_ms} ms ({cli:exec_cpu_median_ms} ms CPU)",
+     "≤ 100 ms / ≤ 300 ms"),
+    ("where the single-target `coral exec` time goes: TLS connection / Operate call (of "
+     "which the agent running `true`) / closing the channel / the rest (start-up, "
+     "printing, exit)",
+     "{cli:exec_phase_connect_ms} / {cli:exec_phase_operate_ms} "
+     "({cli:exec_phase_command_ms}) / {cli:exec_phase_close_ms} / "
+     "{cli:exec_outside_calls_ms} ms", ""),
     ("admission webhook over HTTPS, namespace labels read from the API server, open loop "
      "over {webhook:load100_connections} connections at 100 requests/s",
      "median {webhook:load100_median_ms} ms, p99 {webhook:load100_p99_ms} ms "

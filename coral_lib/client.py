@@ -484,15 +484,35 @@ def connect(address: str, *, ca_file: str, token: str = "", timeout: float = 15.
         raise CoralError(str(exc)) from None
     chan = grpc.secure_channel(target, creds, options=[*failover, *options])
     wait = min(timeout, connect_timeout)
-    try:
-        grpc.channel_ready_future(chan).result(timeout=wait)
-    except grpc.FutureTimeoutError:
+    if not wait_connected(chan, timeout=wait):
         chan.close()
         name = f", named {tls_server_name} in its certificate" if tls_server_name else ""
         raise Unreachable(f"colony unreachable at {address}: no TLS connection within "
                           f"{wait:g}s (is it running{name}, and is {ca_file} its CA?)"
                           ) from None
     return Client(chan, address=address, token=token, timeout=timeout)
+
+
+# The standard gRPC health check: the colony does not serve it, and a method a server does
+# not serve is answered UNIMPLEMENTED before any handler or interceptor work (no
+# authentication, audit or metrics). An empty request is a valid HealthCheckRequest.
+CONNECTION_PROBE = "/grpc.health.v1.Health/Check"
+_NOT_CONNECTED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def wait_connected(chan: grpc.Channel, *, timeout: float) -> bool:
+    """True once the server at the other end of `chan` answers a call (any answer proves
+    the TLS connection is up), False when none does within `timeout` seconds.
+
+    Not grpc.channel_ready_future: it watches the channel's state in 0.2 s polls, and
+    closing the channel then waits out the poll in flight, ~200 ms added to every
+    command (grpc/grpc#3064). This is one call on the connection the next call reuses."""
+    probe = chan.unary_unary(CONNECTION_PROBE)  # bytes in, bytes out
+    try:
+        probe(b"", timeout=timeout, wait_for_ready=True)
+    except grpc.RpcError as exc:
+        return exc.code() not in _NOT_CONNECTED
+    return True
 
 
 def _agent_dict(agent: colony_pb2.AgentRecord) -> dict:

@@ -87,7 +87,7 @@ class Handlers:
             raise base.OperationError(f"shell not available here: {self.runtime.can_shell.reason}")
         argv = list(start.argv) or ["/bin/sh"]
         probe = exec_request_from_proto(agent_pb2.ExecRequest(argv=argv, target=start.target))
-        backend, request = self.resolve(probe)
+        backend, request = self.resolve(dataclasses.replace(probe, needs_pid=True))
         if not request.target.pid and backend.name != "local":
             raise base.OperationError(f"shell needs a process to enter; the {backend.name} "
                                       "backend found none for this target")
@@ -142,7 +142,7 @@ class Handlers:
                     ) -> int | None:
         """A process of the target whose namespaces to use; None: the agent's own (host)."""
         probe = exec_request_from_proto(agent_pb2.ExecRequest(argv=["true"], target=target))
-        backend, request = self.resolve(probe)
+        backend, request = self.resolve(dataclasses.replace(probe, needs_pid=True))
         if request.target.pid or backend.name == "local":
             if on_entered is not None:
                 on_entered(self.entered(request.target))

@@ -266,14 +266,19 @@ class ExecResolver:
         target = dataclasses.replace(target, namespace=namespace, container_id="", pid=0)
         uid = (pod.get("metadata") or {}).get("uid", "")
         if self.cri is not None and not request.stdin:
-            # ExecSync runs the command (it cannot carry stdin: those go through nsenter);
-            # the pid lets an interactive shell enter the container.
-            found = self.cri.resolve(target, pod_uid=uid)
+            # ExecSync runs the command (it cannot carry stdin: those go through nsenter).
+            # One ListContainers finds the container, and ExecSync runs in exactly that
+            # one (cri.PinnedContainer): two CRI calls. The default container comes from
+            # the pod in the watch cache; the pid (ContainerStatus) only for callers that
+            # enter the container themselves.
+            found = self.cri.resolve(target, pod_uid=uid,
+                                     default_container=default_container(pod))
             check_belongs(found, namespace=namespace, pod_name=target.pod_name, pod_uid=uid)
+            pid = self.cri.container_pid(found["id"]) if request.needs_pid else 0
             located = dataclasses.replace(
-                target, container_name=found["name"], container_id=found["id"],
-                pid=self.cri.container_pid(found["id"]), resolved_by="cri")
-            return self.cri, dataclasses.replace(request, target=located)
+                target, container_name=found["name"], container_id=found["id"], pid=pid,
+                resolved_by="cri")
+            return self.cri.pinned(found["id"]), dataclasses.replace(request, target=located)
         found = self._container(pod, target)
         located = dataclasses.replace(
             target, container_name=found.name, container_id=found.container_id,
@@ -283,7 +288,7 @@ class ExecResolver:
     def pid_of(self, namespace: str, pod_name: str, container_name: str) -> int:
         """The host pid of a container of a pod on this node (resolved as __call__ does);
         OperationError when it is not running here."""
-        request = base.ExecRequest(argv=["true"], target=base.ExecTarget(
+        request = base.ExecRequest(argv=["true"], needs_pid=True, target=base.ExecTarget(
             namespace=namespace, pod_name=pod_name, container_name=container_name))
         _backend, located = self(request)
         if not located.target.pid:
@@ -299,6 +304,13 @@ class ExecResolver:
         return nsenter.find_pod_container(
             pod_uid=(pod.get("metadata") or {}).get("uid", ""), container_name=wanted,
             proc_root=self.proc_root, names=names)
+
+
+def default_container(pod: dict) -> str:
+    """Pure: the container `kubectl exec` picks when none is named (the pod's annotation;
+    kubelet copies pod annotations to its sandbox, where CRI would read it), "" for none."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(cri.DEFAULT_CONTAINER_ANNOTATION, ""))
 
 
 def check_belongs(container: dict, *, namespace: str, pod_name: str, pod_uid: str) -> None:

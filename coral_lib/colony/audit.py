@@ -46,7 +46,7 @@ import secrets as pysecrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Protocol
 
 from coral_lib import errors, files
@@ -181,6 +181,17 @@ class CheckpointSink(Protocol):
         """Release sockets."""
 
 
+def _fields_json(kind: str, fields: Mapping[str, object]) -> str:
+    """The stored text of a record's fields (scrubbed, canonical); ValueError for a bad
+    kind or a reserved field name."""
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"audit record kind must be a non-empty string, got {kind!r}")
+    clash = sorted(set(fields) & set(RESERVED))
+    if clash:
+        raise ValueError(f"audit fields may not use the reserved names {clash}")
+    return canonical_json(secrets.scrub(jsonable(dict(fields))))
+
+
 @functools.lru_cache(maxsize=256)
 def _json_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
@@ -205,12 +216,12 @@ def jsonable(value: object) -> object:
 
 @dataclasses.dataclass
 class _Queued:
-    """One append waiting for its group commit: its seq once written, or the error."""
+    """One caller's records (kind, fields JSON) waiting for their group commit, written
+    together in order: their seqs once written, or the error."""
 
-    kind: str
-    fields_json: str
+    rows: list[tuple[str, str]]
     done: bool = False
-    outcome: int | AuditError = 0
+    outcome: list[int] | AuditError = dataclasses.field(default_factory=list)
 
 
 def _ignore(kind: str, fields: Mapping[str, object], written: bool) -> None:
@@ -305,21 +316,23 @@ class AuditLog:
 
     def append(self, kind: str, fields: Mapping[str, object]) -> int:
         """Append one record; return its id (seq)."""
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"audit record kind must be a non-empty string, got {kind!r}")
-        clash = sorted(set(fields) & set(RESERVED))
-        if clash:
-            raise ValueError(f"audit fields may not use the reserved names {clash}")
-        fields_json = canonical_json(secrets.scrub(jsonable(dict(fields))))
-        try:
-            seq = self._group_commit(_Queued(kind, fields_json))
-        except AuditError:
-            self.observer(kind, fields, False)
-            raise
-        self.observer(kind, fields, True)
-        return seq
+        return self.append_all([(kind, fields)])[0]
 
-    def _group_commit(self, mine: _Queued) -> int:
+    def append_all(self, records: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]:
+        """Append (kind, fields) records in this order, all in one transaction (one fsync)
+        or none; return their ids."""
+        rows = [(kind, _fields_json(kind, fields)) for kind, fields in records]
+        try:
+            seqs = self._group_commit(_Queued(rows))
+        except AuditError:
+            for kind, fields in records:
+                self.observer(kind, fields, False)
+            raise
+        for kind, fields in records:
+            self.observer(kind, fields, True)
+        return seqs
+
+    def _group_commit(self, mine: _Queued) -> list[int]:
         """Queue `mine`; the thread that next holds the lock commits the whole queue in one
         transaction. A record is never reported written before its transaction commits;
         when that transaction fails, every record in it gets the error."""
@@ -330,7 +343,8 @@ class AuditLog:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
-                    seqs = self._write(lambda: [self._insert(q.kind, q.fields_json)
+                    seqs = self._write(lambda: [[self._insert(kind, fields_json)
+                                                 for kind, fields_json in q.rows]
                                                 for q in batch])
                 except Exception as exc:  # noqa: BLE001 - every queued caller must hear it
                     seqs = [exc if isinstance(exc, AuditError) else
@@ -360,15 +374,18 @@ class AuditLog:
 
     def finished(
         self, *, op_id: str, status: str, exit_code: int | None, duration: float,
-        bytes_out: int, error: str = "",
+        bytes_out: int, error: str = "", entered: Mapping[str, object] | None = None,
     ) -> int:
-        """The end record of an operation: status ok|failed|error|timeout|refused."""
+        """The end record of an operation: status ok|failed|error|timeout|refused.
+        `entered` (what the agent entered, colony.targets.entered_fields) is written just
+        before it, in the same transaction: one fsync for both once the command ran."""
         if status not in FINISHED_STATUSES:
             raise ValueError(f"finished status {status!r}: expected one of {FINISHED_STATUSES}")
-        return self.append("finished", {
+        end = ("finished", {
             "op_id": op_id, "status": status, "exit_code": exit_code, "duration": duration,
             "bytes_out": bytes_out, "error": error,
         })
+        return self.append_all([("entered", entered), end] if entered else [end])[-1]
 
     def refused(
         self, *, requester: str, verb: str, target: str, command: str, reason: str, rule: str

@@ -99,14 +99,15 @@ class FanOut:
         result, cut_off = self._execute(request.exec, target, cancelled)
         status = "interrupted" if cut_off else convert.exec_outcome(result)
         finished_id = 0
-        try:
-            if result.HasField("entered"):
-                targets_mod.record_entered(self.audit, op_id=key, target=target,
-                                           entered=result.entered, provenance=provenance)
+        entered = targets_mod.entered_fields(
+            op_id=key, target=target, entered=result.entered, provenance=provenance,
+        ) if result.HasField("entered") else None
+        try:  # entered + finished: one transaction, one fsync
             finished_id = self.audit.finished(
                 op_id=key, status=status, exit_code=result.exit_code,
                 duration=result.duration_seconds,
                 bytes_out=len(result.stdout) + len(result.stderr), error=result.error,
+                entered=entered,
             )
         except audit_mod.AuditError as exc:  # it ran; restart marks the record interrupted
             log.error("audit end record of %s lost: %s", key, exc)

@@ -62,15 +62,22 @@ def record_entered(audit: audit_mod.AuditLog, *, op_id: str, target: colony_pb2.
     it could not be written (the operation is already running: its `started` record stands
     and restart marks it interrupted if `finished` is lost too)."""
     try:
-        return audit.append("entered", {
-            "op_id": op_id, "agent_id": target.agent_id, "node": entered.node,
-            "namespace": entered.namespace, "pod": entered.pod,
-            "container": entered.container, "container_id": entered.container_id,
-            "resolved_by": entered.resolved_by, "provenance": provenance,
-        })
+        return audit.append("entered", entered_fields(
+            op_id=op_id, target=target, entered=entered, provenance=provenance))
     except audit_mod.AuditError as exc:
         log.error("audit record of what %s entered lost: %s", op_id, exc)
         return 0
+
+
+def entered_fields(*, op_id: str, target: colony_pb2.Target, entered: agent_pb2.EnteredTarget,
+                   provenance: str) -> dict[str, str]:
+    """The fields of an `entered` audit record (written alone, or with `finished`)."""
+    return {
+        "op_id": op_id, "agent_id": target.agent_id, "node": entered.node,
+        "namespace": entered.namespace, "pod": entered.pod,
+        "container": entered.container, "container_id": entered.container_id,
+        "resolved_by": entered.resolved_by, "provenance": provenance,
+    }
 
 
 def name(target: colony_pb2.Target) -> str:

@@ -54,6 +54,9 @@ class ExecRequest:
     stdin: bytes = b""
     target: ExecTarget = ExecTarget()
     cancel: threading.Event | None = None  # set by the agent when the operator cancels
+    # The caller enters the target's namespaces itself (shell, tap, trace, health probes),
+    # so the resolver must find a process of it; a command run through CRI needs none.
+    needs_pid: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

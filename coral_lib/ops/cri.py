@@ -202,10 +202,13 @@ class CRIBackend:
             return sandbox.annotations.get(DEFAULT_CONTAINER_ANNOTATION, "")
         return ""
 
-    def resolve(self, target: base.ExecTarget, *, pod_uid: str = "") -> dict:
+    def resolve(self, target: base.ExecTarget, *, pod_uid: str = "",
+                default_container: str | None = None) -> dict:
         """The running container the target names (see `describe`): by namespace, pod and
         container name through kubelet's labels, exact matches only. A container id is
-        never looked up (CRI's id filter matches prefixes: an escape and an oracle)."""
+        never looked up (CRI's id filter matches prefixes: an escape and an oracle).
+        default_container: the pod's default-container annotation when the caller knows
+        it ("" = none); None reads it from the pod sandbox (one more CRI call)."""
         if not target.pod_name:
             raise base.OperationError("CRI exec needs a pod name")
         namespace = target.namespace or "default"
@@ -214,23 +217,32 @@ class CRIBackend:
                                               pod_uid=pod_uid)
         if not containers:
             raise base.OperationError(f"pod {pod} has no running containers on this node")
-        default = "" if target.container_name else self._default_container(
-            containers[0]["pod_sandbox_id"])
+        default = default_container
+        if default is None and not target.container_name:
+            default = self._default_container(containers[0]["pod_sandbox_id"])
         return choose_container(containers, pod=pod, container_name=target.container_name,
-                                default_container=default)
+                                default_container=default or "")
 
     def run(self, request: base.ExecRequest) -> base.ExecResult:
-        if request.stdin:
-            raise base.OperationError("CRI ExecSync cannot pass stdin to the command")
         container = self.resolve(request.target)
         if request.target.container_id and request.target.container_id != container["id"]:
             # the resolver pinned what it checked; anything else ran in between: refuse
             raise base.OperationError(
                 f"container {container['name']!r} of pod {request.target.namespace}/"
                 f"{request.target.pod_name} changed while the operation started; try again")
+        return self.exec_sync(container["id"], request)
+
+    def pinned(self, container_id: str) -> PinnedContainer:
+        """A backend for one container this agent's resolver found and checked."""
+        return PinnedContainer(self, container_id)
+
+    def exec_sync(self, container_id: str, request: base.ExecRequest) -> base.ExecResult:
+        """ExecSync `request` in the container with exactly this id: one CRI call."""
+        if request.stdin:
+            raise base.OperationError("CRI ExecSync cannot pass stdin to the command")
         seconds = max(1, math.ceil(request.timeout))
         sync = api_pb2.ExecSyncRequest(
-            container_id=container["id"], cmd=exec_argv(request), timeout=seconds)
+            container_id=container_id, cmd=exec_argv(request), timeout=seconds)
         start = time.monotonic()
         try:
             reply = self._call("ExecSync", sync, timeout=seconds + self.timeout)
@@ -245,6 +257,21 @@ class CRIBackend:
         return base.ExecResult(
             exit_code=reply.exit_code, stdout=stdout, stderr=stderr,
             duration=time.monotonic() - start, truncated=cut_out or cut_err)
+
+
+class PinnedContainer:
+    """ExecSync into the one container the agent's resolver found by labels and checked
+    against the pod's UID (agent/node.py), right before: no second lookup. The id is held
+    here, never read from a request. Should the container stop meanwhile, ExecSync fails;
+    the command never runs anywhere else."""
+
+    name = "cri"
+
+    def __init__(self, backend: CRIBackend, container_id: str) -> None:
+        self.backend, self.container_id = backend, container_id
+
+    def run(self, request: base.ExecRequest) -> base.ExecResult:
+        return self.backend.exec_sync(self.container_id, request)
 
 
 class _RPCError(base.OperationError):

@@ -93,3 +93,43 @@ def test_concurrent_appends_keep_the_chain(tmp_path, threads):
     assert sorted(seen) == list(range(1, threads * 25 + 1))
     assert log.verify().ok
     log.close()
+
+
+def test_entered_and_finished_are_one_transaction_after_the_command_ran(tmp_path):
+    """Issue 15, "A quicker CLI": once a command ran, what the agent entered and how it
+    ended are written in one transaction (one fsync instead of two), in that order, and
+    both are durable before finished() returns. `started` stays its own commit, before
+    the command runs."""
+    log = audit.AuditLog(tmp_path / "audit.db")
+    started = log.started(op_id="op/a//", requester="alice", verb="exec", agent_id="a",
+                          runtime="host", service="", namespace="", pod="", provenance="agent",
+                          command="true")
+    transactions = []
+    real_write = log._write
+    log._write = lambda work: (transactions.append(1), real_write(work))[1]
+    entered = {"op_id": "op/a//", "agent_id": "a", "node": "n1", "resolved_by": "host"}
+    finished = log.finished(op_id="op/a//", status="ok", exit_code=0, duration=0.01,
+                            bytes_out=0, entered=entered)
+    assert len(transactions) == 1
+    assert finished == started + 2
+    records = log.list(op_id="op")
+    assert [(r["id"], r["kind"]) for r in records] == [
+        (started, "started"), (started + 1, "entered"), (finished, "finished")]
+    assert records[1]["node"] == "n1" and records[2]["status"] == "ok"
+    log.close()
+    reopened = audit.AuditLog(tmp_path / "audit.db")  # durable, and the chain holds
+    assert reopened.verify().ok and reopened.head()[0] == finished
+    reopened.close()
+
+
+def test_records_appended_together_are_written_all_or_none(small_tmpfs):
+    """Disk full while writing entered + finished: finished() raises and neither is
+    stored (a restart then marks the operation interrupted, as for a lost end record)."""
+    log = audit.AuditLog(small_tmpfs / "audit.db")
+    log.append("event", {"n": 0})
+    with pytest.raises(audit.AuditError):
+        log.finished(op_id="op", status="ok", exit_code=0, duration=0.0, bytes_out=0,
+                     entered={"op_id": "op", "blob": "x" * 400_000})
+    assert log.verify().ok and log.head()[0] == 1
+    assert log.append_all([("event", {"n": 1}), ("event", {"n": 2})]) == [2, 3]
+    log.close()

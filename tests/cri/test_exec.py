@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from coral_lib.ops import base, cri
+from tests.cri.conftest import marker_container
 
 
 def run(backend, argv, *, pod="web", container="", **kw) -> base.ExecResult:
@@ -49,6 +50,23 @@ def test_a_resolver_pinned_id_must_be_the_named_containers(backend, shop_pod):
     other = dataclasses.replace(pinned, container_id=shop_pod.containers["app"])
     with pytest.raises(base.OperationError, match="changed"):
         backend.run(base.ExecRequest(argv=["cat", "/tmp/marker"], target=other))
+
+
+def test_a_pinned_container_runs_with_one_exec_sync_or_fails_never_elsewhere(node, backend):
+    """Issue 15, fan-out: the agent's resolver pins the container it checked
+    (CRIBackend.pinned) and ExecSync runs in exactly that one. Once it stopped, the call
+    fails; the command never moves to another container of the pod."""
+    pod = node.run_pod("pinned", "shop", "uid-pinned-1",
+                       containers=[marker_container("one"), marker_container("two")])
+    try:
+        request = base.ExecRequest(argv=["cat", "/tmp/marker"])
+        assert backend.pinned(pod.containers["two"]).run(request).stdout == b"two\n"
+        node.stop_container(pod.containers["two"])
+        with pytest.raises(base.OperationError, match="ExecSync"):
+            backend.pinned(pod.containers["two"]).run(request)
+        assert backend.pinned(pod.containers["one"]).run(request).stdout == b"one\n"
+    finally:
+        node.remove_pod(pod)
 
 
 def test_default_container_is_first_non_sidecar(backend, shop_pod):

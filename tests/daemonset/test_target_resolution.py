@@ -5,6 +5,7 @@ and a real PodWatcher; no colony (tests/security/test_trust_authz.py has the end
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -75,7 +76,11 @@ def test_resolver_finds_the_named_container_and_reports_what_it_entered(
     got = request.target
     assert (got.namespace, got.pod_name, got.container_name, got.container_id) == (
         "shop", "web", "app", web.containers["app"])
-    assert got.pid > 0 and got.resolved_by == {"cri": "cri", "nsenter": "pod-status"}[backend]
+    assert got.resolved_by == {"cri": "cri", "nsenter": "pod-status"}[backend]
+    # ExecSync needs no pid; nsenter enters through one. A shell, tap or trace asks for it.
+    assert (got.pid > 0) == (backend == "nsenter")
+    _, entering = resolver(dataclasses.replace(request, needs_pid=True))
+    assert entering.target.pid > 0
 
 
 @pytest.mark.parametrize("backend", ["cri", "nsenter"])
@@ -157,3 +162,64 @@ def test_check_belongs_needs_namespace_name_and_uid(labels, ours):
         return
     with pytest.raises(base.OperationError, match="^container 'app' not found in pod shop/web$"):
         node.check_belongs(container, namespace="shop", pod_name="web", pod_uid="u1")
+
+
+def _cri_calls(resolver: node.ExecResolver) -> list[str]:
+    """Record the CRI methods the resolver's real backend calls (a spy: every call still
+    goes to containerd)."""
+    calls: list[str] = []
+    real = resolver.cri._call
+
+    def recorded(method, request, **kw):
+        calls.append(method)
+        return real(method, request, **kw)
+
+    resolver.cri._call = recorded
+    return calls
+
+
+def test_one_exec_in_a_pod_is_two_cri_calls(runtime, pods, watcher):  # noqa: F811
+    """Issue 15, fan-out: an exec into a pod costs ListContainers (find and check the
+    container) and ExecSync, nothing more: no ContainerStatus for a pid the command does
+    not need, no second ListContainers before ExecSync. Only what enters the container
+    itself (shell, tap, trace) asks for the pid."""
+    web, _ = pods
+    _synced(watcher, "shop/web")
+    resolver = node.ExecResolver(watcher, cri_socket=runtime.socket)
+    calls = _cri_calls(resolver)
+    h = _handlers(resolver)
+    result = h.exec(agent_pb2.ExecRequest(argv=["echo", "in-app"], target=agent_pb2.ExecTarget(
+        namespace="shop", pod_name="web", container_name="app")))
+    assert (result.exit_code, result.stdout, result.error) == (0, b"in-app\n", "")
+    assert result.entered.container_id == web.containers["app"]
+    assert calls == ["ListContainers", "ExecSync"]
+    calls.clear()
+    _, request = resolver(dataclasses.replace(
+        _request(namespace="shop", pod_name="web", container_name="app"), needs_pid=True))
+    assert request.target.pid > 0 and calls == ["ListContainers", "ContainerStatus"]
+
+
+def test_default_container_comes_from_the_pod_in_the_watch_cache(
+        kubeapi, runtime, watcher):  # noqa: F811
+    """No container named: the pod's kubectl.kubernetes.io/default-container annotation,
+    read from the watch cache (kubelet copies it to the sandbox, where CRI would need one
+    more call to read it), picks the container."""
+    created = kubeapi.store.create(pod(
+        "multi", annotations={cri.DEFAULT_CONTAINER_ANNOTATION: "second"}, containers=[
+            {"name": n, "image": containerd.BUSYBOX_IMAGE} for n in ("first", "second")]))
+    uid = created["metadata"]["uid"]
+    handle = runtime.run_pod("multi", "shop", uid, cgroup_parent=f"/kubepods/besteffort/pod{uid}",
+                             containers=[{"name": n, "argv": [
+                                 "sh", "-c", f"echo {n} > /tmp/marker; exec sleep 100000"]}
+                                 for n in ("first", "second")])
+    try:
+        _synced(watcher, "shop/multi")
+        resolver = node.ExecResolver(watcher, cri_socket=runtime.socket)
+        calls = _cri_calls(resolver)
+        result = _handlers(resolver).exec(agent_pb2.ExecRequest(
+            argv=["cat", "/tmp/marker"], target=agent_pb2.ExecTarget(
+                namespace="shop", pod_name="multi")))
+        assert (result.exit_code, result.stdout) == (0, b"second\n"), result.error
+        assert calls == ["ListContainers", "ExecSync"]
+    finally:
+        runtime.remove_pod(handle)
