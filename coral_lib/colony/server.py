@@ -28,6 +28,7 @@ from coral_lib.colony import (
     lifecycle,
     links,
     operations,
+    paging,
     pki,
     policy,
     registry,
@@ -444,12 +445,22 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             name=request.name, labels=dict(request.labels), provenance=request.provenance,
             agent=request.agent, node=request.node, namespace=request.namespace,
         )
-        health = self.state.registry.health()
-        return colony_pb2.ListServicesResponse(services=[
-            colony_pb2.ServiceRecord(agent_id=agent_id, service=svc,
-                                     health=health.get((agent_id, convert.service_key(svc))))
-            for agent_id, svc in self.state.registry.services(flt)
-        ])
+        try:
+            limit = paging.page_limit(request.page_size)
+            after = paging.decode(request.page_token)
+        except paging.BadPage as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rows = self.state.registry.services(flt, after=after, limit=limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        if more and not request.page_size:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, paging.too_many(len(rows)))
+        keys = [(agent_id, convert.service_key(svc)) for agent_id, svc in rows]
+        health = self.state.registry.health_of(keys)
+        return colony_pb2.ListServicesResponse(
+            services=[colony_pb2.ServiceRecord(agent_id=key[0], service=svc,
+                                               health=health.get(key))
+                      for key, (_, svc) in zip(keys, rows, strict=True)],
+            next_page_token=paging.encode(*keys[-1]) if more else "")
 
     def _resolve(self, targeting, context, who: auth.Identity) -> list[colony_pb2.Target]:
         """The targets; when there are none, only a caller who may list the registry is
@@ -461,7 +472,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             for a in self.state.registry.agents()]
         try:
             return routing.resolve(targeting, agents=agents,
-                                   services=self.state.registry.services(),
+                                   services=self.state.registry.services()
+                                   if routing.needs_services(targeting) else [],
                                    pods=self.state.registry.pods())
         except routing.NoTargets as exc:
             may_list = self.gate.grants(who, verbs.colony("ListServices"))
