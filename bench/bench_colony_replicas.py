@@ -11,6 +11,11 @@ certificate minted with the colony CA (as after TokenReview), registers `PER_AGE
 services, keeps a Link stream open and answers every exec at once. Agent i dials replica
 i % 3 first and the others after it (a channel over all three addresses).
 
+Every simulated agent links from 127.0.0.1, so the colonies run with a settings file
+raising limits.streamsPerPeer and limits.concurrentRpcs above the agent count (the
+defaults, 64 streams per address and 2,048 RPCs, are per-address and per-process guards
+that a real fleet spread over many addresses and replicas does not meet this way).
+
 Figures per setup: registration rate (agents/s, aggregate), one fan-out `exec --all` over
 every agent (seconds to the summary), ListServices p99 filtered by namespace with
 AGENTS x PER_AGENT services stored, and for replicas the failover time: SIGKILL of one
@@ -22,6 +27,7 @@ replica until every agent it held has a Link again (goal <= 10 s).
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import shutil
@@ -46,6 +52,12 @@ from tests.support import coral_procs, postgres  # noqa: E402
 
 AGENTS, PER_AGENT, LOAD_PROCESSES, REPLICAS = 3000, 334, 6, 3  # ~1,000,000 services
 QUERY_ROUNDS = 1000
+QUERIES = {  # name -> the filters of round i (services_of: 500 namespaces, app-0..app-333)
+    "namespace": lambda i: {"namespace": f"ns-{i % 500}"},
+    "label": lambda i: {"labels": {"app": f"app-{i % 300}"}},
+    "namespace_and_label": lambda i: {"namespace": f"ns-{i % 500}",
+                                      "labels": {"tier": ("web", "api", "db", "cache")[i % 4]}},
+}
 FAILOVER_GOAL_S = 10.0
 
 
@@ -138,10 +150,15 @@ def _measure(colonies: list[coral_procs.Colony], *, agents: int, per_agent: int,
     figures: dict = {}
     try:
         firsts, lasts = [], []
-        for _ in workers:
-            kind, _count, first, last = events.get(timeout=3600)
-            firsts.append(first)
-            lasts.append(last)
+        lost_early = 0
+        while len(firsts) < len(workers):
+            event = events.get(timeout=3600)
+            if event[0] != "registered":  # a link of a process done registering ended
+                lost_early += 1
+                continue
+            firsts.append(event[2])
+            lasts.append(event[3])
+        figures["links_lost_while_registering"] = lost_early
         figures["register_per_second"] = round(agents / (max(lasts) - min(firsts)), 1)
         coral_procs.wait_for(lambda: _linked_count(colonies[0]) == agents, timeout=600,
                              interval=1.0, what="every simulated agent linked")
@@ -150,18 +167,37 @@ def _measure(colonies: list[coral_procs.Colony], *, agents: int, per_agent: int,
             outcome = c.exec(client.Targeting(all=True), argv=["true"], timeout=120)
             figures["fanout_all_s"] = round(time.perf_counter() - started, 2)
             figures["fanout_ok"] = sum(r["status"] == "ok" for r in outcome.results)
-            samples = []
-            for i in range(rounds):
-                started = time.perf_counter()
-                c.list_services(namespace=f"ns-{i % 500}")
-                samples.append(time.perf_counter() - started)
-            figures.update(common.summary_ms("list_namespace", samples))
+            figures.update(_query_latency(c, rounds=rounds))
         figures["services_stored"] = agents * per_agent
         if len(colonies) > 1:
             figures.update(_failover(colonies, dsn, events, agents))
     finally:
         for worker in workers:
             worker.kill()
+    return figures
+
+
+def _query_latency(c: client.Client, *, rounds: int) -> dict:
+    """Per query: one ListServices answer of up to a page (client.SERVICES_PAGE records:
+    what `coral services` asks for first), `rounds` times over varying values; then the
+    whole namespace listing, page after page, a tenth as often."""
+    figures: dict = {}
+    for name, query in QUERIES.items():
+        samples, sizes = [], []
+        for i in range(rounds):
+            started = time.perf_counter()
+            rows = c.list_services(**query(i), limit=client.SERVICES_PAGE)
+            samples.append(time.perf_counter() - started)
+            sizes.append(len(rows))
+        figures.update(common.summary_ms(f"list_{name}_page", samples))
+        figures[f"list_{name}_page_results_median"] = int(common.percentile(sizes, 50))
+    samples, sizes = [], []
+    for i in range(max(1, rounds // 10)):
+        started = time.perf_counter()
+        sizes.append(len(c.list_services(**QUERIES["namespace"](i))))
+        samples.append(time.perf_counter() - started)
+    figures.update(common.summary_ms("list_namespace_all_pages", samples))
+    figures["list_namespace_all_pages_results_median"] = int(common.percentile(sizes, 50))
     return figures
 
 
@@ -186,14 +222,18 @@ def _failover(colonies: list[coral_procs.Colony], dsn: str, events, agents: int)
             "failover_goal_met": took <= FAILOVER_GOAL_S}
 
 
-def run(*, quick: bool = False) -> dict:
-    agents, per_agent = (60, 10) if quick else (AGENTS, PER_AGENT)
+def run(*, quick: bool = False, agents: int = 0, per_agent: int = 0) -> dict:
+    """Both setups; `agents`/`per_agent` override the sizes (a probe run)."""
+    agents, per_agent = (60, 10) if quick else (agents or AGENTS, per_agent or PER_AGENT)
     processes, rounds = (2, 50) if quick else (LOAD_PROCESSES, QUERY_ROUNDS)
     figures: dict = {"agents": agents, "services": agents * per_agent,
                      "load_processes": processes}
     with tempfile.TemporaryDirectory(prefix="bench-colony-replicas-") as tmp:
         root = Path(tmp)
-        single = coral_procs.Colony(root / "sqlite").start()
+        settings = root / "colony.yaml"
+        settings.write_text(json.dumps({"limits": {
+            "streamsPerPeer": agents + 64, "concurrentRpcs": agents + 2048}}))
+        single = coral_procs.Colony(root / "sqlite", args=("--config", str(settings))).start()
         try:
             for key, value in _measure([single], agents=agents, per_agent=per_agent,
                                        processes=processes, rounds=rounds).items():
@@ -209,7 +249,8 @@ def run(*, quick: bool = False) -> dict:
             for i in range(REPLICAS):
                 shutil.copytree(root / "template", root / f"r{i}")
                 replicas.append(coral_procs.Colony(root / f"r{i}", args=(
-                    "--database", f"file:{root / 'dsn'}", "--replica-name", f"r{i}")).start())
+                    "--database", f"file:{root / 'dsn'}", "--replica-name", f"r{i}",
+                    "--config", str(settings))).start())
             for key, value in _measure(replicas, agents=agents, per_agent=per_agent,
                                        processes=processes, rounds=rounds, dsn=dsn).items():
                 figures[f"replicas_{key}"] = value

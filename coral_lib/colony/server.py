@@ -777,16 +777,21 @@ MAX_SEND = 256 << 20
 class ColonyServer:
     """A running colony: start() binds and serves in background threads; stop() ends it."""
 
-    def __init__(self, state: ColonyState, *, listen: str, max_workers: int = 512,
+    def __init__(self, state: ColonyState, *, listen: str, max_workers: int = 0,
                  mtls_listen: str = "") -> None:
         """listen: TLS for agents and token operators. mtls_listen: a second port that
         requires a client certificate signed by the colony CA (identity = its CN); gRPC
-        Python cannot ask for an optional client certificate on one port."""
+        Python cannot ask for an optional client certificate on one port.
+        max_workers: threads serving RPCs; by default one per RPC the colony admits
+        (limits.concurrentRpcs), since every agent's Link holds a thread for as long as it
+        is open: a smaller pool would queue heartbeats and operator calls forever behind
+        links once more agents link than it has threads (created on demand, not upfront)."""
         self.state, self.listen = state, listen
         limits = state.limits
         self._stopping, self._started = threading.Event(), False
         self._server = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
+            concurrent.futures.ThreadPoolExecutor(max_workers or limits.concurrent_rpcs,
+                                                  thread_name_prefix="grpc"),
             interceptors=[instrument.Interceptor(state.metrics), state.agent_auth,
                           guard.StreamCap(limits)],
             maximum_concurrent_rpcs=limits.concurrent_rpcs,
