@@ -261,14 +261,6 @@ class Registry:
             self._db.executemany("INSERT OR REPLACE INTO service_health VALUES (?,?,?)", [
                 (agent_id, h.service_key, h.SerializeToString()) for h in health])
 
-    def health(self) -> dict[tuple[str, str], mesh_pb2.ServiceHealth]:
-        """(agent id, service key) -> the latest probe, for services still registered."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT h.agent_id, h.key, h.body FROM service_health h JOIN services s "
-                "ON s.agent_id=h.agent_id AND s.key=h.key").fetchall()
-        return {(a, k): mesh_pb2.ServiceHealth.FromString(b) for a, k, b in rows}
-
     def _delete(self, agent_id: str, keys: list[str]) -> None:
         for table in ("services", "service_labels"):
             self._db.executemany(f"DELETE FROM {table} WHERE agent_id=? AND key=?",
