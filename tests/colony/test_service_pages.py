@@ -228,6 +228,17 @@ def test_list_services_over_grpc_in_pages_and_for_clients_before_paging(colony):
                 stub.ListServices(request, metadata=c._metadata, timeout=10)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert field in refused.value.details()
+        # A forged token is only a position (bound as parameters, never SQL text); the
+        # caller's rights are checked on every page.
+        forged = stub.ListServices(colony_pb2.ListServicesRequest(
+            page_size=50, page_token=paging.encode("'; DROP TABLE services; --", "")),
+            metadata=c._metadata, timeout=10)
+        assert len(forged.services) == 36
+        assert c.list_services() == everything
+        with pytest.raises(grpc.RpcError) as anonymous:
+            stub.ListServices(colony_pb2.ListServicesRequest(page_token=page.next_page_token),
+                              timeout=10)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(client.InvalidRequest, match="limit 0"):
             c.list_services(limit=0)
     shown = coral_procs.coral("services", "--limit", "4", "-o", "json", env=colony.operator_env)
