@@ -281,14 +281,29 @@ class Registry:
         (agent id, key) of the previous page) and `limit`, one page of them."""
         flt = flt or ServiceFilter()
         with self._lock:
-            if len(flt.labels) > 1:  # drive the query from the rarest label pair
-                flt = dataclasses.replace(flt, labels=dict(sorted(
-                    flt.labels.items(), key=lambda pair: self._db.execute(
-                        "SELECT COUNT(*) FROM service_labels WHERE label=? AND value=?",
-                        pair).fetchone()[0])))
-            sql, args = _service_query(flt, after=after, limit=limit)
+            flt, by_label = self._plan(flt)
+            sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label)
             rows = self._db.execute(sql, args).fetchall()
         return [(agent_id, _service(body)) for agent_id, body in rows]
+
+    def _plan(self, flt: ServiceFilter) -> tuple[ServiceFilter, bool]:
+        """Which index drives a query with labels: the rarest label pair first, and it
+        drives unless a column filter (name, agent, node, namespace) matches fewer rows
+        (namespace=shop with tier=web: the namespace's rows, each checked for the label,
+        not every web service checked for the namespace). Counts stop at PLAN_CAP."""
+        columns = [(c, v) for c, v in _COLUMNS(flt) if v]
+        if not flt.labels or (len(flt.labels) == 1 and not columns):
+            return flt, bool(flt.labels)
+        counts = {pair: self._capped("service_labels", "label=? AND value=?", pair)
+                  for pair in flt.labels.items()}
+        labels = dict(sorted(flt.labels.items(), key=lambda pair: counts[pair]))
+        fewest = min((self._capped("services", f"{c}=?", (v,)) for c, v in columns),
+                     default=PLAN_CAP + 1)
+        return dataclasses.replace(flt, labels=labels), min(counts.values()) <= fewest
+
+    def _capped(self, table: str, where: str, args: tuple) -> int:
+        return self._db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "
+                                f"LIMIT {PLAN_CAP}) AS capped", args).fetchone()[0]
 
     def health_of(self, keys: list[tuple[str, str]]
                   ) -> dict[tuple[str, str], mesh_pb2.ServiceHealth]:
@@ -304,28 +319,36 @@ class Registry:
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
 
 
+PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further
+
+
+def _COLUMNS(flt: ServiceFilter) -> tuple[tuple[str, str], ...]:  # noqa: N802 - a table
+    return (("component_name", flt.name), ("agent_id", flt.agent), ("node_name", flt.node),
+            ("namespace", flt.namespace))
+
+
 def _service_query(flt: ServiceFilter, *, after: tuple[str, str] | None = None,
-                   limit: int | None = None) -> tuple[str, list]:
-    """SQL for one page: driven by the first label pair's index when labels are given
-    (rows come out of service_labels_page in page order), else by the services index of
-    the filtered column; both end in (agent_id, key), so `after` is a range bound."""
+                   limit: int | None = None, by_label: bool | None = None) -> tuple[str, list]:
+    """SQL for one page. `by_label` (default: when labels are given): the first label
+    pair's index drives (rows come out of service_labels_page in page order; CROSS JOIN
+    keeps SQLite from reordering); else the services index of a filtered column. Both
+    end in (agent_id, key), so `after` is a range bound."""
     labels = list(flt.labels.items())
-    order = "l.agent_id, l.key" if labels else "s.agent_id, s.key"
-    source = ("service_labels l JOIN services s ON s.agent_id=l.agent_id AND s.key=l.key"
-              if labels else "services s")
+    by_label = bool(labels) if by_label is None else by_label and bool(labels)
+    order = "l.agent_id, l.key" if by_label else "s.agent_id, s.key"
+    source = "service_labels l CROSS JOIN services s" if by_label else "services s"
     clauses, args = [], []
-    if labels:
-        clauses.append("l.label=? AND l.value=?")
+    if by_label:
+        clauses.append("l.label=? AND l.value=? AND s.agent_id=l.agent_id AND s.key=l.key")
         args += list(labels[0])
-    for column, value in (("component_name", flt.name), ("agent_id", flt.agent),
-                          ("node_name", flt.node), ("namespace", flt.namespace)):
+    for column, value in _COLUMNS(flt):
         if value:
             clauses.append(f"s.{column}=?")
             args.append(value)
     if flt.provenance:
         clauses.append("s.provenance=?")
         args.append(flt.provenance)
-    for label, value in labels[1:]:  # one primary-key lookup per candidate and label
+    for label, value in labels[1:] if by_label else labels:  # a key lookup per candidate
         clauses.append("EXISTS (SELECT 1 FROM service_labels m WHERE m.agent_id=s.agent_id "
                        "AND m.key=s.key AND m.label=? AND m.value=?)")
         args += [label, value]
