@@ -11,10 +11,27 @@ certificate minted with the colony CA (as after TokenReview), registers `PER_AGE
 services, keeps a Link stream open and answers every exec at once. Agent i dials replica
 i % 3 first and the others after it (a channel over all three addresses).
 
-Figures per setup: registration rate (agents/s, aggregate), one fan-out `exec --all` over
-every agent (seconds to the summary), ListServices p99 filtered by namespace with
-AGENTS x PER_AGENT services stored, and for replicas the failover time: SIGKILL of one
-replica until every agent it held has a Link again (goal <= 10 s).
+Every simulated agent links from 127.0.0.1, so the colonies run with a settings file
+raising limits.streamsPerPeer and limits.concurrentRpcs above the agent count (the
+defaults, 64 streams per address and 2,048 RPCs, are per-address and per-process guards
+that a real fleet spread over many addresses and replicas does not meet this way).
+
+Figures per setup: registration rate (agents/s, aggregate; each agent registers
+REGISTER_PER_AGENT services over the protocol, each of them also an audit record), one
+fan-out `exec --all` over every agent (seconds to the summary), ListServices latency with
+AGENTS x PER_AGENT (~1,000,000) services stored, and for replicas the failover time:
+SIGKILL of one replica until every agent it held has a Link again (goal <= 10 s).
+
+Setup shortcut, named: registering all ~1,000,000 services through the protocol (with an
+audit record each) took over 10 minutes per setup on the 2-core development machine, so
+after the agents registered and linked, the bench bulk-loads the rest of each agent's
+PER_AGENT services straight into the colony's registry (SQLite file or PostgreSQL) with
+the colony's own registry code (coral_lib.colony.registry, no audit records), then runs
+the fan-out and the ListServices queries against the full registry (`bulk_load_s`).
+
+ListServices is timed per answer: one page of up to client.SERVICES_PAGE (1,000) records,
+what `coral services` asks for first (`list_*_page_*`, 1,000 rounds per query), and the
+whole listing of a namespace page after page (`list_namespace_all_pages_*`).
 
     .venv/bin/python -m bench --only colony_replicas [--quick]
 """
@@ -22,6 +39,7 @@ replica until every agent it held has a Link again (goal <= 10 s).
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import shutil
@@ -42,10 +60,19 @@ from coral_lib import addresses, client  # noqa: E402
 from coral_lib._proto.coral.agent.v1 import agent_pb2  # noqa: E402
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc  # noqa: E402
 from coral_lib.agent import credentials  # noqa: E402
+from coral_lib.colony import dsn as dsn_mod  # noqa: E402
+from coral_lib.colony import pki, registry  # noqa: E402
 from tests.support import coral_procs, postgres  # noqa: E402
 
 AGENTS, PER_AGENT, LOAD_PROCESSES, REPLICAS = 3000, 334, 6, 3  # ~1,000,000 services
+REGISTER_PER_AGENT = 34  # registered over the protocol; the rest is bulk-loaded
 QUERY_ROUNDS = 1000
+QUERIES = {  # name -> the filters of round i (services_of: 500 namespaces, app-0..app-333)
+    "namespace": lambda i: {"namespace": f"ns-{i % 500}"},
+    "label": lambda i: {"labels": {"app": f"app-{i % 10}"}},
+    "namespace_and_label": lambda i: {"namespace": f"ns-{i % 500}",
+                                      "labels": {"tier": ("web", "api", "db", "cache")[i % 4]}},
+}
 FAILOVER_GOAL_S = 10.0
 
 
@@ -82,7 +109,7 @@ async def _agents(args: dict, events: multiprocessing.Queue) -> None:
         async with gate:
             reply = await stubs[i].Register(mesh_pb2.RegisterRequest(
                 version="bench", node_name=f"node-{i}",
-                services=services_of(i, per_agent=args["per_agent"])), timeout=600)
+                services=services_of(i, per_agent=args["register_per_agent"])), timeout=600)
         if not reply.accepted:
             raise RuntimeError(f"node-{i} refused: {reply.reason}")
     started = time.time()
@@ -124,44 +151,84 @@ def _linked_count(colony: coral_procs.Colony) -> int:
         return sum(a["connected"] for a in c.list_agents())
 
 
+def _bulk_load(where, *, per_agent: int) -> float:
+    """Each registered agent's services_of(i, per_agent), written with the colony's own
+    registry code into its store (`where`: SQLite file or dsn.Dsn); seconds taken."""
+    started = time.perf_counter()
+    reg = registry.Registry(where)
+    try:
+        for row in reg.agents():
+            index = int(row.node_name.rpartition("-")[2])
+            reg.replace_services(row.agent_id, services_of(index, per_agent=per_agent))
+    finally:
+        reg.close()
+    return round(time.perf_counter() - started, 1)
+
+
 def _measure(colonies: list[coral_procs.Colony], *, agents: int, per_agent: int,
-             processes: int, rounds: int, dsn: str = "") -> dict:
+             processes: int, rounds: int, where, dsn: str = "") -> dict:
     events: multiprocessing.Queue = multiprocessing.Queue()
     addresses_ = [c.address for c in colonies]
     chunks = [list(range(agents))[p::processes] for p in range(processes)]
     workers = [multiprocessing.Process(target=_load_process, daemon=True, args=(
         {"data_dir": str(colonies[0].data_dir), "colony_id": colonies[0].colony_id,
-         "addresses": addresses_, "indexes": chunk, "per_agent": per_agent}, events))
+         "addresses": addresses_, "indexes": chunk,
+         "register_per_agent": min(per_agent, REGISTER_PER_AGENT)}, events))
         for chunk in chunks if chunk]
     for worker in workers:
         worker.start()
     figures: dict = {}
     try:
         firsts, lasts = [], []
-        for _ in workers:
-            kind, _count, first, last = events.get(timeout=3600)
-            firsts.append(first)
-            lasts.append(last)
+        lost_early = 0
+        while len(firsts) < len(workers):
+            event = events.get(timeout=3600)
+            if event[0] != "registered":  # a link of a process done registering ended
+                lost_early += 1
+                continue
+            firsts.append(event[2])
+            lasts.append(event[3])
+        figures["links_lost_while_registering"] = lost_early
         figures["register_per_second"] = round(agents / (max(lasts) - min(firsts)), 1)
         coral_procs.wait_for(lambda: _linked_count(colonies[0]) == agents, timeout=600,
                              interval=1.0, what="every simulated agent linked")
+        figures["bulk_load_s"] = _bulk_load(where, per_agent=per_agent)
         with colonies[0].client() as c:
+            figures["services_stored"] = sum(a["service_count"] for a in c.list_agents())
             started = time.perf_counter()
             outcome = c.exec(client.Targeting(all=True), argv=["true"], timeout=120)
             figures["fanout_all_s"] = round(time.perf_counter() - started, 2)
             figures["fanout_ok"] = sum(r["status"] == "ok" for r in outcome.results)
-            samples = []
-            for i in range(rounds):
-                started = time.perf_counter()
-                c.list_services(namespace=f"ns-{i % 500}")
-                samples.append(time.perf_counter() - started)
-            figures.update(common.summary_ms("list_namespace", samples))
-        figures["services_stored"] = agents * per_agent
+            figures.update(_query_latency(c, rounds=rounds))
         if len(colonies) > 1:
             figures.update(_failover(colonies, dsn, events, agents))
     finally:
         for worker in workers:
             worker.kill()
+    return figures
+
+
+def _query_latency(c: client.Client, *, rounds: int) -> dict:
+    """Per query: one ListServices answer of up to a page (client.SERVICES_PAGE records:
+    what `coral services` asks for first), `rounds` times over varying values; then the
+    whole namespace listing, page after page, a tenth as often."""
+    figures: dict = {}
+    for name, query in QUERIES.items():
+        samples, sizes = [], []
+        for i in range(rounds):
+            started = time.perf_counter()
+            rows = c.list_services(**query(i), limit=client.SERVICES_PAGE)
+            samples.append(time.perf_counter() - started)
+            sizes.append(len(rows))
+        figures.update(common.summary_ms(f"list_{name}_page", samples))
+        figures[f"list_{name}_page_results_median"] = int(common.percentile(sizes, 50))
+    samples, sizes = [], []
+    for i in range(max(1, rounds // 10)):
+        started = time.perf_counter()
+        sizes.append(len(c.list_services(**QUERIES["namespace"](i))))
+        samples.append(time.perf_counter() - started)
+    figures.update(common.summary_ms("list_namespace_all_pages", samples))
+    figures["list_namespace_all_pages_results_median"] = int(common.percentile(sizes, 50))
     return figures
 
 
@@ -186,17 +253,23 @@ def _failover(colonies: list[coral_procs.Colony], dsn: str, events, agents: int)
             "failover_goal_met": took <= FAILOVER_GOAL_S}
 
 
-def run(*, quick: bool = False) -> dict:
-    agents, per_agent = (60, 10) if quick else (AGENTS, PER_AGENT)
+def run(*, quick: bool = False, agents: int = 0, per_agent: int = 0) -> dict:
+    """Both setups; `agents`/`per_agent` override the sizes (a probe run)."""
+    agents, per_agent = (60, 10) if quick else (agents or AGENTS, per_agent or PER_AGENT)
     processes, rounds = (2, 50) if quick else (LOAD_PROCESSES, QUERY_ROUNDS)
     figures: dict = {"agents": agents, "services": agents * per_agent,
+                     "register_services_per_agent": min(per_agent, REGISTER_PER_AGENT),
                      "load_processes": processes}
     with tempfile.TemporaryDirectory(prefix="bench-colony-replicas-") as tmp:
         root = Path(tmp)
-        single = coral_procs.Colony(root / "sqlite").start()
+        settings = root / "colony.yaml"
+        settings.write_text(json.dumps({"limits": {
+            "streamsPerPeer": agents + 64, "concurrentRpcs": agents + 2048}}))
+        single = coral_procs.Colony(root / "sqlite", args=("--config", str(settings))).start()
         try:
-            for key, value in _measure([single], agents=agents, per_agent=per_agent,
-                                       processes=processes, rounds=rounds).items():
+            for key, value in _measure(
+                    [single], agents=agents, per_agent=per_agent, processes=processes,
+                    rounds=rounds, where=pki.ColonyFiles(single.data_dir).registry_db).items():
                 figures[f"sqlite_{key}"] = value
         finally:
             single.stop()
@@ -209,9 +282,11 @@ def run(*, quick: bool = False) -> dict:
             for i in range(REPLICAS):
                 shutil.copytree(root / "template", root / f"r{i}")
                 replicas.append(coral_procs.Colony(root / f"r{i}", args=(
-                    "--database", f"file:{root / 'dsn'}", "--replica-name", f"r{i}")).start())
+                    "--database", f"file:{root / 'dsn'}", "--replica-name", f"r{i}",
+                    "--config", str(settings))).start())
             for key, value in _measure(replicas, agents=agents, per_agent=per_agent,
-                                       processes=processes, rounds=rounds, dsn=dsn).items():
+                                       processes=processes, rounds=rounds,
+                                       where=dsn_mod.Dsn(dsn), dsn=dsn).items():
                 figures[f"replicas_{key}"] = value
         finally:
             for replica in replicas:

@@ -25,6 +25,8 @@ InvalidRequest = errors.InvalidRequest
 RateLimited = errors.RateLimited
 ApprovalPending = errors.ApprovalPending
 
+SERVICES_PAGE = 1000  # records per ListServices answer list_services asks for
+
 
 @dataclasses.dataclass(frozen=True)
 class Targeting:
@@ -214,15 +216,28 @@ class Client:
 
     def list_services(self, *, name: str | None = None, labels: dict | None = None,
                       provenance: str | None = None, agent: str | None = None,
-                      node: str | None = None, namespace: str | None = None) -> list[dict]:
+                      node: str | None = None, namespace: str | None = None,
+                      limit: int | None = None, page_size: int = SERVICES_PAGE) -> list[dict]:
+        """Every matching service (at most `limit`), asked for in pages of `page_size`,
+        in the colony's order (agent id, then service)."""
         try:
             prov = int(convert.parse_provenance(provenance)) if provenance else 0
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
-        reply = self._call("ListServices", colony_pb2.ListServicesRequest(
+        if limit is not None and limit < 1:
+            raise InvalidRequest(f"limit {limit}: expected a positive number or None (all)")
+        request = colony_pb2.ListServicesRequest(
             name=name or "", labels=labels or {}, provenance=prov, agent=agent or "",
-            node=node or "", namespace=namespace or ""))
-        return [_service_dict(r) for r in reply.services]
+            node=node or "", namespace=namespace or "")
+        rows: list[dict] = []
+        while limit is None or len(rows) < limit:
+            request.page_size = min(page_size, limit - len(rows)) if limit else page_size
+            reply = self._call("ListServices", request)
+            rows += [_service_dict(r) for r in reply.services]
+            if not reply.next_page_token:  # also what a colony from before paging answers
+                break
+            request.page_token = reply.next_page_token
+        return rows[:limit]
 
     def resolve(self, targeting: Targeting) -> list[dict]:
         reply = self._call("ResolveTargets", targeting.to_proto())

@@ -228,6 +228,15 @@ def _ignore(kind: str, fields: Mapping[str, object], written: bool) -> None:
     return None
 
 
+def _per_caller(batch: list[_Queued], seqs: list[int]) -> list[list[int]]:
+    """Split the ids of a group commit's rows back into each queued caller's share."""
+    shares, at = [], 0
+    for queued in batch:
+        shares.append(seqs[at:at + len(queued.rows)])
+        at += len(queued.rows)
+    return shares
+
+
 class AuditLog:
     """The colony's audit log (see module docstring)."""
 
@@ -343,9 +352,8 @@ class AuditLog:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
-                    seqs = self._write(lambda: [[self._insert(kind, fields_json)
-                                                 for kind, fields_json in q.rows]
-                                                for q in batch])
+                    seqs = self._write(lambda: _per_caller(
+                        batch, self._insert_many([row for q in batch for row in q.rows])))
                 except Exception as exc:  # noqa: BLE001 - every queued caller must hear it
                     seqs = [exc if isinstance(exc, AuditError) else
                             AuditError(f"audit record not written: {exc}")] * len(batch)
@@ -414,7 +422,8 @@ class AuditLog:
             return []
         try:
             with self._lock:
-                seqs = self._write(lambda: [self._insert("discovery", row) for row in rows])
+                seqs = self._write(lambda: self._insert_many(
+                    [("discovery", row) for row in rows]))
         except AuditError:
             for event, _ in events:
                 self.observer("discovery", {"event": event}, False)
@@ -458,17 +467,30 @@ class AuditLog:
             return self._write(work)
 
     def _insert(self, kind: str, fields_json: str) -> int:
-        last_seq, last_hash = self._db.execute(
+        return self._insert_many([(kind, fields_json)])[0]
+
+    def _insert_many(self, records: list[tuple[str, str]]) -> list[int]:
+        """Chain `records` (kind, fields json) after the head in three statements, however
+        many there are (a registration's hundreds of discovery records cost no more round
+        trips to PostgreSQL than one). Called inside the write transaction."""
+        if not records:
+            return []
+        prev_seq, prev_hash = self._db.execute(
             "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        seq, ts = last_seq + 1, float(self._clock())
-        digest = record_hash(prev_hash=last_hash, seq=seq, ts=ts, kind=kind,
-                             fields_json=fields_json, key=self._key)
-        self._db.execute(
+        rows = []
+        for kind, fields_json in records:
+            seq, ts = prev_seq + 1, float(self._clock())
+            digest = record_hash(prev_hash=prev_hash, seq=seq, ts=ts, kind=kind,
+                                 fields_json=fields_json, key=self._key)
+            rows.append((seq, ts, kind, fields_json, prev_hash, digest))
+            prev_seq, prev_hash = seq, digest
+        self._db.executemany(
             "INSERT INTO audit (seq, ts, kind, fields, prev_hash, hash) VALUES (?,?,?,?,?,?)",
-            (seq, ts, kind, fields_json, last_hash, digest))
-        self._db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
-        self._uncommitted += 1
-        return seq
+            rows)
+        self._db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+                         (prev_seq, prev_hash))
+        self._uncommitted += len(rows)
+        return [row[0] for row in rows]
 
     def _write(self, work: Callable[[], object]) -> object:
         """Run `work` in one IMMEDIATE transaction; roll back everything on failure.

@@ -15,6 +15,11 @@ from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.colony import storage
 
+# Every filter a user gives (name, namespace, node, a label pair; agent is the primary key)
+# has an index that ends in (agent_id, key): a page in the listing order is a range scan
+# of that index from the page token on, whatever the registry holds. Migration: the
+# schema script runs at every open; it drops the single-column indexes of registries
+# written before paging (their columns lead the new ones) and builds the new ones once.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
   agent_id TEXT PRIMARY KEY, version TEXT NOT NULL, runtime BLOB NOT NULL,
@@ -27,14 +32,18 @@ CREATE TABLE IF NOT EXISTS services (
   labels TEXT NOT NULL, body BLOB NOT NULL,
   PRIMARY KEY (agent_id, key)
 );
-CREATE INDEX IF NOT EXISTS services_name ON services(component_name);
-CREATE INDEX IF NOT EXISTS services_namespace ON services(namespace);
-CREATE INDEX IF NOT EXISTS services_node ON services(node_name);
 CREATE TABLE IF NOT EXISTS service_labels (
   agent_id TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL,
   PRIMARY KEY (agent_id, key, label)
 );
-CREATE INDEX IF NOT EXISTS service_labels_pair ON service_labels(label, value);
+DROP INDEX IF EXISTS services_name;
+DROP INDEX IF EXISTS services_namespace;
+DROP INDEX IF EXISTS services_node;
+DROP INDEX IF EXISTS service_labels_pair;
+CREATE INDEX IF NOT EXISTS services_name_page ON services(component_name, agent_id, key);
+CREATE INDEX IF NOT EXISTS services_namespace_page ON services(namespace, agent_id, key);
+CREATE INDEX IF NOT EXISTS services_node_page ON services(node_name, agent_id, key);
+CREATE INDEX IF NOT EXISTS service_labels_page ON service_labels(label, value, agent_id, key);
 CREATE TABLE IF NOT EXISTS agent_pods (
   agent_id TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, body BLOB NOT NULL,
   PRIMARY KEY (agent_id, namespace, name)
@@ -177,10 +186,9 @@ class Registry:
             )
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for svc in diff.removed + diff.changed:
-                    self._delete(agent_id, convert.service_key(svc))
-                for svc in diff.added + diff.changed:
-                    self._insert(agent_id, svc)
+                self._delete(agent_id, [convert.service_key(s)
+                                        for s in diff.removed + diff.changed])
+                self._insert(agent_id, diff.added + diff.changed)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -253,61 +261,106 @@ class Registry:
             self._db.executemany("INSERT OR REPLACE INTO service_health VALUES (?,?,?)", [
                 (agent_id, h.service_key, h.SerializeToString()) for h in health])
 
-    def health(self) -> dict[tuple[str, str], mesh_pb2.ServiceHealth]:
-        """(agent id, service key) -> the latest probe, for services still registered."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT h.agent_id, h.key, h.body FROM service_health h JOIN services s "
-                "ON s.agent_id=h.agent_id AND s.key=h.key").fetchall()
-        return {(a, k): mesh_pb2.ServiceHealth.FromString(b) for a, k, b in rows}
-
-    def _delete(self, agent_id: str, key: str) -> None:
+    def _delete(self, agent_id: str, keys: list[str]) -> None:
         for table in ("services", "service_labels"):
-            self._db.execute(f"DELETE FROM {table} WHERE agent_id=? AND key=?", (agent_id, key))
+            self._db.executemany(f"DELETE FROM {table} WHERE agent_id=? AND key=?",
+                                 [(agent_id, key) for key in keys])
 
-    def _insert(self, agent_id: str, svc: mesh_pb2.ServiceInfo) -> None:
-        key = convert.service_key(svc)
-        self._db.execute(
-            "INSERT INTO services VALUES (?,?,?,?,?,?,?,?)",
+    def _insert(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
+        """Every row of a registration in two statements (no round trip per service)."""
+        keyed = [(convert.service_key(svc), svc) for svc in services]
+        self._db.executemany("INSERT INTO services VALUES (?,?,?,?,?,?,?,?)", [
             (agent_id, key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
-             json.dumps(dict(svc.labels)), svc.SerializeToString()),
-        )
-        self._db.executemany("INSERT INTO service_labels VALUES (?,?,?,?)",
-                             [(agent_id, key, k, v) for k, v in svc.labels.items()])
+             json.dumps(dict(svc.labels)), svc.SerializeToString()) for key, svc in keyed])
+        self._db.executemany("INSERT INTO service_labels VALUES (?,?,?,?)", [
+            (agent_id, key, k, v) for key, svc in keyed for k, v in svc.labels.items()])
 
-    def services(self, flt: ServiceFilter | None = None) -> list[tuple[str, mesh_pb2.ServiceInfo]]:
+    def services(self, flt: ServiceFilter | None = None, *, after: tuple[str, str] | None = None,
+                 limit: int | None = None) -> list[tuple[str, mesh_pb2.ServiceInfo]]:
+        """Matching services in (agent id, service key) order; with `after` (the last
+        (agent id, key) of the previous page) and `limit`, one page of them."""
         flt = flt or ServiceFilter()
         with self._lock:
-            if len(flt.labels) > 1:  # drive the query from the rarest label pair
-                flt = dataclasses.replace(flt, labels=dict(sorted(
-                    flt.labels.items(), key=lambda pair: self._db.execute(
-                        "SELECT COUNT(*) FROM service_labels WHERE label=? AND value=?",
-                        pair).fetchone()[0])))
-            sql, args = _service_query(flt)
+            flt, by_label = self._plan(flt)
+            sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label)
             rows = self._db.execute(sql, args).fetchall()
         return [(agent_id, _service(body)) for agent_id, body in rows]
 
+    def _plan(self, flt: ServiceFilter) -> tuple[ServiceFilter, bool]:
+        """Which index drives a query with labels: the rarest label pair first, and it
+        drives unless a column filter (name, agent, node, namespace) matches fewer rows
+        (namespace=shop with tier=web: the namespace's rows, each checked for the label,
+        not every web service checked for the namespace). Counts stop at PLAN_CAP."""
+        columns = [(c, v) for c, v in _COLUMNS(flt) if v]
+        if not flt.labels or (len(flt.labels) == 1 and not columns):
+            return flt, bool(flt.labels)
+        counts = {pair: self._capped("service_labels", "label=? AND value=?", pair)
+                  for pair in flt.labels.items()}
+        labels = dict(sorted(flt.labels.items(), key=lambda pair: counts[pair]))
+        fewest = min((self._capped("services", f"{c}=?", (v,)) for c, v in columns),
+                     default=PLAN_CAP + 1)
+        return dataclasses.replace(flt, labels=labels), min(counts.values()) <= fewest
 
-def _service_query(flt: ServiceFilter) -> tuple[str, list]:
+    def _capped(self, table: str, where: str, args: tuple) -> int:
+        return self._db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "
+                                f"LIMIT {PLAN_CAP}) AS capped", args).fetchone()[0]
+
+    def health_of(self, keys: list[tuple[str, str]]
+                  ) -> dict[tuple[str, str], mesh_pb2.ServiceHealth]:
+        """The latest probe of each (agent id, service key) in `keys` that has one."""
+        agents = sorted({agent_id for agent_id, _ in keys})
+        wanted, found = set(keys), {}
+        with self._lock:
+            for start in range(0, len(agents), 500):  # bound the statement's parameters
+                chunk = agents[start:start + 500]
+                found.update(((a, k), b) for a, k, b in self._db.execute(
+                    "SELECT agent_id, key, body FROM service_health WHERE agent_id IN "
+                    f"({','.join('?' * len(chunk))})", chunk).fetchall() if (a, k) in wanted)
+        return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
+
+
+PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further
+
+
+def _COLUMNS(flt: ServiceFilter) -> tuple[tuple[str, str], ...]:  # noqa: N802 - a table
+    return (("component_name", flt.name), ("agent_id", flt.agent), ("node_name", flt.node),
+            ("namespace", flt.namespace))
+
+
+def _service_query(flt: ServiceFilter, *, after: tuple[str, str] | None = None,
+                   limit: int | None = None, by_label: bool | None = None) -> tuple[str, list]:
+    """SQL for one page. `by_label` (default: when labels are given): the first label
+    pair's index drives (rows come out of service_labels_page in page order; CROSS JOIN
+    keeps SQLite from reordering); else the services index of a filtered column. Both
+    end in (agent_id, key), so `after` is a range bound."""
+    labels = list(flt.labels.items())
+    by_label = bool(labels) if by_label is None else by_label and bool(labels)
+    order = "l.agent_id, l.key" if by_label else "s.agent_id, s.key"
+    source = "service_labels l CROSS JOIN services s" if by_label else "services s"
     clauses, args = [], []
-    for column, value in (("component_name", flt.name), ("agent_id", flt.agent),
-                          ("node_name", flt.node), ("namespace", flt.namespace)):
+    if by_label:
+        clauses.append("l.label=? AND l.value=? AND s.agent_id=l.agent_id AND s.key=l.key")
+        args += list(labels[0])
+    for column, value in _COLUMNS(flt):
         if value:
-            clauses.append(f"{column}=?")
+            clauses.append(f"s.{column}=?")
             args.append(value)
     if flt.provenance:
-        clauses.append("provenance=?")
+        clauses.append("s.provenance=?")
         args.append(flt.provenance)
-    for index, (label, value) in enumerate(flt.labels.items()):
-        if index == 0:  # candidates from the (label, value) index
-            clauses.append("(s.agent_id, s.key) IN (SELECT agent_id, key FROM service_labels "
-                           "WHERE label=? AND value=?)")
-        else:  # then one primary-key lookup per candidate and further label
-            clauses.append("EXISTS (SELECT 1 FROM service_labels l WHERE l.agent_id=s.agent_id "
-                           "AND l.key=s.key AND l.label=? AND l.value=?)")
+    for label, value in labels[1:] if by_label else labels:  # a key lookup per candidate
+        clauses.append("EXISTS (SELECT 1 FROM service_labels m WHERE m.agent_id=s.agent_id "
+                       "AND m.key=s.key AND m.label=? AND m.value=?)")
         args += [label, value]
+    if after is not None:
+        clauses.append(f"({order}) > (?, ?)")
+        args += list(after)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT agent_id, body FROM services s{where} ORDER BY agent_id, key", args
+    tail = ""
+    if limit is not None:
+        tail = " LIMIT ?"
+        args.append(limit)
+    return f"SELECT s.agent_id, s.body FROM {source}{where} ORDER BY {order}{tail}", args
 
 
 def _service(body: bytes) -> mesh_pb2.ServiceInfo:

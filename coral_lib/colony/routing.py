@@ -39,6 +39,14 @@ def chosen(targeting) -> list[str]:
     return kinds
 
 
+def needs_services(targeting) -> bool:
+    """Whether resolving `targeting` reads the registry's services: `--all`, `--agent`
+    and `--node` alone select agents (and their pods), so a fan-out over every agent does
+    not load every service of the registry."""
+    return bool(targeting.pod or targeting.service or targeting.selector
+                or targeting.namespace)
+
+
 def targeting_problem(targeting) -> str:
     """'' when an operator's Targeting names only acceptable names (they reach agents and
     audit records when a pod is named directly), else the first problem."""
@@ -83,7 +91,7 @@ def resolve(
         raise NoTargets(NO_TARGETING)
     if targeting.agent and not any(a.agent_id == targeting.agent for a in agents):
         raise NoTargets(*_unknown("agent", targeting.agent, [a.agent_id for a in agents]))
-    if targeting.pod or targeting.service or targeting.selector or targeting.namespace:
+    if needs_services(targeting):
         targets = _service_targets(targeting, agents=agents, services=services)
         if not targeting.service:
             targets = _merged(targets, _pod_targets(targeting, agents=agents, pods=pods))

@@ -17,6 +17,7 @@ its secret once at start and every thread scrubs against it.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Mapping
@@ -51,6 +52,7 @@ def forget(value: str) -> None:
         _known.discard(value)
 
 
+@functools.lru_cache(maxsize=4096)  # key names repeat in every record (never secrets)
 def is_secret_key(name: str) -> bool:
     """True when a mapping key names something that holds a secret."""
     return bool(_SECRET_KEY.search(name))

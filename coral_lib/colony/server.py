@@ -28,6 +28,7 @@ from coral_lib.colony import (
     lifecycle,
     links,
     operations,
+    paging,
     pki,
     policy,
     registry,
@@ -446,12 +447,22 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             name=request.name, labels=dict(request.labels), provenance=request.provenance,
             agent=request.agent, node=request.node, namespace=request.namespace,
         )
-        health = self.state.registry.health()
-        return colony_pb2.ListServicesResponse(services=[
-            colony_pb2.ServiceRecord(agent_id=agent_id, service=svc,
-                                     health=health.get((agent_id, convert.service_key(svc))))
-            for agent_id, svc in self.state.registry.services(flt)
-        ])
+        try:
+            limit = paging.page_limit(request.page_size)
+            after = paging.decode(request.page_token)
+        except paging.BadPage as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rows = self.state.registry.services(flt, after=after, limit=limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        if more and not request.page_size:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, paging.too_many(len(rows)))
+        keys = [(agent_id, convert.service_key(svc)) for agent_id, svc in rows]
+        health = self.state.registry.health_of(keys)
+        return colony_pb2.ListServicesResponse(
+            services=[colony_pb2.ServiceRecord(agent_id=key[0], service=svc,
+                                               health=health.get(key))
+                      for key, (_, svc) in zip(keys, rows, strict=True)],
+            next_page_token=paging.encode(*keys[-1]) if more else "")
 
     def _resolve(self, targeting, context, who: auth.Identity) -> list[colony_pb2.Target]:
         """The targets; when there are none, only a caller who may list the registry is
@@ -463,7 +474,8 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             for a in self.state.registry.agents()]
         try:
             return routing.resolve(targeting, agents=agents,
-                                   services=self.state.registry.services(),
+                                   services=self.state.registry.services()
+                                   if routing.needs_services(targeting) else [],
                                    pods=self.state.registry.pods())
         except routing.NoTargets as exc:
             may_list = self.gate.grants(who, verbs.colony("ListServices"))
@@ -767,16 +779,21 @@ MAX_SEND = 256 << 20
 class ColonyServer:
     """A running colony: start() binds and serves in background threads; stop() ends it."""
 
-    def __init__(self, state: ColonyState, *, listen: str, max_workers: int = 512,
+    def __init__(self, state: ColonyState, *, listen: str, max_workers: int = 0,
                  mtls_listen: str = "") -> None:
         """listen: TLS for agents and token operators. mtls_listen: a second port that
         requires a client certificate signed by the colony CA (identity = its CN); gRPC
-        Python cannot ask for an optional client certificate on one port."""
+        Python cannot ask for an optional client certificate on one port.
+        max_workers: threads serving RPCs; by default one per RPC the colony admits
+        (limits.concurrentRpcs), since every agent's Link holds a thread for as long as it
+        is open: a smaller pool would queue heartbeats and operator calls forever behind
+        links once more agents link than it has threads (created on demand, not upfront)."""
         self.state, self.listen = state, listen
         limits = state.limits
         self._stopping, self._started = threading.Event(), False
         self._server = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
+            concurrent.futures.ThreadPoolExecutor(max_workers or limits.concurrent_rpcs,
+                                                  thread_name_prefix="grpc"),
             interceptors=[instrument.Interceptor(state.metrics), state.agent_auth,
                           guard.StreamCap(limits)],
             maximum_concurrent_rpcs=limits.concurrent_rpcs,

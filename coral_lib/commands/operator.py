@@ -13,6 +13,8 @@ from coral_lib.operator import targeting as targeting_mod
 
 # coral_lib.colony.audit/checkpoints (cryptography) load only in the audit commands.
 
+SERVICES_LIMIT = 1000  # `coral services` shows this many unless --limit says otherwise
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     agents = sub.add_parser("agents", help="list registered agents")
@@ -43,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     services.add_argument("--agent", default=None)
     services.add_argument("--node", default=None)
     services.add_argument("-n", "--namespace", default=None)
+    services.add_argument("--limit", type=int, default=SERVICES_LIMIT, metavar="N",
+                          help=f"show at most N services (default {SERVICES_LIMIT}; 0: all)")
     _output_arg(services)
     common.add_connection_args(services)
     services.set_defaults(func=services_command)
@@ -183,12 +187,19 @@ def prune_command(args: argparse.Namespace) -> int:
 def services_command(args: argparse.Namespace) -> int:
     def action() -> int:
         with common.connect(args) as colony:
+            if args.limit < 0:
+                return common.fail(f"--limit {args.limit}: expected 0 (all) or a positive "
+                                   "number", 2)
             rows = colony.list_services(
                 name=args.name, labels=labels_arg(args.label, "--label"),
                 provenance=args.provenance, agent=args.agent, node=args.node,
-                namespace=args.namespace)
-            if not rows and args.name:
-                known = [s["component_name"] for s in colony.list_services()]
+                namespace=args.namespace, limit=args.limit + 1 if args.limit else None)
+            if args.limit and len(rows) > args.limit:
+                rows = rows[:args.limit]
+                print(f"coral: showing the first {args.limit} services; more match "
+                      "(narrow the filters, or --limit 0 for all)", file=sys.stderr)
+            if not rows and args.name:  # close names among the first pages, not all
+                known = [s["component_name"] for s in colony.list_services(limit=10_000)]
                 close = selection.close_matches(args.name, known)
                 hint = f"; did you mean: {', '.join(close)}" if close else ""
                 return common.fail(f"unknown service {args.name!r}{hint}")

@@ -58,6 +58,13 @@ options:
     description:
       - Only services (and agents) on this node.
     type: str
+  limit:
+    description:
+      - Return at most this many services (the colony's order, agent id then service);
+        RV(services_truncated) says whether more matched.
+      - C(0) returns every match, fetched page by page.
+    type: int
+    default: 10000
 """
 
 EXAMPLES = r"""
@@ -136,6 +143,11 @@ services:
           type: str
   sample:
     - {agent: web-01, component_name: api, port: 8080, provenance: explicit}
+services_truncated:
+  description: Whether more services matched than O(limit) allowed to return.
+  returned: always
+  type: bool
+  sample: false
 agents:
   description: The registered agents (only those on O(node) or equal to O(agent) when given).
   returned: always
@@ -181,6 +193,7 @@ def argspec():
         provenance=dict(type="str", choices=["explicit", "discovered", "overridden"]),
         agent=dict(type="str"),
         node=dict(type="str"),
+        limit=dict(type="int", default=10000),
     )
     return spec
 
@@ -190,11 +203,14 @@ def main():
     coral.require_coral_lib(module)
     params = module.params
     labels = dict((str(k), str(v)) for k, v in (params["labels"] or {}).items())
+    limit = params["limit"]
+    if limit < 0:
+        module.fail_json(msg="limit %d: expected 0 (every match) or a positive number" % limit)
     colony = coral.connect(module)
     try:
         services = colony.list_services(
             name=params["name"], labels=labels or None, provenance=params["provenance"],
-            agent=params["agent"], node=params["node"])
+            agent=params["agent"], node=params["node"], limit=limit + 1 if limit else None)
         agents = colony.list_agents(node=params["node"])
     except coral.errors.CoralError as exc:
         coral.fail_coral(module, exc)
@@ -202,7 +218,9 @@ def main():
         colony.close()
     if params["agent"]:
         agents = [a for a in agents if a.get("agent_id") == params["agent"]]
-    module.exit_json(changed=False, services=services, agents=agents)
+    truncated = bool(limit) and len(services) > limit
+    module.exit_json(changed=False, services=services[:limit] if limit else services,
+                     services_truncated=truncated, agents=agents)
 
 
 if __name__ == "__main__":

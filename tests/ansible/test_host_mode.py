@@ -190,6 +190,7 @@ def test_coral_services_info_filters(ansible, deployed, tmp_path):
         {"coral.mesh.coral_services_info": {"agent": "nobody"}, "register": "nobody"},
         {"coral.mesh.coral_services_info": {"name": "api"}, "check_mode": True,
          "register": "checked"},
+        {"coral.mesh.coral_services_info": {"limit": 1}, "register": "one"},
     ])
     run = ansible.playbook(play)
     assert run.returncode == 0, run.stdout[-6000:]
@@ -200,6 +201,11 @@ def test_coral_services_info_filters(ansible, deployed, tmp_path):
     assert r["api"]["changed"] is False
     assert r["nobody"]["services"] == [] and r["nobody"]["agents"] == []
     assert r["checked"]["services"] == r["api"]["services"]
+    # limit (issue 11: no answer holds the whole registry): the first service, and whether
+    # more matched
+    assert r["one"]["services"] == r["everything"]["services"][:1]
+    assert r["one"]["services_truncated"] is (len(r["everything"]["services"]) > 1)
+    assert r["everything"]["services_truncated"] is False
 
 
 @pytest.mark.slow

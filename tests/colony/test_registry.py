@@ -65,7 +65,7 @@ def test_label_filter_uses_the_label_index_and_old_registries_are_backfilled(tmp
     assert reg.services(registry.ServiceFilter(labels={"tier": "data"})) == []
     sql, args = registry._service_query(flt)
     plan = " ".join(str(r) for r in reg._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
-    assert "service_labels_pair" in plan
+    assert "service_labels_page" in plan
     reg._db.execute("DELETE FROM service_labels")  # as written before the index existed
     reg.close()
     again = registry.Registry(tmp_path / "r.db")

@@ -101,3 +101,26 @@ def test_targeting_every_pod_a_daemonset_agent_sees(targeting, expected):
 def test_namespace_with_nothing_in_it_is_a_clear_error():
     with pytest.raises(routing.NoTargets, match="no service or pod in namespace 'empty'"):
         resolve_pods(namespace="empty")
+
+
+@pytest.mark.parametrize("targeting", [
+    {"all": True}, {"agent": "a2"}, {"node": "node-1"}, {"agent": "a1", "container": "app"},
+    {"all": True, "node": "node-9"}, {"node": "node-9"}])
+def test_agent_targeting_needs_no_services(targeting):
+    """Issue 11 (a fan-out over all 3,000 agents with 1,000,000 services stored): the colony
+    skips loading services when needs_services() says so; the outcome is the same."""
+    msg = colony_pb2.Targeting(**targeting)
+    assert not routing.needs_services(msg)
+
+    def outcome(services):
+        try:
+            return routing.resolve(msg, agents=AGENTS, services=services)
+        except routing.NoTargets as exc:
+            return str(exc)
+    assert outcome([]) == outcome(SERVICES)
+
+
+@pytest.mark.parametrize("targeting", [
+    {"service": "api"}, {"selector": {"tier": "web"}}, {"pod": "api-1"}, {"namespace": "shop"}])
+def test_service_targeting_reads_services(targeting):
+    assert routing.needs_services(colony_pb2.Targeting(**targeting))

@@ -58,7 +58,7 @@ def test_storage_backends_pass_the_same_suite(database, tmp_path):
     key = convert.service_key(diff.added[0])
     for state in ("unknown", "healthy"):  # INSERT OR REPLACE on (agent_id, key)
         reg.set_health("web-1", [mesh_pb2.ServiceHealth(service_key=key, state=state)])
-    assert [h.state for h in reg.health().values()] == ["healthy"]
+    assert [h.state for h in reg.health_of([("web-1", key)]).values()] == ["healthy"]
     reg.upsert_agent(registry.AgentRow(
         agent_id="gone", version="1", runtime=agent_pb2.RuntimeContext(), node_name="n2",
         node_labels={}, labels={}, registered_at=1.0, last_seen=1.0))

@@ -98,7 +98,7 @@ class ListAgentsResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentRecord, _Mapping]]] = ...) -> None: ...
 
 class ListServicesRequest(_message.Message):
-    __slots__ = ("name", "labels", "provenance", "agent", "node", "namespace")
+    __slots__ = ("name", "labels", "provenance", "agent", "node", "namespace", "page_size", "page_token")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,19 +112,25 @@ class ListServicesRequest(_message.Message):
     AGENT_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     provenance: _mesh_pb2.ServiceProvenance
     agent: str
     node: str
     namespace: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[_mesh_pb2.ServiceProvenance, str]] = ..., agent: _Optional[str] = ..., node: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[_mesh_pb2.ServiceProvenance, str]] = ..., agent: _Optional[str] = ..., node: _Optional[str] = ..., namespace: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListServicesResponse(_message.Message):
-    __slots__ = ("services",)
+    __slots__ = ("services", "next_page_token")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceRecord]
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceRecord, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("agent_id", "service", "namespace", "pod", "container", "node")
