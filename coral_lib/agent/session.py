@@ -117,6 +117,8 @@ class LinkWorker:
                 attempt = 0
             except grpc.RpcError as exc:
                 log.debug("link to colony lost: %s", exc.code())
+            except Exception:  # noqa: BLE001 - a bug handling one message must not end the link for good
+                log.exception("link to colony dropped after an error; linking again")
             if self.connected.is_set():
                 self.recorder.link(False)
                 if time.monotonic() - self._opened_at >= STABLE_LINK:

@@ -22,6 +22,7 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
 from collections.abc import Mapping, Sequence
 
 from coral_lib.ops import base, chroot, nsenter, procgroup
@@ -38,6 +39,10 @@ class PtySession:
         self.proc = proc
         self.master_fd = master_fd
         self.eof = False
+        # close() runs from the output pump and from a cancel at once: the first does the
+        # work, the other waits for it (a second os.close could hit a reused descriptor)
+        self._closing = threading.Lock()
+        self._exit_code: int | None = None
 
     @classmethod
     def spawn(
@@ -154,7 +159,14 @@ class PtySession:
         return code if code >= 0 else 128 - code
 
     def close(self, *, grace: float = 1.0) -> int:
-        """Hang up the terminal, kill what remains, and return the exit code."""
+        """Hang up the terminal, kill what remains, and return the exit code. Safe to call
+        from several threads and more than once."""
+        with self._closing:
+            if self._exit_code is None:
+                self._exit_code = self._close(grace)
+            return self._exit_code
+
+    def _close(self, grace: float) -> int:
         if self.eof and self.proc.poll() is None:
             try:  # output ended: the command is exiting on its own; keep its exit code
                 self.proc.wait(grace)

@@ -115,3 +115,35 @@ def test_close_after_end_of_output_keeps_the_exit_code(shop_pod):
         while not session.eof:
             session.read(0.1)
         assert session.close() == 9
+
+
+def test_close_from_the_output_pump_and_a_cancel_at_once_closes_the_terminal_once(tmp_path):
+    """A cancel arriving while the output pump closes the ended shell: both calls return
+    the exit code, the terminal's descriptor is closed exactly once. (A second os.close
+    killed the agent's link thread with EBADF, or could close a reused descriptor.)"""
+    import os
+    import threading
+
+    session = pty_session.PtySession.spawn(["sh", "-c", "trap '' HUP; sleep 30"])
+    fd = session.master_fd
+    start, codes, errors = threading.Barrier(4), [], []
+
+    def close() -> None:
+        start.wait()
+        try:
+            codes.append(session.close(grace=0.3))
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            errors.append(exc)
+    threads = [threading.Thread(target=close) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and codes == [128 + signal.SIGKILL] * 4
+    spare = os.open(os.devnull, os.O_RDONLY)  # likely reuses the terminal's number
+    try:
+        assert session.close() == 128 + signal.SIGKILL
+        os.fstat(spare)  # a late close must not have closed this descriptor
+    finally:
+        os.close(spare)
+    assert fd >= 0
