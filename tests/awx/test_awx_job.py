@@ -27,7 +27,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support import awx, coral_procs, locks
+from tests.support import awx, coral_procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CREDENTIAL_TYPE = ROOT / "extensions" / "awx" / "credential_type_coral.yml"
@@ -48,10 +48,9 @@ rules:
 @pytest.fixture(scope="module")
 def ee() -> dict:
     """The EE image (tools/build_ee.sh; cached under build/ee by a hash of its inputs)."""
-    with locks.exclusive(locks.SOURCE_BUILD):  # builds the checkout's wheel in place
-        run = subprocess.run(["bash", str(ROOT / "tools" / "build_ee.sh")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=3600,
-                             env={**os.environ, "PYTHON": sys.executable})
+    run = subprocess.run(["bash", str(ROOT / "tools" / "build_ee.sh")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=3600,
+                         env={**os.environ, "PYTHON": sys.executable})
     assert run.returncode == 0, run.stderr[-5000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 

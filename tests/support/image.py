@@ -85,7 +85,7 @@ def why_not() -> str:
 def build(*, force: bool = False) -> AgentImage:
     """Run tools/build_image.sh (a cache hit when nothing changed) and describe the result."""
     argv = ["bash", str(SCRIPT), *(["--force"] if force else [])]
-    with locks.exclusive(locks.SOURCE_BUILD):  # parallel workers: one build, then cache hits
+    with locks.exclusive(locks.IMAGE):  # parallel workers: one build, then cache hits
         result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
                                 timeout=BUILD_TIMEOUT)
     if result.returncode != 0:

@@ -16,8 +16,11 @@ from collections.abc import Iterator
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DIR = ROOT / "build" / "locks"
 
-# One name per shared thing; every in-place build of the checkout takes SOURCE_BUILD.
-SOURCE_BUILD = "source-build"  # tools/build_image.sh, tools/build_ee.sh, nspawn.wheelhouse
+# One name per shared thing. Every in-place build of the checkout (`pip wheel .`) takes
+# SOURCE_BUILD: nspawn.wheelhouse here, the wheelhouse steps of tools/build_image.sh and
+# tools/build_ee.sh with flock(1) on the same file.
+SOURCE_BUILD = "source-build"
+IMAGE = "image"  # tests/support/image.build: the run's image, cached under build/image
 HOSTS_ROOTFS = "hosts-rootfs"  # nspawn.rootfs: mmdebstrap into build/hosts
 
 
