@@ -18,7 +18,6 @@ import random
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 
@@ -150,10 +149,7 @@ class Containerd:
         self.bridge = ""
         self.gateway = ""
         self.base = pathlib.Path(tmp_dir).resolve() / f"containerd-{uuid.uuid4().hex[:8]}"
-        # sockets in a short directory of their own: containerd takes unix socket paths of at
-        # most 104 bytes, which a deep tmp_path (a parallel worker's, a long test name) exceeds
-        self.socket_dir = pathlib.Path(tempfile.mkdtemp(prefix="crd-"))
-        self.socket = str(self.socket_dir / "containerd.sock")
+        self.socket = str(self.base / "containerd.sock")
         self.log_path = self.base / "containerd.log"
         self.start_timeout = start_timeout
         self.startup_seconds = 0.0  # containerd start until the CRI Version RPC answers
@@ -254,7 +250,6 @@ class Containerd:
         if self._used_default_parent:
             remove_cgroup_parents(DEFAULT_CGROUP_PARENT)  # rmdir: only when nobody else uses it
         shutil.rmtree(self.base, ignore_errors=True)
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def _stop_process(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

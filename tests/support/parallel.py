@@ -9,6 +9,12 @@ first (SLOW_FIRST) so none of them is left alone at the end of the run.
 Why not xdist_group marks and --dist loadgroup: pytest-xdist 3.8 appends the group to
 `item._nodeid`, which pytest 9.2 no longer reads (node ids live in `item._id`), so the marks
 are silently ignored. A scheduler has no such dependency.
+
+Shared things outside tmp_path are locked (tests/support/locks.py: in-place builds of the
+checkout, the image, the hosts' rootfs); everything else a test starts takes free ports and
+unique names. A worker's tmp_path is one directory deeper (popen-gwN), so tools/test.sh
+passes a short --basetemp: containerd refuses unix socket paths over 104 bytes. Run by hand
+as `pytest -n 3 --dist loadfile --basetemp $(mktemp -d /tmp/ctest.XXXXXX) tests/...`.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ SHARED_DIRECTORIES = {  # directory under tests/ -> what its tests share
     "ansible_surface": "the package fixture: colony with mTLS and its agents",
 }
 
-# Units that take the longest (summed test durations of a full parallel run, 4 workers:
-# 230-320 s each), started before all others.
+# Units that take the longest (summed test durations in full parallel runs: 150-900 s
+# each on a loaded machine), started before all others.
 SLOW_FIRST = (
     "tests/hosts",
     "tests/ansible_surface",
