@@ -38,17 +38,19 @@ SHARED_DIRECTORIES = {  # directory under tests/ -> what its tests share
 # each on a loaded machine), started before all others.
 SLOW_FIRST = (
     "tests/hosts",
-    "tests/ansible_surface",
     "tests/kube_e2e",
+    "tests/ansible/test_host_mode.py",
     "tests/awx/test_awx_job.py",
+    "tests/ansible/test_colony_replicas.py",
+    "tests/ansible_k8s/test_rollout.py",
+    "tests/ansible_surface",
+    "tests/ansible/test_molecule.py",
     "tests/image/test_reproducible.py",
     "tests/integration/test_fleet_exec.py",
+    "tests/ansible_k8s/test_molecule.py",
+    "tests/ansible_k8s/test_deploy.py",
     "tests/ansible_fleet",
     "tests/resilience/test_webhook_fuzz.py",
-    "tests/ansible/test_colony_replicas.py",
-    "tests/ansible/test_molecule.py",
-    "tests/ansible_k8s/test_molecule.py",
-    "tests/guides/test_troubleshooting.py",
 )
 
 
