@@ -12,6 +12,17 @@ import pytest
 from tests.support import coral_procs
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without the plugin
+def pytest_xdist_make_scheduler(config, log):
+    """Parallel runs (tools/test.sh: -n N --dist loadfile) schedule whole files, and whole
+    directories that share a costly session fixture (tests/support/parallel.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.support import parallel
+
+    return parallel.Scheduler(config, log)
+
+
 @pytest.fixture
 def colony_args() -> tuple[str, ...]:
     """Extra `coral colony start` arguments for the `colony` fixture."""

@@ -96,11 +96,15 @@ wheelhouse() {  # everything pip installs in any stage of the build
   local wheels=$OUT/wheels log=$OUT/pip-wheel.log kc_requirements
   kc_requirements=$("$PYTHON" -c 'import ansible_collections.kubernetes.core as m, os; print(os.path.join(list(m.__path__)[0], "requirements.txt"))')
   rm -rf "$wheels" && mkdir -p "$wheels"
-  "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt -w "$wheels" \
-    . "ansible-core>=2.18,<2.20" ansible-runner bindep dumb-init pyyaml packaging \
-    setuptools wheel pip -r meta/ee-requirements.txt -r "$kc_requirements" >"$log" 2>&1 \
-    || { cat "$log" >&2; exit 1; }
-  rm -rf build/lib build/bdist.*  # setuptools' in-tree build leftovers
+  mkdir -p build/locks
+  (  # one in-place build of the checkout at a time (parallel test workers; tests/support/locks.py)
+    flock 9
+    "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt -w "$wheels" \
+      . "ansible-core>=2.18,<2.20" ansible-runner bindep dumb-init pyyaml packaging \
+      setuptools wheel pip -r meta/ee-requirements.txt -r "$kc_requirements" >"$log" 2>&1 \
+      || { cat "$log" >&2; exit 1; }
+    rm -rf build/lib build/bdist.*  # setuptools' in-tree build leftovers
+  ) 9>build/locks/source-build.lock
 }
 
 kubernetes_core() {  # Galaxy is out of reach: the copy the `ansible` package bundles

@@ -66,10 +66,14 @@ BUILDAH=(buildah --root "$OUT/containers/storage" --runroot "$OUT/containers/run
 wheelhouse() {  # $1: where the wheels go
   local wheels=$1 log=$OUT/pip-wheel.log
   rm -rf "$wheels" && mkdir -p "$wheels"
-  # pip itself comes along: the Containerfile runs it from its wheel (no pip in the image)
-  "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
-    -w "$wheels" ".[postgresql]" pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  rm -rf build/lib build/bdist.* # setuptools' in-tree build leftovers
+  mkdir -p build/locks
+  (  # one in-place build of the checkout at a time (parallel test workers; tests/support/locks.py)
+    flock 9
+    # pip itself comes along: the Containerfile runs it from its wheel (no pip in the image)
+    "$PYTHON" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
+      -w "$wheels" ".[postgresql]" pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    rm -rf build/lib build/bdist.* # setuptools' in-tree build leftovers
+  ) 9>build/locks/source-build.lock
 }
 
 base_image() {

@@ -17,6 +17,7 @@ from tests.ansible.conftest import BIN, ROOT, free_port
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~40 s alone; minutes beside parallel workers on 2 cores
 def test_molecule_default_scenario_converges_is_idempotent_and_verifies(
         ansible, target_venv, tmp_path):
     root = tmp_path / "molecule"

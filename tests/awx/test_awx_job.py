@@ -30,6 +30,10 @@ import yaml
 from tests.support import awx, coral_procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# the first test builds the EE from nothing on a fresh machine (CI): minutes, more beside
+# parallel workers on 2 cores
+pytestmark = pytest.mark.timeout(1200)
+
 CREDENTIAL_TYPE = ROOT / "extensions" / "awx" / "credential_type_coral.yml"
 
 INVENTORY_SOURCE = ROOT / "inventories" / "coral.colony.yml"

@@ -4,9 +4,8 @@ with backoff, clear log line), a colony host reboot (agents re-link)."""
 
 from __future__ import annotations
 
-import time
-
 from tests.hosts.conftest import AGENTS, COLONY
+from tests.support import coral_procs
 
 HOSTS = (COLONY, *AGENTS)
 
@@ -45,11 +44,16 @@ def test_agent_that_cannot_reach_the_colony_at_boot_retries_and_says_so(deployed
     colony.stop()
     try:
         agent.reboot()
-        time.sleep(6)  # a few attempts with backoff
-        log = agent.ssh("journalctl -b -u coral-agent --no-pager -o cat").stdout
-        unreachable = [line for line in log.splitlines() if "colony unreachable at" in line
-                       or "cannot join colony at" in line]
-        assert len(unreachable) >= 2, log[-3000:]
+
+        def unreachable_lines() -> list[str]:
+            log = agent.ssh("journalctl -b -u coral-agent --no-pager -o cat").stdout
+            return [line for line in log.splitlines() if "colony unreachable at" in line
+                    or "cannot join colony at" in line]
+
+        # a few attempts with backoff: wait for the second, not a fixed time
+        coral_procs.wait_for(lambda: len(unreachable_lines()) >= 2, timeout=60, interval=1.0,
+                             what="two 'colony unreachable' attempts in the agent's journal")
+        unreachable = unreachable_lines()
         assert deployed.settings["coral_colony_listen"] in unreachable[0]
         assert "retrying in" in unreachable[0]
         assert agent.ssh("systemctl is-active coral-agent").stdout.strip() == "active"

@@ -16,6 +16,7 @@ from tests.ansible.conftest import BIN, ROOT, free_port
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~1 min alone; minutes beside parallel workers on 2 cores
 def test_molecule_hosts_scenario_boots_converges_verifies_and_destroys(tmp_path):
     control = tempfile.mkdtemp(prefix="cp-", dir="/tmp")  # ssh's socket path has a short limit
     env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(ROOT),

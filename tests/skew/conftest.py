@@ -74,8 +74,11 @@ def build(ref: str, work: pathlib.Path) -> Release:
          "--no-index", "-q", "-w", str(wheels), str(src))
     _run(sys.executable, "-m", "venv", "--without-pip", str(venv))
     wheel = next(wheels.glob("*.whl"))
+    # without PYTHONPATH: a checkout on it with coral_lib.egg-info (left by an in-place build)
+    # makes pip see coral-lib as installed already and install nothing into the venv
     _run(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--no-deps", "--no-index", "-q", str(wheel))
+         "--no-deps", "--no-index", "-q", str(wheel),
+         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     site = subprocess.run([str(venv / "bin" / "python"), "-c",
                            "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()

@@ -14,7 +14,7 @@ import pytest
 from coral_lib import supervise
 
 
-def _wait_for(predicate, *, timeout: float = 10.0):
+def _wait_for(predicate, *, timeout: float = 30.0):  # only a failure waits that long
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

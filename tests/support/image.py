@@ -33,6 +33,7 @@ import time
 import pytest
 
 from coral_lib._proto.cri.runtime.v1 import api_pb2
+from tests.support import locks
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "build_image.sh"
@@ -84,8 +85,9 @@ def why_not() -> str:
 def build(*, force: bool = False) -> AgentImage:
     """Run tools/build_image.sh (a cache hit when nothing changed) and describe the result."""
     argv = ["bash", str(SCRIPT), *(["--force"] if force else [])]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                            timeout=BUILD_TIMEOUT)
+    with locks.exclusive(locks.IMAGE):  # parallel workers: one build, then cache hits
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                                timeout=BUILD_TIMEOUT)
     if result.returncode != 0:
         raise RuntimeError(f"tools/build_image.sh failed ({result.returncode}):\n"
                            f"{result.stderr[-4000:]}")

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from tests.support import locks
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("CORAL_HOSTS_BUILD", ROOT / "build" / "hosts"))
 MIRROR = os.environ.get("CORAL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -54,6 +56,11 @@ def _key(parts: list[str]) -> str:
 
 def rootfs(build: pathlib.Path = BUILD) -> pathlib.Path:
     """The cached bootable rootfs directory (built on first use, ~25 s)."""
+    with locks.exclusive(locks.HOSTS_ROOTFS):  # parallel test workers build it once
+        return _rootfs(build)
+
+
+def _rootfs(build: pathlib.Path) -> pathlib.Path:
     target = build / f"rootfs-{_key(list(RECIPE) + list(MASKED))}"
     if (target / ".complete").exists():
         return target
@@ -82,6 +89,11 @@ def _source_files() -> list[pathlib.Path]:
 
 def wheelhouse(build: pathlib.Path = BUILD) -> pathlib.Path:
     """coral-lib's wheel and its dependencies' wheels, cached by a hash of the sources."""
+    with locks.exclusive(locks.SOURCE_BUILD):  # `pip wheel .` builds in the checkout
+        return _wheelhouse(build)
+
+
+def _wheelhouse(build: pathlib.Path) -> pathlib.Path:
     digest = hashlib.sha256(WHEEL_TARGET.encode())
     for path in _source_files():
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
