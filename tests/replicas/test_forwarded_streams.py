@@ -418,20 +418,31 @@ def test_replica_port_stream_refuses_agents_operators_strangers_and_bad_frames(f
     assert [r["status"] for r in outcome.results] == ["ok"]
 
 
+def _fresh_pair(replica_set, tmp_path):
+    """(r0, r1, agent) of a new replica set whose one agent is linked to r1 (a test that
+    kills a replica cannot share the module's pair)."""
+    replica_set.start(2)
+    r0, r1 = replica_set.replicas
+    (agent,) = start_agents(tmp_path / "agents", [replica_set.view(1)], [AGENT])
+    try:
+        coral_procs.wait_for(lambda: _linked_somewhere(r0, AGENT), timeout=40,
+                             what=f"{AGENT} linked to r1")
+    except BaseException:
+        agent.stop()
+        raise
+    return r0, r1, agent
+
+
 def test_holder_replica_killed_mid_shell_ends_the_stream_and_audit_says_interrupted(
         replica_set, tmp_path):
     """"An operation for an agent linked to another replica is forwarded to that replica",
     failure: the replica holding the link is SIGKILLed during a shell called on r0. The
     operator's stream ends with an error naming that replica, r0's audit closes the shell
     as interrupted, and the command on the agent (whose link dropped) is gone."""
-    replica_set.start(2)
-    r0, r1 = replica_set.replicas
-    (agent,) = start_agents(tmp_path / "agents", [replica_set.view(1)], [AGENT])
+    r0, r1, agent = _fresh_pair(replica_set, tmp_path)
     marker = _marker()
     term = None
     try:
-        coral_procs.wait_for(lambda: _linked_somewhere(r0, AGENT), timeout=40,
-                             what=f"{AGENT} linked to r1")
         term = _Terminal(r0)
         term.type(agent_pb2.ShellInput(stdin=f"echo up-$((1+1)); sleep {marker}\n".encode()))
         term.until(lambda t: b"up-2" in t.seen)
@@ -457,14 +468,10 @@ def test_calling_replica_killed_mid_shell_the_holder_stops_the_command(replica_s
     cancellation from the other side: the replica the operator called (r0) is SIGKILLed
     during a shell relayed to r1; r1 cancels the command on the agent, and r1, seeing r0's
     heartbeat stop, closes r0's shell record as interrupted."""
-    replica_set.start(2)
-    r0, r1 = replica_set.replicas
-    (agent,) = start_agents(tmp_path / "agents", [replica_set.view(1)], [AGENT])
+    r0, r1, agent = _fresh_pair(replica_set, tmp_path)
     marker = _marker()
     term = None
     try:
-        coral_procs.wait_for(lambda: _linked_somewhere(r0, AGENT), timeout=40,
-                             what=f"{AGENT} linked to r1")
         term = _Terminal(r0, argv=["sleep", marker])
         term.read_in_background()  # the call starts when its output is read
         coral_procs.wait_for(lambda: _sleeping(marker), timeout=15, what="sleep running")
