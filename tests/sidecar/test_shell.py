@@ -139,10 +139,12 @@ def test_close_from_the_output_pump_and_a_cancel_at_once_closes_the_terminal_onc
         t.start()
     for t in threads:
         t.join(10)
-    assert errors == [] and codes == [128 + signal.SIGKILL] * 4
+    # SIGHUP ends it when close() comes before the shell set its trap, else SIGKILL
+    assert errors == [] and len(set(codes)) == 1 and len(codes) == 4
+    assert codes[0] in (128 + signal.SIGHUP, 128 + signal.SIGKILL)
     spare = os.open(os.devnull, os.O_RDONLY)  # likely reuses the terminal's number
     try:
-        assert session.close() == 128 + signal.SIGKILL
+        assert session.close() == codes[0]
         os.fstat(spare)  # a late close must not have closed this descriptor
     finally:
         os.close(spare)
