@@ -118,6 +118,10 @@ class Registry:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             self._backfill_labels()
+            # ListServices reads on a connection of their own: behind the writer's lock they
+            # queued after every heartbeat and registration commit (the p99 at scale)
+            self._reader = storage.connect(self.path, store="registry")
+        self._read_lock = threading.Lock()
 
     def _backfill_labels(self) -> None:
         """Registries written before the label index existed: index their labels once."""
@@ -129,8 +133,9 @@ class Registry:
             for label, value in json.loads(labels).items()])
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
     def upsert_agent(self, row: AgentRow) -> None:
         with self._lock, _explained("agent not stored", self.path):
@@ -280,10 +285,10 @@ class Registry:
         """Matching services in (agent id, service key) order; with `after` (the last
         (agent id, key) of the previous page) and `limit`, one page of them."""
         flt = flt or ServiceFilter()
-        with self._lock:
+        with self._read_lock:
             flt, by_label = self._plan(flt)
             sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label)
-            rows = self._db.execute(sql, args).fetchall()
+            rows = self._reader.execute(sql, args).fetchall()
         return [(agent_id, _service(body)) for agent_id, body in rows]
 
     def _plan(self, flt: ServiceFilter) -> tuple[ServiceFilter, bool]:
@@ -302,7 +307,7 @@ class Registry:
         return dataclasses.replace(flt, labels=labels), min(counts.values()) <= fewest
 
     def _capped(self, table: str, where: str, args: tuple) -> int:
-        return self._db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "
+        return self._reader.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "
                                 f"LIMIT {PLAN_CAP}) AS capped", args).fetchone()[0]
 
     def health_of(self, keys: list[tuple[str, str]]
@@ -310,10 +315,10 @@ class Registry:
         """The latest probe of each (agent id, service key) in `keys` that has one."""
         agents = sorted({agent_id for agent_id, _ in keys})
         wanted, found = set(keys), {}
-        with self._lock:
+        with self._read_lock:
             for start in range(0, len(agents), 500):  # bound the statement's parameters
                 chunk = agents[start:start + 500]
-                found.update(((a, k), b) for a, k, b in self._db.execute(
+                found.update(((a, k), b) for a, k, b in self._reader.execute(
                     "SELECT agent_id, key, body FROM service_health WHERE agent_id IN "
                     f"({','.join('?' * len(chunk))})", chunk).fetchall() if (a, k) in wanted)
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}

@@ -295,3 +295,29 @@ def test_unpaged_request_past_the_limit_is_refused_not_truncated(tmp_path):
     finally:
         colony.stop()
 
+
+
+def test_a_listing_is_answered_while_a_write_holds_the_registry(database):
+    """`ListServices` p99 at 1,000,000 services: listings read on their own connection, so
+    they never wait behind the writer (every heartbeat and registration commit). A write is
+    held open here; the listing and its health still answer, and see the last commit."""
+    import concurrent.futures
+    import threading
+
+    reg = filled(database("registry.db"))
+    release = threading.Event()
+
+    def held_write() -> None:
+        with reg._lock:  # what a long registration holds while it writes
+            release.wait(30)
+    writer = threading.Thread(target=held_write)
+    writer.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            rows = pool.submit(reg.services, FILTERS["label"]).result(timeout=10)
+            health = pool.submit(reg.health_of, [(a, convert.service_key(s))
+                                                 for a, s in rows]).result(timeout=10)
+        assert len(rows) == 24 and health == {}
+    finally:
+        release.set()
+        writer.join()
