@@ -146,6 +146,10 @@ def test_e2e_daemonset_agents_discover_pods_exec_shell_tap_and_report_forbidden(
         stop.set()
         watcher.join()
     assert seen and all(seen), f"web left the registry during the restart: {seen}"
+    # web never left the registry, so the wait above can end before the restarted agent
+    # logs its registration: wait for that line itself
+    wait_for(lambda: re.search(r"registered with colony", _attempt_log(kube, pod_a, 1)),
+             timeout=60, what="the restarted agent's registration in its log")
     restarted = _attempt_log(kube, pod_a, 1)
     first = re.search(r"registered with colony .* \((\d+) services\)", restarted)
     assert first and int(first[1]) >= 1, restarted[-2000:]

@@ -50,7 +50,7 @@ exec "$@"
 """
 
 
-def _wait_for(what: str, check, *, timeout: float = 10.0):
+def _wait_for(what: str, check, *, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
