@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import grpc
 
-from coral_lib import __version__, convert
+from coral_lib import __version__, addresses, convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
@@ -30,7 +30,8 @@ class Refused(Exception):
 
 
 LINK_RETRY_CAP = 15.0  # seconds between Link attempts at most, one colony address
-FAILOVER_LINK_RETRY_CAP = 4.0  # the same with several replica addresses to fail over to
+# the same with several replica addresses to fail over to: gRPC's reconnect cap, one bound
+FAILOVER_LINK_RETRY_CAP = addresses.FAILOVER_RECONNECT_CAP
 STABLE_LINK = 10.0  # a link up this long starts the backoff afresh when it drops; one that
 # a colony keeps closing at once does not, so it is not retried twice a second
 

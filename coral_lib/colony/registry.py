@@ -307,8 +307,8 @@ class Registry:
         return dataclasses.replace(flt, labels=labels), min(counts.values()) <= fewest
 
     def _capped(self, table: str, where: str, args: tuple) -> int:
-        return self._reader.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "
-                                f"LIMIT {PLAN_CAP}) AS capped", args).fetchone()[0]
+        return self._reader.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE "
+                                    f"{where} LIMIT {PLAN_CAP}) AS capped", args).fetchone()[0]
 
     def health_of(self, keys: list[tuple[str, str]]
                   ) -> dict[tuple[str, str], mesh_pb2.ServiceHealth]:
