@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # at run time cfg is a view.Section: the agent never loads py
 log = logging.getLogger(__name__)
 
 Discover = Callable[[], list[service.ServiceInfo]]
+STOP_JOIN_TIMEOUT = 5.0  # seconds for the agent's threads to end, together, once it stops
 
 
 def desired_services(candidates: list[service.ServiceInfo], cfg: config_mod.AgentConfig, *,
@@ -150,7 +151,7 @@ class Agent:
                 return
             sess = session_mod.Session(stub=stub, agent_id=held.agent_id,
                                        node_name=self.node_name,
-                                       labels=dict(self.cfg.agent.labels))
+                                       labels=dict(self.cfg.agent.labels), stop=self.stop)
             link = session_mod.LinkWorker(
                 sess, self.handlers, stop=self.stop, recorder=self.recorder,
                 retry_cap=(session_mod.FAILOVER_LINK_RETRY_CAP
@@ -170,8 +171,11 @@ class Agent:
                 sess.deregister("agent stopped")
         finally:
             self.stop.set()
+            # one deadline for all: each thread watches `stop`; a stuck one must not hold up
+            # the exit past systemd's TimeoutStopSec (15 s), which would end the unit failed
+            deadline = time.monotonic() + STOP_JOIN_TIMEOUT
             for thread in threads:
-                thread.join(timeout=5)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
             chan.close()
             if local is not None:
                 local.stop(1)
@@ -221,6 +225,8 @@ class Agent:
                 attempt = 0
                 if self._heartbeat_until_lost(sess, interval):
                     return  # stopping while registered: `registered` stays set
+            except session_mod.Stopped:
+                return
             except session_mod.Refused as exc:
                 log.error("%s", exc)
             except grpc.RpcError as exc:

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -41,25 +42,48 @@ def backoff(attempt: int, *, base: float = 0.5, cap: float = 15.0) -> float:
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 10))))
 
 
+class Stopped(Exception):
+    """The agent began to stop while a call to the colony was in flight; the call was
+    cancelled (a colony that does not answer must not hold up systemd's or kubelet's stop)."""
+
+
+STOP_POLL = 0.2  # seconds: how soon an in-flight call notices the agent stopping
+
+
 class Session:
     """One agent's conversation with the colony over one channel whose call credentials
-    (agent.credentials) prove who it is; `agent_id` is what its certificate names."""
+    (agent.credentials) prove who it is; `agent_id` is what its certificate names. With
+    `stop`, register and heartbeat calls are cancelled when it is set (raising Stopped)."""
 
     def __init__(self, *, stub: mesh_pb2_grpc.MeshStub, agent_id: str, node_name: str = "",
                  labels: dict[str, str] | None = None,
-                 node_labels: dict[str, str] | None = None) -> None:
+                 node_labels: dict[str, str] | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.stub, self.agent_id = stub, agent_id
         self.node_name, self.labels, self.node_labels = node_name, labels or {}, node_labels or {}
+        self.stop = stop
+
+    def _call(self, method: Any, request: Any, timeout: float) -> Any:
+        if self.stop is None:
+            return method(request, timeout=timeout)
+        call = method.future(request, timeout=timeout)
+        finished = threading.Event()
+        call.add_done_callback(lambda _call: finished.set())
+        while not finished.wait(STOP_POLL):
+            if self.stop.is_set():
+                call.cancel()
+                raise Stopped()
+        return call.result()
 
     def register(self, *, services: list[mesh_pb2.ServiceInfo],
                  runtime: agent_pb2.RuntimeContext, timeout: float = 10.0,
                  pods: list[mesh_pb2.PodRef] | None = None) -> float:
         """Register; returns the heartbeat interval. Raises Refused or grpc.RpcError."""
-        reply = self.stub.Register(mesh_pb2.RegisterRequest(
+        reply = self._call(self.stub.Register, mesh_pb2.RegisterRequest(
             version=__version__, labels=self.labels, services=services,
             node_name=self.node_name, node_labels=self.node_labels, runtime=runtime,
             pods=pods or [],
-        ), timeout=timeout)
+        ), timeout)
         if not reply.accepted:
             raise Refused(f"colony refused agent {self.agent_id}: {reply.reason}")
         return reply.heartbeat_interval_seconds or 10.0
@@ -69,10 +93,10 @@ class Session:
                   health: list[mesh_pb2.ServiceHealth] | None = None
                   ) -> mesh_pb2.HeartbeatResponse:
         """services/pods None: unchanged since the last call."""
-        return self.stub.Heartbeat(mesh_pb2.HeartbeatRequest(
+        return self._call(self.stub.Heartbeat, mesh_pb2.HeartbeatRequest(
             services_changed=services is not None, services=services or [],
             pods_changed=pods is not None, pods=pods or [], health=health or [],
-        ), timeout=timeout)
+        ), timeout)
 
     def deregister(self, reason: str, *, timeout: float = 5.0) -> bool:
         """Leave the colony's registry (the agent stops for good); False when the colony
