@@ -20,7 +20,10 @@ def test_state_absent_with_purge_leaves_nothing(ansible, deployed):
         left = host.ssh(f"ls -d {LEFT} 2>/dev/null; getent passwd coral; "
                         "systemctl list-units --all --no-legend 'coral-*'; "
                         "pgrep -af 'venv/bin/[c]oral'")
-        assert left.stdout.strip() == "", (name, left.stdout)
+        journal = host.ssh("journalctl --no-pager -n 30 -u coral-agent -u coral-colony; "
+                           "ps -eo pid,ppid,stat,wchan:24,cgroup:48,args; "
+                           "grep . /proc/[0-9]*/status 2>/dev/null | grep -E 'State|SigCgt|NSpid' ")
+        assert left.stdout.strip() == "", f"{name}: {left.stdout}\n{journal.stdout}"
     again = deployed.playbook(ansible, "-e", "coral_state=absent")
     assert again.returncode == 0, again.stdout[-6000:]
     assert all(row["changed"] == 0 for row in recaps(again.stdout).values()), again.stdout[-4000:]
