@@ -204,7 +204,7 @@ class Registry:
                     self._db.execute("DELETE FROM departed_agents WHERE agent_id=?",
                                      (row.agent_id,))
                 return before, diff
-            return self._transaction(work)
+            return self._transaction(work, key=row.agent_id)
 
     def _agent_locked(self, agent_id: str) -> AgentRow | None:
         row = self._db.execute("SELECT * FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
@@ -235,9 +235,14 @@ class Registry:
             self._db.executemany("INSERT OR REPLACE INTO agent_pods VALUES (?,?,?,?)", [
                 (agent_id, p.namespace, p.name, p.SerializeToString()) for p in pods])
 
-    def _transaction(self, work):
-        """Run `work` in one IMMEDIATE transaction (called with the lock held)."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, work, *, key: str = ""):
+        """Run `work` in one IMMEDIATE transaction (called with the lock held). With `key`
+        (an agent id: `work` writes only its rows), PostgreSQL serializes only the writers
+        of that agent across replicas, not every registry write."""
+        if key and not storage.is_file(self.path):
+            self._db.begin_keyed(key)
+        else:
+            self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
             self._db.execute("COMMIT")

@@ -4,6 +4,8 @@ Both backends (the `database` fixture: SQLite file, real PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from coral_lib._proto.coral.agent.v1 import agent_pb2
@@ -62,3 +64,59 @@ def test_a_failed_registration_leaves_nothing_half_written(reg, monkeypatch):
     with pytest.raises(RuntimeError, match="pods not written"):
         reg.register(_row(1.0), [API], pods=[POD])
     assert reg.get_agent("node-a") is None and reg.services() == []
+
+
+def _waiting_on_a_lock(where) -> int:
+    from coral_lib.colony import pgsql
+    conn = pgsql.connect(where, store="observer")
+    try:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND wait_event = 'advisory' AND datname = "
+                            "current_database() AND query LIKE '%advisory_xact_lock%'"
+                            ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_postgresql_registrations_of_other_agents_do_not_wait_for_each_other(postgres_server):
+    """Issue 11, finer PostgreSQL locking: a registration holds a lock of its agent (and the
+    registry's lock shared), not the registry-wide lock every other registry write takes.
+    Another replica's open transaction for agent A (a raw connection here) does not hold up
+    agent B's registration; A's own registration waits for it, and so does every agent's
+    while a store-wide writer (BEGIN IMMEDIATE) holds the registry."""
+    import concurrent.futures
+    import secrets
+
+    from coral_lib.colony import pgsql
+    from tests.support.coral_procs import wait_for
+
+    where = postgres_server.fresh_dsn()
+    reg = registry.Registry(where)
+    other = pgsql.connect(where, store="registry")  # the other replica's registry writer
+    tag = secrets.token_hex(4)  # advisory locks are database-wide: ids of this test only
+
+    def row(agent: str) -> registry.AgentRow:
+        return dataclasses.replace(_row(1.0), agent_id=f"{agent}-{tag}")
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        other.begin_keyed(f"a-{tag}")
+        # b's registration completes while a's lock is held
+        assert pool.submit(reg.register, row("b"), [API], pods=[]).result(timeout=20)
+        held_up = pool.submit(reg.register, row("a"), [API], pods=[])
+        wait_for(lambda: _waiting_on_a_lock(where) >= 1, timeout=20,
+                 what="a's registration waiting for a's lock")
+        assert not held_up.done()
+        other.execute("COMMIT")
+        assert held_up.result(timeout=20)[0] is None
+        other.execute("BEGIN IMMEDIATE")  # a store-wide writer: every registration waits
+        held_up = pool.submit(reg.register, row("c"), [API], pods=[])
+        wait_for(lambda: _waiting_on_a_lock(where) >= 1, timeout=20,
+                 what="c's registration waiting for the registry lock")
+        assert not held_up.done()
+        other.execute("COMMIT")
+        held_up.result(timeout=20)
+        assert {a.agent_id for a in reg.agents()} == {f"{x}-{tag}" for x in "abc"}
+    finally:
+        pool.shutdown(wait=False)
+        other.close()
+        reg.close()
