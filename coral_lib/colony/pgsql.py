@@ -171,9 +171,9 @@ class Connection:
         with self._lock, _mapped(self.dsn):
             cursor = self._live().cursor()
             cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(self.store),))
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                           (f"coral:{self.store}:{key}",))
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s), "  # one round trip
+                           "pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                           (lock_key(self.store), f"coral:{self.store}:{key}"))
 
     def executescript(self, script: str) -> None:
         """Schema scripts: one transaction under the schema lock, so replicas starting

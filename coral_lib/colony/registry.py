@@ -318,6 +318,8 @@ class Registry:
                 (agent_id, h.service_key, h.SerializeToString()) for h in health])
 
     def _delete(self, agent_id: str, keys: list[str]) -> None:
+        if not keys:  # an empty executemany is still a round trip to PostgreSQL
+            return
         for table in ("services", "service_labels"):
             self._db.executemany(f"DELETE FROM {table} WHERE agent_id=? AND key=?",
                                  [(agent_id, key) for key in keys])
@@ -325,6 +327,8 @@ class Registry:
     def _insert(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
         """Every row of a registration in two statements (no round trip per service)."""
         keyed = [(convert.service_key(svc), svc) for svc in services]
+        if not keyed:
+            return
         self._db.executemany("INSERT INTO services VALUES (?,?,?,?,?,?,?,?)", [
             (agent_id, key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
              json.dumps(dict(svc.labels)), svc.SerializeToString()) for key, svc in keyed])
