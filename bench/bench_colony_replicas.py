@@ -17,7 +17,8 @@ defaults, 64 streams per address and 2,048 RPCs, are per-address and per-process
 that a real fleet spread over many addresses and replicas does not meet this way).
 
 Figures per setup: registration rate (agents/s, aggregate; each agent registers
-REGISTER_PER_AGENT services over the protocol, each of them also an audit record), one
+REGISTER_PER_AGENT services over the protocol in one registration: one registry transaction
+and one audit record naming them, colony/discovery_record.py), one
 fan-out `exec --all` over every agent (seconds to the summary), ListServices latency with
 AGENTS x PER_AGENT (~1,000,000) services stored, and for replicas the failover time:
 SIGKILL of one replica until every agent it held has a Link again (goal <= 10 s).
@@ -34,6 +35,7 @@ what `coral services` asks for first (`list_*_page_*`, 1,000 rounds per query), 
 whole listing of a namespace page after page (`list_namespace_all_pages_*`).
 
     .venv/bin/python -m bench --only colony_replicas [--quick]
+    BENCH_REPLICAS_AGENTS=300 .venv/bin/python -m bench --only colony_replicas  # scaled down
 """
 
 from __future__ import annotations
@@ -296,7 +298,9 @@ def run(*, quick: bool = False, agents: int = 0, per_agent: int = 0) -> dict:
 
 
 def main() -> None:
-    figures = run(quick="--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1")
+    # BENCH_REPLICAS_AGENTS: a scaled-down run for A/B comparisons (default AGENTS)
+    figures = run(quick="--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1",
+                  agents=int(os.environ.get("BENCH_REPLICAS_AGENTS") or 0))
     for key, value in figures.items():
         print(f"{key}: {value}")
 

@@ -57,7 +57,8 @@ def check_name(kind: str, value: str, *, field: str = "", required: bool = True)
         raise InvalidName(f"{where} is {len(value)} characters long; {_article(kind)} {kind} may "
                           f"have at most {limit}")
     ok = (pattern.fullmatch(value) is not None if pattern is not None
-          else not any(_unsafe(c) for c in value))
+          # ASCII printable text has none of the unsafe categories: no per-character lookup
+          else (value.isascii() and value.isprintable()) or not any(_unsafe(c) for c in value))
     if not ok:
         raise InvalidName(f"{where} '{clip(printable(value), 80)}': expected {accepted}")
     return value

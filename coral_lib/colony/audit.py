@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 FINISHED_STATUSES = ("ok", "failed", "error", "timeout", "refused", "interrupted")
-DISCOVERY_EVENTS = ("added", "removed", "overridden", "changed")
 RESERVED = ("id", "ts", "kind", "prev_hash", "hash")
 
 _SCHEMA = f"""
@@ -404,33 +403,11 @@ class AuditLog:
             "reason": reason, "rule": rule,
         })
 
-    def discovery(self, *, event: str, agent_id: str, service: Mapping[str, object]) -> int:
-        """A change in an agent's service set (event added|removed|overridden)."""
-        return self.discoveries(agent_id=agent_id, events=[(event, service)])[-1]
-
-    def discoveries(self, *, agent_id: str, events: list[tuple[str, Mapping[str, object]]],
-                    runtime: str = "") -> list[int]:
-        """Many discovery records in one transaction (one fsync for a whole registration)."""
-        for event, _ in events:
-            if event not in DISCOVERY_EVENTS:
-                raise ValueError(f"discovery event {event!r}: expected one of {DISCOVERY_EVENTS}")
-        rows = [canonical_json(secrets.scrub(jsonable(
-            {"event": event, "agent_id": agent_id, "service": service,
-             **({"runtime": runtime} if runtime else {})})))
-            for event, service in events]
-        if not rows:
-            return []
-        try:
-            with self._lock:
-                seqs = self._write(lambda: self._insert_many(
-                    [("discovery", row) for row in rows]))
-        except AuditError:
-            for event, _ in events:
-                self.observer("discovery", {"event": event}, False)
-            raise
-        for event, _ in events:
-            self.observer("discovery", {"event": event}, True)
-        return seqs
+    def discovery(self, fields: Mapping[str, object]) -> int:
+        """One change to an agent's service set (colony.discovery_record.fields: one record
+        per registration), group-committed with whatever else is appended meanwhile: one
+        fsync and at most one checkpoint for many registrations at once."""
+        return self.append("discovery", fields)
 
     def mark_interrupted(self) -> int:
         """Close every started operation that has no end record (call at colony start)."""
@@ -471,8 +448,8 @@ class AuditLog:
 
     def _insert_many(self, records: list[tuple[str, str]]) -> list[int]:
         """Chain `records` (kind, fields json) after the head in three statements, however
-        many there are (a registration's hundreds of discovery records cost no more round
-        trips to PostgreSQL than one). Called inside the write transaction."""
+        many there are (a group commit of many callers' records costs no more round trips to
+        PostgreSQL than one). Called inside the write transaction."""
         if not records:
             return []
         prev_seq, prev_hash = self._db.execute(

@@ -11,7 +11,8 @@ The stores (registry, audit, approvals, enrollment) speak one SQL text, written 
 * `PRAGMA table_info(t)` / `sqlite_master` -> information_schema; other PRAGMAs -> no-op;
 * `BEGIN IMMEDIATE` (SQLite's one-writer-per-file lock) -> BEGIN plus a transaction-scoped
   advisory lock named after the store, so writers of one store are serialized across every
-  replica exactly as they were inside one SQLite file. That is what keeps the audit log
+  replica exactly as they were inside one SQLite file (`begin_keyed()`: a writer of one
+  agent's rows takes that lock shared and a lock of its own key). That is what keeps the audit log
   one HMAC chain when several colony replicas append: each append reads the chain head and
   writes the next record under that lock. A plain `BEGIN` (a reader) is REPEATABLE READ,
   one snapshot like SQLite's WAL read transaction.
@@ -161,6 +162,18 @@ class Connection:
             cursor = self._conn.cursor()
             cursor.executemany(statement, [tuple(r) for r in rows])
             return cursor
+
+    def begin_keyed(self, key: str) -> None:
+        """BEGIN for a writer that touches only the rows of `key` (one agent's): the store's
+        lock shared, so store-wide writers (BEGIN IMMEDIATE) still exclude it, and the
+        key's own lock exclusive, so writers of other keys on any replica run beside it
+        (READ COMMITTED: each statement after the locks sees what the last holder wrote)."""
+        with self._lock, _mapped(self.dsn):
+            cursor = self._live().cursor()
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s), "  # one round trip
+                           "pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                           (lock_key(self.store), f"coral:{self.store}:{key}"))
 
     def executescript(self, script: str) -> None:
         """Schema scripts: one transaction under the schema lock, so replicas starting

@@ -139,15 +139,18 @@ class Registry:
 
     def upsert_agent(self, row: AgentRow) -> None:
         with self._lock, _explained("agent not stored", self.path):
-            self._db.execute(
-                "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
-                "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
-                " node_labels=excluded.node_labels, labels=excluded.labels,"
-                " last_seen=excluded.last_seen",
-                (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
-                 json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
-                 row.last_seen),
-            )
+            self._upsert_agent(row)
+
+    def _upsert_agent(self, row: AgentRow) -> None:
+        self._db.execute(
+            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
+            "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
+            " node_labels=excluded.node_labels, labels=excluded.labels,"
+            " last_seen=excluded.last_seen",
+            (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
+             json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
+             row.last_seen),
+        )
 
     def touch(self, agent_id: str, *, now: float | None = None) -> bool:
         """Record a heartbeat; False when the agent is unknown."""
@@ -176,29 +179,77 @@ class Registry:
             return dict(rows.fetchall())
 
     def replace_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
-        """Make the agent's stored set equal `services`, in one transaction; return the diff."""
-        wanted = {convert.service_key(s): s for s in services}
+        """Make the agent's stored set equal `services`, in one transaction; return the diff.
+        An unchanged set writes nothing."""
         with self._lock, _explained("services not stored", self.path):
-            stored = {
-                key: _service(body) for key, body in self._db.execute(
-                    "SELECT key, body FROM services WHERE agent_id=?", (agent_id,)
-                )
-            }
-            diff = ServiceDiff(
-                added=[s for k, s in wanted.items() if k not in stored],
-                removed=[s for k, s in stored.items() if k not in wanted],
-                changed=[s for k, s in wanted.items() if k in stored and stored[k] != s],
-            )
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._delete(agent_id, [convert.service_key(s)
-                                        for s in diff.removed + diff.changed])
-                self._insert(agent_id, diff.added + diff.changed)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            diff = self._diff(agent_id, services)
+            if diff.added or diff.removed or diff.changed:
+                self._transaction(lambda: self._apply(agent_id, diff))
         return diff
+
+    def register(self, row: AgentRow, services: list[mesh_pb2.ServiceInfo], *,
+                 pods: list[mesh_pb2.PodRef]) -> tuple[AgentRow | None, ServiceDiff]:
+        """One registration in one transaction: the agent row (keeping the registered_at of
+        an agent already stored), its service set (only the differences are written) and
+        pods, and the agent no longer departed. Returns (the row stored before, the diff)."""
+        with self._lock, _explained("registration not stored", self.path):
+            def work() -> tuple[AgentRow | None, ServiceDiff]:
+                before = self._agent_locked(row.agent_id)
+                self._upsert_agent(dataclasses.replace(row, registered_at=(
+                    before.registered_at if before else row.registered_at)))
+                diff = self._diff(row.agent_id, services)
+                self._apply(row.agent_id, diff)
+                self._store_pods(row.agent_id, pods)
+                if before is None:
+                    self._db.execute("DELETE FROM departed_agents WHERE agent_id=?",
+                                     (row.agent_id,))
+                return before, diff
+            return self._transaction(work, key=row.agent_id)
+
+    def _agent_locked(self, agent_id: str) -> AgentRow | None:
+        row = self._db.execute("SELECT * FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
+        return _agent_row(row) if row else None
+
+    def _diff(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
+        """What writing `services` changes against the stored set (compared as bytes)."""
+        wanted = {convert.service_key(s): s for s in services}
+        stored = dict(self._db.execute("SELECT key, body FROM services WHERE agent_id=?",
+                                       (agent_id,)).fetchall())
+        removed = [_service(body) for k, body in stored.items() if k not in wanted]
+        changed = [s for k, s in wanted.items() if k in stored and bytes(stored[k]) != (
+            s.SerializeToString()) and _service(stored[k]) != s]
+        return ServiceDiff(added=[s for k, s in wanted.items() if k not in stored],
+                           removed=removed, changed=changed)
+
+    def _apply(self, agent_id: str, diff: ServiceDiff) -> None:
+        self._delete(agent_id, [convert.service_key(s) for s in diff.removed + diff.changed])
+        self._insert(agent_id, diff.added + diff.changed)
+
+    def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
+        """The agent's pods, rewritten only when they differ from the stored ones."""
+        wanted = sorted((p.namespace, p.name, p.SerializeToString()) for p in pods)
+        stored = sorted((ns, name, bytes(body)) for ns, name, body in self._db.execute(
+            "SELECT namespace, name, body FROM agent_pods WHERE agent_id=?", (agent_id,)))
+        if wanted != stored:
+            self._db.execute("DELETE FROM agent_pods WHERE agent_id=?", (agent_id,))
+            self._db.executemany("INSERT OR REPLACE INTO agent_pods VALUES (?,?,?,?)", [
+                (agent_id, p.namespace, p.name, p.SerializeToString()) for p in pods])
+
+    def _transaction(self, work, *, key: str = ""):
+        """Run `work` in one IMMEDIATE transaction (called with the lock held). With `key`
+        (an agent id: `work` writes only its rows), PostgreSQL serializes only the writers
+        of that agent across replicas, not every registry write."""
+        if key and not storage.is_file(self.path):
+            self._db.begin_keyed(key)
+        else:
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return result
 
     def remove_agent(self, agent_id: str, *, event: str, now: float | None = None) -> int | None:
         """Remove an agent, its services, pods and health, remembering that it left
@@ -267,6 +318,8 @@ class Registry:
                 (agent_id, h.service_key, h.SerializeToString()) for h in health])
 
     def _delete(self, agent_id: str, keys: list[str]) -> None:
+        if not keys:  # an empty executemany is still a round trip to PostgreSQL
+            return
         for table in ("services", "service_labels"):
             self._db.executemany(f"DELETE FROM {table} WHERE agent_id=? AND key=?",
                                  [(agent_id, key) for key in keys])
@@ -274,6 +327,8 @@ class Registry:
     def _insert(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> None:
         """Every row of a registration in two statements (no round trip per service)."""
         keyed = [(convert.service_key(svc), svc) for svc in services]
+        if not keyed:
+            return
         self._db.executemany("INSERT INTO services VALUES (?,?,?,?,?,?,?,?)", [
             (agent_id, key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
              json.dumps(dict(svc.labels)), svc.SerializeToString()) for key, svc in keyed])

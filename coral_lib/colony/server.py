@@ -22,6 +22,7 @@ from coral_lib.colony import (
     agentauth,
     auth,
     checkpoints,
+    discovery_record,
     enrollment,
     guard,
     instrument,
@@ -267,19 +268,15 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
 
     def _register(self, agent_id: str, request, services, node_name: str, kind: str):
         now = time.time()
-        existing = self.state.registry.get_agent(agent_id)
-        self.state.registry.upsert_agent(registry.AgentRow(
+        # One registry transaction (agent row, services, pods; only differences written),
+        # then the discovery records of what changed. Only a node agent lists pods (a
+        # sidecar's own pod is in its services).
+        _, diff = self.state.registry.register(registry.AgentRow(
             agent_id=agent_id, version=request.version, runtime=request.runtime,
             node_name=node_name, node_labels=dict(request.node_labels),
-            labels=dict(request.labels), registered_at=existing.registered_at if existing else now,
-            last_seen=now,
-        ))
-        self._store_services(agent_id, services, runtime=request.runtime)
-        # Only a node agent lists pods (a sidecar's own pod is in its services).
-        self.state.registry.replace_pods(
-            agent_id, guard.split_pods(request.pods) if kind == "node" else [])
-        if existing is None:
-            self.state.registry.returned(agent_id)
+            labels=dict(request.labels), registered_at=now, last_seen=now,
+        ), services, pods=guard.split_pods(request.pods) if kind == "node" else [])
+        self._audit_diff(agent_id, diff, services=services, runtime=request.runtime)
         log.info("agent %s registered (%d services)", agent_id, len(services),
                  extra=logs.fields(agent=agent_id, outcome="registered"))
         return mesh_pb2.RegisterResponse(
@@ -321,14 +318,19 @@ class MeshServicer(mesh_pb2_grpc.MeshServicer):
     def _store_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo], *,
                         runtime: agent_pb2.RuntimeContext) -> None:
         """Store the set; audit what was added, removed, and changed (overridden, or any
-        other field change of a service that stays registered), with the agent's runtime."""
-        diff = self.state.registry.replace_services(agent_id, services)
-        events = [(event, convert.to_dict(svc)) for event, items in (
-            ("added", diff.added), ("removed", diff.removed),
-            ("overridden", [s for s in diff.changed if s.provenance == 3]),
-            ("changed", [s for s in diff.changed if s.provenance != 3])) for svc in items]
-        self.state.audit.discoveries(agent_id=agent_id, events=events,
-                                     runtime=agent_pb2.RuntimeMode.Name(runtime.mode))
+        other field change of a service that stays registered), with the agent's runtime:
+        one record for the whole change (colony.discovery_record), none when unchanged."""
+        self._audit_diff(agent_id, self.state.registry.replace_services(agent_id, services),
+                         services=services, runtime=runtime)
+
+    def _audit_diff(self, agent_id: str, diff: registry.ServiceDiff, *,
+                    services: list[mesh_pb2.ServiceInfo],
+                    runtime: agent_pb2.RuntimeContext) -> None:
+        fields = discovery_record.fields(
+            agent_id=agent_id, added=diff.added, removed=diff.removed, changed=diff.changed,
+            now=services, runtime=agent_pb2.RuntimeMode.Name(runtime.mode))
+        if fields is not None:
+            self.state.audit.discovery(fields)
 
     def Link(self, request_iterator, context):
         # Identity from the verified metadata: nothing of the stream is read before this.

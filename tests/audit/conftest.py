@@ -24,9 +24,9 @@ def _fill(log: audit.AuditLog, count: int) -> None:
             log.refused(requester="mallory", verb="shell", target=f"agent-{i % 7}",
                         command="sh", reason="no rule", rule="")
         elif i % 10 == 5:
-            log.discovery(event="added", agent_id=f"agent-{i % 7}",
-                          service={"component_name": f"svc{i}", "port": 8000 + i,
-                                   "provenance": "DISCOVERED"})
+            log.discovery({"agent_id": f"agent-{i % 7}", "added": [f"ns/p/c/svc{i}:{i}"],
+                           "removed": [], "changed": [], "overridden": [], "services": 1,
+                           "digest": f"sha256:{i:064x}"})
         elif i % 2:
             log.started(op_id=f"op-{i}", requester="alice", verb="exec",
                         agent_id=f"agent-{i % 7}", runtime="host", service="api",

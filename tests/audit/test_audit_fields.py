@@ -8,6 +8,7 @@ import socket
 
 import yaml
 
+from coral_lib.colony import discovery_record
 from tests.support import coral_procs
 
 
@@ -16,10 +17,11 @@ def _records(colony, kind: str) -> list[dict]:
         return c.audit(kind=kind, limit=10_000)
 
 
-def _api(colony) -> list[dict]:
-    """Discovery records of the explicit service api (the host's own sockets are others)."""
-    return [r for r in _records(colony, "discovery")
-            if r["service"]["component_name"] == "api"]
+def _api(colony) -> list[tuple[str, dict]]:
+    """(event, record) for each discovery record naming the explicit service api (the
+    host's own sockets are others)."""
+    return [(event, r) for r in _records(colony, "discovery")
+            for event, key in discovery_record.events(r) if key.endswith("/api:18102")]
 
 
 def test_operation_records_carry_node_and_provenance(tmp_path, colony):
@@ -42,18 +44,19 @@ def test_discovery_records_carry_runtime_and_field_changes_are_recorded(tmp_path
         {"name": "api", "port": 18102, "health": {"endpoint": "/healthz"}}]).start()
     try:
         coral_procs.wait_registered(colony, ["vm-2"])
-        (added,) = [r for r in _api(colony) if r["event"] == "added"]
+        (added,) = [r for event, r in _api(colony) if event == "added"]
         assert added["runtime"] == "RUNTIME_MODE_NATIVE"
         agent.stop()
         body = yaml.safe_load(agent.config_path.read_text())
         body["services"][0]["health"]["endpoint"] = "/ready"  # same service, a field changes
         agent.config_path.write_text(yaml.safe_dump(body))
         agent.start()
-        coral_procs.wait_for(lambda: any(r["event"] == "changed" for r in _api(colony)),
+        coral_procs.wait_for(lambda: any(e == "changed" for e, _ in _api(colony)),
                              timeout=20, what="the change recorded")
-        (changed,) = [r for r in _api(colony) if r["event"] == "changed"]
-        assert changed["service"]["health_endpoint"] == "/ready"
+        (changed,) = [r for event, r in _api(colony) if event == "changed"]
+        (service,) = [s for s in changed["changed"] if s["component_name"] == "api"]
+        assert service["health_endpoint"] == "/ready"
         assert changed["runtime"] == "RUNTIME_MODE_NATIVE"
-        assert [r["event"] for r in _api(colony)] == ["added", "changed"]
+        assert [e for e, _ in _api(colony)] == ["added", "changed"]
     finally:
         agent.stop()

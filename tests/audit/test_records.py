@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from coral_lib import service as service_mod
-from coral_lib.colony import audit, secrets
+from coral_lib._proto.coral.mesh.v1 import mesh_pb2
+from coral_lib.colony import audit, discovery_record, secrets
 
 
 @pytest.fixture
@@ -65,17 +65,19 @@ def test_reserved_field_names_are_refused(log: audit.AuditLog) -> None:
 def test_refused_and_discovery_records(log: audit.AuditLog) -> None:
     log.refused(requester="bob", verb="shell", target="agent-2", command="sh",
                 reason="observe-only", rule="observe_only")
-    info = service_mod.ServiceInfo(component_name="api", port=8080,
-                                   provenance=service_mod.Provenance.OVERRIDDEN)
-    log.discovery(event="overridden", agent_id="agent-2", service=info)
+    api = mesh_pb2.ServiceInfo(component_name="api", port=8080,
+                               provenance=mesh_pb2.SERVICE_PROVENANCE_OVERRIDDEN)
+    web = mesh_pb2.ServiceInfo(component_name="web", port=80)
+    log.discovery(discovery_record.fields(agent_id="agent-2", added=[web], removed=[],
+                                          changed=[api], now=[api, web]))
     refused, found = log.list()
     assert refused.items() >= {"kind": "refused", "requester": "bob",
                                "rule": "observe_only"}.items()
-    assert found["event"] == "overridden"
-    assert found["service"]["provenance"] == "OVERRIDDEN"
-    assert found["service"]["port"] == 8080
-    with pytest.raises(ValueError, match="added"):
-        log.discovery(event="renamed", agent_id="a", service={})
+    assert found["added"] == ["///web:80"] and found["changed"] == []
+    assert found["overridden"][0]["provenance"] == "SERVICE_PROVENANCE_OVERRIDDEN"
+    assert found["overridden"][0]["port"] == 8080
+    assert found["services"] == 2
+    assert found["digest"] == discovery_record.set_digest([web, api])
 
 
 def test_mark_interrupted_closes_every_open_operation_after_restart(tmp_path) -> None:

@@ -4,6 +4,8 @@ number of audit records, exec sizes capped."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from coral_lib import validate
@@ -194,3 +196,21 @@ def test_cli_tables_escape_control_characters(capsys):
     out = capsys.readouterr().out
     assert out.count("\n") == 2 and "\x1b" not in out
     assert "web\\n2099-01-01 INFO forged" in out and "prod\\x1b[2J" in out
+
+
+@pytest.mark.parametrize("kind", ["service", "label value"])
+def test_printable_text_fast_path_accepts_and_refuses_as_the_character_check(kind):
+    """Issue 11, registration rate: ASCII text skips the per-character category lookup;
+    every one of the 128 ASCII characters is still judged as before (controls refused)."""
+    for code in range(128):
+        value = f"a{chr(code)}b"
+        unsafe = unicodedata.category(chr(code)) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+        if unsafe:
+            with pytest.raises(validate.InvalidName):
+                validate.check_name(kind, value)
+        else:
+            assert validate.check_name(kind, value) == value
+    assert validate.check_name(kind, "caf\u00e9") == "caf\u00e9"  # non-ASCII: full check
+    for text in ("\u202eevil", "a\u2028b"):
+        with pytest.raises(validate.InvalidName):
+            validate.check_name(kind, text)

@@ -14,6 +14,7 @@ import sys
 import pytest
 import yaml
 
+from coral_lib.colony import discovery_record
 from tests.support import coral_procs, kube_identity
 from tests.support.kubeapi import KubeAPIServer
 
@@ -126,9 +127,7 @@ def added_counts(colony: coral_procs.Colony) -> dict[tuple[str, str], int]:
         rows = c.audit(kind="discovery", limit=100_000)
     counts: dict[tuple[str, str], int] = {}
     for row in rows:
-        if row.get("event") == "added":
-            svc = row["service"]
-            key = (row["agent_id"], f"{svc.get('namespace', '')}/{svc.get('pod_name', '')}/"
-                   f"{svc.get('container_name', '')}/{svc['component_name']}:{svc.get('port', 0)}")
-            counts[key] = counts.get(key, 0) + 1
+        for event, key in discovery_record.events(row):
+            if event == "added":
+                counts[(row["agent_id"], key)] = counts.get((row["agent_id"], key), 0) + 1
     return counts

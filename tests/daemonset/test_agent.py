@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from coral_lib.colony import discovery_record
 from tests.daemonset.conftest import added_counts, pod, registry
 from tests.support import coral_procs
 from tests.support.coral_procs import wait_for
@@ -62,7 +63,8 @@ def test_agent_restart_neither_drops_nor_duplicates(kubeapi, colony, node_agents
 def _discovery_events(colony, event: str) -> list[str]:
     with colony.client() as c:
         rows = c.audit(kind="discovery", limit=100_000)
-    return sorted(r["service"]["pod_name"] for r in rows if r["event"] == event)
+    return sorted(key.split("/")[1] for r in rows
+                  for e, key in discovery_record.events(r) if e == event)
 
 
 def test_three_agents_report_their_node_and_services_filter_by_node(

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from coral_lib.colony import discovery_record
 from tests.daemonset.conftest import added_counts
 from tests.resilience.conftest import (
     churn_step,
@@ -89,8 +90,9 @@ def _history(colony, key: str) -> list[tuple]:
     pod_name = key.split("/")[1]
     with colony.client() as c:
         rows = c.audit(kind="discovery", limit=100_000)
-    return [(r["id"], r["agent_id"], r["event"], r["service"].get("component_name"))
-            for r in rows if r["service"].get("pod_name") == pod_name]
+    return [(r["id"], r["agent_id"], event, key.rpartition("/")[2].rpartition(":")[0])
+            for r in rows for event, key in discovery_record.events(r)
+            if key.split("/")[1] == pod_name]
 
 
 def _explicit(colony, agent_id: str) -> list[tuple]:
