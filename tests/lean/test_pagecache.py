@@ -8,6 +8,7 @@ import mmap
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -74,3 +75,21 @@ def test_config_child_reports_what_it_read(tmp_path, monkeypatch):
     except view.ConfigError:
         pass  # an error answer carries the list too
     assert any("pydantic" in f for f in released)
+
+
+def test_library_ranges_are_read_only_file_mappings():
+    maps = ("55d0-55d2 r--p 00000000 fd:00 123 /usr/bin/python3.11\n"
+            "55d2-55d3 rw-p 00002000 fd:00 123 /usr/bin/python3.11\n"
+            "7f00-7f01 r--p 00000000 00:00 0 \n"
+            "7f01-7f04 r-xp 00001000 fd:00 456 /opt/coral/lib/cygrpc.so\n")
+    assert pagecache.library_ranges(maps) == [(0x55d0, 2), (0x7f01, 3)]
+
+
+def test_page_out_libraries_keeps_the_process_running():
+    """Paged-out code faults back in when it runs: the process carries on unharmed."""
+    code = ("from coral_lib import pagecache; import json, grpc; "
+            "n = pagecache.page_out_libraries(); assert n > 0, n; "
+            "print(json.dumps({'ok': grpc.StatusCode.OK.name}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == '{"ok": "OK"}'
