@@ -108,9 +108,21 @@ def release(paths: Iterable[str]) -> int:
     return done
 
 
-@functools.cache
-def release_started() -> int:
-    """Page out the libraries and drop the start-up files' cache, once per process: call
-    it when start-up is over. Returns how many files were advised."""
+def release_all() -> int:
+    """Page out the libraries and drop the start-up files' cache; returns how many files
+    were advised."""
     page_out_libraries()
     return release(started_files())
+
+
+@functools.cache
+def release_started() -> int:
+    """release_all() once per process: call it when start-up is over (registered)."""
+    return release_all()
+
+
+@functools.cache
+def release_settled() -> int:
+    """release_all() once more, after the first heartbeat: what the first discovery rounds
+    loaded and read (the node agent's first pod list, its API client) is over too."""
+    return release_all()

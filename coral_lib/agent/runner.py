@@ -260,6 +260,7 @@ class Agent:
             if reply.reregister or not reply.ok:
                 log.warning("colony asks to register again: %s", reply.reason)
                 return False
+            pagecache.release_settled()
             if send is not None:
                 self._last_sent = send
                 log.info("service set changed: sent %d services", len(send))
