@@ -95,7 +95,7 @@ def release(paths: Iterable[str]) -> int:
     done = 0
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # never wait on a FIFO
         except OSError:
             continue
         try:
