@@ -127,7 +127,7 @@ ROWS: list[tuple[str, str, str]] = [
      "{colony_replicas:replicas_failover_relink_s} s", "≤ 10 s"),
     ("agent containers from the image, page cache dropped first: cgroup usage "
      "(anonymous, working set) / process RSS (USS): sidecar; DaemonSet agent with "
-     "{pod_memory:app_pods} app pods over {pod_memory:nodes} nodes (node-a)",
+     "{pod_memory:app_pods} app pods on its node (the sidecar's node)",
      "{pod_memory:sidecar_agent_cgroup_usage_mb} ({pod_memory:sidecar_agent_cgroup_anon_mb}, "
      "{pod_memory:sidecar_agent_cgroup_working_set_mb}) / "
      "{pod_memory:sidecar_agent_process_rss_mb} ({pod_memory:sidecar_agent_process_uss_mb}) MB; "

@@ -153,7 +153,8 @@ class Handlers:
 
 @functools.lru_cache(maxsize=1)
 def trace_available() -> tuple[bool, str]:
-    """trace.available() once per process: it starts the system Python to import bcc."""
+    """trace.available() once per process (it only looks at files; bcc is imported by the
+    tracer when a trace runs)."""
     from coral_lib.ops import trace
 
     return trace.available()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from coral_lib import addresses, convert, identity, overrides, service
+from coral_lib import addresses, convert, identity, overrides, pagecache, service
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import credentials, health, local_server, observe
 from coral_lib.agent import handlers as handlers_mod
@@ -222,6 +222,7 @@ class Agent:
                 self.registered.set()
                 log.info("registered with colony %s at %s as %s (%d services)",
                          self.cfg.colony.id, self.cfg.colony.address, sess.agent_id, len(services))
+                pagecache.release_started()  # start-up is over (issue 15, a leaner agent)
                 attempt = 0
                 if self._heartbeat_until_lost(sess, interval):
                     return  # stopping while registered: `registered` stays set
@@ -265,6 +266,7 @@ class Agent:
             if reply.reregister or not reply.ok:
                 log.warning("colony asks to register again: %s", reply.reason)
                 return False
+            pagecache.release_settled()
             if send is not None:
                 self._last_sent = send
                 log.info("service set changed: sent %d services", len(send))

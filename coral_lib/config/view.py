@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from coral_lib import pagecache
 from coral_lib.config import errors
 
 ConfigError = errors.ConfigError  # what the agent's run-time modules raise and catch
@@ -146,13 +147,16 @@ def in_child(validate: Callable[[str | None], Any], arg: str | None) -> Any:
         try:
             os.close(read_fd)
             try:
-                reply = json.dumps({"ok": validate(arg)})
+                reply: dict[str, Any] = {"ok": validate(arg)}
             except ConfigError as exc:
-                reply = json.dumps({"config_error": [exc.source, exc.key, exc.problem]})
+                reply = {"config_error": [exc.source, exc.key, exc.problem]}
             except Exception:  # noqa: BLE001 - reported to the parent, which raises it
-                reply = json.dumps({"crash": traceback.format_exc()})
+                reply = {"crash": traceback.format_exc()}
+            # what the child read (pydantic, YAML, the models) stays charged to the agent's
+            # cgroup as page cache unless dropped once the child is gone (coral_lib.pagecache)
+            reply["files"] = sorted(pagecache.started_files())
             with os.fdopen(write_fd, "w", encoding="utf-8") as out:
-                out.write(reply)
+                out.write(json.dumps(reply))
         except BaseException:  # noqa: BLE001 - never return into the parent's code
             status = 1
         finally:
@@ -164,6 +168,7 @@ def in_child(validate: Callable[[str | None], Any], arg: str | None) -> Any:
     if not text:
         raise RuntimeError("config validation child exited without an answer")
     reply = json.loads(text)
+    pagecache.release(reply.get("files", ()))
     if "config_error" in reply:
         raise ConfigError(*reply["config_error"])
     if "crash" in reply:

@@ -25,6 +25,7 @@ from coral_lib.ops import base, procgroup
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 BCC_PACKAGE = "/usr/lib/python3/dist-packages/bcc/__init__.py"
+BCC_LIBRARY = "libbcc.so.0"  # what bcc/libbcc.py loads with ctypes
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KINDS = {"exec": "sched/sched_process_exec", "connect": "syscalls/sys_enter_connect"}
 LOAD_TIMEOUT = 120.0  # compiling the program with clang takes seconds on a busy machine
@@ -41,7 +42,12 @@ class TraceSummary:
 
 
 def available() -> tuple[bool, str]:
-    """(True, "") when tracepoint programs can load here, else (False, the precise reason)."""
+    """(True, "") when tracepoint programs can load here, else (False, the precise reason).
+
+    Only files are looked at: importing bcc maps LLVM and clang (~175 MB read, and charged
+    to the agent's cgroup as page cache) and an agent checks this at start, where most never
+    trace. A bcc that is installed but does not import is reported by the trace that needs
+    it (the tracer's error output)."""
     reason = _missing_piece()
     return (not reason, reason and f"eBPF tracing is not available here because {reason}")
 
@@ -53,17 +59,27 @@ def _missing_piece() -> str:
         return f"{SYSTEM_PYTHON} is missing (bcc is used through the system interpreter)"
     if not os.path.exists(BCC_PACKAGE):
         return "bcc is not installed (Debian package python3-bpfcc)"
+    if bcc_library() is None:
+        return (f"the bcc library {BCC_LIBRARY} is missing from {', '.join(library_dirs())} "
+                "(Debian package libbpfcc)")
     build = f"/lib/modules/{os.uname().release}/build"
     if not os.path.isdir(build):
         return (f"kernel headers are missing: {build} does not exist "
                 "(install linux-headers-amd64 and link it, see tools/setup_bcc.sh)")
     if tracefs() is None:
         return "tracefs is not mounted (mount -t tracefs none /sys/kernel/tracing)"
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import bcc"], capture_output=True,
-                           text=True, timeout=60, check=False)
-    if probe.returncode != 0:
-        return f"bcc does not import: {probe.stderr.strip().splitlines()[-1:]}"
     return ""
+
+
+def library_dirs() -> tuple[str, ...]:
+    """Where the system's dynamic loader finds libbcc (Debian multiarch first)."""
+    return (f"/usr/lib/{os.uname().machine}-linux-gnu", f"/lib/{os.uname().machine}-linux-gnu",
+            "/usr/lib64", "/usr/lib")
+
+
+def bcc_library() -> str | None:
+    return next((path for d in library_dirs()
+                 if os.path.exists(path := os.path.join(d, BCC_LIBRARY))), None)
 
 
 def tracefs() -> str | None:

@@ -99,16 +99,20 @@ class KubeCluster:
                         "resourceVersion": existing["metadata"]["resourceVersion"]}
                 self.server.store.update({**obj, "metadata": meta})
 
-    def deploy_daemonset(self, colony: coral_procs.Colony, **settings) -> list[dict]:
+    def deploy_daemonset(self, colony: coral_procs.Colony, *,
+                         node_selector: dict[str, str] | None = None, **settings) -> list[dict]:
         """The rendered DaemonSet mode (CRI socket: this containerd's) plus the colony
         ConfigMap; the objects as applied. The agents' state directory (hostPath) is this
-        cluster's own: the fixture's nodes share this machine's filesystem."""
+        cluster's own: the fixture's nodes share this machine's filesystem. node_selector
+        limits the agents to matching nodes (as an admin's patch of the template would)."""
         settings.setdefault("state_host_path", str(self.base / "agent-state"))
         objs = manifests.render("daemonset", manifests.ManifestSettings(
             cri_socket=self.runtime.socket, **settings))
         for obj in objs:
             if obj["kind"] == "DaemonSet":
                 obj["spec"]["template"]["spec"]["hostNetwork"] = True  # see the module note
+                if node_selector:
+                    obj["spec"]["template"]["spec"]["nodeSelector"] = dict(node_selector)
         config_map = {"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "coral-colony", "namespace": SYSTEM},
                       "data": {"address": colony.address, "colony-id": colony.colony_id,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -147,5 +149,55 @@ def test_trace_unavailable_reason_names_missing_package(monkeypatch):
     assert not ok
     assert "python3-bpfcc" in reason or "root" in reason
     with pytest.raises(base.OperationError, match="not available here because"):
+        trace.run("exec", cgroup_path=None, pidns_inode=None, duration=1.0,
+                  on_event=lambda e: None)
+
+
+_PROBE_CHILD = """
+import sys
+started = []
+def hook(event, args):
+    if event in ("subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec", "os.system"):
+        started.append(event)
+sys.addaudithook(hook)
+from coral_lib.ops import trace
+ok, reason = trace.available()
+import json
+print(json.dumps({"ok": ok, "started": started, "bcc": "bcc" in sys.modules}))
+"""
+
+
+def test_trace_probe_starts_no_process_and_does_not_import_bcc():
+    """Issue 15, a leaner agent: the capability check an agent runs at start only looks at
+    files. It used to import bcc in a child of the agent, which maps LLVM and clang and reads
+    ~175 MB into the agent cgroup's page cache on every start, traced or not."""
+    out = subprocess.run([sys.executable, "-c", _PROBE_CHILD], capture_output=True, text=True,
+                         check=True, timeout=60)
+    probe = json.loads(out.stdout)
+    assert probe["started"] == [], f"the probe started processes: {probe['started']}"
+    assert probe["bcc"] is False
+
+
+def test_trace_unavailable_reason_names_missing_bcc_library(monkeypatch):
+    """With the Python package but not the shared library bcc loads, the reason names it."""
+    monkeypatch.setattr(trace, "BCC_LIBRARY", "libbcc-absent.so.0")
+    ok, reason = trace.available()
+    assert not ok
+    if os.geteuid() == 0 and os.path.exists(trace.BCC_PACKAGE) \
+            and os.access(trace.SYSTEM_PYTHON, os.X_OK):
+        assert "libbcc-absent.so.0" in reason and "libbpfcc" in reason
+
+
+def test_trace_reports_bcc_that_does_not_import(bcc, monkeypatch):
+    """The import the probe no longer makes happens when a trace is requested: a bcc that
+    is present on disk but does not import fails that trace with the tracer's own error.
+    Shortcut, named: the interpreter that cannot import bcc is this test's venv Python
+    standing in for a system Python with a broken bcc."""
+    probe = subprocess.run([sys.executable, "-c", "import bcc"], capture_output=True,
+                           check=False)
+    if probe.returncode == 0:
+        pytest.skip("this interpreter imports bcc; it cannot stand in for a broken one")
+    monkeypatch.setattr(trace, "SYSTEM_PYTHON", sys.executable)
+    with pytest.raises(base.OperationError, match="could not load its BPF program.*bcc"):
         trace.run("exec", cgroup_path=None, pidns_inode=None, duration=1.0,
                   on_event=lambda e: None)
