@@ -125,7 +125,9 @@ ROWS: list[tuple[str, str, str]] = [
     ("the same: SIGKILL of one replica until every agent it held "
      "({colony_replicas:replicas_failover_agents_moved:,}) has a Link again",
      "{colony_replicas:replicas_failover_relink_s} s", "≤ 10 s"),
-    ("agent containers from the image, page cache dropped first: cgroup usage "
+    ("agent containers from the image, page cache dropped first, read after 5 execs through "
+     "the colony (idle before them: {pod_memory:sidecar_agent_idle_cgroup_usage_mb} / "
+     "{pod_memory:daemonset_agent_node-a_idle_cgroup_usage_mb} MB): cgroup usage "
      "(anonymous, working set) / process RSS (USS): sidecar; DaemonSet agent with "
      "{pod_memory:app_pods} app pods on its node (the sidecar's node)",
      "{pod_memory:sidecar_agent_cgroup_usage_mb} ({pod_memory:sidecar_agent_cgroup_anon_mb}, "
