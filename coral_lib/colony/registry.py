@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS service_health (
 CREATE TABLE IF NOT EXISTS departed_agents (
   agent_id TEXT PRIMARY KEY, event TEXT NOT NULL, departed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS service_counts (
+  agent_id TEXT PRIMARY KEY, services INTEGER NOT NULL
+);
 """
 
 
@@ -118,6 +121,7 @@ class Registry:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             self._backfill_labels()
+            self._backfill_counts()
             # ListServices reads on a connection of their own: behind the writer's lock they
             # queued after every heartbeat and registration commit (the p99 at scale)
             self._reader = storage.connect(self.path, store="registry")
@@ -131,6 +135,16 @@ class Registry:
         self._db.executemany("INSERT OR IGNORE INTO service_labels VALUES (?,?,?,?)", [
             (agent_id, key, label, value) for agent_id, key, labels in rows
             for label, value in json.loads(labels).items()])
+
+    def _backfill_counts(self) -> None:
+        """Registries written before service_counts existed: count their services once
+        (ListAgents reads the maintained counts; a GROUP BY over every service per call
+        took seconds at 1,000,000 services)."""
+        if self._db.execute("SELECT 1 FROM service_counts LIMIT 1").fetchone() or not (
+                self._db.execute("SELECT 1 FROM services LIMIT 1").fetchone()):
+            return
+        self._db.execute("INSERT OR IGNORE INTO service_counts SELECT agent_id, COUNT(*) "
+                         "FROM services GROUP BY agent_id")  # replicas opening together
 
     def close(self) -> None:
         with self._lock, self._read_lock:
@@ -171,9 +185,11 @@ class Registry:
         return _agent_row(row) if row else None
 
     def service_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT agent_id, COUNT(*) FROM services GROUP BY agent_id")
-            return dict(rows.fetchall())
+        """Services per agent (absent or 0 for an agent with none), one row per agent: the count
+        replace_services keeps beside the services in the same transaction."""
+        with self._read_lock:
+            return dict(self._reader.execute(
+                "SELECT agent_id, services FROM service_counts").fetchall())
 
     def replace_services(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
         """Make the agent's stored set equal `services`, in one transaction; return the diff."""
@@ -194,6 +210,8 @@ class Registry:
                 self._delete(agent_id, [convert.service_key(s)
                                         for s in diff.removed + diff.changed])
                 self._insert(agent_id, diff.added + diff.changed)
+                self._db.execute("INSERT OR REPLACE INTO service_counts VALUES (?,?)",
+                                 (agent_id, len(wanted)))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -213,7 +231,8 @@ class Registry:
                     return None
                 count = self._db.execute("SELECT COUNT(*) FROM services WHERE agent_id=?",
                                          (agent_id,)).fetchone()[0]
-                for table in ("services", "service_labels", "agent_pods", "service_health"):
+                for table in ("services", "service_labels", "agent_pods", "service_health",
+                              "service_counts"):
                     self._db.execute(f"DELETE FROM {table} WHERE agent_id=?", (agent_id,))
                 self._db.execute("INSERT OR REPLACE INTO departed_agents VALUES (?,?,?)",
                                  (agent_id, event, now or time.time()))
