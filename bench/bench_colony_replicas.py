@@ -34,6 +34,9 @@ what `coral services` asks for first (`list_*_page_*`, 1,000 rounds per query), 
 whole listing of a namespace page after page (`list_namespace_all_pages_*`).
 
     .venv/bin/python -m bench --only colony_replicas [--quick]
+
+Scaled-down iteration runs: BENCH_REPLICAS_AGENTS, BENCH_REPLICAS_PER_AGENT,
+BENCH_REPLICAS_ROUNDS and BENCH_REPLICAS_PROCESSES override the sizes above.
 """
 
 from __future__ import annotations
@@ -253,10 +256,18 @@ def _failover(colonies: list[coral_procs.Colony], dsn: str, events, agents: int)
             "failover_goal_met": took <= FAILOVER_GOAL_S}
 
 
+def _sized(name: str, default: int) -> int:
+    """A size from BENCH_REPLICAS_<NAME> (scaled-down iteration runs), else `default`."""
+    return int(os.environ.get(f"BENCH_REPLICAS_{name}") or default)
+
+
 def run(*, quick: bool = False, agents: int = 0, per_agent: int = 0) -> dict:
-    """Both setups; `agents`/`per_agent` override the sizes (a probe run)."""
-    agents, per_agent = (60, 10) if quick else (agents or AGENTS, per_agent or PER_AGENT)
-    processes, rounds = (2, 50) if quick else (LOAD_PROCESSES, QUERY_ROUNDS)
+    """Both setups; `agents`/`per_agent` override the sizes (a probe run), as do the
+    environment's BENCH_REPLICAS_AGENTS / _PER_AGENT / _ROUNDS / _PROCESSES."""
+    agents, per_agent = (60, 10) if quick else (agents or _sized("AGENTS", AGENTS),
+                                                per_agent or _sized("PER_AGENT", PER_AGENT))
+    processes, rounds = (2, 50) if quick else (_sized("PROCESSES", LOAD_PROCESSES),
+                                               _sized("ROUNDS", QUERY_ROUNDS))
     figures: dict = {"agents": agents, "services": agents * per_agent,
                      "register_services_per_agent": min(per_agent, REGISTER_PER_AGENT),
                      "load_processes": processes}
