@@ -37,8 +37,9 @@ def verify_local(*, audit_db: str | os.PathLike, audit_key_file: str | os.PathLi
     """Check `audit_db` (a SQLite file or a dsn.Dsn) with its HMAC key against the
     checkpoints at `checkpoints_path`: one sink, or several (every replica's sink of a
     colony on PostgreSQL), each checked as its replica's own chain against the same log.
-    `public_key_file`: one checkpoint public key, or several (replicas with keys of their
-    own); a checkpoint must verify with one of them.
+    `public_key_file`: one checkpoint public key, or several (replicas started before
+    `coral colony init` made the one shared key each made their own); a checkpoint must
+    verify with one of them.
 
     prefix_only: the database is a copy taken earlier (a backup): checkpoints signed after
     its newest record cover records the copy cannot hold and are left out, rather than

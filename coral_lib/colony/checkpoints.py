@@ -79,23 +79,60 @@ def fingerprint(public: ed25519.Ed25519PublicKey) -> str:
 
 def load_signing_key(path: str | os.PathLike, *, create: bool = True
                      ) -> ed25519.Ed25519PrivateKey:
-    """The Ed25519 key at `path` (PEM, 0600); created with `<path minus .key>.pub` beside it
-    when missing. Copy the .pub file off the host for verifiers."""
+    """The Ed25519 key at `path` (PEM, 0600); with `create`, made when missing, with
+    `<path minus .key>.pub` beside it. Copy the .pub file off the host for verifiers.
+
+    create=False (colony replicas: `coral colony init` made the key every replica shares)
+    only reads; a missing or unreadable key, or a .pub that is not its public half, is a
+    ValueError naming the file."""
     path = pathlib.Path(path)
-    if not path.exists() and create:
-        key = ed25519.Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        _write_new(path, pem, 0o600)
-        _write_new(public_key_path(path), public_pem(key.public_key()), 0o644)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if create:
+        ensure_signing_key(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint key {path} is missing: `coral colony init` creates it "
+                         f"(replicas share the one made there; copy it with the data "
+                         f"directory)") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"checkpoint key {path}: not a readable PEM private key "
+                         f"({exc})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ValueError(f"checkpoint key {path}: expected an Ed25519 private key (PEM)")
-    if not public_key_path(path).exists():
-        _write_new(public_key_path(path), public_pem(key.public_key()), 0o644)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    _check_public_half(path, key)
     return key
+
+
+def ensure_signing_key(path: str | os.PathLike) -> pathlib.Path:
+    """Create the Ed25519 checkpoint key at `path` (0600) and its .pub (0644) unless they
+    exist; idempotent. Two processes racing both end with the key that reached the disk
+    first: the .pub is always derived from the file, never from a key that lost."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        key = ed25519.Ed25519PrivateKey.generate()
+        _write_new(path, key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()), 0o600)
+    if not public_key_path(path).exists():
+        stored = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if isinstance(stored, ed25519.Ed25519PrivateKey):  # else load_signing_key names it
+            _write_new(public_key_path(path), public_pem(stored.public_key()), 0o644)
+    return path
+
+
+def _check_public_half(path: pathlib.Path, key: ed25519.Ed25519PrivateKey) -> None:
+    """The .pub beside the key (what verifiers are given by default) must be its public
+    half: a swapped key or .pub would sign checkpoints that verify nowhere."""
+    public = public_key_path(path)
+    if not public.exists():
+        _write_new(public, public_pem(key.public_key()), 0o644)
+        return
+    if fingerprint(load_public_key(public)) != fingerprint(key.public_key()):
+        raise ValueError(f"checkpoint key {path} does not match its public key {public} "
+                         f"(one of them was replaced): restore the pair `coral colony init` "
+                         f"made")
 
 
 def public_key_path(key_path: str | os.PathLike) -> pathlib.Path:
@@ -172,16 +209,18 @@ class Writer:
     def __init__(self, *, colony_id: str, key_file: str | os.PathLike, directory: str = "",
                  syslog: str = "", every: int = DEFAULT_EVERY,
                  interval: float = DEFAULT_INTERVAL, append_only: bool = False,
-                 clock: Callable[[], float] = time.time, replica: str = "") -> None:
+                 clock: Callable[[], float] = time.time, replica: str = "",
+                 create: bool = True) -> None:
         """append_only: set `chattr +a` on the sink file (a warning where that fails).
         replica: this colony replica's name ('' = a single colony); its checkpoints name
-        it and are numbered on their own."""
+        it and are numbered on their own. create=False: the key must exist (replicas read
+        the one `coral colony init` made)."""
         if every < 1 or interval <= 0:
             raise ValueError(f"checkpoints every {every} records / {interval} s: both must be "
                              f"positive")
         self.colony_id, self.every, self.interval = colony_id, every, interval
         self.replica = replica
-        self.key = load_signing_key(key_file)
+        self.key = load_signing_key(key_file, create=create)
         self.path = pathlib.Path(directory) / SINK_FILE if directory else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -443,6 +482,9 @@ class Options:
     def audit_key(self, data_dir: pathlib.Path) -> pathlib.Path:
         return pathlib.Path(self.audit_key_file or data_dir / "audit.key")
 
+    def signing_key(self, data_dir: pathlib.Path) -> pathlib.Path:
+        return pathlib.Path(self.key_file or data_dir / "checkpoint.key")
+
     def sink_dir(self, data_dir: pathlib.Path) -> pathlib.Path:
         return pathlib.Path(self.directory or f"{data_dir}-checkpoints").resolve()
 
@@ -453,7 +495,7 @@ class Options:
             raise ValueError(f"checkpointDir {sink} is inside the data directory {data_dir}: "
                              f"whoever can rewrite the database could rewrite it too; choose "
                              f"a directory outside it")
-        return Writer(colony_id=colony_id, key_file=self.key_file or data_dir / "checkpoint.key",
+        return Writer(colony_id=colony_id, key_file=self.signing_key(data_dir),
                       directory=str(sink), syslog=self.syslog, every=self.every,
                       interval=self.interval, append_only=self.append_only,
-                      replica=self.replica)
+                      replica=self.replica, create=not self.replica)

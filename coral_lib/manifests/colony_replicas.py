@@ -6,15 +6,17 @@ Objects: the Namespace, the colony's ServiceAccount with its TokenReview permiss
 connections move to the others), a headless Service for replica-to-replica calls, and a
 PodDisruptionBudget that keeps all but one replica up during voluntary disruptions.
 
-The colony's identity (CA, server certificate, colony id, audit key, admin token) is the
-Secret `colony_data_secret`, made once from a data directory:
+The colony's identity (CA, server certificate, colony id, audit key, checkpoint key pair,
+admin token) is the Secret `colony_data_secret`, made once from a data directory:
 
     coral colony init --data-dir ./colony --hostname coral-colony.coral-system.svc
     kubectl -n coral-system create secret generic coral-colony-data --from-file=./colony
 
 Every replica copies it into its own writable data directory at start (an init
-container), so all replicas share one CA and one audit key. The DSN Secret is rendered
-with `colony_database_dsn`; its default names no password: set one, or replace the Secret.
+container), so all replicas share one CA, one audit key and one checkpoint key (a replica
+never makes its own: a restarted pod signs with the same key, one public key verifies
+all). The DSN Secret is rendered with `colony_database_dsn`; its default names no
+password: set one, or replace the Secret.
 """
 
 from __future__ import annotations

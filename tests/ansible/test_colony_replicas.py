@@ -80,6 +80,9 @@ def test_colony_role_deploys_hardened_replicas_sharing_postgresql(ansible, host,
             assert f"{DATA}-checkpoints-{index}" in shown["ReadWritePaths"], shown
             assert _ssh(host, f"ps -o uid= -p {shown['MainPID']}") == colony_uid, shown
             assert _ssh(host, f"stat -c '%a %U' {DATA}-checkpoints-{index}") == "700 coral"
+        # one checkpoint key pair, made by `coral colony init` before any replica started
+        assert _ssh(host, f"stat -c '%a %U' {DATA}/checkpoint.key {DATA}/checkpoint.pub"
+                    ).splitlines() == ["600 coral", "644 coral"]
 
         host_address, port = listen.rsplit(":", 1)
         both = f"{host_address}:{port},{host_address}:{int(port) + 1}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import shutil
+from collections.abc import Callable
 
 import pytest
 
@@ -35,12 +36,16 @@ class ReplicaSet:
         coral_procs.coral("colony", "init", "--data-dir", str(self.template), check=True)
         self.replicas: list[coral_procs.Colony] = []
 
-    def start(self, count: int, *, extra: tuple[str, ...] = ()) -> ReplicaSet:
+    def start(self, count: int, *, extra: tuple[str, ...] = (),
+              prepare: Callable[[pathlib.Path], None] | None = None) -> ReplicaSet:
         """`count` more replicas r<i>, each with `extra` flags; each writes its checkpoints
-        to its own sink, the default `<data dir>-checkpoints` (sink(i))."""
+        to its own sink, the default `<data dir>-checkpoints` (sink(i)). `prepare` gets each
+        copied data directory before its replica starts (an attacker's swap)."""
         for index in range(len(self.replicas), len(self.replicas) + count):
             data_dir = self.root / f"r{index}"
             shutil.copytree(self.template, data_dir)
+            if prepare is not None:
+                prepare(data_dir)
             self.replicas.append(coral_procs.Colony(data_dir, args=(
                 "--database", f"file:{self.dsn_file}", "--replica-name", f"r{index}",
                 *extra)).start())

@@ -32,7 +32,9 @@ def available() -> str:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, *, settings: str = "") -> None:
+        """settings: more `-c name=value` options (a bench sizes shared_buffers)."""
+        self.settings = settings
         self.port = coral_procs.free_port()
         self.password = "pw-" + secrets.token_hex(12)
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="coral-pg-"))
@@ -56,7 +58,7 @@ class Server:
         pwfile.unlink()
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
                    f"-c unix_socket_directories={self.root} -c max_connections=400 "
-                   "-c fsync=off -c shared_buffers=32MB")
+                   f"-c fsync=off -c shared_buffers=32MB {self.settings}")
         self._as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                           "-o", options, "-w", "-t", "60", "start")
         return self
