@@ -280,6 +280,7 @@ error_kind:
   sample: NoTargets
 """
 
+import gc
 import shlex
 
 from ansible.module_utils.basic import AnsibleModule
@@ -410,6 +411,10 @@ def main():
         coral.fail_coral(module, exc, **result)
     finally:
         colony.close()
+    # What exists now lives until the module exits; frozen, it is left out of the
+    # collections while the result is built and of the interpreter's last ones at exit
+    # (as the coral CLI does: gRPC and protobuf objects, ~25 ms of CPU).
+    gc.freeze()
     rows = [coral.result_row(r) for r in outcome.results]
     failed = coral.failed_rows(rows)
     result.update(changed=bool(rows), results=rows, audit_ids=list(outcome.audit_ids),
