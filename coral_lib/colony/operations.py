@@ -52,9 +52,12 @@ class FanOut:
 
         def cancelled() -> bool:
             return cancel.is_set() or not is_active()
+        # each agent's record read once per operation, not once per target (a fleet exec
+        # has many targets per agent)
+        agents = {aid: self.registry.get_agent(aid) for aid in {t.agent_id for t, _ in allowed}}
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fanout") as pool:
             futures = {pool.submit(self._one, op_id, identity, request, t, rule,
-                                   admission, cancelled): t
+                                   admission, cancelled, agents[t.agent_id]): t
                        for t, rule in allowed}
             try:
                 yield from self._collect(futures, results, targets, stop_pct)
@@ -78,10 +81,10 @@ class FanOut:
 
     def _one(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
              target: colony_pb2.Target, rule: str, admission: policy.Admission,
-             cancelled: Callable[[], bool]) -> colony_pb2.TargetResult:
+             cancelled: Callable[[], bool],
+             agent: registry.AgentRow | None) -> colony_pb2.TargetResult:
         command = shlex.join(request.exec.argv)
         verb = admission.verb  # from the RPC (colony/verbs.py), never from the request
-        agent = self.registry.get_agent(target.agent_id)
         provenance = targets_mod.provenance(self.registry, target)
         runtime = agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown"
         key = f"{op_id}/{target.agent_id}/{target.pod}/{target.container}"

@@ -23,6 +23,8 @@ def test_item3_pending_approval_fails_at_once_with_error_kind_and_id_then_redeem
     held = surface.saved("pending")["held"]
     assert held["failed"] and held["error_kind"] == "ApprovalPending", held
     assert held["approval_id"] and held["approval_id"] in held["msg"]
+    # held before Operate resolved: the module still says where it would run (issue 15)
+    assert [t["service"] for t in held["targets"]] == ["pay"] and held["results"] == [], held
     with surface.colony.client_for("approver") as c:
         c.approve(held["approval_id"])
     prefix = surface.work / "redeemed"
@@ -32,6 +34,7 @@ def test_item3_pending_approval_fails_at_once_with_error_kind_and_id_then_redeem
     done = surface.saved("redeemed")["done"]
     assert not done.get("failed"), done
     assert [r["stdout"] for r in done["results"]] == ["paid\n"]
+    assert done["targets"] == held["targets"]  # from the Operate call's own first event
 
 
 def test_item3_wait_for_approval_times_out_with_the_id(surface):

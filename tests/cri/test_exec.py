@@ -140,3 +140,15 @@ def test_unreachable_socket_error_names_the_path(tmp_path):
         with pytest.raises(base.OperationError, match=f"CRI socket {dead} is unreachable"):
             backend.list_pod_containers(namespace="a", pod_name="b")
         assert not cri.probe(dead, timeout=1)
+
+
+def test_one_runtime_stub_serves_every_call_until_closed(backend, shop_pod):
+    """Issue 15, fan-out ("say where the remaining overhead goes"): a stub built per call
+    cost a DaemonSet agent ~10% of its CPU per exec; the backend keeps one per channel,
+    and a closed backend reconnects with a fresh one."""
+    first = backend._runtime
+    assert run(backend, ["true"], container="app").exit_code == 0
+    assert backend._runtime is first
+    backend.close()
+    assert backend._runtime is not first
+    assert run(backend, ["true"], container="app").exit_code == 0
