@@ -46,7 +46,7 @@ def available() -> tuple[bool, str]:
 
     Only files are looked at: importing bcc maps LLVM and clang (~175 MB read, and charged
     to the agent's cgroup as page cache) and an agent checks this at start, where most never
-    trace. A bcc that is installed but does not import is reported by the trace that needs
+    trace. A bcc that is installed but fails to load is reported by the trace that needs
     it (the tracer's error output)."""
     reason = _missing_piece()
     return (not reason, reason and f"eBPF tracing is not available here because {reason}")

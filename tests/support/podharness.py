@@ -155,6 +155,9 @@ class Pod:
 
     def _find_pause(self) -> int:
         pid = self._unshare.pid
+        if self._unshare.poll() is not None:  # say so at once, not after the wait
+            raise RuntimeError(f"pod harness: unshare exited {self._unshare.returncode} "
+                               "before starting the pause process")
         children = _read(f"/proc/{pid}/task/{pid}/children").split()
         for child in children:
             if _read(f"/proc/{child}/comm").strip() == "pause":
