@@ -143,7 +143,10 @@ def _sidecar(kube: KubeCluster, colony) -> dict:
     sidecar_id = status["initContainerStatuses"][0]["containerID"].split("://", 1)[1]
     out = {"sidecar_agent_idle_cgroup_usage_mb": _cgroup_memory_by_id(
         kube, "shop2", "app", sidecar_id)["cgroup_usage_mb"]}
-    _work(colony, client.Targeting(namespace="shop2", pod="app", container="app"), expect=1)
+    with colony.client() as c:  # the sidecar's own agent (the node's agent serves the pod too)
+        (agent_id,) = [a["agent_id"] for a in c.list_agents()
+                       if a["agent_id"].startswith("pod-shop2.app")]
+    _work(colony, client.Targeting(agent=agent_id, container="app"), expect=1)
     for key, value in _cgroup_memory_by_id(kube, "shop2", "app", sidecar_id).items():
         out[f"sidecar_agent_{key}"] = value
     out["sidecar_container"] = sidecar["name"]
