@@ -303,23 +303,10 @@ class Registry:
                                    "WHERE agent_id=?", (agent_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
-    def returned(self, agent_id: str) -> None:
-        """An agent registered again: it is no longer reported as departed."""
-        with self._lock, _explained("agent not stored", self.path):
-            self._db.execute("DELETE FROM departed_agents WHERE agent_id=?", (agent_id,))
-
     def replace_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
         """The pods a DaemonSet agent sees now (its complete list)."""
         with self._lock, _explained("pods not stored", self.path):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM agent_pods WHERE agent_id=?", (agent_id,))
-                self._db.executemany("INSERT OR REPLACE INTO agent_pods VALUES (?,?,?,?)", [
-                    (agent_id, p.namespace, p.name, p.SerializeToString()) for p in pods])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._transaction(lambda: self._store_pods(agent_id, pods))
 
     def pods(self) -> list[tuple[str, mesh_pb2.PodRef]]:
         with self._lock:

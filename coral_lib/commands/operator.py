@@ -273,8 +273,10 @@ def audit_row(record: dict) -> dict:
         what = (f"{record.get('event', '')} {service.get('component_name', '')}:"
                 f"{service.get('port', '')} ({prov})")
     elif kind == "discovery":  # one record per registration (colony.discovery_record)
-        counts = [f"{len(record.get(e) or ())} {e}" for e in ("added", "removed", "changed",
-                                                            "overridden") if record.get(e)]
+        from coral_lib.colony import discovery_record
+
+        counts = [f"{len(record.get(e) or ())} {e}" for e in discovery_record.EVENTS
+                  if record.get(e)]
         what = f"{', '.join(counts)}; {record.get('services', 0)} services now"
     elif kind == "refused":
         what = f"{record.get('verb', '')} {record.get('target', '')}: {record.get('reason', '')}"

@@ -68,7 +68,9 @@ def test_storage_backends_pass_the_same_suite(database, tmp_path):
             node_labels={}, labels={}, registered_at=1.0, last_seen=1.0))
         assert reg.remove_agent("gone", event=event, now=7.0) == 0
     assert reg.departed("gone") == ("pruned", 7.0) and reg.remove_agent("x", event="e") is None
-    reg.returned("gone")
+    reg.register(registry.AgentRow(  # registered again: no longer reported as departed
+        agent_id="gone", version="1", runtime=agent_pb2.RuntimeContext(), node_name="n2",
+        node_labels={}, labels={}, registered_at=8.0, last_seen=8.0), [], pods=[])
     assert reg.departed("gone") is None
 
     log = audit.AuditLog(where("audit.db"), key_file=tmp_path / "audit.key")
