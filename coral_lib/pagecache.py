@@ -13,6 +13,12 @@ what is mapped is never run again. `page_out_libraries` marks those read-only ma
 random-access (no read-around on later faults) and pages them out (MADV_PAGEOUT, Linux
 5.4+; pages other processes map are left alone): what the agent then runs faults back in
 page by page, and only that stays charged.
+
+MADV_PAGEOUT leaves alone a page another process maps too (a host agent shares its venv's
+libraries with the colony and any other Coral process), so those pages stay in the agent's
+resident set though it never runs them again. `drop_clean_mappings` unmaps them from this
+process only (MADV_DONTNEED on mappings that hold nothing but the file's own pages): the
+page cache and the other processes keep them, and what the agent runs again faults back.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-MADV_RANDOM, MADV_PAGEOUT = 1, 21  # <asm-generic/mman-common.h>
+MADV_RANDOM, MADV_DONTNEED, MADV_PAGEOUT = 1, 4, 21  # <asm-generic/mman-common.h>
+PT_LOAD, PF_W = 1, 2  # <elf.h>
 
 
 def mapped_files(maps: str) -> set[str]:
@@ -66,6 +73,118 @@ def page_out_libraries() -> int:
         if libc.madvise(start, length, MADV_PAGEOUT) == 0:
             done += 1
     return done
+
+
+def clean_mappings(smaps: Iterable[str]) -> list[tuple[int, int]]:
+    """(start, length) of the mappings in /proc/PID/smaps lines whose resident pages are
+    all the file's own, so that MADV_DONTNEED only unmaps them (they fault back from the
+    file unchanged): readable, not writable, private, file-backed (not deleted), with no
+    copy-on-write page (Anonymous 0, nothing swapped; a relocated RELRO page is one, and
+    dropping it would bring back the unrelocated file bytes). Everything else is refused:
+    writable or shared mappings, [heap], [stack], [vdso], [vvar], anonymous memory."""
+    return [(start, end - start) for start, end, perms, path, fields in _smaps_entries(smaps)
+            if _clean_file_mapping(perms, path, fields)]
+
+
+def _clean_file_mapping(perms: str, path: str, fields: dict[str, int]) -> bool:
+    return (perms[:1] == "r" and "w" not in perms and perms.endswith("p")
+            and path.startswith("/") and not path.endswith(" (deleted)")
+            and all(fields.get(key) == 0 for key in _NO_PAGE_OF_ITS_OWN))
+
+
+# smaps fields that count a page of the process's own (copy-on-write, dirty or swapped)
+_NO_PAGE_OF_ITS_OWN = ("Anonymous", "Swap", "Private_Dirty", "Shared_Dirty")
+
+
+def _smaps_entries(lines: Iterable[str]) -> Iterator[tuple[int, int, str, str, dict[str, int]]]:
+    """(start, end, perms, path, {field: kB} of _NO_PAGE_OF_ITS_OWN) per mapping, streamed
+    (a whole smaps text of a Python process is half a megabyte of small strings)."""
+    entry = None
+    for line in lines:
+        head = line.split(None, 5)
+        if head and head[0].endswith(":"):
+            if entry is not None and head[0][:-1] in _NO_PAGE_OF_ITS_OWN and len(head) > 1:
+                entry[4][head[0][:-1]] = int(head[1])
+            continue
+        if entry is not None:
+            yield entry
+        entry = None
+        if len(head) >= 5 and "-" in head[0]:
+            start, _, end = head[0].partition("-")
+            path = head[5].rstrip("\n") if len(head) == 6 else ""
+            entry = (int(start, 16), int(end, 16), head[1], path, {})
+    if entry is not None:
+        yield entry
+
+
+def within(ranges: Iterable[tuple[int, int]],
+           segments: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of `ranges` ((start, length)) inside `segments` ((start, end)), as
+    (start, length), in order."""
+    spans = sorted(segments)
+    out = []
+    for start, length in ranges:
+        for seg_start, seg_end in spans:
+            low, high = max(start, seg_start), min(start + length, seg_end)
+            if low < high:
+                out.append((low, high - low))
+    return out
+
+
+def loaded_read_only_segments() -> list[tuple[int, int]]:
+    """(start, end), page-aligned, of the non-writable PT_LOAD segments of every ELF object
+    the dynamic loader lists as loaded (dl_iterate_phdr). An object is listed only once its
+    segments are mapped; a read-only segment is never relocated (relocations land in the
+    writable segment holding RELRO), so these ranges cannot change under us while a library
+    is being loaded by another thread, and Python never unloads one."""
+    import ctypes  # only here: the agent calls this once
+
+    class Phdr(ctypes.Structure):  # Elf64_Phdr
+        _fields_ = [("p_type", ctypes.c_uint32), ("p_flags", ctypes.c_uint32),
+                    ("p_offset", ctypes.c_uint64), ("p_vaddr", ctypes.c_uint64),
+                    ("p_paddr", ctypes.c_uint64), ("p_filesz", ctypes.c_uint64),
+                    ("p_memsz", ctypes.c_uint64), ("p_align", ctypes.c_uint64)]
+
+    class Info(ctypes.Structure):  # struct dl_phdr_info, the fields read here
+        _fields_ = [("addr", ctypes.c_uint64), ("name", ctypes.c_char_p),
+                    ("phdr", ctypes.POINTER(Phdr)), ("phnum", ctypes.c_uint16)]
+
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        return []
+    page = os.sysconf("SC_PAGE_SIZE")
+    out: list[tuple[int, int]] = []
+
+    def each(info, _size, _data) -> int:
+        for i in range(info.contents.phnum):
+            ph = info.contents.phdr[i]
+            if ph.p_type == PT_LOAD and not ph.p_flags & PF_W and ph.p_memsz:
+                start = info.contents.addr + ph.p_vaddr
+                out.append((start // page * page, -(-(start + ph.p_memsz) // page) * page))
+        return 0
+
+    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t,
+                                ctypes.c_void_p)(each)
+    # PyDLL: called holding the GIL, so no thread of ours can be in the loader (a Python
+    # import's dlopen holds the GIL) while the loader's lock is held here waiting for it
+    ctypes.PyDLL(None).dl_iterate_phdr(callback, None)
+    return out
+
+
+def drop_clean_mappings() -> int:
+    """Unmap the resident pages of this process's clean library mappings (see the module's
+    doc): the smaps mappings clean_mappings accepts, cut to the loaded objects' read-only
+    segments; returns how many ranges were advised. Semantically what the kernel's reclaim
+    does to a clean file page at any time: the next touch reads it back from the file."""
+    import ctypes  # only here: the agent calls this once
+
+    try:
+        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as f:
+            ranges = within(clean_mappings(f), loaded_read_only_segments())
+    except OSError:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return sum(libc.madvise(start, length, MADV_DONTNEED) == 0 for start, length in ranges)
 
 
 def module_files(modules: Iterable[object]) -> set[str]:
@@ -112,6 +231,7 @@ def release_all() -> int:
     """Page out the libraries and drop the start-up files' cache; returns how many files
     were advised."""
     page_out_libraries()
+    drop_clean_mappings()
     return release(started_files())
 
 

@@ -93,3 +93,159 @@ def test_page_out_libraries_keeps_the_process_running():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == '{"ok": "OK"}'
+
+
+# smaps of mappings drop_clean_mappings must refuse or accept (fields it reads, plus Rss).
+SMAPS_CASES = {
+    "lib text, clean": ("7f01000-7f04000 r-xp 00001000 fd:00 456 /opt/coral/lib/cygrpc.so",
+                        {"Rss": 12, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0,
+                         "Shared_Dirty": 0}, True),
+    "constants, clean": ("7f04000-7f05000 r--p 00004000 fd:00 456 /opt/coral/lib/cygrpc.so",
+                         {"Rss": 4, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0,
+                          "Shared_Dirty": 0}, True),
+    "relocated RELRO": ("7f05000-7f06000 r--p 00005000 fd:00 456 /opt/coral/lib/cygrpc.so",
+                        {"Rss": 4, "Anonymous": 4, "Swap": 0, "Private_Dirty": 4,
+                         "Shared_Dirty": 0}, False),
+    "RELRO swapped out": ("7f06000-7f07000 r--p 00006000 fd:00 456 /opt/coral/lib/a.so",
+                          {"Rss": 0, "Anonymous": 0, "Swap": 4, "Private_Dirty": 0,
+                           "Shared_Dirty": 0}, False),
+    "writable data": ("7f07000-7f08000 rw-p 00007000 fd:00 456 /opt/coral/lib/cygrpc.so",
+                      {"Rss": 4, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0,
+                       "Shared_Dirty": 0}, False),
+    "shared file": ("7f08000-7f09000 r--s 00000000 fd:00 457 /dev/shm/segment",
+                    {"Rss": 4, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0,
+                     "Shared_Dirty": 0}, False),
+    "guard": ("7f09000-7f0a000 ---p 00009000 fd:00 456 /opt/coral/lib/cygrpc.so",
+              {"Rss": 0, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0, "Shared_Dirty": 0},
+              False),
+    "deleted file": ("7f0a000-7f0b000 r-xp 00000000 fd:00 458 /opt/old/lib.so (deleted)",
+                     {"Rss": 4, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0,
+                      "Shared_Dirty": 0}, False),
+    "anonymous read-only": ("7f0b000-7f0c000 r--p 00000000 00:00 0 ",
+                            {"Rss": 4, "Anonymous": 4, "Swap": 0, "Private_Dirty": 4,
+                             "Shared_Dirty": 0}, False),
+    "anonymous, no page yet": ("7f0c000-7f0d000 r--p 00000000 00:00 0",
+                               {"Rss": 0, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0,
+                                "Shared_Dirty": 0}, False),
+    "heap": ("55d3000-55d9000 rw-p 00000000 00:00 0 [heap]",
+             {"Rss": 24, "Anonymous": 24, "Swap": 0, "Private_Dirty": 24, "Shared_Dirty": 0},
+             False),
+    "stack": ("7ffd000-7ffe000 rw-p 00000000 00:00 0 [stack]",
+              {"Rss": 4, "Anonymous": 4, "Swap": 0, "Private_Dirty": 4, "Shared_Dirty": 0},
+              False),
+    "vvar": ("7ffe000-7fff000 r--p 00000000 00:00 0 [vvar]",
+             {"Rss": 0, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0, "Shared_Dirty": 0},
+             False),
+    "vdso": ("7fff000-7fff800 r-xp 00000000 00:00 0 [vdso]",
+             {"Rss": 4, "Anonymous": 0, "Swap": 0, "Private_Dirty": 0, "Shared_Dirty": 0},
+             False),
+    "fields missing": ("8000000-8001000 r-xp 00000000 fd:00 459 /opt/coral/lib/b.so",
+                       {"Rss": 4}, False),
+}
+
+
+def _smaps_text(cases) -> str:
+    lines = []
+    for header, fields, _ in cases:
+        lines.append(header)
+        lines += [f"{key}:{value:>16} kB" for key, value in fields.items()]
+        lines.append("VmFlags: rd mr mw me")
+    return "\n".join(lines) + "\n"
+
+
+def test_clean_mappings_takes_only_pages_the_file_gives_back():
+    """Issue 15 host agent <= 45 MB: MADV_DONTNEED only where the pages are the file's own;
+    a copy-on-write page (RELRO), a writable or shared mapping and the kernel's special
+    mappings are refused."""
+    text = _smaps_text(SMAPS_CASES.values())
+    accepted = pagecache.clean_mappings(text.splitlines(keepends=True))
+    expected = [(int(h.split("-")[0], 16),
+                 int(h.split()[0].split("-")[1], 16) - int(h.split("-")[0], 16))
+                for h, _, ok in SMAPS_CASES.values() if ok]
+    assert accepted == expected == [(0x7f01000, 0x3000), (0x7f04000, 0x1000)]
+
+
+@pytest.mark.parametrize("name", [n for n, (_, _, ok) in SMAPS_CASES.items() if not ok])
+def test_clean_mappings_refuses(name):
+    assert pagecache.clean_mappings(_smaps_text([SMAPS_CASES[name]]).splitlines()) == []
+
+
+def test_within_cuts_ranges_to_the_loaded_segments():
+    segments = [(0x7f04000, 0x7f05000), (0x7f00000, 0x7f03000)]
+    ranges = [(0x7f01000, 0x3000), (0x7f04000, 0x2000), (0x8000000, 0x1000)]
+    assert pagecache.within(ranges, segments) == [(0x7f01000, 0x2000), (0x7f04000, 0x1000)]
+
+
+def test_loaded_read_only_segments_cover_the_code_not_the_data():
+    """The loader's list: libc's code is in it, the writable data of Python's own binary
+    is not (a relocated page lives there)."""
+    import ctypes
+
+    segments = pagecache.loaded_read_only_segments()
+    libc_function = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value
+    assert any(start <= libc_function < end for start, end in segments)
+    writable = [line.split()[0] for line in open("/proc/self/maps") if " rw-p " in line
+                and "/" in line]
+    for text in writable:
+        low, high = (int(x, 16) for x in text.split("-"))
+        assert not any(start < high and low < end for start, end in segments), text
+
+
+# What a real process's smaps says before and after drop_clean_mappings, as JSON.
+DROP_PROBE = """
+import json, mmap, ssl, sys, grpc
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from coral_lib import pagecache
+
+def resident(path):
+    rss = anon = 0
+    entry = None
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if not head[0].endswith(":"):
+            entry = head[5] if len(head) > 5 else ""
+        elif entry == path and head[0] in ("Rss:", "Anonymous:"):
+            rss += int(head[1]) * (head[0] == "Rss:")
+            anon += int(head[1]) * (head[0] == "Anonymous:")
+    return rss, anon
+
+blob = sys.argv[1]
+with open(blob, "rb") as f:
+    mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+digest = hash(mapped[:])
+libs = sorted(p for p in pagecache.mapped_files(open("/proc/self/maps").read())
+              if "cygrpc" in p or "_rust" in p or "libpython" in p)
+before = {"blob": resident(blob), "libs": [resident(p) for p in libs]}
+n = pagecache.drop_clean_mappings()
+after = {"blob": resident(blob), "libs": [resident(p) for p in libs]}
+# the code and data dropped fault back unchanged: crypto, TLS setup, gRPC enums
+key = ec.generate_private_key(ec.SECP256R1())
+key.public_key().verify(key.sign(b"x", ec.ECDSA(hashes.SHA256())), b"x",
+                        ec.ECDSA(hashes.SHA256()))
+ssl.create_default_context()
+print(json.dumps({"advised": n, "libs": libs, "before": before, "after": after,
+                  "same": hash(mapped[:]) == digest, "grpc": grpc.StatusCode.OK.name}))
+"""
+
+
+def test_drop_clean_mappings_unmaps_clean_library_pages_and_the_process_carries_on(tmp_path):
+    """A real process: its libraries' clean pages leave its resident set, their
+    copy-on-write pages (relocations) stay, a file it mapped itself (not a library) is left
+    alone, and what it runs next faults back unchanged."""
+    import json
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(SIZE))
+    out = subprocess.run([sys.executable, "-c", DROP_PROBE, str(blob)], capture_output=True,
+                         text=True, check=True, timeout=60)
+    seen = json.loads(out.stdout)
+    assert seen["advised"] > 0 and seen["same"] and seen["grpc"] == "OK"
+    assert len(seen["libs"]) == 3, seen["libs"]
+    assert seen["after"]["blob"] == seen["before"]["blob"]
+    for (_, anon_before), (_, anon_after) in zip(seen["before"]["libs"],
+                                                 seen["after"]["libs"], strict=True):
+        assert anon_after == anon_before  # relocated pages are never dropped
+    rss_before = sum(r - a for r, a in seen["before"]["libs"])
+    rss_after = sum(r - a for r, a in seen["after"]["libs"])
+    assert rss_after < rss_before // 2, (rss_before, rss_after)
