@@ -148,6 +148,10 @@ ROWS: list[tuple[str, str, str]] = [
      "{memory:daemonset_agent_rss_mb} ({memory:daemonset_agent_uss_mb}) / "
      "{memory:host_agent_rss_mb} ({memory:host_agent_uss_mb}) / "
      "{memory:sidecar_agent_rss_mb} ({memory:sidecar_agent_uss_mb}) MB", "see issue 15"),
+    ("RSS (private memory): host agent after {memory:host_agent_work_execs} execs through "
+     "the colony",
+     "{memory:host_agent_after_work_rss_mb} ({memory:host_agent_after_work_uss_mb}) MB",
+     "host agent ≤ 45 MB"),
     ("RSS: colony idle / holding {memory:colony_loaded_services:,} services",
      "{memory:colony_idle_rss_mb} / {memory:colony_loaded_rss_mb} MB", ""),
     ("`systemd-analyze security` exposure inside a booted host (0 = most sandboxed, "
