@@ -98,9 +98,9 @@ def test_page_out_libraries_keeps_the_process_running():
 
 def test_release_surplus_drops_what_faults_read_ahead_and_keeps_what_is_mapped(
         tmp_path, monkeypatch):
-    """After code faults back in (Linux 6.16+ reads ahead around a fault in executable code
-    even under MADV_RANDOM), what was read but not mapped goes; mapped pages stay; with no
-    major fault since the last call it does nothing. (Bounds are loose: the page cache
+    """After code faults back in (recent kernels read ahead around a fault in executable
+    code even under MADV_RANDOM), what was read but not mapped goes; mapped pages stay; no
+    major fault since the last call: it does nothing. (Bounds are loose: the page cache
     holds large folios, which stay whole while any page of them is mapped.)"""
     if shutil.which("fincore") is None:
         pytest.skip("fincore (util-linux) is missing")
