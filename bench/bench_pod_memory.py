@@ -102,6 +102,12 @@ def run() -> dict:
                 return len({s["pod_name"] for s in c.list_services(namespace="shop")})
         coral_procs.wait_for(lambda: discovered() == pods, timeout=120 + pods,
                              what="app pods discovered")
+
+        def running() -> int:  # discovery reads specs; an exec needs the container started
+            return sum(kube.server.store.get("pods", f"app-{i}", namespace="shop")
+                       .get("status", {}).get("phase") == "Running" for i in range(pods))
+        coral_procs.wait_for(lambda: running() == pods, timeout=120 + pods,
+                             what="app pods running")
         time.sleep(5)  # let start-up garbage settle before reading
         agents = {node: (pod["metadata"]["name"], kube.container_id(
             SYSTEM, pod["metadata"]["name"], "coral-agent"))
