@@ -20,6 +20,9 @@ DaemonSet agent runs WORK_ROUNDS fan-out execs over every app pod, the sidecar W
 execs in its app container. The agent gives back start-up's page cache and pages out its
 library code once registered (coral_lib/pagecache.py); what an operation runs faults back
 in and is charged again, so only the figure after work says what an agent in use costs.
+After an exec or a heartbeat in which a fault read from disk, the agent drops what that
+fault read ahead beyond the pages it mapped (pagecache.release_surplus); the pages it
+mapped stay charged, and so stay in these figures.
 
 The goal figure is the container's cgroup charge: `memory.current` where the memory
 controller is cgroup v2, `memory.usage_in_bytes` where it is v1 (this machine): printed as
@@ -99,6 +102,12 @@ def run() -> dict:
                 return len({s["pod_name"] for s in c.list_services(namespace="shop")})
         coral_procs.wait_for(lambda: discovered() == pods, timeout=120 + pods,
                              what="app pods discovered")
+
+        def running() -> int:  # discovery reads specs; an exec needs the container started
+            return sum(kube.server.store.get("pods", f"app-{i}", namespace="shop")
+                       .get("status", {}).get("phase") == "Running" for i in range(pods))
+        coral_procs.wait_for(lambda: running() == pods, timeout=120 + pods,
+                             what="app pods running")
         time.sleep(5)  # let start-up garbage settle before reading
         agents = {node: (pod["metadata"]["name"], kube.container_id(
             SYSTEM, pod["metadata"]["name"], "coral-agent"))

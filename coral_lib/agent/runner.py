@@ -267,6 +267,7 @@ class Agent:
                 log.warning("colony asks to register again: %s", reply.reason)
                 return False
             pagecache.release_settled()
+            pagecache.release_surplus()  # what this period faulted in read ahead (issue 15)
             if send is not None:
                 self._last_sent = send
                 log.info("service set changed: sent %d services", len(send))

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from coral_lib import __version__, addresses, convert, heap
+from coral_lib import __version__, addresses, convert, heap, pagecache
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from coral_lib.agent import handlers as handlers_mod
@@ -236,5 +236,6 @@ class LinkWorker:
         self.recorder.operation("exec", time.monotonic() - started,
                                 convert.exec_outcome(result))
         send(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=result))
+        pagecache.release_surplus()  # the read-ahead around code the exec faulted in (issue 15)
         if not self._running:  # the last exec of a burst: free what it used (issue 15)
             heap.trim()

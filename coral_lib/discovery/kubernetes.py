@@ -52,6 +52,16 @@ def _rv_of(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def slim(pod: Pod) -> Pod:
+    """The pod as the cache keeps it: without metadata.managedFields, the API server's
+    field-ownership bookkeeping, which no agent code reads and which is often the largest
+    part of a pod object (an entry per writer: kubelet, controllers, kubectl apply)."""
+    meta = pod.get("metadata")
+    if not isinstance(meta, Mapping) or "managedFields" not in meta:
+        return pod
+    return {**pod, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def apply_event(cache: dict[str, Pod], *, etype: str, obj: Pod) -> bool:
     """Apply one watch event to the cache (in place); True when the pod set changed."""
     key = pods_mod.pod_key(obj)
@@ -60,7 +70,7 @@ def apply_event(cache: dict[str, Pod], *, etype: str, obj: Pod) -> bool:
     if etype not in ("ADDED", "MODIFIED"):
         return False
     old = cache.get(key)
-    cache[key] = obj
+    cache[key] = slim(obj)
     return old is None or _content(old) != _content(obj)
 
 
@@ -74,7 +84,7 @@ def _content(pod: Mapping[str, Any]) -> tuple:
 
 def reconcile(cache: Mapping[str, Pod], listed: list[Pod]) -> tuple[dict[str, Pod], bool]:
     """The cache a full list says we should have, and whether it differs from `cache`."""
-    fresh = {pods_mod.pod_key(p): p for p in listed}
+    fresh = {pods_mod.pod_key(p): slim(p) for p in listed}
     if fresh.keys() != cache.keys():
         return fresh, True
     return fresh, any(_content(cache[k]) != _content(p) for k, p in fresh.items())

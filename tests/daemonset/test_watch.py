@@ -149,3 +149,30 @@ def test_filter_precedence_through_the_engine(kubeapi, cfg_filters, flags, expec
     found = node.discovered(pod_list, node_labels=labels, filters=filters)
     assert {s.pod_name for s in found} == expected
     assert all(s.node_labels["kubernetes.io/hostname"] == "node-a" for s in found)
+
+
+def test_cache_keeps_pods_without_managed_fields(kubeapi):
+    """Issue 15, "DaemonSet agent with 110 pods <= 45 MB": the watch cache drops
+    metadata.managedFields (no agent code reads them) from listed and watched pods alike,
+    and keeps what discovery and exec resolution read."""
+    kubeapi.store.create(pod("listed"), field_manager="kubectl-client-side-apply")
+    assert kubeapi.store.get("pods", "listed", namespace="shop")["metadata"]["managedFields"]
+    with Running(kubeapi) as run:
+        kubeapi.store.create(pod("watched"), field_manager="kubelet")
+        wait_for(lambda: "shop/watched" in run.names(), timeout=10, what="event seen")
+        for key in ("shop/listed", "shop/watched"):
+            cached = run.watcher.pods[key]
+            served = kubeapi.store.get("pods", key.split("/")[1], namespace="shop")
+            assert served["metadata"]["managedFields"]
+            assert "managedFields" not in cached["metadata"]
+            assert cached["metadata"]["uid"] == served["metadata"]["uid"]
+            assert cached["spec"] == served["spec"]
+
+
+def test_slim_leaves_pods_without_managed_fields_as_they_are():
+    bare = {"metadata": {"name": "a", "uid": "u"}, "spec": {}}
+    assert kubernetes.slim(bare) is bare
+    assert kubernetes.slim({}) == {}
+    managed = {"metadata": {"name": "a", "managedFields": [{"manager": "kubelet"}]}}
+    assert kubernetes.slim(managed) == {"metadata": {"name": "a"}}
+    assert managed["metadata"]["managedFields"]  # the event's object is not changed

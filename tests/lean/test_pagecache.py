@@ -249,3 +249,30 @@ def test_drop_clean_mappings_unmaps_clean_library_pages_and_the_process_carries_
     rss_before = sum(r - a for r, a in seen["before"]["libs"])
     rss_after = sum(r - a for r, a in seen["after"]["libs"])
     assert rss_after < rss_before // 2, (rss_before, rss_after)
+
+
+
+def test_release_surplus_drops_what_faults_read_ahead_and_keeps_what_is_mapped(
+        tmp_path, monkeypatch):
+    """After code faults back in (recent kernels read ahead around a fault in executable
+    code even under MADV_RANDOM), what was read but not mapped goes; mapped pages stay; no
+    major fault since the last call: it does nothing. (Bounds are loose: the page cache
+    holds large folios, which stay whole while any page of them is mapped.)"""
+    if shutil.which("fincore") is None:
+        pytest.skip("fincore (util-linux) is missing")
+    size, used = 16 << 20, 1 << 20
+    path = tmp_path / "lib.so"
+    path.write_bytes(os.urandom(size))
+    os.sync()
+    path.read_bytes()
+    if _resident(path) < size // 2:
+        pytest.skip(f"{tmp_path} keeps no page cache to measure (tmpfs?)")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        assert sum(mapped[i] for i in range(0, used, mmap.PAGESIZE)) >= 0  # the code in use
+        monkeypatch.setattr(pagecache, "_faults_released", -1)  # as if a fault came first
+        assert pagecache.release_surplus() > 0
+        assert used * 9 // 10 <= _resident(path) <= size // 4
+        assert pagecache.release_surplus() == 0  # no fault read anything in since
+        assert mapped[size - 1] >= 0  # its page was dropped: this fault reads the file
+        assert pagecache.release_surplus() > 0  # so it acts again
+        assert _resident(path) <= size // 4
