@@ -53,7 +53,7 @@ class FanOut:
         results = [_refused(t, audit_id, reason) for t, audit_id, reason in admission.refused]
         for result in results:
             yield colony_pb2.OperateEvent(result=result)
-        allowed = admission.allowed
+        allowed = dispatch_order(admission.allowed)
         workers = max(1, min(request.max_concurrency or 64, len(allowed) or 1))
         stop_pct = request.stop_on_failure_percentage
         cancel = threading.Event()
@@ -195,6 +195,20 @@ class FanOut:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
                                         duration_seconds=time.monotonic() - started), \
                 not isinstance(exc, TimeoutError)
+
+
+def dispatch_order(allowed: list[tuple[colony_pb2.Target, str]]
+                   ) -> list[tuple[colony_pb2.Target, str]]:
+    """The order targets are sent in: one per agent in turn (each agent's own in their
+    order). Targets come sorted by agent, so with fewer workers than targets the first
+    max_concurrency of them would all go to the first agent (say 64 pods of one node) and
+    every other agent would wait, idle, until that one's were nearly done."""
+    per_agent: dict[str, list[tuple[colony_pb2.Target, str]]] = {}
+    for item in allowed:
+        per_agent.setdefault(item[0].agent_id, []).append(item)
+    lanes = list(per_agent.values())
+    return [lane[i] for i in range(max(map(len, lanes), default=0))
+            for lane in lanes if i < len(lane)]
 
 
 def _skipped(target: colony_pb2.Target) -> colony_pb2.TargetResult:
