@@ -139,28 +139,26 @@ class CountingAudit(audit_mod.AuditLog):
         return super()._insert_many(records)
 
 
-def _answer(link: links.AgentLink) -> None:
+def _answer(link: links.AgentLink, sent: list[str] | None = None) -> None:
     """The agent's end of its link, in this process (the shortcut: no gRPC, no agent
-    process): every exec ends ok at once."""
+    process): every exec ends ok at once; `sent` collects the op ids of the execs."""
     for msg in link.outgoing():
         if msg.WhichOneof("body") == "exec":
+            if sent is not None:
+                sent.append(msg.op_id)
             link.deliver(mesh_pb2.AgentMessage(op_id=msg.op_id, exec_result=agent_pb2.ExecResult(
                 exit_code=0, stdout=b"ok\n")))
 
 
-def test_first_wave_started_records_are_one_transaction(tmp_path):
-    """Six targets on two agents, max_concurrency=4: the four sent at once (two of each
-    agent, in turn) have their started records in ONE transaction written before any
-    other record of the operation; the other two write their own, and every target ends
-    with its finished record; the chain verifies."""
+def _fanout(tmp_path, *, max_concurrency: int, is_active=lambda: True, sent=None):
+    """Run one in-process fan-out over six targets on agents a-1 and a-2: (its result
+    events, the audit log's transactions, whether the chain verifies)."""
     audit = CountingAudit(tmp_path / "audit.db")
     registry = registry_mod.Registry(tmp_path / "registry.db")
     agent_links = links.Links()
-    answering = []
     for agent_id in ("a-1", "a-2"):
-        link = agent_links.attach(agent_id)
-        answering.append(threading.Thread(target=_answer, args=(link,), daemon=True))
-        answering[-1].start()
+        threading.Thread(target=_answer, args=(agent_links.attach(agent_id), sent),
+                         daemon=True).start()
     targets = [colony_pb2.Target(agent_id=a, pod=f"p{i}") for a in ("a-1", "a-2")
                for i in range(3)]
     fanout = operations.FanOut(registry=registry, audit=audit, links=agent_links)
@@ -168,20 +166,46 @@ def test_first_wave_started_records_are_one_transaction(tmp_path):
         events = list(fanout.run(
             identity=auth.Identity(name="admin", groups=("admins",)),
             request=colony_pb2.OperateRequest(
-                max_concurrency=4, exec=agent_pb2.ExecRequest(argv=["true"], timeout_seconds=5)),
+                max_concurrency=max_concurrency,
+                exec=agent_pb2.ExecRequest(argv=["true"], timeout_seconds=5)),
             targets=targets, admission=policy.Admission(
-                allowed=[(t, "rule") for t in targets], refused=[], verb="exec")))
+                allowed=[(t, "rule") for t in targets], refused=[], verb="exec"),
+            is_active=is_active))
         results = [e.result for e in events if e.WhichOneof("event") == "result"]
-        assert sorted(r.status for r in results) == ["ok"] * 6
-        first = audit.transactions[0]
-        assert [kind for kind, _ in first] == ["started"] * 4
-        assert [op.split("/")[1:3] for _, op in first] == [
-            ["a-1", "p0"], ["a-2", "p0"], ["a-1", "p1"], ["a-2", "p1"]]
-        started = [op for t in audit.transactions for kind, op in t if kind == "started"]
-        finished = [op for t in audit.transactions for kind, op in t if kind == "finished"]
-        assert len(started) == 6 and sorted(started) == sorted(finished)
-        assert audit.verify().ok
+        return results, audit.transactions, audit.verify().ok
     finally:
         agent_links.close_all()
         audit.close()
         registry.close()
+
+
+def test_first_wave_started_records_are_one_transaction(tmp_path):
+    """Six targets on two agents, max_concurrency=4: the four sent at once (two of each
+    agent, in turn) have their started records in ONE transaction written before any
+    other record of the operation; the other two write their own, and every target ends
+    with its finished record; the chain verifies."""
+    results, transactions, verified = _fanout(tmp_path, max_concurrency=4)
+    assert sorted(r.status for r in results) == ["ok"] * 6
+    first = transactions[0]
+    assert [kind for kind, _ in first] == ["started"] * 4
+    assert [op.split("/")[1:3] for _, op in first] == [
+        ["a-1", "p0"], ["a-2", "p0"], ["a-1", "p1"], ["a-2", "p1"]]
+    started = [op for t in transactions for kind, op in t if kind == "started"]
+    finished = [op for t in transactions for kind, op in t if kind == "finished"]
+    assert len(started) == 6 and sorted(started) == sorted(finished)
+    assert verified
+
+
+def test_operator_gone_before_the_first_wave_is_sent_closes_its_records_unsent(tmp_path):
+    """The operator's call is no longer active once the targets' started records are
+    written: nothing is sent to an agent (it used to be sent, then cancelled), each target
+    is closed `interrupted`, and the chain verifies."""
+    sent: list[str] = []
+    results, transactions, verified = _fanout(tmp_path, max_concurrency=4,
+                                              is_active=lambda: False, sent=sent)
+    assert sent == []
+    assert [r.status for r in results] == ["interrupted"] * 6
+    started = [op for t in transactions for kind, op in t if kind == "started"]
+    finished = [op for t in transactions for kind, op in t if kind == "finished"]
+    assert len(started) == 6 and sorted(started) == sorted(finished)
+    assert verified
