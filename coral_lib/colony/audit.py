@@ -236,6 +236,24 @@ def _per_caller(batch: list[_Queued], seqs: list[int]) -> list[list[int]]:
     return shares
 
 
+def started_record(
+    *, op_id: str, requester: str, verb: str, agent_id: str, runtime: str, service: str,
+    namespace: str, pod: str, provenance: str, command: str, approval_id: str = "",
+    decision_rule: str = "", node: str = "", replica: str = "",
+) -> tuple[str, dict[str, str]]:
+    """(kind, fields) of a `started` record (AuditLog.started), for append_all: a fan-out
+    writes the records of the targets it sends at once in one transaction."""
+    fields = {
+        "op_id": op_id, "requester": requester, "verb": verb, "agent_id": agent_id,
+        "runtime": runtime, "service": service, "namespace": namespace, "pod": pod,
+        "provenance": provenance, "command": command, "approval_id": approval_id,
+        "decision_rule": decision_rule, "node": node,
+    }
+    if replica:
+        fields["replica"] = replica
+    return "started", fields
+
+
 class AuditLog:
     """The colony's audit log (see module docstring)."""
 
@@ -369,15 +387,11 @@ class AuditLog:
     ) -> int:
         """The record written before an operation runs on one target. `replica`: the colony
         replica running it (replicas on PostgreSQL), so survivors can close it if it dies."""
-        fields = {
-            "op_id": op_id, "requester": requester, "verb": verb, "agent_id": agent_id,
-            "runtime": runtime, "service": service, "namespace": namespace, "pod": pod,
-            "provenance": provenance, "command": command, "approval_id": approval_id,
-            "decision_rule": decision_rule, "node": node,
-        }
-        if replica:
-            fields["replica"] = replica
-        return self.append("started", fields)
+        return self.append(*started_record(
+            op_id=op_id, requester=requester, verb=verb, agent_id=agent_id, runtime=runtime,
+            service=service, namespace=namespace, pod=pod, provenance=provenance,
+            command=command, approval_id=approval_id, decision_rule=decision_rule, node=node,
+            replica=replica))
 
     def finished(
         self, *, op_id: str, status: str, exit_code: int | None, duration: float,

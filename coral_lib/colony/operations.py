@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import shlex
 import threading
@@ -20,6 +21,13 @@ from coral_lib.colony import targets as targets_mod
 
 log = logging.getLogger(__name__)
 LINK_MARGIN = 10.0  # seconds beyond the command's timeout before the colony gives up on an agent
+
+
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    key: str  # the per-target op id of its audit records
+    provenance: str
+    record: tuple[str, dict[str, str]]  # audit_mod.started_record
 
 
 @dataclasses.dataclass
@@ -45,7 +53,7 @@ class FanOut:
         results = [_refused(t, audit_id, reason) for t, audit_id, reason in admission.refused]
         for result in results:
             yield colony_pb2.OperateEvent(result=result)
-        allowed = admission.allowed
+        allowed = dispatch_order(admission.allowed)
         workers = max(1, min(request.max_concurrency or 64, len(allowed) or 1))
         stop_pct = request.stop_on_failure_percentage
         cancel = threading.Event()
@@ -55,21 +63,32 @@ class FanOut:
         # each agent's record read once per operation, not once per target (a fleet exec
         # has many targets per agent)
         agents = {aid: self.registry.get_agent(aid) for aid in {t.agent_id for t, _ in allowed}}
+        def start(target: colony_pb2.Target, rule: str) -> _Start:
+            return self._start(op_id, identity, request, target, rule, admission,
+                               agents[target.agent_id])
+        wave = [start(t, rule) for t, rule in allowed[:workers]]  # sent at once
+        first = self._write_started(wave, verb=admission.verb)
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fanout") as pool:
-            futures = {pool.submit(self._one, op_id, identity, request, t, rule,
-                                   admission, cancelled, agents[t.agent_id]): t
-                       for t, rule in allowed}
+            futures = {pool.submit(self._one, identity, t, request, admission, cancelled,
+                                   agents[t.agent_id],
+                                   wave[i] if i < len(wave) else functools.partial(start, t, rule),
+                                   first.get(i, 0)): t
+                       for i, (t, rule) in enumerate(allowed)}
+            # the first wave's `started` records are written: those targets run (a future
+            # cancelled before its thread took it would leave its record open)
+            keep = set(list(futures)[:len(first)])
             try:
-                yield from self._collect(futures, results, targets, stop_pct)
+                yield from self._collect(futures, results, targets, stop_pct, keep)
             except GeneratorExit:  # the Operate call was cancelled or its client died
                 cancel.set()
                 for pending in futures:
-                    pending.cancel()
+                    if pending not in keep:
+                        pending.cancel()
                 raise
         yield colony_pb2.OperateEvent(summary=_summary(op_id, targets, results))
 
     @staticmethod
-    def _collect(futures, results, targets, stop_pct) -> Iterator[colony_pb2.OperateEvent]:
+    def _collect(futures, results, targets, stop_pct, keep) -> Iterator[colony_pb2.OperateEvent]:
         for future in concurrent.futures.as_completed(futures):
             result = _skipped(futures[future]) if future.cancelled() else future.result()
             results.append(result)
@@ -77,29 +96,60 @@ class FanOut:
             failed = sum(r.status != "ok" for r in results)
             if stop_pct and failed * 100.0 / len(targets) > stop_pct:
                 for pending in futures:
-                    pending.cancel()
+                    if pending not in keep:
+                        pending.cancel()
 
-    def _one(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
-             target: colony_pb2.Target, rule: str, admission: policy.Admission,
-             cancelled: Callable[[], bool],
-             agent: registry.AgentRow | None) -> colony_pb2.TargetResult:
-        command = shlex.join(request.exec.argv)
-        verb = admission.verb  # from the RPC (colony/verbs.py), never from the request
+    def _start(self, op_id: str, identity: auth.Identity, request: colony_pb2.OperateRequest,
+               target: colony_pb2.Target, rule: str, admission: policy.Admission,
+               agent: registry.AgentRow | None) -> _Start:
+        """The `started` record of one target (written before it is sent)."""
         provenance = targets_mod.provenance(self.registry, target)
         runtime = agent_pb2.RuntimeMode.Name(agent.runtime.mode) if agent else "unknown"
         key = f"{op_id}/{target.agent_id}/{target.pod}/{target.container}"
+        record = audit_mod.started_record(
+            op_id=key, requester=identity.name,
+            verb=admission.verb,  # from the RPC (colony/verbs.py), never from the request
+            agent_id=target.agent_id, runtime=runtime, service=target.service,
+            namespace=target.namespace, pod=target.pod, provenance=provenance,
+            command=shlex.join(request.exec.argv), approval_id=admission.approval_id,
+            decision_rule=rule, replica=self.replica,
+            node=target.node or (agent.node_name if agent else ""))
+        return _Start(key=key, provenance=provenance, record=record)
+
+    def _write_started(self, wave: list[_Start], *, verb: str) -> dict[int, int]:
+        """Write the `started` records of the targets sent at once in ONE transaction (one
+        fsync instead of one per target before the first command can start): index in
+        `wave` -> audit id. {} when it fails: each target then tries its own record and is
+        refused, unrun, when that fails too."""
+        if len(wave) < 2:
+            return {}
         try:
-            audit_id = self.audit.started(
-                op_id=key, requester=identity.name, verb=verb, agent_id=target.agent_id,
-                runtime=runtime, service=target.service, namespace=target.namespace,
-                pod=target.pod, provenance=provenance, command=command,
-                approval_id=admission.approval_id, decision_rule=rule, replica=self.replica,
-                node=target.node or (agent.node_name if agent else ""),
-            )
+            return dict(enumerate(self.audit.append_all([s.record for s in wave])))
         except audit_mod.AuditError as exc:
-            log.error("%s on %s not run: %s", verb, target.agent_id, exc)
-            return _refused(target, 0, f"not run because it could not be audited: {exc}")
-        result, cut_off = self._execute(request.exec, target, cancelled)
+            log.error("%s: started records of %d targets not written: %s", verb, len(wave),
+                      exc)
+            return {}
+
+    def _one(self, identity: auth.Identity, target: colony_pb2.Target,
+             request: colony_pb2.OperateRequest, admission: policy.Admission,
+             cancelled: Callable[[], bool], agent: registry.AgentRow | None,
+             start: _Start | Callable[[], _Start], audit_id: int) -> colony_pb2.TargetResult:
+        """Run on one target; `audit_id`: its `started` record when already written (0: write
+        it here; `start` then makes it, in this worker)."""
+        if not isinstance(start, _Start):
+            start = start()
+        verb, key, provenance = admission.verb, start.key, start.provenance
+        if not audit_id:
+            try:
+                audit_id = self.audit.append(*start.record)
+            except audit_mod.AuditError as exc:
+                log.error("%s on %s not run: %s", verb, target.agent_id, exc)
+                return _refused(target, 0, f"not run because it could not be audited: {exc}")
+        if cancelled():  # recorded as started: closed as interrupted, never sent
+            result, cut_off = agent_pb2.ExecResult(
+                exit_code=-1, error="cancelled before it was sent to the agent"), True
+        else:
+            result, cut_off = self._execute(request.exec, target, cancelled)
         status = "interrupted" if cut_off else convert.exec_outcome(result)
         finished_id = 0
         entered = targets_mod.entered_fields(
@@ -145,6 +195,20 @@ class FanOut:
             return agent_pb2.ExecResult(exit_code=-1, error=str(exc),
                                         duration_seconds=time.monotonic() - started), \
                 not isinstance(exc, TimeoutError)
+
+
+def dispatch_order(allowed: list[tuple[colony_pb2.Target, str]]
+                   ) -> list[tuple[colony_pb2.Target, str]]:
+    """The order targets are sent in: one per agent in turn (each agent's own in their
+    order). Targets come sorted by agent, so with fewer workers than targets the first
+    max_concurrency of them would all go to the first agent (say 64 pods of one node) and
+    every other agent would wait, idle, until that one's were nearly done."""
+    per_agent: dict[str, list[tuple[colony_pb2.Target, str]]] = {}
+    for item in allowed:
+        per_agent.setdefault(item[0].agent_id, []).append(item)
+    lanes = list(per_agent.values())
+    return [lane[i] for i in range(max(map(len, lanes), default=0))
+            for lane in lanes if i < len(lane)]
 
 
 def _skipped(target: colony_pb2.Target) -> colony_pb2.TargetResult:
