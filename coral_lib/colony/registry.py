@@ -78,6 +78,7 @@ class ServiceDiff:
     added: list[mesh_pb2.ServiceInfo]
     removed: list[mesh_pb2.ServiceInfo]
     changed: list[mesh_pb2.ServiceInfo]
+    count: int = 0  # services the agent has once the diff is applied (the wanted set)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,16 +236,15 @@ class Registry:
         changed = [s for k, s in wanted.items() if k in stored and bytes(stored[k]) != (
             s.SerializeToString()) and _service(stored[k]) != s]
         return ServiceDiff(added=[s for k, s in wanted.items() if k not in stored],
-                           removed=removed, changed=changed)
+                           removed=removed, changed=changed, count=len(wanted))
 
     def _apply(self, agent_id: str, diff: ServiceDiff) -> None:
         self._delete(agent_id, [convert.service_key(s) for s in diff.removed + diff.changed])
         self._insert(agent_id, diff.added + diff.changed)
-        if diff.added or diff.removed:  # ListAgents' count, in the same transaction
-            (count,) = self._db.execute("SELECT COUNT(*) FROM services WHERE agent_id=?",
-                                        (agent_id,)).fetchone()
+        if diff.added or diff.removed:  # ListAgents' count, in the same transaction: the
+            # stored set is now the wanted one (read under this agent's write lock)
             self._db.execute("INSERT OR REPLACE INTO service_counts VALUES (?,?)",
-                             (agent_id, count))
+                             (agent_id, diff.count))
 
     def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
         """The agent's pods, rewritten only when they differ from the stored ones."""
@@ -329,6 +329,9 @@ class Registry:
     def _delete(self, agent_id: str, keys: list[str]) -> None:
         if not keys:  # an empty executemany is still a round trip to PostgreSQL
             return
+        if not storage.is_file(self.path):  # one statement, one round trip
+            self._db.execute(_PG_DELETE, (agent_id, keys, agent_id, keys))
+            return
         for table in ("services", "service_labels"):
             self._db.executemany(f"DELETE FROM {table} WHERE agent_id=? AND key=?",
                                  [(agent_id, key) for key in keys])
@@ -337,6 +340,9 @@ class Registry:
         """Every row of a registration in two statements (no round trip per service)."""
         keyed = [(convert.service_key(svc), svc) for svc in services]
         if not keyed:
+            return
+        if not storage.is_file(self.path):
+            self._db.execute(_PG_INSERT, _pg_insert_args(agent_id, keyed))
             return
         self._db.executemany("INSERT INTO services VALUES (?,?,?,?,?,?,?,?)", [
             (agent_id, key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
@@ -354,6 +360,17 @@ class Registry:
             sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label)
             rows = self._reader.execute(sql, args).fetchall()
         return [(agent_id, _service(body)) for agent_id, body in rows]
+
+    def service_rows(self, flt: ServiceFilter, *, after: tuple[str, str] | None = None,
+                     limit: int | None = None) -> list[tuple[str, str, bytes]]:
+        """services() as stored: (agent id, service key, serialized ServiceInfo), unparsed
+        (ListServices answers with the bytes, colony/service_page.py)."""
+        with self._read_lock:
+            flt, by_label = self._plan(flt)
+            sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label,
+                                       with_key=True)
+            return [(agent_id, key, bytes(body)) for agent_id, key, body in
+                    self._reader.execute(sql, args).fetchall()]
 
     def _plan(self, flt: ServiceFilter) -> tuple[ServiceFilter, bool]:
         """Which index drives a query with labels: the rarest label pair first, and it
@@ -388,6 +405,26 @@ class Registry:
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
 
 
+# PostgreSQL: a registration's rows as arrays in one statement each (executemany pipelines
+# one statement per row and cost the colony more CPU than the rest of the registration).
+_PG_DELETE = ("WITH gone AS (DELETE FROM services WHERE agent_id=? AND key = ANY(?)) "
+              "DELETE FROM service_labels WHERE agent_id=? AND key = ANY(?)")
+_PG_INSERT = ("WITH added AS (INSERT INTO services SELECT * FROM unnest("
+              "?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], "
+              "?::bytea[])) INSERT INTO service_labels SELECT * FROM unnest("
+              "?::text[], ?::text[], ?::text[], ?::text[])")
+
+
+def _pg_insert_args(agent_id: str, keyed: list[tuple[str, mesh_pb2.ServiceInfo]]) -> list:
+    """_PG_INSERT's parameters: the services' columns, then their labels' columns."""
+    services = [(agent_id, key, svc.component_name, svc.namespace, svc.node_name,
+                 svc.provenance, json.dumps(dict(svc.labels)), svc.SerializeToString())
+                for key, svc in keyed]
+    labels = [(agent_id, key, k, v) for key, svc in keyed for k, v in svc.labels.items()]
+    return [list(column) for column in zip(*services, strict=True)] + [
+        [row[i] for row in labels] for i in range(4)]
+
+
 PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further
 
 
@@ -397,11 +434,12 @@ def _COLUMNS(flt: ServiceFilter) -> tuple[tuple[str, str], ...]:  # noqa: N802 -
 
 
 def _service_query(flt: ServiceFilter, *, after: tuple[str, str] | None = None,
-                   limit: int | None = None, by_label: bool | None = None) -> tuple[str, list]:
+                   limit: int | None = None, by_label: bool | None = None,
+                   with_key: bool = False) -> tuple[str, list]:
     """SQL for one page. `by_label` (default: when labels are given): the first label
     pair's index drives (rows come out of service_labels_page in page order; CROSS JOIN
     keeps SQLite from reordering); else the services index of a filtered column. Both
-    end in (agent_id, key), so `after` is a range bound."""
+    end in (agent_id, key), so `after` is a range bound. `with_key`: the key column too."""
     labels = list(flt.labels.items())
     by_label = bool(labels) if by_label is None else by_label and bool(labels)
     order = "l.agent_id, l.key" if by_label else "s.agent_id, s.key"
@@ -432,7 +470,8 @@ def _service_query(flt: ServiceFilter, *, after: tuple[str, str] | None = None,
     if limit is not None:
         tail = " LIMIT ?"
         args.append(limit)
-    return f"SELECT s.agent_id, s.body FROM {source}{where} ORDER BY {order}{tail}", args
+    columns = "s.agent_id, s.key, s.body" if with_key else "s.agent_id, s.body"
+    return f"SELECT {columns} FROM {source}{where} ORDER BY {order}{tail}", args
 
 
 def _service(body: bytes) -> mesh_pb2.ServiceInfo:
