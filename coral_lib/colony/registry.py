@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -405,24 +406,28 @@ class Registry:
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
 
 
-# PostgreSQL: a registration's rows as arrays in one statement each (executemany pipelines
-# one statement per row and cost the colony more CPU than the rest of the registration).
+# PostgreSQL: a registration's rows in one statement, as one JSON parameter (executemany
+# pipelined a statement per row; typed array parameters were dumped element by element in
+# Python). The labels rows come from each service's labels column, as SQLite's come from
+# the same dict.
 _PG_DELETE = ("WITH gone AS (DELETE FROM services WHERE agent_id=? AND key = ANY(?)) "
               "DELETE FROM service_labels WHERE agent_id=? AND key = ANY(?)")
-_PG_INSERT = ("WITH added AS (INSERT INTO services SELECT * FROM unnest("
-              "?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], "
-              "?::bytea[])) INSERT INTO service_labels SELECT * FROM unnest("
-              "?::text[], ?::text[], ?::text[], ?::text[])")
+_PG_INSERT = (
+    "WITH r AS (SELECT * FROM json_to_recordset(?::json) AS r(agent_id text, key text, "
+    "component_name text, namespace text, node_name text, provenance bigint, labels text, "
+    "body text)), added AS (INSERT INTO services SELECT agent_id, key, component_name, "
+    "namespace, node_name, provenance, labels, decode(body, 'base64') FROM r) "
+    "INSERT INTO service_labels SELECT r.agent_id, r.key, l.key, l.value "
+    "FROM r, json_each_text(r.labels::json) AS l")
 
 
-def _pg_insert_args(agent_id: str, keyed: list[tuple[str, mesh_pb2.ServiceInfo]]) -> list:
-    """_PG_INSERT's parameters: the services' columns, then their labels' columns."""
-    services = [(agent_id, key, svc.component_name, svc.namespace, svc.node_name,
-                 svc.provenance, json.dumps(dict(svc.labels)), svc.SerializeToString())
-                for key, svc in keyed]
-    labels = [(agent_id, key, k, v) for key, svc in keyed for k, v in svc.labels.items()]
-    return [list(column) for column in zip(*services, strict=True)] + [
-        [row[i] for row in labels] for i in range(4)]
+def _pg_insert_args(agent_id: str, keyed: list[tuple[str, mesh_pb2.ServiceInfo]]) -> tuple:
+    """_PG_INSERT's parameter: the services' rows as JSON (body in base64)."""
+    return (json.dumps([{
+        "agent_id": agent_id, "key": key, "component_name": svc.component_name,
+        "namespace": svc.namespace, "node_name": svc.node_name, "provenance": svc.provenance,
+        "labels": json.dumps(dict(svc.labels)),
+        "body": base64.b64encode(svc.SerializeToString()).decode()} for key, svc in keyed]),)
 
 
 PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further

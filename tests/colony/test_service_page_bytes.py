@@ -89,3 +89,19 @@ def test_empty_page_and_non_ascii_agent_ids():
     assert answer.services[0].service.component_name == "wëb"
     assert not answer.services[0].HasField("health")
     assert answer.next_page_token == "tok"
+
+
+def test_registration_rows_keep_every_label_byte_for_byte(database):
+    """PostgreSQL writes a registration's rows from one JSON parameter (registry._PG_INSERT):
+    labels with quotes, backslashes and non-ASCII text are found by label as on SQLite."""
+    reg = registry.Registry(database("registry.db"))
+    odd = {"tiér": 'we"b\\x ü∑', "app": "a'b"}
+    svc = mesh_pb2.ServiceInfo(component_name="s", port=1, namespace="ns", labels=odd)
+    reg.replace_services("agent-é", [svc, mesh_pb2.ServiceInfo(component_name="t", port=2)])
+    for pair in odd.items():
+        found = reg.services(registry.ServiceFilter(labels=dict([pair])))
+        assert found == [("agent-é", svc)]
+    assert reg.service_counts() == {"agent-é": 2}
+    reg.replace_services("agent-é", [svc])  # one removed: the count follows the set
+    assert reg.service_counts() == {"agent-é": 1}
+    assert reg.services(registry.ServiceFilter(name="t")) == []
