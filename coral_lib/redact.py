@@ -125,6 +125,11 @@ TABLE: tuple[tuple[str, re.Pattern, object], ...] = (
 # these characters (names, ids, paths: most of what a registration's audit records hold)
 # cannot match one, so it skips the table (tests/ops/test_redact.py).
 _PLAIN = re.compile(r"[A-Za-z0-9._/-]*")
+# A service key (namespace/pod/container/name:port, what a registration's discovery record
+# lists): a plain text, one ':' and digits. Only the rows that can match without a space,
+# tab, '=' or "://" apply to it: header and assignment (`token:8080` is still redacted).
+_SERVICE_KEY = re.compile(r"[A-Za-z0-9._/-]*:[0-9]*")
+_COLON_ROWS = tuple(row for row in TABLE if row[0] in ("header", "assignment"))
 
 
 def redact_text(text: str, known: Iterable[str] = ()) -> str:
@@ -134,7 +139,7 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
             text = text.replace(secret, REDACTED)
     if _PLAIN.fullmatch(text):
         return text
-    for _name, pattern, replacement in TABLE:
+    for _name, pattern, replacement in _COLON_ROWS if _SERVICE_KEY.fullmatch(text) else TABLE:
         text = pattern.sub(replacement, text)
     return text
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 
 import psycopg
 import psycopg.errors
+import psycopg.sql
 
 from coral_lib.colony import dsn as dsn_mod
 
@@ -169,11 +170,12 @@ class Connection:
         key's own lock exclusive, so writers of other keys on any replica run beside it
         (READ COMMITTED: each statement after the locks sees what the last holder wrote)."""
         with self._lock, _mapped(self.dsn):
-            cursor = self._live().cursor()
-            cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s), "  # one round trip
-                           "pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                           (lock_key(self.store), f"coral:{self.store}:{key}"))
+            # BEGIN and both locks in one round trip: without parameters psycopg sends the
+            # text as one simple query, which may hold several statements (values quoted)
+            self._live().cursor().execute(psycopg.sql.SQL(
+                "BEGIN; SELECT pg_advisory_xact_lock_shared({}), "
+                "pg_advisory_xact_lock(hashtextextended({}, 0))").format(
+                    lock_key(self.store), f"coral:{self.store}:{key}"))
 
     def executescript(self, script: str) -> None:
         """Schema scripts: one transaction under the schema lock, so replicas starting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -78,6 +79,7 @@ class ServiceDiff:
     added: list[mesh_pb2.ServiceInfo]
     removed: list[mesh_pb2.ServiceInfo]
     changed: list[mesh_pb2.ServiceInfo]
+    count: int = 0  # services the agent has once the diff is applied (the wanted set)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,16 +237,15 @@ class Registry:
         changed = [s for k, s in wanted.items() if k in stored and bytes(stored[k]) != (
             s.SerializeToString()) and _service(stored[k]) != s]
         return ServiceDiff(added=[s for k, s in wanted.items() if k not in stored],
-                           removed=removed, changed=changed)
+                           removed=removed, changed=changed, count=len(wanted))
 
     def _apply(self, agent_id: str, diff: ServiceDiff) -> None:
         self._delete(agent_id, [convert.service_key(s) for s in diff.removed + diff.changed])
         self._insert(agent_id, diff.added + diff.changed)
-        if diff.added or diff.removed:  # ListAgents' count, in the same transaction
-            (count,) = self._db.execute("SELECT COUNT(*) FROM services WHERE agent_id=?",
-                                        (agent_id,)).fetchone()
+        if diff.added or diff.removed:  # ListAgents' count, in the same transaction: the
+            # stored set is now the wanted one (read under this agent's write lock)
             self._db.execute("INSERT OR REPLACE INTO service_counts VALUES (?,?)",
-                             (agent_id, count))
+                             (agent_id, diff.count))
 
     def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
         """The agent's pods, rewritten only when they differ from the stored ones."""
@@ -329,6 +330,9 @@ class Registry:
     def _delete(self, agent_id: str, keys: list[str]) -> None:
         if not keys:  # an empty executemany is still a round trip to PostgreSQL
             return
+        if not storage.is_file(self.path):  # one statement, one round trip
+            self._db.execute(_PG_DELETE, (agent_id, keys, agent_id, keys))
+            return
         for table in ("services", "service_labels"):
             self._db.executemany(f"DELETE FROM {table} WHERE agent_id=? AND key=?",
                                  [(agent_id, key) for key in keys])
@@ -337,6 +341,9 @@ class Registry:
         """Every row of a registration in two statements (no round trip per service)."""
         keyed = [(convert.service_key(svc), svc) for svc in services]
         if not keyed:
+            return
+        if not storage.is_file(self.path):
+            self._db.execute(_PG_INSERT, _pg_insert_args(agent_id, keyed))
             return
         self._db.executemany("INSERT INTO services VALUES (?,?,?,?,?,?,?,?)", [
             (agent_id, key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
@@ -354,6 +361,17 @@ class Registry:
             sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label)
             rows = self._reader.execute(sql, args).fetchall()
         return [(agent_id, _service(body)) for agent_id, body in rows]
+
+    def service_rows(self, flt: ServiceFilter, *, after: tuple[str, str] | None = None,
+                     limit: int | None = None) -> list[tuple[str, str, bytes]]:
+        """services() as stored: (agent id, service key, serialized ServiceInfo), unparsed
+        (ListServices answers with the bytes, colony/service_page.py)."""
+        with self._read_lock:
+            flt, by_label = self._plan(flt)
+            sql, args = _service_query(flt, after=after, limit=limit, by_label=by_label,
+                                       with_key=True)
+            return [(agent_id, key, bytes(body)) for agent_id, key, body in
+                    self._reader.execute(sql, args).fetchall()]
 
     def _plan(self, flt: ServiceFilter) -> tuple[ServiceFilter, bool]:
         """Which index drives a query with labels: the rarest label pair first, and it
@@ -388,6 +406,30 @@ class Registry:
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
 
 
+# PostgreSQL: a registration's rows in one statement, as one JSON parameter (executemany
+# pipelined a statement per row; typed array parameters were dumped element by element in
+# Python). The labels rows come from each service's labels column, as SQLite's come from
+# the same dict.
+_PG_DELETE = ("WITH gone AS (DELETE FROM services WHERE agent_id=? AND key = ANY(?)) "
+              "DELETE FROM service_labels WHERE agent_id=? AND key = ANY(?)")
+_PG_INSERT = (
+    "WITH r AS (SELECT * FROM json_to_recordset(?::json) AS r(agent_id text, key text, "
+    "component_name text, namespace text, node_name text, provenance bigint, labels text, "
+    "body text)), added AS (INSERT INTO services SELECT agent_id, key, component_name, "
+    "namespace, node_name, provenance, labels, decode(body, 'base64') FROM r) "
+    "INSERT INTO service_labels SELECT r.agent_id, r.key, l.key, l.value "
+    "FROM r, json_each_text(r.labels::json) AS l")
+
+
+def _pg_insert_args(agent_id: str, keyed: list[tuple[str, mesh_pb2.ServiceInfo]]) -> tuple:
+    """_PG_INSERT's parameter: the services' rows as JSON (body in base64)."""
+    return (json.dumps([{
+        "agent_id": agent_id, "key": key, "component_name": svc.component_name,
+        "namespace": svc.namespace, "node_name": svc.node_name, "provenance": svc.provenance,
+        "labels": json.dumps(dict(svc.labels)),
+        "body": base64.b64encode(svc.SerializeToString()).decode()} for key, svc in keyed]),)
+
+
 PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further
 
 
@@ -397,11 +439,12 @@ def _COLUMNS(flt: ServiceFilter) -> tuple[tuple[str, str], ...]:  # noqa: N802 -
 
 
 def _service_query(flt: ServiceFilter, *, after: tuple[str, str] | None = None,
-                   limit: int | None = None, by_label: bool | None = None) -> tuple[str, list]:
+                   limit: int | None = None, by_label: bool | None = None,
+                   with_key: bool = False) -> tuple[str, list]:
     """SQL for one page. `by_label` (default: when labels are given): the first label
     pair's index drives (rows come out of service_labels_page in page order; CROSS JOIN
     keeps SQLite from reordering); else the services index of a filtered column. Both
-    end in (agent_id, key), so `after` is a range bound."""
+    end in (agent_id, key), so `after` is a range bound. `with_key`: the key column too."""
     labels = list(flt.labels.items())
     by_label = bool(labels) if by_label is None else by_label and bool(labels)
     order = "l.agent_id, l.key" if by_label else "s.agent_id, s.key"
@@ -432,7 +475,8 @@ def _service_query(flt: ServiceFilter, *, after: tuple[str, str] | None = None,
     if limit is not None:
         tail = " LIMIT ?"
         args.append(limit)
-    return f"SELECT s.agent_id, s.body FROM {source}{where} ORDER BY {order}{tail}", args
+    columns = "s.agent_id, s.key, s.body" if with_key else "s.agent_id, s.body"
+    return f"SELECT {columns} FROM {source}{where} ORDER BY {order}{tail}", args
 
 
 def _service(body: bytes) -> mesh_pb2.ServiceInfo:

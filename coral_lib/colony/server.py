@@ -14,7 +14,7 @@ import time
 
 import grpc
 
-from coral_lib import convert, identity, logs, metrics, validate
+from coral_lib import identity, logs, metrics, validate
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.colony.v1 import colony_pb2, colony_pb2_grpc
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2, mesh_pb2_grpc
@@ -35,6 +35,7 @@ from coral_lib.colony import (
     registry,
     routing,
     secrets,
+    service_page,
     tap_relay,
     verbs,
 )
@@ -454,17 +455,13 @@ class ColonyServicer(colony_pb2_grpc.ColonyServicer):
             after = paging.decode(request.page_token)
         except paging.BadPage as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        rows = self.state.registry.services(flt, after=after, limit=limit + 1)
+        rows = self.state.registry.service_rows(flt, after=after, limit=limit + 1)
         more, rows = len(rows) > limit, rows[:limit]
         if more and not request.page_size:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, paging.too_many(len(rows)))
-        keys = [(agent_id, convert.service_key(svc)) for agent_id, svc in rows]
-        health = self.state.registry.health_of(keys)
-        return colony_pb2.ListServicesResponse(
-            services=[colony_pb2.ServiceRecord(agent_id=key[0], service=svc,
-                                               health=health.get(key))
-                      for key, (_, svc) in zip(keys, rows, strict=True)],
-            next_page_token=paging.encode(*keys[-1]) if more else "")
+        keys = [(agent_id, key) for agent_id, key, _ in rows]
+        return service_page.response(rows, self.state.registry.health_of(keys),
+                                     paging.encode(*keys[-1]) if more else "")
 
     def _resolve(self, targeting, context, who: auth.Identity) -> list[colony_pb2.Target]:
         """The targets; when there are none, only a caller who may list the registry is

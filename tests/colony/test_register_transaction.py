@@ -120,3 +120,34 @@ def test_postgresql_registrations_of_other_agents_do_not_wait_for_each_other(pos
         pool.shutdown(wait=False)
         other.close()
         reg.close()
+
+
+def test_postgresql_agent_lock_key_is_quoted_not_run(postgres_server):
+    """begin_keyed sends BEGIN and both locks as one text (one round trip, issue 11
+    registration rate): the agent id goes in as a quoted literal, so an id holding a quote,
+    a semicolon and a comment locks that id and runs nothing else."""
+    import concurrent.futures
+    import secrets
+
+    from coral_lib.colony import pgsql
+    from tests.support.coral_procs import wait_for
+
+    where = postgres_server.fresh_dsn()
+    reg = registry.Registry(where)
+    other = pgsql.connect(where, store="registry")
+    hostile = f"a'); DROP TABLE agents; --{secrets.token_hex(4)}"
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        other.begin_keyed(hostile)
+        assert other.in_transaction
+        held_up = pool.submit(reg.register, dataclasses.replace(_row(1.0), agent_id=hostile),
+                              [API], pods=[])
+        wait_for(lambda: _waiting_on_a_lock(where) >= 1, timeout=20,
+                 what="the hostile id's registration waiting for its lock")
+        other.execute("COMMIT")
+        assert held_up.result(timeout=20)[0] is None
+        assert [a.agent_id for a in reg.agents()] == [hostile]
+    finally:
+        pool.shutdown(wait=False)
+        other.close()
+        reg.close()

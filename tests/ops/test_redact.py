@@ -142,3 +142,32 @@ def test_plain_names_skip_the_table_because_no_row_can_match_them(text):
     assert redact._PLAIN.fullmatch(text)
     assert all(pattern.search(text) is None for _, pattern, _ in redact.TABLE)
     assert redact.redact_text(text) == text
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(
+    hypothesis.strategies.text(
+        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-",
+        max_size=60)
+    | hypothesis.strategies.sampled_from(
+        ["ns/pod/app/token", "password", "x-api-key", "authorization", "cookie", "a/b_key",
+         "key", "ns/web/app/secret-svc", "http", "mysql", "-----BEGIN", "bearer"]),
+    hypothesis.strategies.text(alphabet="0123456789", max_size=6))
+def test_service_keys_apply_only_the_rows_that_can_match_them(name, port):
+    """redact_text's service-key path (issue 11: every registration's discovery record lists
+    its services' keys, namespace/pod/container/name:port): a plain text, one ':' and
+    digits can match only the header and assignment rows, so the rest are skipped and the
+    result equals the whole table's."""
+    text = f"{name}:{port}"
+    assert redact._SERVICE_KEY.fullmatch(text)
+    skipped = [row for row in redact.TABLE if row not in redact._COLON_ROWS]
+    assert all(pattern.search(text) is None for _, pattern, _ in skipped)
+    whole = text
+    for _, pattern, replacement in redact.TABLE:
+        whole = pattern.sub(replacement, whole)
+    assert redact.redact_text(text) == whole
+
+
+def test_a_secret_named_service_key_is_still_redacted():
+    assert redact.redact_text("ns/pod/app/token:8080") == "ns/pod/app/token:[redacted]"
+    assert redact.redact_text("x-api-key:123") == "x-api-key:[redacted]"
