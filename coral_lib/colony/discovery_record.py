@@ -63,6 +63,8 @@ def events(record: dict) -> list[tuple[str, str]]:
 
 
 def _key(service: dict) -> str:
-    return (f"{service.get('namespace', '')}/{service.get('pod_name', '')}/"
-            f"{service.get('container_name', '')}/{service.get('component_name', '')}:"
-            f"{service.get('port', 0)}")
+    """An older record's service (a dict) by the one key format, convert.service_key."""
+    return convert.service_key(mesh_pb2.ServiceInfo(
+        namespace=service.get("namespace", ""), pod_name=service.get("pod_name", ""),
+        container_name=service.get("container_name", ""),
+        component_name=service.get("component_name", ""), port=int(service.get("port") or 0)))

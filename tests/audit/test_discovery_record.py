@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from coral_lib import convert
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
 from coral_lib.colony import audit, discovery_record, storage
 
@@ -57,6 +58,16 @@ def test_older_per_service_records_still_read():
         "namespace": "shop", "pod_name": "api-0", "container_name": "app",
         "component_name": "api", "port": 80}}
     assert discovery_record.events(old) == [("added", "shop/api-0/app/api:80")]
+
+
+@pytest.mark.parametrize("service", [
+    API, mesh_pb2.ServiceInfo(component_name="host", port=22),  # a host service: no pod
+    mesh_pb2.ServiceInfo(), _svc("ünï/cödé", 65535, labels={"tier": "web"})])
+def test_older_records_key_a_service_as_convert_service_key_does(service):
+    """Closing note, "discovery_record._key repeats the service key format": an older
+    record's service dict (as convert.to_dict wrote it) reads as the one key format."""
+    old = {"event": "removed", "service": convert.to_dict(service)}
+    assert discovery_record.events(old) == [("removed", convert.service_key(service))]
 
 
 def _registrations(database, tmp_path) -> tuple[audit.AuditLog, object]:
