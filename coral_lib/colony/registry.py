@@ -277,25 +277,20 @@ class Registry:
         """Remove an agent, its services, pods and health, remembering that it left
         (`event`: deregistered, expired, pruned); the number of services it had, or None
         when it was not registered."""
+        def work() -> int | None:
+            gone = self._db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
+            if gone.rowcount != 1:
+                return None  # nothing written: committing the empty transaction is a no-op
+            count = self._db.execute("SELECT COUNT(*) FROM services WHERE agent_id=?",
+                                     (agent_id,)).fetchone()[0]
+            for table in ("services", "service_labels", "agent_pods", "service_health",
+                          "service_counts"):
+                self._db.execute(f"DELETE FROM {table} WHERE agent_id=?", (agent_id,))
+            self._db.execute("INSERT OR REPLACE INTO departed_agents VALUES (?,?,?)",
+                             (agent_id, event, now or time.time()))
+            return count
         with self._lock, _explained("agent not removed", self.path):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                gone = self._db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
-                if gone.rowcount != 1:
-                    self._db.execute("ROLLBACK")
-                    return None
-                count = self._db.execute("SELECT COUNT(*) FROM services WHERE agent_id=?",
-                                         (agent_id,)).fetchone()[0]
-                for table in ("services", "service_labels", "agent_pods", "service_health",
-                              "service_counts"):
-                    self._db.execute(f"DELETE FROM {table} WHERE agent_id=?", (agent_id,))
-                self._db.execute("INSERT OR REPLACE INTO departed_agents VALUES (?,?,?)",
-                                 (agent_id, event, now or time.time()))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return count
+            return self._transaction(work)
 
     def departed(self, agent_id: str) -> tuple[str, float] | None:
         """(event, when) for an agent that left and has not registered since."""

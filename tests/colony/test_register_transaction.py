@@ -5,6 +5,7 @@ Both backends (the `database` fixture: SQLite file, real PostgreSQL)."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 
 import pytest
 
@@ -64,6 +65,37 @@ def test_a_failed_registration_leaves_nothing_half_written(reg, monkeypatch):
     with pytest.raises(RuntimeError, match="pods not written"):
         reg.register(_row(1.0), [API], pods=[POD])
     assert reg.get_agent("node-a") is None and reg.services() == []
+
+
+class _FailingOn:
+    """The registry's connection, failing the first statement that contains `text`."""
+
+    def __init__(self, db, text: str) -> None:
+        self.db, self.text = db, text
+
+    def execute(self, sql, *args):
+        if self.text in sql:
+            raise sqlite3.OperationalError(f"injected failure: {self.text}")
+        return self.db.execute(sql, *args)
+
+
+def test_a_failed_agent_removal_leaves_nothing_half_removed(reg, monkeypatch):
+    """Closing note, "`remove_agent` keeps its own transaction block": it now runs in the
+    registry's shared transaction (Registry._transaction) and stays all-or-nothing: the
+    departed mark fails after the agent row and its services were deleted in the same
+    transaction, and all of them are still there."""
+    reg.register(_row(1.0), [API, DB], pods=[POD])
+    monkeypatch.setattr(reg, "_db", _FailingOn(reg._db, "departed_agents"))
+    with pytest.raises(registry.RegistryError, match="injected failure"):
+        reg.remove_agent("node-a", event="expired", now=2.0)
+    monkeypatch.undo()
+    assert reg.get_agent("node-a") is not None and len(reg.services()) == 2
+    assert reg.pods() == [("node-a", POD)] and reg.departed("node-a") is None
+    assert reg.remove_agent("node-a", event="expired", now=3.0) == 2
+    assert reg.get_agent("node-a") is None and reg.services() == [] and reg.pods() == []
+    assert reg.departed("node-a") == ("expired", 3.0)
+    assert reg.remove_agent("node-a", event="expired") is None  # gone: nothing written
+    assert reg.departed("node-a") == ("expired", 3.0)
 
 
 def _waiting_on_a_lock(where) -> int:

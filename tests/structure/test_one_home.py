@@ -4,6 +4,8 @@ back fails here.
 
 * "`discovery_record._key` repeats the service key format": the key
   (namespace/pod/container/name:port) is written once, convert.service_key.
+* "`remove_agent` keeps its own transaction block": the registry opens, commits and rolls
+  back a write transaction in one place, Registry._transaction.
 """
 
 from __future__ import annotations
@@ -50,3 +52,8 @@ def test_service_key_finder_sees_a_copy():
         """)
     assert service_key_formats(copy) == 1
 
+
+def test_registry_has_one_transaction_block():
+    source = (ROOT / "coral_lib/colony/registry.py").read_text()
+    assert source.count('"BEGIN IMMEDIATE"') == 1
+    assert source.count('"ROLLBACK"') == 1 and source.count('"COMMIT"') == 1
