@@ -243,7 +243,7 @@ class Client:
 
     def resolve(self, targeting: Targeting) -> list[dict]:
         reply = self._call("ResolveTargets", targeting.to_proto())
-        return [convert.to_dict(t) for t in reply.targets]
+        return [target_dict(t) for t in reply.targets]
 
     def exec(self, targeting: Targeting, *, argv: list[str], shell: bool = False,
              timeout: float = 30.0, max_output: int = 0, max_concurrency: int = 0,
@@ -446,9 +446,9 @@ class Client:
                 _pending(event.pending, wait=wait, on_pending=on_pending)
                 pending = event.pending.approval_id
             elif event.HasField("targets"):
-                yield TargetsResolved([convert.to_dict(t) for t in event.targets.targets])
+                yield TargetsResolved([target_dict(t) for t in event.targets.targets])
             else:
-                typed = _typed(tap_key(convert.to_dict(event.target)), event.event,
+                typed = _typed(tap_key(target_dict(event.target)), event.event,
                                event.audit_id)
                 if typed is not None:
                     yield typed
@@ -461,7 +461,7 @@ class Client:
 
 def tap_key(target: dict) -> str:
     """One name per target: the agent, then the pod (and container) when there is one."""
-    parts = [target.get("agent_id", ""), target.get("pod", ""), target.get("container", "")]
+    parts = [target.get("agent", ""), target.get("pod", ""), target.get("container", "")]
     return "-".join(p for p in parts if p)
 
 
@@ -565,8 +565,9 @@ def health_dict(health) -> dict:
 
 
 def target_dict(t: colony_pb2.Target) -> dict:
-    """A resolved target as the keys its results carry (agent, not agent_id). Plain field
-    reads: json_format's MessageToDict costs ~50x more per target."""
+    """A resolved target as the keys its results carry (agent, not agent_id): the one shape
+    of every target this client returns (resolve, exec's on_targets, tap and trace).
+    Plain field reads: json_format's MessageToDict costs ~50x more per target."""
     return {"agent": t.agent_id, "service": t.service, "namespace": t.namespace,
             "pod": t.pod, "container": t.container, "node": t.node}
 

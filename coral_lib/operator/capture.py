@@ -100,7 +100,7 @@ def tap_to_files(events: Iterable[client.TapEvent], output: str, *,
             if isinstance(event, client.TargetsResolved):
                 files = PcapFiles(output_paths(output, event.keys))
                 rows = {client.tap_key(t): Capture(target=client.tap_key(t),
-                                                   agent=t.get("agent_id", ""),
+                                                   agent=t.get("agent", ""),
                                                    pod=t.get("pod", ""))
                         for t in event.targets}
             elif files is None or event.target not in rows:

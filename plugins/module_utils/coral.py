@@ -169,10 +169,8 @@ def fail_coral(module, exc, **result):
 
 
 def target_row(target):
-    """A resolved target in the shape the modules return (keys as in results)."""
-    row = dict((key, target.get(key, "")) for key in TARGET_KEYS)
-    row["agent"] = target.get("agent") or target.get("agent_id", "")
-    return row
+    """A resolved target (coral_lib.client.target_dict) with the documented keys only."""
+    return dict((key, target.get(key, "")) for key in TARGET_KEYS)
 
 
 def result_row(result):

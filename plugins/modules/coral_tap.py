@@ -163,8 +163,7 @@ def main():
     colony = coral.connect(module)
     try:
         if module.check_mode:
-            keys = [coral.client.tap_key(dict(t, agent_id=t.get("agent_id") or t.get("agent")))
-                    for t in colony.resolve(targeting)]
+            keys = [coral.client.tap_key(t) for t in colony.resolve(targeting)]
             paths = capture.output_paths(params["dest"], keys)
             result["captures"] = [dict(target=k, path=paths[k]) for k in keys]
             module.exit_json(**result)

@@ -29,7 +29,7 @@ def test_daemonset_agent_carries_node_labels_and_configured_agent_labels(
 
     def selected(**selector) -> list[tuple[str, str]]:
         with colony.client() as c:
-            return sorted((t["agent_id"], t.get("pod", "")) for t in c.resolve(
+            return sorted((t["agent"], t.get("pod", "")) for t in c.resolve(
                 client.Targeting(selector=selector)))
     # node-a's pods (batch has no service; the agent's own pod is one of them too)
     wait_for(lambda: {("node-node-a", "batch"), ("node-node-a", "web")} <= set(

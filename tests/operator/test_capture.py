@@ -19,7 +19,7 @@ from coral_lib.ops import pcap
 from tests.support import coral_procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TARGETS = [{"agent_id": "web-1"}, {"agent_id": "node-a", "pod": "shop-1", "container": "app"}]
+TARGETS = [{"agent": "web-1"}, {"agent": "node-a", "pod": "shop-1", "container": "app"}]
 
 
 def _packets(path: pathlib.Path) -> list[bytes]:
@@ -102,6 +102,24 @@ def test_coral_tap_cli_and_module_share_the_one_capture_loop():
         assert not _defines(path) & {"output_paths", "PcapFiles", "capture"}, path
         assert "WhichOneof" not in path.read_text(), path  # typed events, not protobufs
     assert "trace_to_lines" in _calls(ROOT / "coral_lib/commands/trace.py")
+
+
+def test_every_client_call_shapes_targets_one_way(host_fleet):
+    """Closing note, "the client still shapes targets two ways (target_dict /
+    convert.to_dict)": resolve, exec's on_targets and the first event of tap and trace give
+    the same targets, keyed as exec results are (agent, not agent_id)."""
+    targeting, port = client.Targeting(agent="web-1"), coral_procs.free_port()
+    with host_fleet.client() as colony:
+        resolved = colony.resolve(targeting)
+        announced: list[list[dict]] = []
+        outcome = colony.exec(targeting, argv=["true"], on_targets=announced.append)
+        tapped = next(iter(colony.tap(targeting, duration=1, filter_expr=f"udp port {port}")))
+        traced = next(iter(colony.trace(targeting, kind="exec", duration=1)))
+    (result,) = outcome.results
+    assert resolved == [{key: result[key] for key in resolved[0]}], resolved
+    assert set(resolved[0]) == {"agent", "service", "namespace", "pod", "container", "node"}
+    assert announced == [resolved] and outcome.targets == resolved
+    assert tapped.targets == resolved and traced.targets == resolved
 
 
 def test_client_tap_and_trace_yield_typed_events_from_a_real_colony(host_fleet,

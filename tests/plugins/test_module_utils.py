@@ -67,10 +67,14 @@ def test_result_rows_keep_the_documented_keys_and_fill_status(utils):
         "2 of 3 targets failed: web-1/api: rc=2; db-1: timed out"
 
 
-def test_target_row_names_the_agent_whichever_key_the_colony_used(utils):
-    assert utils.target_row({"agent_id": "web-1", "pod": "p"})["agent"] == "web-1"
-    assert utils.target_row({"agent": "db-1"}) == dict(
-        agent="db-1", service="", node="", namespace="", pod="", container="")
+def test_target_row_keeps_the_documented_keys_of_the_client_target_shape(utils):
+    """The modules return targets in the client's one shape (coral_lib.client.target_dict)."""
+    from coral_lib import client
+    from coral_lib._proto.coral.colony.v1 import colony_pb2
+    target = client.target_dict(colony_pb2.Target(agent_id="web-1", pod="p"))
+    assert utils.target_row(target) == dict(
+        agent="web-1", service="", node="", namespace="", pod="p", container="")
+    assert utils.target_row(dict(target, extra="x")) == utils.target_row(target)
 
 
 def test_item7_collection_and_coral_lib_versions_are_one(utils):
