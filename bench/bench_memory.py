@@ -10,7 +10,10 @@ it; what the exec path faults back in counts. Issue 15's "host agent <= 45 MB" i
 the after-work figure.
 
 Every process is the real command (`coral colony start`, `coral agent start`,
-`coral agent node`); figures are read with psutil after the process has settled.
+`coral agent node`); figures are read with psutil after the process has settled. Each agent
+gets the environment its deployment gives it: the host agent the one its systemd unit
+sets (the role's `_coral_agent_environment`, read from roles/agent_host/vars/main.yml), the
+sidecar the allocator setting the webhook injects (coral_lib.webhook.inject.allocator_env).
 
     .venv/bin/python -m bench --only memory [--quick]
 """
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import psutil
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,6 +38,9 @@ from bench import bench_colony_scale  # noqa: E402
 from tests.support import coral_procs  # noqa: E402
 
 MB = 1 << 20
+# where the host agent's unit environment is defined (roles/agent_host/tasks/present.yml
+# passes it to the unit and to the supervisor as _coral_environment)
+AGENT_ROLE_VARS = ROOT / "roles/agent_host/vars/main.yml"
 AGENT_TARGET_MB = 50
 SETTLE_S = 3.0
 WORK_EXECS = 5
@@ -70,11 +77,37 @@ def colony_figures(base: Path, *, agents: int) -> dict:
             "colony_loaded_rss_mb": loaded[0], "colony_loaded_uss_mb": loaded[1]}
 
 
+def unit_environment() -> dict[str, str]:
+    """The variables the host agent's systemd unit sets (Environment= lines): the role's
+    _coral_agent_environment, read where the role defines it."""
+    values = yaml.safe_load(AGENT_ROLE_VARS.read_text())["_coral_agent_environment"]
+    templated = sorted(name for name, value in values.items() if "{{" in str(value))
+    if templated:  # a Jinja expression would need Ansible to evaluate: say so, not guess
+        raise RuntimeError(f"{AGENT_ROLE_VARS}: _coral_agent_environment {templated} are "
+                           "templated; the bench reads literal values only")
+    return {str(name): str(value) for name, value in values.items()}
+
+
+def host_agent_env() -> dict[str, str]:
+    """The bench's environment with the unit's variables on top, as systemd starts it."""
+    return {**os.environ, **unit_environment()}
+
+
+def sidecar_agent_env() -> dict[str, str]:
+    """The injected sidecar's allocator setting (the rest of the pod's environment comes
+    from the pod harness)."""
+    from coral_lib.webhook import inject
+    allocator = inject.allocator_env()
+    return {allocator["name"]: allocator["value"]}
+
+
 def host_agent_figures(base: Path) -> dict:
     colony = coral_procs.Colony(base / "colony-host").start()
     services = [{"name": f"svc-{i}", "port": 8000 + i} for i in range(3)]
     agent = coral_procs.Agent(base / "host-agent", colony, agent_id="bench-host",
-                              services=services).start()
+                              services=services)
+    agent.env = host_agent_env()
+    agent.start()
     try:
         coral_procs.wait_registered(colony, ["bench-host"])
         time.sleep(SETTLE_S)
@@ -123,7 +156,9 @@ def sidecar_agent_figures(base: Path) -> dict:
         pod.add_container("worker", ["sleep", "100000"])
         work = base / "sidecar"
         work.mkdir()
-        agent = SidecarAgent(pod, colony, work, kubeapi).start()
+        agent = SidecarAgent(pod, colony, work, kubeapi)
+        agent.extra_env.update(sidecar_agent_env())
+        agent.start()
         coral_procs.wait_registered(colony, [agent.agent_id])
         time.sleep(SETTLE_S)
         rss, uss = memory_mb(coral_pid(agent.proc.pid))
