@@ -45,6 +45,11 @@ the file pages the container's processes map beyond what its cgroup holds mapped
 node without the DaemonSet agent (shared pages cannot be paged out, see
 coral_lib/pagecache.py). `page_cache_dropped` says whether the drop could be done.
 Needs root, containerd, runc and the image build tools; skipped otherwise.
+
+The webhook's failurePolicy is Ignore (the manifests' default): a pod the webhook cannot
+answer for in time is created as it came, without the sidecar, as a cluster would create
+it. The bench then stops with an error naming the pod and the webhook's failure
+(`injected_sidecar`) instead of measuring a sidecar that is not there.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ import psutil
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from coral_lib import client  # noqa: E402
+from coral_lib.webhook import policy  # noqa: E402
 from tests.support import containerd, coral_procs, image  # noqa: E402
 from tests.support.kubecluster import NODES, SYSTEM, KubeCluster  # noqa: E402
 
@@ -135,12 +141,13 @@ def _sidecar(kube: KubeCluster, colony) -> dict:
                                     "kubernetes.io/metadata.name": "shop2"}}})
     kube.colony_config_map(colony, "shop2")
     drop_page_cache()  # the sidecar reads its own file pages (those not mapped by others)
+    calls_before = len(server.admission.calls)
     pod = server.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
         "name": "app", "namespace": "shop2"}, "spec": {
         "nodeName": DS_NODE, "hostNetwork": True, "containers": [{
             "name": "app", "image": "docker.io/local/busybox:latest",
             "command": ["sleep", "100000"]}]}})
-    (sidecar,) = pod["spec"]["initContainers"]
+    sidecar = injected_sidecar(pod, admission_calls=server.admission.calls[calls_before:])
 
     def registered() -> bool:
         with colony.client() as c:
@@ -160,6 +167,34 @@ def _sidecar(kube: KubeCluster, colony) -> dict:
         out[f"sidecar_agent_{key}"] = value
     out["sidecar_container"] = sidecar["name"]
     return out
+
+
+class SidecarNotInjected(RuntimeError):
+    """The pod was admitted without the coral sidecar; the message says why."""
+
+
+def injected_sidecar(pod: dict, *, admission_calls: list[dict]) -> dict:
+    """The coral sidecar the webhook put into `pod` (as created), or SidecarNotInjected
+    naming the pod and the cause read from the API server's admission calls for it: the
+    webhook failed or timed out (failurePolicy Ignore admits the pod unchanged), answered
+    without injecting, or was not called."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    for container in spec.get("initContainers") or ():
+        if container.get("name") == policy.AGENT_NAME:
+            return container
+    name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    failed = [c for c in admission_calls if c.get("error")]
+    if failed:
+        cause = "; ".join(f"webhook {c.get('webhook')} failed: {c['error']}" for c in failed)
+        cause += " (failurePolicy Ignore admitted the pod without it)"
+    elif admission_calls:
+        warnings = [w for c in admission_calls for w in c.get("warnings") or ()]
+        cause = ("the webhook allowed it without injecting; warnings: "
+                 + ("; ".join(warnings) or "none"))
+    else:
+        cause = "no mutating webhook was called for it"
+    raise SidecarNotInjected(f"pod {name} was created without the {policy.AGENT_NAME} "
+                             f"sidecar: {cause}")
 
 
 def _work(colony, targeting: client.Targeting, *, expect: int) -> None:
