@@ -212,27 +212,29 @@ class Registry:
         pods, and the agent no longer departed. Returns (the row stored before, the diff)."""
         with self._lock, _explained("registration not stored", self.path):
             def work() -> tuple[AgentRow | None, ServiceDiff]:
-                before = self._agent_locked(row.agent_id)
+                # Every read is sent before the first answer is awaited: on PostgreSQL the
+                # reads are one round trip and the writes plus COMMIT one more (pipeline)
+                reads = [self._db.execute(sql, (row.agent_id,)) for sql in _REGISTER_READS]
+                before, stored, stored_pods = (cursor.fetchall() for cursor in reads)
+                before = _agent_row(before[0]) if before else None
                 self._upsert_agent(dataclasses.replace(row, registered_at=(
                     before.registered_at if before else row.registered_at)))
-                diff = self._diff(row.agent_id, services)
+                diff = self._diff(row.agent_id, services, stored=stored)
                 self._apply(row.agent_id, diff)
-                self._store_pods(row.agent_id, pods)
+                self._store_pods(row.agent_id, pods, stored=stored_pods)
                 if before is None:
                     self._db.execute("DELETE FROM departed_agents WHERE agent_id=?",
                                      (row.agent_id,))
                 return before, diff
             return self._transaction(work, key=row.agent_id)
 
-    def _agent_locked(self, agent_id: str) -> AgentRow | None:
-        row = self._db.execute("SELECT * FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
-        return _agent_row(row) if row else None
-
-    def _diff(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
-        """What writing `services` changes against the stored set (compared as bytes)."""
+    def _diff(self, agent_id: str, services: list[mesh_pb2.ServiceInfo], *,
+              stored: list[tuple[str, bytes]] | None = None) -> ServiceDiff:
+        """What writing `services` changes against the stored set (compared as bytes);
+        `stored`: the agent's (key, body) rows when already read (_REGISTER_READS)."""
         wanted = {convert.service_key(s): s for s in services}
-        stored = dict(self._db.execute("SELECT key, body FROM services WHERE agent_id=?",
-                                       (agent_id,)).fetchall())
+        stored = dict(self._db.execute(_REGISTER_READS[1], (agent_id,)).fetchall()
+                      if stored is None else stored)
         removed = [_service(body) for k, body in stored.items() if k not in wanted]
         changed = [s for k, s in wanted.items() if k in stored and bytes(stored[k]) != (
             s.SerializeToString()) and _service(stored[k]) != s]
@@ -247,11 +249,13 @@ class Registry:
             self._db.execute("INSERT OR REPLACE INTO service_counts VALUES (?,?)",
                              (agent_id, diff.count))
 
-    def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
-        """The agent's pods, rewritten only when they differ from the stored ones."""
+    def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef], *,
+                    stored: list[tuple[str, str, bytes]] | None = None) -> None:
+        """The agent's pods, rewritten only when they differ from the stored ones
+        (`stored`: the agent's pod rows when already read)."""
         wanted = sorted((p.namespace, p.name, p.SerializeToString()) for p in pods)
-        stored = sorted((ns, name, bytes(body)) for ns, name, body in self._db.execute(
-            "SELECT namespace, name, body FROM agent_pods WHERE agent_id=?", (agent_id,)))
+        stored = sorted((ns, name, bytes(body)) for ns, name, body in (
+            self._db.execute(_REGISTER_READS[2], (agent_id,)) if stored is None else stored))
         if wanted != stored:
             self._db.execute("DELETE FROM agent_pods WHERE agent_id=?", (agent_id,))
             self._db.executemany("INSERT OR REPLACE INTO agent_pods VALUES (?,?,?,?)", [
@@ -262,14 +266,28 @@ class Registry:
         (an agent id: `work` writes only its rows), PostgreSQL serializes only the writers
         of that agent across replicas, not every registry write."""
         if key and not storage.is_file(self.path):
-            self._db.begin_keyed(key)
-        else:
-            self._db.execute("BEGIN IMMEDIATE")
+            return self._pipelined_transaction(work, key=key)
+        self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _pipelined_transaction(self, work, *, key: str):
+        """_transaction on PostgreSQL for one agent's rows, pipelined (pgsql.pipeline): the
+        keyed locks and `work`'s reads in one round trip, its writes and COMMIT in one more.
+        A failure anywhere leaves the transaction failed; it is rolled back, nothing kept."""
+        try:
+            with self._db.pipeline():
+                self._db.begin_keyed(key)
+                result = work()
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         return result
 
@@ -405,6 +423,12 @@ class Registry:
                     f"({','.join('?' * len(chunk))})", chunk).fetchall() if (a, k) in wanted)
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
 
+
+# What a registration reads of the agent before writing (Registry.register sends all three
+# before awaiting the first answer): its row, its services, its pods.
+_REGISTER_READS = ("SELECT * FROM agents WHERE agent_id=?",
+                   "SELECT key, body FROM services WHERE agent_id=?",
+                   "SELECT namespace, name, body FROM agent_pods WHERE agent_id=?")
 
 # PostgreSQL: a registration's rows in one statement, as one JSON parameter (executemany
 # pipelined a statement per row; typed array parameters were dumped element by element in
