@@ -192,6 +192,24 @@ def _fields_json(kind: str, fields: Mapping[str, object]) -> str:
     return canonical_json(secrets.scrub(jsonable(dict(fields))))
 
 
+_PG_APPEND_ROWS = 1000  # rows per statement: 6 parameters each, PostgreSQL takes 65,535
+
+
+def _pg_append(rows: list[tuple], *, head: tuple[int, str]) -> list[tuple[str, tuple]]:
+    """[(sql, parameters)] writing `rows` (seq, ts, kind, fields, prev_hash, hash) and
+    moving the chain head to `head`: one PostgreSQL statement for up to _PG_APPEND_ROWS
+    rows, the last one also moving the head (a data-modifying WITH part runs once, to
+    completion; the parts write different tables)."""
+    insert = "INSERT INTO audit (seq, ts, kind, fields, prev_hash, hash) VALUES "
+    chunks = [rows[i:i + _PG_APPEND_ROWS] for i in range(0, len(rows), _PG_APPEND_ROWS)]
+    statements = [(insert + ",".join(["(?,?,?,?,?,?)"] * len(chunk)),
+                   tuple(value for row in chunk for value in row)) for chunk in chunks]
+    last_sql, last_args = statements[-1]
+    statements[-1] = (f"WITH added AS ({last_sql}) UPDATE audit_head SET seq = ?, hash = ? "
+                      "WHERE id = 1", (*last_args, *head))
+    return statements
+
+
 @functools.lru_cache(maxsize=256)
 def _json_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
@@ -477,11 +495,15 @@ class AuditLog:
                                  fields_json=fields_json, key=self._key)
             rows.append((seq, ts, kind, fields_json, prev_hash, digest))
             prev_seq, prev_hash = seq, digest
-        self._db.executemany(
-            "INSERT INTO audit (seq, ts, kind, fields, prev_hash, hash) VALUES (?,?,?,?,?,?)",
-            rows)
-        self._db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
-                         (prev_seq, prev_hash))
+        if storage.is_file(self.path):
+            self._db.executemany(
+                "INSERT INTO audit (seq, ts, kind, fields, prev_hash, hash) VALUES (?,?,?,?,?,?)",
+                rows)
+            self._db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+                             (prev_seq, prev_hash))
+        else:  # one statement: each costs the colony and PostgreSQL a round of work
+            for statement in _pg_append(rows, head=(prev_seq, prev_hash)):
+                self._db.execute(*statement)
         self._uncommitted += len(rows)
         return [row[0] for row in rows]
 

@@ -158,15 +158,7 @@ class Registry:
             self._upsert_agent(row)
 
     def _upsert_agent(self, row: AgentRow) -> None:
-        self._db.execute(
-            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
-            "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
-            " node_labels=excluded.node_labels, labels=excluded.labels,"
-            " last_seen=excluded.last_seen",
-            (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
-             json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
-             row.last_seen),
-        )
+        self._db.execute(_AGENT_UPSERT, _agent_values(row))
 
     def touch(self, agent_id: str, *, now: float | None = None) -> bool:
         """Record a heartbeat; False when the agent is unknown."""
@@ -217,9 +209,14 @@ class Registry:
                 reads = [self._db.execute(sql, (row.agent_id,)) for sql in _REGISTER_READS]
                 before, stored, stored_pods = (cursor.fetchall() for cursor in reads)
                 before = _agent_row(before[0]) if before else None
-                self._upsert_agent(dataclasses.replace(row, registered_at=(
-                    before.registered_at if before else row.registered_at)))
+                kept = dataclasses.replace(row, registered_at=(
+                    before.registered_at if before else row.registered_at))
                 diff = self._diff(row.agent_id, services, stored=stored)
+                if not storage.is_file(self.path):
+                    self._pg_register_write(kept, diff, departed=before is None)
+                    self._store_pods(row.agent_id, pods, stored=stored_pods)
+                    return before, diff
+                self._upsert_agent(kept)
                 self._apply(row.agent_id, diff)
                 self._store_pods(row.agent_id, pods, stored=stored_pods)
                 if before is None:
@@ -248,6 +245,16 @@ class Registry:
             # stored set is now the wanted one (read under this agent's write lock)
             self._db.execute("INSERT OR REPLACE INTO service_counts VALUES (?,?)",
                              (agent_id, diff.count))
+
+    def _pg_register_write(self, row: AgentRow, diff: ServiceDiff, *, departed: bool) -> None:
+        """PostgreSQL: what _upsert_agent, _apply and the departed delete write, in one
+        statement (_pg_register_statement) after the old rows of removed and changed
+        services are deleted in their own (parts of one statement cannot see each other's
+        changes, and a changed service's new rows reuse its keys)."""
+        self._delete(row.agent_id, [convert.service_key(s) for s in diff.removed + diff.changed])
+        self._db.execute(*_pg_register_statement(
+            row, diff.added + diff.changed,
+            count=diff.count if diff.added or diff.removed else None, departed=departed))
 
     def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef], *,
                     stored: list[tuple[str, str, bytes]] | None = None) -> None:
@@ -429,6 +436,42 @@ class Registry:
 _REGISTER_READS = ("SELECT * FROM agents WHERE agent_id=?",
                    "SELECT key, body FROM services WHERE agent_id=?",
                    "SELECT namespace, name, body FROM agent_pods WHERE agent_id=?")
+
+_AGENT_UPSERT = (
+    "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
+    "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
+    " node_labels=excluded.node_labels, labels=excluded.labels,"
+    " last_seen=excluded.last_seen")
+
+
+def _agent_values(row: AgentRow) -> tuple:
+    return (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
+            json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
+            row.last_seen)
+
+
+def _pg_register_statement(row: AgentRow, services: list[mesh_pb2.ServiceInfo], *,
+                           count: int | None, departed: bool) -> tuple[str, tuple]:
+    """(sql, parameters): a registration's writes on PostgreSQL as one statement (issue 11:
+    each statement cost the colony and the server their own round of work): the agent's
+    upsert, then as wanted no longer departed, its service count, and its services' and
+    labels' rows (_PG_INSERT). Data-modifying WITH parts each run once, to completion,
+    whatever the main query reads; each here writes a table no other part writes."""
+    parts, args = [f"agent AS ({_AGENT_UPSERT})"], list(_agent_values(row))
+    if departed:
+        parts.append("departed AS (DELETE FROM departed_agents WHERE agent_id=?)")
+        args.append(row.agent_id)
+    if count is not None:
+        parts.append("counted AS (INSERT INTO service_counts VALUES (?,?) ON CONFLICT "
+                     "(agent_id) DO UPDATE SET services = EXCLUDED.services)")
+        args += [row.agent_id, count]
+    head = "WITH " + ", ".join(parts)
+    if not services:
+        return head + " SELECT 1", tuple(args)
+    keyed = [(convert.service_key(svc), svc) for svc in services]
+    return (head + ", " + _PG_INSERT.removeprefix("WITH "),
+            (*args, *_pg_insert_args(row.agent_id, keyed)))
+
 
 # PostgreSQL: a registration's rows in one statement, as one JSON parameter (executemany
 # pipelined a statement per row; typed array parameters were dumped element by element in

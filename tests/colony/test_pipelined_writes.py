@@ -20,17 +20,22 @@ def _row(agent_id: str) -> registry.AgentRow:
 
 
 API = mesh_pb2.ServiceInfo(component_name="api", port=80, labels={"tier": "web"})
-# The server refuses this one in the services INSERT, after the agent row's upsert was
-# queued in the same pipeline: PostgreSQL's text cannot hold U+0000 (the colony's guard
-# skips such names before they reach the registry; the registry itself does not check).
+# PostgreSQL's text cannot hold U+0000 (the colony's guard skips such names before they
+# reach the registry; the registry itself does not check). In a service, the server
+# refuses the registration's write statement (agent row, count and services in one); in a
+# pod, the pods' write fails after that statement was queued in the same pipeline.
 REFUSED = mesh_pb2.ServiceInfo(component_name="bad\x00name", port=81)
+REFUSED_POD = mesh_pb2.PodRef(namespace="shop", name="bad\x00pod")
 
 
-def test_a_registration_the_server_refuses_mid_pipeline_writes_nothing(postgres_server):
+@pytest.mark.parametrize("services, pods", [([API, REFUSED], []), ([API], [REFUSED_POD])],
+                         ids=["service-refused", "pod-refused-after-the-write"])
+def test_a_registration_the_server_refuses_mid_pipeline_writes_nothing(
+        postgres_server, services, pods):
     reg = registry.Registry(postgres_server.fresh_dsn())
     try:
         with pytest.raises(registry.RegistryError, match="registration not stored"):
-            reg.register(_row("node-a"), [API, REFUSED], pods=[])
+            reg.register(_row("node-a"), services, pods=pods)
         assert reg.get_agent("node-a") is None and reg.services() == []
         assert not reg._db.in_transaction  # rolled back, not left open on the connection
         # the same connection serves the next registration, and a re-registration
@@ -66,4 +71,20 @@ def test_a_pipelined_audit_append_the_server_refuses_fails_whole_and_keeps_one_c
         assert log.verify().ok
     finally:
         raw.close()
+        log.close()
+
+
+def test_a_postgresql_group_commit_larger_than_one_statement_chains_and_verifies(
+        postgres_server, tmp_path):
+    """The records of one group commit go in statements of up to _PG_APPEND_ROWS rows (the
+    last also moves the chain head): 2,500 records at once (a fan-out's first wave) are all
+    stored, in order, the head names the last, and the log verifies as one chain."""
+    log = audit.AuditLog(postgres_server.fresh_dsn(), key_file=tmp_path / "audit.key")
+    try:
+        first = log.append("event", {"n": -1})
+        seqs = log.append_all([("event", {"n": i}) for i in range(2500)])
+        assert seqs == list(range(first + 1, first + 2501))
+        assert log.head()[0] == seqs[-1]
+        assert log.verify().ok
+    finally:
         log.close()
