@@ -199,6 +199,20 @@ class Connection:
                 "pg_advisory_xact_lock(hashtextextended({}, 0))").format(
                     lock_key(self.store), f"coral:{self.store}:{key}"))
 
+    def begin_keyed_all(self, keys: Sequence[str]) -> None:
+        """begin_keyed for a writer of several keys' rows (a group of registrations): the
+        store's lock shared, then each key's lock in sorted order, as every such writer
+        takes them, so two writers never wait for each other in a cycle."""
+        names = [f"coral:{self.store}:{key}" for key in sorted(set(keys))]
+        with self._lock, _mapped(self.dsn):
+            cursor = self._live().cursor()
+            for statement, params in (
+                    ("BEGIN", None),
+                    ("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(self.store),)),
+                    ("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                     "FROM unnest(%s::text[]) AS k", (names,))):
+                cursor.execute(statement, params)
+
     def executescript(self, script: str) -> None:
         """Schema scripts: one transaction under the schema lock, so replicas starting
         together do not race on CREATE ... IF NOT EXISTS."""

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -14,7 +15,9 @@ import time
 from coral_lib import convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
-from coral_lib.colony import storage
+from coral_lib.colony import group_commit, storage
+
+log = logging.getLogger(__name__)
 
 # Every filter a user gives (name, namespace, node, a label pair; agent is the primary key)
 # has an index that ends in (agent_id, key): a page in the listing order is a range scan
@@ -116,6 +119,7 @@ def _explained(what: str, path: str):
 class Registry:
     def __init__(self, path: str | os.PathLike) -> None:
         self._lock = threading.Lock()
+        self._group = group_commit.GroupCommit(self._lock)  # registrations on PostgreSQL
         self.path = os.fspath(path)
         with _explained("cannot open the registry", self.path):
             self._db = storage.connect(self.path, store="registry")
@@ -201,29 +205,72 @@ class Registry:
                  pods: list[mesh_pb2.PodRef]) -> tuple[AgentRow | None, ServiceDiff]:
         """One registration in one transaction: the agent row (keeping the registered_at of
         an agent already stored), its service set (only the differences are written) and
-        pods, and the agent no longer departed. Returns (the row stored before, the diff)."""
-        with self._lock, _explained("registration not stored", self.path):
-            def work() -> tuple[AgentRow | None, ServiceDiff]:
-                # Every read is sent before the first answer is awaited: on PostgreSQL the
-                # reads are one round trip and the writes plus COMMIT one more (pipeline)
-                reads = [self._db.execute(sql, (row.agent_id,)) for sql in _REGISTER_READS]
-                before, stored, stored_pods = (cursor.fetchall() for cursor in reads)
-                before = _agent_row(before[0]) if before else None
-                kept = dataclasses.replace(row, registered_at=(
-                    before.registered_at if before else row.registered_at))
-                diff = self._diff(row.agent_id, services, stored=stored)
-                if not storage.is_file(self.path):
-                    self._pg_register_write(kept, diff, departed=before is None)
-                    self._store_pods(row.agent_id, pods, stored=stored_pods)
-                    return before, diff
-                self._upsert_agent(kept)
-                self._apply(row.agent_id, diff)
-                self._store_pods(row.agent_id, pods, stored=stored_pods)
-                if before is None:
-                    self._db.execute("DELETE FROM departed_agents WHERE agent_id=?",
-                                     (row.agent_id,))
-                return before, diff
-            return self._transaction(work, key=row.agent_id)
+        pods, and the agent no longer departed. Returns (the row stored before, the diff).
+        On PostgreSQL, registrations queued while another is written are written with it
+        in one transaction (_register_all); each caller still returns only once its own is
+        committed, or gets its own error."""
+        if not storage.is_file(self.path):
+            return self._group.submit((row, services, pods), self._register_all)
+        with self._lock:
+            return self._register_alone((row, services, pods), raising=True)
+
+    def _register_alone(self, item: tuple, *, raising: bool = False):
+        """One registration in its own transaction (lock held); its error is returned,
+        or raised with `raising`."""
+        try:
+            with _explained("registration not stored", self.path):
+                return self._transaction(lambda: self._register_each([item])[0],
+                                         key=item[0].agent_id)
+        except Exception as exc:  # noqa: BLE001 - the caller of this registration gets it
+            if raising:
+                raise
+            return exc
+
+    def _register_all(self, items: list[tuple]) -> list:
+        """PostgreSQL, the lock held: the queued registrations (row, services, pods) in one
+        transaction when they are of different agents (the reads of all of them in one
+        round trip, the writes and COMMIT in one more). When that transaction fails, each
+        is written again in its own, so only a registration the server refuses fails."""
+        agents = [row.agent_id for row, _, _ in items]
+        if len(items) > 1 and len(set(agents)) == len(agents):
+            try:
+                with _explained("registrations not stored", self.path):
+                    return self._pipelined_transaction(lambda: self._register_each(items),
+                                                       keys=agents)
+            except Exception:  # noqa: BLE001 - each again alone: it gets its own outcome
+                log.warning("a group of %d registrations was refused; writing each alone",
+                            len(items))
+        return [self._register_alone(item) for item in items]
+
+    def _register_each(self, items: list[tuple]) -> list[tuple[AgentRow | None, ServiceDiff]]:
+        """Write each registration (row, services, pods) inside the open transaction.
+        Every read is sent before the first answer is awaited: on PostgreSQL the reads of
+        all of them are one round trip, and the writes plus COMMIT one more (pipeline)."""
+        reads = [[self._db.execute(sql, (row.agent_id,)) for sql in _REGISTER_READS]
+                 for row, _, _ in items]
+        fetched = [[cursor.fetchall() for cursor in cursors] for cursors in reads]
+        return [self._register_rows(row, services, pods, rows)
+                for (row, services, pods), rows in zip(items, fetched, strict=True)]
+
+    def _register_rows(self, row: AgentRow, services: list[mesh_pb2.ServiceInfo],
+                       pods: list[mesh_pb2.PodRef], rows: list[list]
+                       ) -> tuple[AgentRow | None, ServiceDiff]:
+        """One registration's writes, given what _REGISTER_READS read of its agent."""
+        before, stored, stored_pods = rows
+        before = _agent_row(before[0]) if before else None
+        kept = dataclasses.replace(row, registered_at=(
+            before.registered_at if before else row.registered_at))
+        diff = self._diff(row.agent_id, services, stored=stored)
+        if not storage.is_file(self.path):
+            self._pg_register_write(kept, diff, departed=before is None)
+            self._store_pods(row.agent_id, pods, stored=stored_pods)
+            return before, diff
+        self._upsert_agent(kept)
+        self._apply(row.agent_id, diff)
+        self._store_pods(row.agent_id, pods, stored=stored_pods)
+        if before is None:
+            self._db.execute("DELETE FROM departed_agents WHERE agent_id=?", (row.agent_id,))
+        return before, diff
 
     def _diff(self, agent_id: str, services: list[mesh_pb2.ServiceInfo], *,
               stored: list[tuple[str, bytes]] | None = None) -> ServiceDiff:
@@ -273,7 +320,7 @@ class Registry:
         (an agent id: `work` writes only its rows), PostgreSQL serializes only the writers
         of that agent across replicas, not every registry write."""
         if key and not storage.is_file(self.path):
-            return self._pipelined_transaction(work, key=key)
+            return self._pipelined_transaction(work, keys=[key])
         self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
@@ -283,13 +330,17 @@ class Registry:
             raise
         return result
 
-    def _pipelined_transaction(self, work, *, key: str):
-        """_transaction on PostgreSQL for one agent's rows, pipelined (pgsql.pipeline): the
-        keyed locks and `work`'s reads in one round trip, its writes and COMMIT in one more.
-        A failure anywhere leaves the transaction failed; it is rolled back, nothing kept."""
+    def _pipelined_transaction(self, work, *, keys: list[str]):
+        """_transaction on PostgreSQL for the rows of the agents `keys`, pipelined
+        (pgsql.pipeline): the keyed locks and `work`'s reads in one round trip, its writes
+        and COMMIT in one more. A failure anywhere leaves the transaction failed; it is
+        rolled back, nothing kept."""
         try:
             with self._db.pipeline():
-                self._db.begin_keyed(key)
+                if len(keys) == 1:
+                    self._db.begin_keyed(keys[0])
+                else:
+                    self._db.begin_keyed_all(keys)
                 result = work()
                 self._db.execute("COMMIT")
         except BaseException:
