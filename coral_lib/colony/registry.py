@@ -526,26 +526,28 @@ def _pg_register_statement(row: AgentRow, services: list[mesh_pb2.ServiceInfo], 
 
 # PostgreSQL: a registration's rows in one statement, as one JSON parameter (executemany
 # pipelined a statement per row; typed array parameters were dumped element by element in
-# Python). The labels rows come from each service's labels column, as SQLite's come from
-# the same dict.
+# Python). Each service is a JSON array (key, name, namespace, node, provenance, labels,
+# body in base64): no repeated field names to build and parse. The labels object's text is
+# stored as it comes (the json type keeps its input text: json.dumps(dict(labels)), as
+# SQLite's column holds), and the labels rows come from it as SQLite's come from the dict.
 _PG_DELETE = ("WITH gone AS (DELETE FROM services WHERE agent_id=? AND key = ANY(?)) "
               "DELETE FROM service_labels WHERE agent_id=? AND key = ANY(?)")
 _PG_INSERT = (
-    "WITH r AS (SELECT * FROM json_to_recordset(?::json) AS r(agent_id text, key text, "
-    "component_name text, namespace text, node_name text, provenance bigint, labels text, "
-    "body text)), added AS (INSERT INTO services SELECT agent_id, key, component_name, "
-    "namespace, node_name, provenance, labels, decode(body, 'base64') FROM r) "
+    "WITH r AS (SELECT ?::text AS agent_id, e->>0 AS key, e->>1 AS component_name, "
+    "e->>2 AS namespace, e->>3 AS node_name, (e->>4)::bigint AS provenance, e->5 AS labels, "
+    "e->>6 AS body FROM json_array_elements(?::json) AS e), "
+    "added AS (INSERT INTO services SELECT agent_id, key, component_name, namespace, "
+    "node_name, provenance, labels::text, decode(body, 'base64') FROM r) "
     "INSERT INTO service_labels SELECT r.agent_id, r.key, l.key, l.value "
-    "FROM r, json_each_text(r.labels::json) AS l")
+    "FROM r, json_each_text(r.labels) AS l")
 
 
 def _pg_insert_args(agent_id: str, keyed: list[tuple[str, mesh_pb2.ServiceInfo]]) -> tuple:
-    """_PG_INSERT's parameter: the services' rows as JSON (body in base64)."""
-    return (json.dumps([{
-        "agent_id": agent_id, "key": key, "component_name": svc.component_name,
-        "namespace": svc.namespace, "node_name": svc.node_name, "provenance": svc.provenance,
-        "labels": json.dumps(dict(svc.labels)),
-        "body": base64.b64encode(svc.SerializeToString()).decode()} for key, svc in keyed]),)
+    """_PG_INSERT's parameters: the agent id, the services' rows as JSON (body in base64)."""
+    return agent_id, json.dumps([
+        [key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
+         dict(svc.labels), base64.b64encode(svc.SerializeToString()).decode()]
+        for key, svc in keyed])
 
 
 PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further
