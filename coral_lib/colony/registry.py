@@ -206,35 +206,31 @@ class Registry:
         """One registration in one transaction: the agent row (keeping the registered_at of
         an agent already stored), its service set (only the differences are written) and
         pods, and the agent no longer departed. Returns (the row stored before, the diff).
-        On PostgreSQL, registrations queued while another is written are written with it
-        in one transaction (_register_all); each caller still returns only once its own is
+        Registrations queued while another is written are written with it in one
+        transaction (_register_all); each caller still returns only once its own is
         committed, or gets its own error."""
-        if not storage.is_file(self.path):
-            return self._group.submit((row, services, pods), self._register_all)
-        with self._lock:
-            return self._register_alone((row, services, pods), raising=True)
+        return self._group.submit((row, services, pods), self._register_all)
 
-    def _register_alone(self, item: tuple, *, raising: bool = False):
-        """One registration in its own transaction (lock held); its error is returned,
-        or raised with `raising`."""
+    def _register_alone(self, item: tuple):
+        """One registration in its own transaction (lock held); its outcome or error."""
         try:
             with _explained("registration not stored", self.path):
                 return self._transaction(lambda: self._register_each([item])[0],
                                          key=item[0].agent_id)
         except Exception as exc:  # noqa: BLE001 - the caller of this registration gets it
-            if raising:
-                raise
             return exc
 
     def _register_all(self, items: list[tuple]) -> list:
-        """PostgreSQL, the lock held: the queued registrations (row, services, pods) in one
-        transaction when they are of different agents (the reads of all of them in one
+        """The lock held: the queued registrations (row, services, pods) in one transaction
+        when they are of different agents (on PostgreSQL the reads of all of them in one
         round trip, the writes and COMMIT in one more). When that transaction fails, each
-        is written again in its own, so only a registration the server refuses fails."""
+        is written again in its own, so only a registration the store refuses fails."""
         agents = [row.agent_id for row, _, _ in items]
         if len(items) > 1 and len(set(agents)) == len(agents):
             try:
                 with _explained("registrations not stored", self.path):
+                    if storage.is_file(self.path):
+                        return self._transaction(lambda: self._register_each(items))
                     return self._pipelined_transaction(lambda: self._register_each(items),
                                                        keys=agents)
             except Exception:  # noqa: BLE001 - each again alone: it gets its own outcome

@@ -1,13 +1,14 @@
-"""Issue 11, registration rate: on PostgreSQL, registrations queued while another is being
+"""Issue 11, registration rate: registrations queued while another is being
 written share one registry transaction (Registry.register through group_commit). Every
 registration is still durable before its caller returns, a registration the server refuses
 fails alone (the others are written, each in its own transaction), the same agent twice
 in a group is written in order, and two replicas' groups of the same agents in opposite
 orders never wait for each other in a cycle (keys locked in sorted order). Real
-PostgreSQL (the session's server), real threads."""
+PostgreSQL (the session's server) and a real SQLite file, real threads."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -101,6 +102,43 @@ def test_a_refused_registration_in_a_group_fails_alone(reg):
     assert [a.agent_id for a in reg.agents()] == ["node-a", "node-c"]
     assert {agent for agent, _ in reg.services()} == {"node-a", "node-c"}
     assert not reg._db.in_transaction
+
+
+def test_sqlite_registrations_queued_meanwhile_share_one_transaction_and_fail_alone(
+        tmp_path, monkeypatch):
+    """The same group commit on the SQLite registry (one BEGIN IMMEDIATE transaction for
+    the queue). Shortcut, named: SQLite stores any text, so the refused write is simulated
+    by a failing pods write for one agent (after its agent row and services were written
+    in the group's transaction): that registration fails alone, the others are stored."""
+    reg = registry.Registry(tmp_path / "registry.db")
+    groups: list = []
+    real_each, real_pods = reg._register_each, reg._store_pods
+
+    def each(items):
+        groups.append([row.agent_id for row, _, _ in items])
+        return real_each(items)
+
+    def pods(agent_id, wanted, **kw):
+        if agent_id == "node-bad":
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_pods(agent_id, wanted, **kw)
+    monkeypatch.setattr(reg, "_register_each", each)
+    monkeypatch.setattr(reg, "_store_pods", pods)
+    try:
+        good = [f"node-{i}" for i in range(5)]
+        outcomes = _queued_behind_the_lock(reg, [(_row(a), _services(a)) for a in good])
+        assert groups == [good] and all(diff.count == 2 for _, diff in outcomes)
+        groups.clear()
+        outcomes = _queued_behind_the_lock(reg, [
+            (_row("node-x"), _services("node-x")), (_row("node-bad"), _services("node-bad")),
+            (_row("node-y"), _services("node-y"))])
+        assert groups == [["node-x", "node-bad", "node-y"], ["node-x"], ["node-bad"],
+                          ["node-y"]]
+        assert isinstance(outcomes[1], registry.RegistryError)
+        assert [a.agent_id for a in reg.agents()] == sorted([*good, "node-x", "node-y"])
+        assert not any(agent == "node-bad" for agent, _ in reg.services())
+    finally:
+        reg.close()
 
 
 def test_the_same_agent_twice_in_a_group_is_written_in_order(reg):
