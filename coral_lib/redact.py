@@ -130,6 +130,10 @@ _PLAIN = re.compile(r"[A-Za-z0-9._/-]*")
 # tab, '=' or "://" apply to it: header and assignment (`token:8080` is still redacted).
 _SERVICE_KEY = re.compile(r"[A-Za-z0-9._/-]*:[0-9]*")
 _COLON_ROWS = tuple(row for row in TABLE if row[0] in ("header", "assignment"))
+# Every name those two rows match holds one of these words (header: authorization, cookie,
+# x-...key/token/secret/auth/password, ...api-key; assignment: the secret words, *_key,
+# key), so a service key without any of them is kept as it is (most service keys).
+_COLON_NAME_WORD = re.compile(r"auth|cookie|key|token|secret|pass|credential", re.IGNORECASE)
 
 
 def redact_text(text: str, known: Iterable[str] = ()) -> str:
@@ -139,7 +143,10 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
             text = text.replace(secret, REDACTED)
     if _PLAIN.fullmatch(text):
         return text
-    for _name, pattern, replacement in _COLON_ROWS if _SERVICE_KEY.fullmatch(text) else TABLE:
+    service_key = _SERVICE_KEY.fullmatch(text)
+    if service_key and not _COLON_NAME_WORD.search(text):
+        return text
+    for _name, pattern, replacement in _COLON_ROWS if service_key else TABLE:
         text = pattern.sub(replacement, text)
     return text
 

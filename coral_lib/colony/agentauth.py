@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SKEW = 120.0
 MAX_NONCES = 200_000  # ~800 calls/s over the 240 s window; the oldest go first beyond it
 _MAX_CERT_B64, _MAX_SMALL = 8192, 256
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # the proof's algorithm (a stateless descriptor)
 
 
 class AuthError(Exception):
@@ -103,7 +104,7 @@ class Verifier:
         key = parsed.cert.public_key()
         try:
             key.verify(proof, identity.proof_payload(method, ts, nonce),  # type: ignore[union-attr]
-                       ec.ECDSA(hashes.SHA256()))
+                       _ECDSA_SHA256)
         except (InvalidSignature, TypeError, ValueError):
             raise AuthError("coral-agent-proof does not verify with the certificate's key") \
                 from None

@@ -23,6 +23,7 @@ message) with the DSN's password never in the message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sqlite3
@@ -164,18 +165,53 @@ class Connection:
             cursor.executemany(statement, [tuple(r) for r in rows])
             return cursor
 
+    @contextlib.contextmanager
+    def pipeline(self):
+        """Statements executed inside are sent without waiting for each answer: a read's
+        fetch sends what is queued and waits once, and the end sends the rest and waits
+        once (a transaction of N statements costs two round trips, not N). Errors surface
+        at that fetch or at the end, as the sqlite3 classes; after one, the statements
+        queued behind it are skipped, so the caller's open transaction is left failed for
+        its ROLLBACK (held: the lock, so no other thread's statement joins the pipeline)."""
+        with self._lock, _mapped(self.dsn), self._live().pipeline():
+            yield self
+
+    def _pipelined(self) -> bool:
+        return self._conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+
     def begin_keyed(self, key: str) -> None:
         """BEGIN for a writer that touches only the rows of `key` (one agent's): the store's
         lock shared, so store-wide writers (BEGIN IMMEDIATE) still exclude it, and the
         key's own lock exclusive, so writers of other keys on any replica run beside it
         (READ COMMITTED: each statement after the locks sees what the last holder wrote)."""
         with self._lock, _mapped(self.dsn):
+            if self._pipelined():  # a pipeline takes one statement per message
+                cursor = self._conn.cursor()
+                cursor.execute("BEGIN")
+                cursor.execute("SELECT pg_advisory_xact_lock_shared(%s), "
+                               "pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                               (lock_key(self.store), f"coral:{self.store}:{key}"))
+                return
             # BEGIN and both locks in one round trip: without parameters psycopg sends the
             # text as one simple query, which may hold several statements (values quoted)
             self._live().cursor().execute(psycopg.sql.SQL(
                 "BEGIN; SELECT pg_advisory_xact_lock_shared({}), "
                 "pg_advisory_xact_lock(hashtextextended({}, 0))").format(
                     lock_key(self.store), f"coral:{self.store}:{key}"))
+
+    def begin_keyed_all(self, keys: Sequence[str]) -> None:
+        """begin_keyed for a writer of several keys' rows (a group of registrations): the
+        store's lock shared, then each key's lock in sorted order, as every such writer
+        takes them, so two writers never wait for each other in a cycle."""
+        names = [f"coral:{self.store}:{key}" for key in sorted(set(keys))]
+        with self._lock, _mapped(self.dsn):
+            cursor = self._live().cursor()
+            for statement, params in (
+                    ("BEGIN", None),
+                    ("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(self.store),)),
+                    ("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                     "FROM unnest(%s::text[]) AS k", (names,))):
+                cursor.execute(statement, params)
 
     def executescript(self, script: str) -> None:
         """Schema scripts: one transaction under the schema lock, so replicas starting

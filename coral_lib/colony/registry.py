@@ -6,6 +6,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -14,7 +15,9 @@ import time
 from coral_lib import convert
 from coral_lib._proto.coral.agent.v1 import agent_pb2
 from coral_lib._proto.coral.mesh.v1 import mesh_pb2
-from coral_lib.colony import storage
+from coral_lib.colony import group_commit, storage
+
+log = logging.getLogger(__name__)
 
 # Every filter a user gives (name, namespace, node, a label pair; agent is the primary key)
 # has an index that ends in (agent_id, key): a page in the listing order is a range scan
@@ -116,6 +119,7 @@ def _explained(what: str, path: str):
 class Registry:
     def __init__(self, path: str | os.PathLike) -> None:
         self._lock = threading.Lock()
+        self._group = group_commit.GroupCommit(self._lock)  # registrations on PostgreSQL
         self.path = os.fspath(path)
         with _explained("cannot open the registry", self.path):
             self._db = storage.connect(self.path, store="registry")
@@ -158,15 +162,7 @@ class Registry:
             self._upsert_agent(row)
 
     def _upsert_agent(self, row: AgentRow) -> None:
-        self._db.execute(
-            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
-            "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
-            " node_labels=excluded.node_labels, labels=excluded.labels,"
-            " last_seen=excluded.last_seen",
-            (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
-             json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
-             row.last_seen),
-        )
+        self._db.execute(_AGENT_UPSERT, _agent_values(row))
 
     def touch(self, agent_id: str, *, now: float | None = None) -> bool:
         """Record a heartbeat; False when the agent is unknown."""
@@ -209,30 +205,76 @@ class Registry:
                  pods: list[mesh_pb2.PodRef]) -> tuple[AgentRow | None, ServiceDiff]:
         """One registration in one transaction: the agent row (keeping the registered_at of
         an agent already stored), its service set (only the differences are written) and
-        pods, and the agent no longer departed. Returns (the row stored before, the diff)."""
-        with self._lock, _explained("registration not stored", self.path):
-            def work() -> tuple[AgentRow | None, ServiceDiff]:
-                before = self._agent_locked(row.agent_id)
-                self._upsert_agent(dataclasses.replace(row, registered_at=(
-                    before.registered_at if before else row.registered_at)))
-                diff = self._diff(row.agent_id, services)
-                self._apply(row.agent_id, diff)
-                self._store_pods(row.agent_id, pods)
-                if before is None:
-                    self._db.execute("DELETE FROM departed_agents WHERE agent_id=?",
-                                     (row.agent_id,))
-                return before, diff
-            return self._transaction(work, key=row.agent_id)
+        pods, and the agent no longer departed. Returns (the row stored before, the diff).
+        Registrations queued while another is written are written with it in one
+        transaction (_register_all); each caller still returns only once its own is
+        committed, or gets its own error."""
+        return self._group.submit((row, services, pods), self._register_all)
 
-    def _agent_locked(self, agent_id: str) -> AgentRow | None:
-        row = self._db.execute("SELECT * FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
-        return _agent_row(row) if row else None
+    def _register_alone(self, item: tuple):
+        """One registration in its own transaction (lock held); its outcome or error."""
+        try:
+            with _explained("registration not stored", self.path):
+                return self._transaction(lambda: self._register_each([item])[0],
+                                         key=item[0].agent_id)
+        except Exception as exc:  # noqa: BLE001 - the caller of this registration gets it
+            return exc
 
-    def _diff(self, agent_id: str, services: list[mesh_pb2.ServiceInfo]) -> ServiceDiff:
-        """What writing `services` changes against the stored set (compared as bytes)."""
+    def _register_all(self, items: list[tuple]) -> list:
+        """The lock held: the queued registrations (row, services, pods) in one transaction
+        when they are of different agents (on PostgreSQL the reads of all of them in one
+        round trip, the writes and COMMIT in one more). When that transaction fails, each
+        is written again in its own, so only a registration the store refuses fails."""
+        agents = [row.agent_id for row, _, _ in items]
+        if len(items) > 1 and len(set(agents)) == len(agents):
+            try:
+                with _explained("registrations not stored", self.path):
+                    if storage.is_file(self.path):
+                        return self._transaction(lambda: self._register_each(items))
+                    return self._pipelined_transaction(lambda: self._register_each(items),
+                                                       keys=agents)
+            except Exception:  # noqa: BLE001 - each again alone: it gets its own outcome
+                log.warning("a group of %d registrations was refused; writing each alone",
+                            len(items))
+        return [self._register_alone(item) for item in items]
+
+    def _register_each(self, items: list[tuple]) -> list[tuple[AgentRow | None, ServiceDiff]]:
+        """Write each registration (row, services, pods) inside the open transaction.
+        Every read is sent before the first answer is awaited: on PostgreSQL the reads of
+        all of them are one round trip, and the writes plus COMMIT one more (pipeline)."""
+        reads = [[self._db.execute(sql, (row.agent_id,)) for sql in _REGISTER_READS]
+                 for row, _, _ in items]
+        fetched = [[cursor.fetchall() for cursor in cursors] for cursors in reads]
+        return [self._register_rows(row, services, pods, rows)
+                for (row, services, pods), rows in zip(items, fetched, strict=True)]
+
+    def _register_rows(self, row: AgentRow, services: list[mesh_pb2.ServiceInfo],
+                       pods: list[mesh_pb2.PodRef], rows: list[list]
+                       ) -> tuple[AgentRow | None, ServiceDiff]:
+        """One registration's writes, given what _REGISTER_READS read of its agent."""
+        before, stored, stored_pods = rows
+        before = _agent_row(before[0]) if before else None
+        kept = dataclasses.replace(row, registered_at=(
+            before.registered_at if before else row.registered_at))
+        diff = self._diff(row.agent_id, services, stored=stored)
+        if not storage.is_file(self.path):
+            self._pg_register_write(kept, diff, departed=before is None)
+            self._store_pods(row.agent_id, pods, stored=stored_pods)
+            return before, diff
+        self._upsert_agent(kept)
+        self._apply(row.agent_id, diff)
+        self._store_pods(row.agent_id, pods, stored=stored_pods)
+        if before is None:
+            self._db.execute("DELETE FROM departed_agents WHERE agent_id=?", (row.agent_id,))
+        return before, diff
+
+    def _diff(self, agent_id: str, services: list[mesh_pb2.ServiceInfo], *,
+              stored: list[tuple[str, bytes]] | None = None) -> ServiceDiff:
+        """What writing `services` changes against the stored set (compared as bytes);
+        `stored`: the agent's (key, body) rows when already read (_REGISTER_READS)."""
         wanted = {convert.service_key(s): s for s in services}
-        stored = dict(self._db.execute("SELECT key, body FROM services WHERE agent_id=?",
-                                       (agent_id,)).fetchall())
+        stored = dict(self._db.execute(_REGISTER_READS[1], (agent_id,)).fetchall()
+                      if stored is None else stored)
         removed = [_service(body) for k, body in stored.items() if k not in wanted]
         changed = [s for k, s in wanted.items() if k in stored and bytes(stored[k]) != (
             s.SerializeToString()) and _service(stored[k]) != s]
@@ -247,11 +289,23 @@ class Registry:
             self._db.execute("INSERT OR REPLACE INTO service_counts VALUES (?,?)",
                              (agent_id, diff.count))
 
-    def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef]) -> None:
-        """The agent's pods, rewritten only when they differ from the stored ones."""
+    def _pg_register_write(self, row: AgentRow, diff: ServiceDiff, *, departed: bool) -> None:
+        """PostgreSQL: what _upsert_agent, _apply and the departed delete write, in one
+        statement (_pg_register_statement) after the old rows of removed and changed
+        services are deleted in their own (parts of one statement cannot see each other's
+        changes, and a changed service's new rows reuse its keys)."""
+        self._delete(row.agent_id, [convert.service_key(s) for s in diff.removed + diff.changed])
+        self._db.execute(*_pg_register_statement(
+            row, diff.added + diff.changed,
+            count=diff.count if diff.added or diff.removed else None, departed=departed))
+
+    def _store_pods(self, agent_id: str, pods: list[mesh_pb2.PodRef], *,
+                    stored: list[tuple[str, str, bytes]] | None = None) -> None:
+        """The agent's pods, rewritten only when they differ from the stored ones
+        (`stored`: the agent's pod rows when already read)."""
         wanted = sorted((p.namespace, p.name, p.SerializeToString()) for p in pods)
-        stored = sorted((ns, name, bytes(body)) for ns, name, body in self._db.execute(
-            "SELECT namespace, name, body FROM agent_pods WHERE agent_id=?", (agent_id,)))
+        stored = sorted((ns, name, bytes(body)) for ns, name, body in (
+            self._db.execute(_REGISTER_READS[2], (agent_id,)) if stored is None else stored))
         if wanted != stored:
             self._db.execute("DELETE FROM agent_pods WHERE agent_id=?", (agent_id,))
             self._db.executemany("INSERT OR REPLACE INTO agent_pods VALUES (?,?,?,?)", [
@@ -262,14 +316,32 @@ class Registry:
         (an agent id: `work` writes only its rows), PostgreSQL serializes only the writers
         of that agent across replicas, not every registry write."""
         if key and not storage.is_file(self.path):
-            self._db.begin_keyed(key)
-        else:
-            self._db.execute("BEGIN IMMEDIATE")
+            return self._pipelined_transaction(work, keys=[key])
+        self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _pipelined_transaction(self, work, *, keys: list[str]):
+        """_transaction on PostgreSQL for the rows of the agents `keys`, pipelined
+        (pgsql.pipeline): the keyed locks and `work`'s reads in one round trip, its writes
+        and COMMIT in one more. A failure anywhere leaves the transaction failed; it is
+        rolled back, nothing kept."""
+        try:
+            with self._db.pipeline():
+                if len(keys) == 1:
+                    self._db.begin_keyed(keys[0])
+                else:
+                    self._db.begin_keyed_all(keys)
+                result = work()
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         return result
 
@@ -401,28 +473,72 @@ class Registry:
         return {pair: mesh_pb2.ServiceHealth.FromString(body) for pair, body in found.items()}
 
 
+# What a registration reads of the agent before writing (Registry.register sends all three
+# before awaiting the first answer): its row, its services, its pods.
+_REGISTER_READS = ("SELECT * FROM agents WHERE agent_id=?",
+                   "SELECT key, body FROM services WHERE agent_id=?",
+                   "SELECT namespace, name, body FROM agent_pods WHERE agent_id=?")
+
+_AGENT_UPSERT = (
+    "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
+    "version=excluded.version, runtime=excluded.runtime, node_name=excluded.node_name,"
+    " node_labels=excluded.node_labels, labels=excluded.labels,"
+    " last_seen=excluded.last_seen")
+
+
+def _agent_values(row: AgentRow) -> tuple:
+    return (row.agent_id, row.version, row.runtime.SerializeToString(), row.node_name,
+            json.dumps(row.node_labels), json.dumps(row.labels), row.registered_at,
+            row.last_seen)
+
+
+def _pg_register_statement(row: AgentRow, services: list[mesh_pb2.ServiceInfo], *,
+                           count: int | None, departed: bool) -> tuple[str, tuple]:
+    """(sql, parameters): a registration's writes on PostgreSQL as one statement (issue 11:
+    each statement cost the colony and the server their own round of work): the agent's
+    upsert, then as wanted no longer departed, its service count, and its services' and
+    labels' rows (_PG_INSERT). Data-modifying WITH parts each run once, to completion,
+    whatever the main query reads; each here writes a table no other part writes."""
+    parts, args = [f"agent AS ({_AGENT_UPSERT})"], list(_agent_values(row))
+    if departed:
+        parts.append("departed AS (DELETE FROM departed_agents WHERE agent_id=?)")
+        args.append(row.agent_id)
+    if count is not None:
+        parts.append("counted AS (INSERT INTO service_counts VALUES (?,?) ON CONFLICT "
+                     "(agent_id) DO UPDATE SET services = EXCLUDED.services)")
+        args += [row.agent_id, count]
+    head = "WITH " + ", ".join(parts)
+    if not services:
+        return head + " SELECT 1", tuple(args)
+    keyed = [(convert.service_key(svc), svc) for svc in services]
+    return (head + ", " + _PG_INSERT.removeprefix("WITH "),
+            (*args, *_pg_insert_args(row.agent_id, keyed)))
+
+
 # PostgreSQL: a registration's rows in one statement, as one JSON parameter (executemany
 # pipelined a statement per row; typed array parameters were dumped element by element in
-# Python). The labels rows come from each service's labels column, as SQLite's come from
-# the same dict.
+# Python). Each service is a JSON array (key, name, namespace, node, provenance, labels,
+# body in base64): no repeated field names to build and parse. The labels object's text is
+# stored as it comes (the json type keeps its input text: json.dumps(dict(labels)), as
+# SQLite's column holds), and the labels rows come from it as SQLite's come from the dict.
 _PG_DELETE = ("WITH gone AS (DELETE FROM services WHERE agent_id=? AND key = ANY(?)) "
               "DELETE FROM service_labels WHERE agent_id=? AND key = ANY(?)")
 _PG_INSERT = (
-    "WITH r AS (SELECT * FROM json_to_recordset(?::json) AS r(agent_id text, key text, "
-    "component_name text, namespace text, node_name text, provenance bigint, labels text, "
-    "body text)), added AS (INSERT INTO services SELECT agent_id, key, component_name, "
-    "namespace, node_name, provenance, labels, decode(body, 'base64') FROM r) "
+    "WITH r AS (SELECT ?::text AS agent_id, e->>0 AS key, e->>1 AS component_name, "
+    "e->>2 AS namespace, e->>3 AS node_name, (e->>4)::bigint AS provenance, e->5 AS labels, "
+    "e->>6 AS body FROM json_array_elements(?::json) AS e), "
+    "added AS (INSERT INTO services SELECT agent_id, key, component_name, namespace, "
+    "node_name, provenance, labels::text, decode(body, 'base64') FROM r) "
     "INSERT INTO service_labels SELECT r.agent_id, r.key, l.key, l.value "
-    "FROM r, json_each_text(r.labels::json) AS l")
+    "FROM r, json_each_text(r.labels) AS l")
 
 
 def _pg_insert_args(agent_id: str, keyed: list[tuple[str, mesh_pb2.ServiceInfo]]) -> tuple:
-    """_PG_INSERT's parameter: the services' rows as JSON (body in base64)."""
-    return (json.dumps([{
-        "agent_id": agent_id, "key": key, "component_name": svc.component_name,
-        "namespace": svc.namespace, "node_name": svc.node_name, "provenance": svc.provenance,
-        "labels": json.dumps(dict(svc.labels)),
-        "body": base64.b64encode(svc.SerializeToString()).decode()} for key, svc in keyed]),)
+    """_PG_INSERT's parameters: the agent id, the services' rows as JSON (body in base64)."""
+    return agent_id, json.dumps([
+        [key, svc.component_name, svc.namespace, svc.node_name, svc.provenance,
+         dict(svc.labels), base64.b64encode(svc.SerializeToString()).decode()]
+        for key, svc in keyed])
 
 
 PLAN_CAP = 10_000  # _plan counts index entries up to this many, no further

@@ -46,7 +46,7 @@ def test_appends_queued_meanwhile_share_one_transaction_each_gets_its_own_record
     log.append("event", {"n": -1})
     transactions = []
     real_write = log._write
-    log._write = lambda work: (transactions.append(1), real_write(work))[1]
+    log._write = lambda work, **kw: (transactions.append(1), real_write(work, **kw))[1]
     seqs, errors = _queue_behind_the_lock(log, 20, lambda i: {"n": i})
     assert errors == [None] * 20
     assert len(transactions) == 1, "20 queued appends should be one commit (one fsync)"
@@ -106,7 +106,7 @@ def test_entered_and_finished_are_one_transaction_after_the_command_ran(tmp_path
                           command="true")
     transactions = []
     real_write = log._write
-    log._write = lambda work: (transactions.append(1), real_write(work))[1]
+    log._write = lambda work, **kw: (transactions.append(1), real_write(work, **kw))[1]
     entered = {"op_id": "op/a//", "agent_id": "a", "node": "n1", "resolved_by": "host"}
     finished = log.finished(op_id="op/a//", status="ok", exit_code=0, duration=0.01,
                             bytes_out=0, entered=entered)

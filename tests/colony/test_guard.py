@@ -69,6 +69,22 @@ def test_services_with_bad_names_are_skipped_naming_the_field():
     assert problems[1].startswith("services[2].labels[env] 'prod\\nx'")
 
 
+@pytest.mark.parametrize("svc, field", [
+    (mesh_pb2.ServiceInfo(component_name=""), "services[0].component_name"),
+    (mesh_pb2.ServiceInfo(component_name="api", pod_name="a b"), "services[0].pod_name"),
+    (mesh_pb2.ServiceInfo(component_name="api", node_labels={"bad key": "v"}),
+     "services[0].node_labels key"),
+    (mesh_pb2.ServiceInfo(component_name="api", node_labels={"k": "\u202e"}),
+     "services[0].node_labels[k]"),
+    (mesh_pb2.ServiceInfo(component_name="a" * 254), "services[0].component_name"),
+])
+def test_every_refused_service_is_named_by_its_field(svc, field):
+    """Issue 11, registration rate: services are checked without building field names, which
+    are built only for a refused one; every refusal still names its field."""
+    kept, problems = guard.split_services([svc])
+    assert kept == [] and problems[0].startswith(field)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0

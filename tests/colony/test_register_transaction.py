@@ -59,7 +59,7 @@ def test_a_re_registration_keeps_registered_at_and_writes_only_the_differences(r
 def test_a_failed_registration_leaves_nothing_half_written(reg, monkeypatch):
     """The pods' write fails after the agent row and services were written in the same
     transaction: none of them stays."""
-    def broken(agent_id, pods):
+    def broken(agent_id, pods, **_):
         raise RuntimeError("pods not written")
     monkeypatch.setattr(reg, "_store_pods", broken)
     with pytest.raises(RuntimeError, match="pods not written"):

@@ -5,6 +5,8 @@ health, page tokens and bodies whose lengths need multi-byte varints."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from coral_lib import convert
@@ -102,6 +104,9 @@ def test_registration_rows_keep_every_label_byte_for_byte(database):
         found = reg.services(registry.ServiceFilter(labels=dict([pair])))
         assert found == [("agent-é", svc)]
     assert reg.service_counts() == {"agent-é": 2}
+    with reg._read_lock:  # the labels column holds json.dumps of the dict on both backends
+        stored = dict(reg._reader.execute("SELECT key, labels FROM services").fetchall())
+    assert stored == {"ns///s:1": json.dumps(odd), "///t:2": json.dumps({})}
     reg.replace_services("agent-é", [svc])  # one removed: the count follows the set
     assert reg.service_counts() == {"agent-é": 1}
     assert reg.services(registry.ServiceFilter(name="t")) == []
