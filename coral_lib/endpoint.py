@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from prometheus_client import core
 
-# prometheus_client (~4 MB) loads with the first /metrics registry: an agent with only
-# --health-listen never imports it.
+    from coral_lib import metrics_text
+
+# prometheus_client (~4 MB) loads with the colony's or the webhook's /metrics registry;
+# agents serve theirs with coral_lib.metrics_text and never import it.
 log = logging.getLogger(__name__)
 Check = Callable[[], list[str]]  # problems; [] when fine
 
@@ -43,7 +45,7 @@ def parse_listen(text: str, *, flag: str) -> tuple[str, int]:
 class Routes:
     """What one listener answers; None leaves the path at 404."""
 
-    registry: core.CollectorRegistry | None = None
+    registry: core.CollectorRegistry | metrics_text.Registry | None = None
     live: Check | None = None
     ready: Check | None = None
 

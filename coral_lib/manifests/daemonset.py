@@ -28,6 +28,10 @@ STATE_DIR = "/var/lib/coral/agent"  # runner.default_state_dir() for root
 CONFIG_MAP = "coral-agent-config"
 CONFIG_VOLUME = "agent-config"
 CONFIG_DIR = "/etc/coral/agent"
+# Python's -OO for the agent (issue 15, a leaner agent): docstrings are not kept in memory,
+# about 1.5 MB less heap (bench pod_memory). Nothing the agent runs reads a docstring or
+# relies on an assert; the image carries the optimization-2 bytecode (Containerfile).
+OPTIMIZE_ENV = {"name": "PYTHONOPTIMIZE", "value": "2"}
 
 
 def render(settings: settings_mod.ManifestSettings) -> list[dict[str, Any]]:
@@ -105,6 +109,7 @@ def _container(settings: settings_mod.ManifestSettings) -> dict[str, Any]:
         inject.token_file_env(),
         {"name": "CORAL_OBSERVE_ONLY", "value": "true" if settings.observe_only else "false"},
         inject.allocator_env(),
+        OPTIMIZE_ENV,
         {"name": "CORAL_AGENT_CONFIG", "value": f"{CONFIG_DIR}/agent.yaml"},
     ]
     config_mount = {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}

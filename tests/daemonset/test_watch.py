@@ -166,13 +166,71 @@ def test_cache_keeps_pods_without_managed_fields(kubeapi):
             assert served["metadata"]["managedFields"]
             assert "managedFields" not in cached["metadata"]
             assert cached["metadata"]["uid"] == served["metadata"]["uid"]
-            assert cached["spec"] == served["spec"]
+            assert cached == kubernetes.slim(served)
+            assert cached["spec"]["containers"][0]["ports"] == \
+                served["spec"]["containers"][0]["ports"]
 
 
-def test_slim_leaves_pods_without_managed_fields_as_they_are():
-    bare = {"metadata": {"name": "a", "uid": "u"}, "spec": {}}
-    assert kubernetes.slim(bare) is bare
-    assert kubernetes.slim({}) == {}
-    managed = {"metadata": {"name": "a", "managedFields": [{"manager": "kubelet"}]}}
-    assert kubernetes.slim(managed) == {"metadata": {"name": "a"}}
-    assert managed["metadata"]["managedFields"]  # the event's object is not changed
+# A pod as a real cluster serves it (a Deployment's pod after kubelet started it), less
+# managedFields: what the cache must keep, and the rest it must not.
+REAL_POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {
+        "name": "web-7d4b9c-x2x9z", "namespace": "shop", "uid": "u-1",
+        "resourceVersion": "4711", "creationTimestamp": "2026-11-30T10:00:00Z",
+        "generateName": "web-7d4b9c-", "labels": {"app": "web", "pod-template-hash": "7d4b9c"},
+        "annotations": {"coral.io/port": "8080", "kubectl.kubernetes.io/default-container": "app"},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c",
+                             "uid": "rs-1", "controller": True, "blockOwnerDeletion": True}],
+        "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:spec": {}}}]},
+    "spec": {
+        "nodeName": "node-a", "serviceAccountName": "default", "restartPolicy": "Always",
+        "volumes": [{"name": "kube-api-access-abcde", "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}],
+        "containers": [{
+            "name": "app", "image": "registry.example/web:1.2.3", "args": ["--port", "8080"],
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "env": [{"name": f"SETTING_{i}", "value": "x" * 40} for i in range(20)],
+            "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5},
+            "livenessProbe": {"httpGet": {"path": "/live", "port": "http"}},
+            "volumeMounts": [{"name": "kube-api-access-abcde", "readOnly": True,
+                              "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}],
+        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                         "effect": "NoExecute", "tolerationSeconds": 300}]},
+    "status": {
+        "phase": "Running", "podIP": "10.0.0.7", "hostIP": "192.168.1.2", "qosClass": "Burstable",
+        "conditions": [{"type": t, "status": "True"} for t in ("Initialized", "Ready",
+                                                                "ContainersReady", "PodScheduled")],
+        "containerStatuses": [{
+            "name": "app", "ready": True, "restartCount": 0, "image": "registry.example/web:1.2.3",
+            "imageID": "registry.example/web@sha256:" + "0" * 64,
+            "containerID": "containerd://" + "c" * 64,
+            "state": {"running": {"startedAt": "2026-11-30T10:00:05Z"}}}]}}
+
+
+def test_slim_keeps_only_what_the_agent_reads_of_a_real_pod():
+    """Issue 15, "the watch cache for 110 pods: store only the fields discovery needs"."""
+    assert kubernetes.slim(REAL_POD) == {
+        "metadata": {k: REAL_POD["metadata"][k] for k in (
+            "name", "namespace", "uid", "labels", "annotations", "ownerReferences",
+            "resourceVersion")},
+        "spec": {"nodeName": "node-a", "containers": [{
+            "name": "app", "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"},
+                               "periodSeconds": 5}}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": [{
+            "name": "app", "containerID": "containerd://" + "c" * 64, "ready": True}]}}
+    assert REAL_POD["metadata"]["managedFields"]  # the event's object is not changed
+    # and discovery finds the same service in the slim pod as in the served one
+    filters = config.KubernetesDiscovery()
+    assert node.discovered([kubernetes.slim(REAL_POD)], node_labels={}, filters=filters) == \
+        node.discovered([REAL_POD], node_labels={}, filters=filters)
+    assert node.default_container(kubernetes.slim(REAL_POD)) == "app"
+
+
+def test_slim_tolerates_odd_shapes():
+    assert kubernetes.slim({}) == {"metadata": {}}
+    odd = {"metadata": "x", "spec": {"containers": "nope"}, "status": {"containerStatuses": [1]}}
+    assert kubernetes.slim(odd) == {"metadata": {}, "spec": {"containers": []},
+                                    "status": {"containerStatuses": []}}
