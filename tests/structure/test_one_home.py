@@ -5,7 +5,8 @@ back fails here.
 * "`discovery_record._key` repeats the service key format": the key
   (namespace/pod/container/name:port) is written once, convert.service_key.
 * "`remove_agent` keeps its own transaction block": the registry opens, commits and rolls
-  back a write transaction in one place, Registry._transaction.
+  back a write transaction in one place, Registry._transaction (with its pipelined
+  PostgreSQL form, _pipelined_transaction).
 """
 
 from __future__ import annotations
@@ -53,7 +54,31 @@ def test_service_key_finder_sees_a_copy():
     assert service_key_formats(copy) == 1
 
 
+def _transaction_statements_by_function(source: str) -> dict[str, int]:
+    """How many BEGIN/COMMIT/ROLLBACK statements each function of `source` executes."""
+    found: dict[str, int] = {}
+    for func in ast.walk(ast.parse(source)):
+        if isinstance(func, ast.FunctionDef):
+            for node in ast.walk(func):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                        and node.value.split(" ")[0] in ("BEGIN", "COMMIT", "ROLLBACK")):
+                    found[func.name] = found.get(func.name, 0) + 1
+    return found
+
+
 def test_registry_has_one_transaction_block():
+    """Every registry writer goes through _transaction (its PostgreSQL pipelined form is
+    _pipelined_transaction): no other function begins, commits or rolls back."""
     source = (ROOT / "coral_lib/colony/registry.py").read_text()
-    assert source.count('"BEGIN IMMEDIATE"') == 1
-    assert source.count('"ROLLBACK"') == 1 and source.count('"COMMIT"') == 1
+    assert set(_transaction_statements_by_function(source)) == {
+        "_transaction", "_pipelined_transaction"}
+
+
+def test_transaction_finder_sees_an_own_block():
+    """The finder itself: remove_agent's former own BEGIN/COMMIT/ROLLBACK block is seen."""
+    own = textwrap.dedent("""\
+        def remove_agent(self):
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("COMMIT")
+        """)
+    assert _transaction_statements_by_function(own) == {"remove_agent": 2}
