@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Protocol
 
 from coral_lib import errors, files
-from coral_lib.colony import secrets, storage
+from coral_lib.colony import group_commit, secrets, storage
 
 log = logging.getLogger(__name__)
 
@@ -232,26 +232,16 @@ def jsonable(value: object) -> object:
     return str(value)
 
 
-@dataclasses.dataclass
-class _Queued:
-    """One caller's records (kind, fields JSON) waiting for their group commit, written
-    together in order: their seqs once written, or the error."""
-
-    rows: list[tuple[str, str]]
-    done: bool = False
-    outcome: list[int] | AuditError = dataclasses.field(default_factory=list)
-
-
 def _ignore(kind: str, fields: Mapping[str, object], written: bool) -> None:
     return None
 
 
-def _per_caller(batch: list[_Queued], seqs: list[int]) -> list[list[int]]:
+def _per_caller(batch: Sequence[list[tuple[str, str]]], seqs: list[int]) -> list[list[int]]:
     """Split the ids of a group commit's rows back into each queued caller's share."""
     shares, at = [], 0
-    for queued in batch:
-        shares.append(seqs[at:at + len(queued.rows)])
-        at += len(queued.rows)
+    for rows in batch:
+        shares.append(seqs[at:at + len(rows)])
+        at += len(rows)
     return shares
 
 
@@ -286,8 +276,7 @@ class AuditLog:
         self.key_file = os.fspath(key_file or pathlib.Path(self.path).with_name("audit.key"))
         self._clock = clock
         self._lock = threading.Lock()
-        self._queue: list[_Queued] = []  # appends waiting for the next group commit
-        self._queue_lock = threading.Lock()
+        self._group = group_commit.GroupCommit(self._lock)  # appends waiting to be written
         self._sink: CheckpointSink | None = None
         self._pending = self._uncommitted = self._count = 0
         # Told of every append (kind, fields, written?): the colony's metrics count them.
@@ -368,7 +357,7 @@ class AuditLog:
         or none; return their ids."""
         rows = [(kind, _fields_json(kind, fields)) for kind, fields in records]
         try:
-            seqs = self._group_commit(_Queued(rows))
+            seqs = self._group.submit(rows, self._commit_group)
         except AuditError:
             for kind, fields in records:
                 self.observer(kind, fields, False)
@@ -377,28 +366,19 @@ class AuditLog:
             self.observer(kind, fields, True)
         return seqs
 
-    def _group_commit(self, mine: _Queued) -> list[int]:
-        """Queue `mine`; the thread that next holds the lock commits the whole queue in one
-        transaction. A record is never reported written before its transaction commits;
-        when that transaction fails, every record in it gets the error."""
-        with self._queue_lock:
-            self._queue.append(mine)
-        with self._lock:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                try:
-                    seqs = self._write(lambda: _per_caller(
-                        batch, self._insert_many([row for q in batch for row in q.rows])),
-                        pipelined=True)
-                except Exception as exc:  # noqa: BLE001 - every queued caller must hear it
-                    seqs = [exc if isinstance(exc, AuditError) else
-                            AuditError(f"audit record not written: {exc}")] * len(batch)
-                for queued, outcome in zip(batch, seqs, strict=True):
-                    queued.outcome, queued.done = outcome, True
-        if isinstance(mine.outcome, AuditError):
-            raise mine.outcome
-        return mine.outcome
+    def _commit_group(self, batch: Sequence[list[tuple[str, str]]]
+                      ) -> list[list[int] | AuditError]:
+        """The queued callers' records (group_commit, lock held) in one transaction: each
+        caller's ids, or, when that transaction fails, the error for every one of them (a
+        record is never reported written before its transaction commits)."""
+        try:
+            return self._write(lambda: _per_caller(
+                batch, self._insert_many([row for rows in batch for row in rows])),
+                pipelined=True)
+        except Exception as exc:  # noqa: BLE001 - every queued caller must hear it
+            error = exc if isinstance(exc, AuditError) else AuditError(
+                f"audit record not written: {exc}")
+            return [error] * len(batch)
 
     def started(
         self, *, op_id: str, requester: str, verb: str, agent_id: str, runtime: str,

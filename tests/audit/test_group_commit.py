@@ -31,9 +31,9 @@ def _queue_behind_the_lock(log: audit.AuditLog, count: int, fields) -> tuple[lis
         for t in threads:
             t.start()
         deadline = time.monotonic() + 30
-        while len(log._queue) < count and time.monotonic() < deadline:
+        while len(log._group._queue) < count and time.monotonic() < deadline:
             time.sleep(0.001)
-        assert len(log._queue) == count
+        assert len(log._group._queue) == count
     finally:
         log._lock.release()
     for t in threads:
