@@ -129,9 +129,15 @@ def test_hostile_long_inputs_redact_in_linear_time() -> None:
     assert time.monotonic() - start < 10
 
 
+# The fast paths' inputs: plain names (letters, digits and . _ / -) and service ports.
+PLAIN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-"
+PLAIN_NAMES = hypothesis.strategies.text(alphabet=PLAIN_ALPHABET, max_size=60)
+PORTS = hypothesis.strategies.text(alphabet="0123456789", max_size=6)
+
+
 @hypothesis.settings(max_examples=500, deadline=None)
 @hypothesis.given(hypothesis.strategies.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-", max_size=80)
+    alphabet=PLAIN_ALPHABET, max_size=80)
     | hypothesis.strategies.sampled_from(
         ["--password", "-ppassword", "token", "api_key", "secret/key", "mysql-p", "bearer",
          "-----BEGIN", "http//user/pass", "key", "x_key", "authorization"]))
@@ -146,13 +152,11 @@ def test_plain_names_skip_the_table_because_no_row_can_match_them(text):
 
 @hypothesis.settings(max_examples=500, deadline=None)
 @hypothesis.given(
-    hypothesis.strategies.text(
-        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-",
-        max_size=60)
+    PLAIN_NAMES
     | hypothesis.strategies.sampled_from(
         ["ns/pod/app/token", "password", "x-api-key", "authorization", "cookie", "a/b_key",
          "key", "ns/web/app/secret-svc", "http", "mysql", "-----BEGIN", "bearer"]),
-    hypothesis.strategies.text(alphabet="0123456789", max_size=6))
+    PORTS)
 def test_service_keys_apply_only_the_rows_that_can_match_them(name, port):
     """redact_text's service-key path (issue 11: every registration's discovery record lists
     its services' keys, namespace/pod/container/name:port): a plain text, one ':' and
@@ -175,13 +179,11 @@ def test_a_secret_named_service_key_is_still_redacted():
 
 @hypothesis.settings(max_examples=500, deadline=None)
 @hypothesis.given(
-    hypothesis.strategies.text(
-        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-",
-        max_size=60)
+    PLAIN_NAMES
     | hypothesis.strategies.sampled_from(
         ["ns/pod/app/svc", "x-api", "x-auth-x", "a/b_key", "KEY", "Cookie", "set-cookie",
          "ns/web/app/passwd", "credential", "Authorization", "x-my-Token-z", "apikey"]),
-    hypothesis.strategies.text(alphabet="0123456789", max_size=6))
+    PORTS)
 def test_service_keys_without_a_secret_word_match_no_row(name, port):
     """redact_text keeps a service key holding none of auth, cookie, key, token, secret,
     pass, credential as it is (issue 11, registration rate: a discovery record lists every
