@@ -119,7 +119,7 @@ def _explained(what: str, path: str):
 class Registry:
     def __init__(self, path: str | os.PathLike) -> None:
         self._lock = threading.Lock()
-        self._group = group_commit.GroupCommit(self._lock)  # registrations on PostgreSQL
+        self._group = group_commit.GroupCommit(self._lock)  # registrations, both backends
         self.path = os.fspath(path)
         with _explained("cannot open the registry", self.path):
             self._db = storage.connect(self.path, store="registry")
