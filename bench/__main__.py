@@ -14,7 +14,9 @@ Registry (how a benchmark plugs in):
 
 Each benchmark runs in its own child process (a crash or a leaked thread in one cannot
 spoil the next one's figures). A benchmark that fails keeps its previous entry, is
-reported, and makes the runner exit 1.
+reported, and makes the runner exit 1. The runner refuses to start while a killed run's
+pod mounts or cgroups are left (bench/leftovers.py: they slow every container start);
+`--clean-leftovers` removes them.
 
     .venv/bin/python -m bench [--only NAME ...] [--quick] [--out bench/results.json]
 """
@@ -114,7 +116,7 @@ def run_one(name: str, module: str, params: dict, *, quick: bool, timeout: float
 
 
 def entry(name: str, result: dict, *, started: str, quick: bool, only: list[str],
-          load_start: float = 0.0) -> dict:
+          load_start: float = 0.0, leftovers_at_start: dict | None = None) -> dict:
     """One results.json entry: the figures with the facts of the run that produced them."""
     from bench import common
     command = ".venv/bin/python -m bench" + (" --quick" if quick else "") + \
@@ -125,6 +127,8 @@ def entry(name: str, result: dict, *, started: str, quick: bool, only: list[str]
             "command": command, "quick": quick, **common.provenance(),
             # the machine is shared: how busy it was says how much noise the figures carry
             "load_avg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+            # what a killed earlier run left (bench/leftovers.py): 0 unless --allow-leftovers
+            "leftovers_at_start": leftovers_at_start or {},
             "machine": common.machine(), "figures": result["figures"]}
 
 
@@ -169,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--readme", action="store_true",
                         help="only regenerate the README performance table from --out")
+    parser.add_argument("--clean-leftovers", action="store_true",
+                        help="remove the mounts and pod cgroups a killed run left, and exit")
+    parser.add_argument("--allow-leftovers", action="store_true",
+                        help="record even though a killed run's mounts or cgroups are left")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -184,7 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme:
         readme_table.update(README, load(out))
         return 0
-    from bench import common
+    from bench import common, leftovers
+    if args.clean_leftovers:
+        counts = leftovers.clean_all()
+        print(f"removed: {counts['mounts']} mounts, {counts['pod_cgroups']} pod cgroups; "
+              f"left: {leftovers.found()}")
+        return 0
+    left = leftovers.found()
+    refusal = leftovers.refusal(left)
+    if refusal and not args.allow_leftovers:
+        print(refusal, file=sys.stderr)
+        return 2
     fresh, failed = {}, {}
     for name in select(known, args.only):
         module, params, _ = known[name]
@@ -196,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             failed[name] = result
         else:
             fresh[name] = entry(name, result, started=started, quick=args.quick, only=args.only,
-                                load_start=load_start)
+                                load_start=load_start, leftovers_at_start=left)
     print(f"\n{table({**fresh, **failed})}")
     # A --quick pass is a smoke test: it is written only to a file other than results.json.
     if fresh and not (args.quick and out.resolve() == RESULTS):
