@@ -39,6 +39,13 @@ first wave's `started` records together, later targets' one each, then per targe
 Ansible's share is task time minus the Operate call. Goal (issue 15): `coral_exec` task
 within 1.25x of the floor at N = 200.
 
+Rounds: every way above except kubectl and k8s_exec runs once per round, back to back, 5
+rounds at N <= 200 and one at N = 1,000. A ratio over the floor is the median of the
+rounds' ratios, each over the floor of its own round (`_over_floor_each_round` lists
+them): two cores shared by containerd, runc, the colony and the agents drift by a third
+from one minute to the next, and a ratio of two medians taken minutes apart measured that
+drift as much as Coral.
+
     .venv/bin/python -m bench --only fanout          # N = 10 and 200
     .venv/bin/python -m bench --only fanout-1000     # opt-in: N = 1,000
 """
@@ -473,24 +480,53 @@ def med(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
+def over_floor(values: list[float], floors: list[float]) -> float:
+    """The median of the per-round ratios of `values` over the floor of the same round."""
+    return round(statistics.median(ratios(values, floors)), 2)
+
+
+def ratios(values: list[float], floors: list[float]) -> list[float]:
+    return [round(v / f, 2) for v, f in zip(values, floors, strict=True)]
+
+
+def rounds_for(n: int) -> int:
+    """Rounds of every way at N pods: one round at N = 1,000 takes minutes."""
+    return 5 if n <= 200 else 1
+
+
+def one_round(n: int, *, colony, client, runtimes, backends, pods, work, play: str,
+              group: str) -> dict:
+    """Every way once, back to back, so that each ratio compares runs a few seconds apart
+    (a machine that slows down between rounds moves both sides of it)."""
+    wall, tasks = playbook(work, f"coral-{n}", play)
+    return {"all_at_once": floor(runtimes, pods[:n]),
+            "bounded": floor_bounded(runtimes, pods[:n]),
+            "agent_path": agent_cri_path(backends, pods[:n]),
+            "playbook": wall, "task": tasks["coral_exec"],
+            "cli": coral_cli(colony, group, n), "operate": operate(client, group, n)}
+
+
 def measure_n(n: int, *, work, colony, kubeapi, runtimes, backends, pods,
               per_pod: dict) -> dict:
     names = [name for name, _, _ in pods[:n]]
     group, kc = f"g{n}", kubeapi.kubeconfig_path
-    runs = 3 if n <= 200 else 1
+    runs = rounds_for(n)
     slow_runs = 3 if n <= 10 else 1
     f: dict = {}
-    all_at_once = [floor(runtimes, pods[:n]) for _ in range(runs)]
-    bounded = [floor_bounded(runtimes, pods[:n]) for _ in range(runs)]
-    floors = min(all_at_once, bounded, key=statistics.median)  # the lower reference
-    agent_path = [agent_cri_path(backends, pods[:n]) for _ in range(runs)]
     play = CORAL_PLAY.format(python=VENV_PY, address=colony.address, ca=colony.data_dir /
                              "ca.crt", token=colony.data_dir / "admin.token", group=group, n=n)
-    plays = [playbook(work, f"coral-{n}", play) for _ in range(runs)]
-    task_s = [tasks["coral_exec"] for _, tasks in plays]
-    cli_s = [coral_cli(colony, group, n) for _ in range(runs)]
     with colony.client() as client:
-        ops = [operate(client, group, n) for _ in range(runs)]
+        rounds = [one_round(n, colony=colony, client=client, runtimes=runtimes,
+                            backends=backends, pods=pods, work=work, play=play, group=group)
+                  for _ in range(runs)]
+    all_at_once = [r["all_at_once"] for r in rounds]
+    bounded = [r["bounded"] for r in rounds]
+    floors = min(all_at_once, bounded, key=statistics.median)  # the lower reference
+    agent_path = [r["agent_path"] for r in rounds]
+    walls = [r["playbook"] for r in rounds]
+    task_s = [r["task"] for r in rounds]
+    cli_s = [r["cli"] for r in rounds]
+    ops = [r["operate"] for r in rounds]
     durations = [d for _, ds in ops for d in ds]
     f.update({
         f"n{n}_floor_s": med(floors),
@@ -500,15 +536,13 @@ def measure_n(n: int, *, work, colony, kubeapi, runtimes, backends, pods,
                           f"at most {AGENT_PARALLEL} per node",
         f"n{n}_agent_cri_calls_s": med(agent_path),
         f"n{n}_coral_exec_task_s": med(task_s),
-        f"n{n}_coral_exec_playbook_s": med([wall for wall, _ in plays]),
-        f"n{n}_coral_exec_playbook_over_floor": round(
-            statistics.median([wall for wall, _ in plays]) / statistics.median(floors), 2),
-        f"n{n}_coral_exec_over_floor": round(statistics.median(task_s) /
-                                             statistics.median(floors), 2),
+        f"n{n}_coral_exec_playbook_s": med(walls),
+        f"n{n}_coral_exec_playbook_over_floor": over_floor(walls, floors),
+        f"n{n}_coral_exec_over_floor": over_floor(task_s, floors),
+        f"n{n}_coral_exec_over_floor_each_round": ratios(task_s, floors),
         f"n{n}_coral_cli_s": med(cli_s),
         f"n{n}_operate_s": med([s for s, _ in ops]),
-        f"n{n}_operate_over_floor": round(statistics.median([s for s, _ in ops]) /
-                                          statistics.median(floors), 2),
+        f"n{n}_operate_over_floor": over_floor([s for s, _ in ops], floors),
         f"n{n}_ansible_overhead_s": med([t - s for t, (s, _) in zip(task_s, ops, strict=True)]),
         f"n{n}_agent_exec_median_s": round(statistics.median(durations), 3),
         f"n{n}_agent_exec_max_s": round(max(durations), 3),
@@ -531,7 +565,7 @@ def measure_n(n: int, *, work, colony, kubeapi, runtimes, backends, pods,
             per_pod[kind] = wall / n
         elif kind in per_pod:  # one fresh Python per item: N x the per-pod cost at small N
             f[f"n{n}_k8s_exec_{kind}_s_projected"] = round(per_pod[kind] * n, 1)
-    f[f"n{n}_runs"] = {"floor": runs, "coral": runs, "kubectl": slow_runs,
+    f[f"n{n}_runs"] = {"rounds": runs, "kubectl": slow_runs,
                        "k8s_exec": 1 if n <= K8S_EXEC_MAX else 0}
     return f
 
