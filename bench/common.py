@@ -105,9 +105,28 @@ def provenance() -> dict[str, object]:
 
 
 def machine() -> dict[str, object]:
-    """CPU model, cores, memory, kernel, OS: what a reader needs to compare figures."""
+    """CPU model, cores, memory, kernel, OS and the read-ahead window of the disk holding
+    the code: what a reader needs to compare figures."""
     return {"cpu_model": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
-            "kernel": platform.release(), "os": _os_name(), "arch": platform.machine()}
+            "kernel": platform.release(), "os": _os_name(), "arch": platform.machine(),
+            "read_ahead_kb": read_ahead_kb(os.path.dirname(os.path.abspath(__file__)))}
+
+
+def read_ahead_kb(path: str) -> int | None:
+    """The read-ahead window (KB) of the block device holding `path`, or None (no block
+    device: tmpfs, overlay). Memory figures depend on it: the kernel reads ahead that much
+    around a fault in a library and, on Linux 6.18, maps the whole large folio it read, so
+    the same agent maps more of gRPC's code on a disk with a larger window (measured here:
+    the host agent's RSS 51.4 MB with 8,192 KB, 40.7 MB with 128 KB, USS unchanged)."""
+    dev = os.stat(path).st_dev
+    block = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    for queue in (f"{block}/queue", f"{block}/../queue"):  # a disk, or a partition's disk
+        try:
+            with open(f"{queue}/read_ahead_kb") as fh:
+                return int(fh.read())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _os_name() -> str:
