@@ -15,6 +15,12 @@ gets the environment its deployment gives it: the host agent the one its systemd
 sets (the role's `_coral_agent_environment`, read from roles/agent_host/vars/main.yml), the
 sidecar the allocator setting the webhook injects (coral_lib.webhook.inject.allocator_env).
 
+The page cache is dropped first (root only; `page_cache_dropped`): RSS counts the library
+pages an agent maps, shared or not, and how many a fault maps depends on the folios the
+page cache holds, which were sized by the disk's read-ahead window when the file was last
+read (bench/common.py read_ahead_kb, recorded with each entry). Dropping it makes the
+figures this machine's, as configured now, instead of whatever read the files before.
+
     .venv/bin/python -m bench --only memory [--quick]
 """
 
@@ -34,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_colony_scale  # noqa: E402
+from bench import bench_colony_scale, common  # noqa: E402
 from tests.support import coral_procs  # noqa: E402
 
 MB = 1 << 20
@@ -191,7 +197,8 @@ def verdict(figures: dict) -> dict:
 
 
 def run(*, quick: bool = False) -> dict:
-    figures: dict = {}
+    # libraries read afresh, in folios of this disk's read-ahead window (common.read_ahead_kb)
+    figures: dict = {"page_cache_dropped": common.drop_page_cache()}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         base = Path(tmp)
         figures.update(colony_figures(base, agents=100 if quick else 1000))

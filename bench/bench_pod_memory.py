@@ -64,6 +64,7 @@ import psutil
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench import common  # noqa: E402
 from coral_lib import client  # noqa: E402
 from coral_lib.webhook import policy  # noqa: E402
 from tests.support import containerd, coral_procs, image  # noqa: E402
@@ -91,7 +92,7 @@ def run() -> dict:
         pods = app_pods()
         figures: dict = {"nodes": len(NODES), "daemonset_node": DS_NODE, "app_pods": pods,
                          "goal_figure": "cgroup_usage_mb (memory.current; v1 usage_in_bytes)",
-                         "page_cache_dropped": drop_page_cache()}
+                         "page_cache_dropped": common.drop_page_cache()}
         kube.deploy_daemonset(colony, node_selector={"kubernetes.io/hostname": DS_NODE})
         kube.server.store.create({"apiVersion": "v1", "kind": "Namespace",
                                   "metadata": {"name": "shop"}})
@@ -140,7 +141,7 @@ def _sidecar(kube: KubeCluster, colony) -> dict:
         "name": "shop2", "labels": {"coral.io/inject": "true",
                                     "kubernetes.io/metadata.name": "shop2"}}})
     kube.colony_config_map(colony, "shop2")
-    drop_page_cache()  # the sidecar reads its own file pages (those not mapped by others)
+    common.drop_page_cache()  # the sidecar reads its own file pages (those not mapped by others)
     calls_before = len(server.admission.calls)
     pod = server.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
         "name": "app", "namespace": "shop2"}, "spec": {
@@ -207,16 +208,6 @@ def _work(colony, targeting: client.Targeting, *, expect: int) -> None:
             if len(ok) != expect:
                 raise RuntimeError(f"work exec: {len(ok)} of {expect} ok: {outcome.failed[:3]}")
     time.sleep(5)
-
-
-def drop_page_cache() -> bool:
-    """Drop clean page cache (root only), so what a container reads next is charged to it."""
-    os.sync()
-    try:
-        pathlib.Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def _cgroup_memory_by_id(kube: KubeCluster, namespace: str, pod: str, cid: str) -> dict:

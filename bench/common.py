@@ -112,12 +112,26 @@ def machine() -> dict[str, object]:
             "read_ahead_kb": read_ahead_kb(os.path.dirname(os.path.abspath(__file__)))}
 
 
+def drop_page_cache() -> bool:
+    """Drop the clean page cache (root only): what the measured processes read next is read
+    afresh, charged to whoever reads it, in folios sized by the disk's read-ahead window
+    as it is now (read_ahead_kb) rather than as it was when something read it before."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+    except OSError:
+        return False
+    return True
+
+
 def read_ahead_kb(path: str) -> int | None:
     """The read-ahead window (KB) of the block device holding `path`, or None (no block
-    device: tmpfs, overlay). Memory figures depend on it: the kernel reads ahead that much
-    around a fault in a library and, on Linux 6.18, maps the whole large folio it read, so
-    the same agent maps more of gRPC's code on a disk with a larger window (measured here:
-    the host agent's RSS 51.4 MB with 8,192 KB, 40.7 MB with 128 KB, USS unchanged)."""
+    device: tmpfs, overlay). Memory figures depend on it: the kernel caches a library in
+    folios as large as the window was when the file was read, and Linux 6.18 maps the whole
+    folio a fault lands in, so an agent maps more of gRPC's code when its libraries were
+    read with a larger window. The memory benches drop the page cache first
+    (drop_page_cache), so their libraries are read with the window recorded here."""
     dev = os.stat(path).st_dev
     block = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
     for queue in (f"{block}/queue", f"{block}/../queue"):  # a disk, or a partition's disk
