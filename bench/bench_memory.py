@@ -17,9 +17,9 @@ sidecar the allocator setting the webhook injects (coral_lib.webhook.inject.allo
 
 The page cache is dropped first (root only; `page_cache_dropped`): RSS counts the library
 pages an agent maps, shared or not, and how many a fault maps depends on the folios the
-page cache holds, which were sized by the disk's read-ahead window when the file was last
-read (bench/common.py read_ahead_kb, recorded with each entry). Dropping it makes the
-figures this machine's, as configured now, instead of whatever read the files before.
+page cache holds, which depend on how the files entered it (right after a fresh install the
+host agent read about 10 MB more RSS, its USS unchanged). Read afresh, they are cached in
+folios up to the disk's read-ahead window, recorded with each entry (bench/common.py).
 
     .venv/bin/python -m bench --only memory [--quick]
 """
