@@ -10,10 +10,16 @@ coral_lib.commands.agent_node`. The import-time RSS of each entry is measured in
 interpreter for comparison. No CRI socket here (`--cri-socket ""`: exec through nsenter;
 a socket path that nothing answers on is refused at start): with containerd present the
 agent also loads the CRI stubs (+~0.6 MB at import).
+
+The agent runs with the process settings the rendered DaemonSet gives its container
+(`manifest_tuning_env`: the allocator's arena limit, PYTHONOPTIMIZE=2), not the bench's
+bare environment. The image carries optimization-2 bytecode; here the agent's imports are
+compiled once, under the same settings, before anything is measured.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +31,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_discovery  # noqa: E402
+from coral_lib.manifests import daemonset, settings  # noqa: E402
 from tests.support import coral_procs  # noqa: E402
 
 PODS = 110
@@ -41,15 +48,31 @@ IMPORTS = {
 }
 
 
+def manifest_tuning_env() -> dict[str, str]:
+    """The process settings of the rendered DaemonSet's agent container: its literal
+    environment values that are not Coral's own configuration (CORAL_*) and refer to no
+    other variable."""
+    container = daemonset.daemon_set(settings.ManifestSettings())["spec"]["template"][
+        "spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]
+            if "value" in e and not e["name"].startswith("CORAL_") and "$(" not in e["value"]}
+
+
+def _agent_env() -> dict[str, str]:
+    return {**os.environ, **manifest_tuning_env()}
+
+
 def _memory(pid: int) -> tuple[float, float]:
     info = psutil.Process(pid).memory_full_info()
     return info.rss / MB, info.uss / MB
 
 
 def _import_rss(code: str) -> float:
+    """RSS after `code` in a fresh interpreter with the agent's settings (the first call
+    also compiles the imports' bytecode for them)."""
     probe = f"{code}; import psutil; print(psutil.Process().memory_info().rss)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=str(bench_discovery.ROOT))
+                         check=True, cwd=str(bench_discovery.ROOT), env=_agent_env())
     return int(out.stdout) / MB
 
 
@@ -61,7 +84,7 @@ def _start_agent(base: Path, server, colony, entry: list[str]) -> subprocess.Pop
             [sys.executable, *entry, "--config", str(cfg), "--kubeconfig",
              server.kubeconfig_path, "--node-name", NODE, "--cri-socket", "",
              "--state-dir", str(base / "state")],
-            stdout=log, stderr=log, cwd=str(bench_discovery.ROOT))
+            stdout=log, stderr=log, cwd=str(bench_discovery.ROOT), env=_agent_env())
 
 
 def measure(entry: list[str]) -> dict:
@@ -90,7 +113,9 @@ def measure(entry: list[str]) -> dict:
 
 
 def run() -> dict:
-    figures: dict = {"pods": PODS}
+    figures: dict = {"pods": PODS, "env": manifest_tuning_env()}
+    for code in IMPORTS.values():
+        _import_rss(code)  # bytecode compiled under the agent's settings, as the image has it
     for name, entry in ENTRIES.items():
         for key, value in measure(entry).items():
             figures[f"agent_{name}_{key}"] = value

@@ -185,7 +185,8 @@ def daemonset_figures() -> dict:
     figures = module.run()
     return {"daemonset_agent_pods": figures["pods"],
             "daemonset_agent_rss_mb": figures["agent_rss_mb"],
-            "daemonset_agent_uss_mb": figures["agent_uss_mb"]}
+            "daemonset_agent_uss_mb": figures["agent_uss_mb"],
+            "daemonset_agent_env": figures["env"]}
 
 
 def verdict(figures: dict) -> dict:

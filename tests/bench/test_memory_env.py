@@ -56,3 +56,20 @@ def test_memory_bench_host_agent_environment_overrides_the_callers(monkeypatch):
 def test_memory_bench_sidecar_gets_the_injected_allocator_setting():
     allocator = inject.allocator_env()
     assert bench_memory.sidecar_agent_env() == {allocator["name"]: allocator["value"]}
+
+
+def test_daemonset_agent_runs_with_the_manifests_process_settings():
+    """bench_agent_rss (the `memory` bench's DaemonSet agent) started `coral agent node`
+    without the DaemonSet's PYTHONOPTIMIZE=2 and allocator setting; it now takes them from
+    the rendered manifest's container env."""
+    from bench import bench_agent_rss
+    from coral_lib.manifests import daemonset, settings
+
+    container = daemonset.daemon_set(settings.ManifestSettings())["spec"]["template"]["spec"][
+        "containers"][0]
+    literal = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    tuning = bench_agent_rss.manifest_tuning_env()
+    assert tuning == {"PYTHONOPTIMIZE": literal["PYTHONOPTIMIZE"],
+                      "MALLOC_ARENA_MAX": literal["MALLOC_ARENA_MAX"]}
+    assert tuning["PYTHONOPTIMIZE"] == "2"
+    assert not any(name.startswith("CORAL_") for name in tuning)
