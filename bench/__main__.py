@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if refusal and not args.allow_leftovers:
         print(refusal, file=sys.stderr)
         return 2
+    common.compile_bytecode()  # what an installed Coral has (see there)
     fresh, failed = {}, {}
     for name in select(known, args.only):
         module, params, _ = known[name]

@@ -13,8 +13,8 @@ agent also loads the CRI stubs (+~0.6 MB at import).
 
 The agent runs with the process settings the rendered DaemonSet gives its container
 (`manifest_tuning_env`: the allocator's arena limit, PYTHONOPTIMIZE=2), not the bench's
-bare environment. The image carries optimization-2 bytecode; here the agent's imports are
-compiled once, under the same settings, before anything is measured.
+bare environment. The image carries optimization-2 bytecode; the runner writes the same
+for the checkout and the venv before any benchmark (common.compile_bytecode).
 """
 
 from __future__ import annotations
@@ -68,8 +68,7 @@ def _memory(pid: int) -> tuple[float, float]:
 
 
 def _import_rss(code: str) -> float:
-    """RSS after `code` in a fresh interpreter with the agent's settings (the first call
-    also compiles the imports' bytecode for them)."""
+    """RSS after `code` in a fresh interpreter with the agent's settings."""
     probe = f"{code}; import psutil; print(psutil.Process().memory_info().rss)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=str(bench_discovery.ROOT), env=_agent_env())
@@ -114,8 +113,6 @@ def measure(entry: list[str]) -> dict:
 
 def run() -> dict:
     figures: dict = {"pods": PODS, "env": manifest_tuning_env()}
-    for code in IMPORTS.values():
-        _import_rss(code)  # bytecode compiled under the agent's settings, as the image has it
     for name, entry in ENTRIES.items():
         for key, value in measure(entry).items():
             figures[f"agent_{name}_{key}"] = value

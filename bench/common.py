@@ -112,6 +112,20 @@ def machine() -> dict[str, object]:
             "read_ahead_kb": read_ahead_kb(os.path.dirname(os.path.abspath(__file__)))}
 
 
+def compile_bytecode() -> None:
+    """Write the bytecode an installed Coral has, optimization levels 0 and 2, for coral_lib
+    and the venv's packages (skipping what is up to date): pip compiles at install and the
+    image at build (Containerfile), but an editable checkout has none for coral_lib, and
+    with PYTHONDONTWRITEBYTECODE set (as here) none is ever written, so every start would
+    compile from source and measure the compiler; the DaemonSet agent runs with
+    PYTHONOPTIMIZE=2, whose bytecode pip never writes."""
+    import sysconfig
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in (os.path.join(root, "coral_lib"), sysconfig.get_path("purelib")):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-o", "0",
+                        "-o", "2", path], check=True, stdout=subprocess.DEVNULL)
+
+
 def drop_page_cache() -> bool:
     """Drop the clean page cache (root only): what the measured processes read next is read
     afresh, charged to whoever reads it, in folios sized by the disk's read-ahead window
