@@ -540,6 +540,11 @@ def measure_n(n: int, *, work, colony, kubeapi, runtimes, backends, pods,
         f"n{n}_coral_exec_playbook_over_floor": over_floor(walls, floors),
         f"n{n}_coral_exec_over_floor": over_floor(task_s, floors),
         f"n{n}_coral_exec_over_floor_each_round": ratios(task_s, floors),
+        # each round's seconds, so that one slow round (a runc exec that stalls on a loaded
+        # machine) shows beside the medians
+        f"n{n}_floor_each_round_s": [round(x, 2) for x in floors],
+        f"n{n}_coral_exec_task_each_round_s": [round(x, 2) for x in task_s],
+        f"n{n}_operate_each_round_s": [round(s, 2) for s, _ in ops],
         f"n{n}_coral_cli_s": med(cli_s),
         f"n{n}_operate_s": med([s for s, _ in ops]),
         f"n{n}_operate_over_floor": over_floor([s for s, _ in ops], floors),
