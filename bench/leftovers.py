@@ -13,19 +13,20 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import subprocess
-import time
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from tests.support import containerd, podharness  # noqa: E402
 
 TMP_PREFIX = "/tmp/bench-"
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 
 
-def bench_mounts(mountinfo: str) -> list[str]:
-    """Mount points under a benchmark's temporary directory, in a /proc/self/mountinfo text,
-    deepest first (the order to unmount them in)."""
-    points = [line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4]
-    return sorted((p for p in points if p.startswith(TMP_PREFIX)),
-                  key=lambda p: p.count("/"), reverse=True)
+def bench_mounts(mountinfo: str | None = None) -> list[str]:
+    """Mount points under a benchmark's temporary directory, deepest first (a
+    /proc/self/mountinfo text; this process's when not given)."""
+    return containerd.mounts_under(TMP_PREFIX, mountinfo)
 
 
 def pod_cgroups(root: pathlib.Path = CGROUP_ROOT) -> list[pathlib.Path]:
@@ -41,8 +42,7 @@ def pod_cgroups(root: pathlib.Path = CGROUP_ROOT) -> list[pathlib.Path]:
 
 def found() -> dict[str, int]:
     """How many leftover mounts and pod cgroups there are now."""
-    return {"mounts": len(bench_mounts(pathlib.Path("/proc/self/mountinfo").read_text())),
-            "pod_cgroups": len(pod_cgroups())}
+    return {"mounts": len(bench_mounts()), "pod_cgroups": len(pod_cgroups())}
 
 
 def refusal(counts: dict[str, int]) -> str:
@@ -69,21 +69,16 @@ def clean(mounts: list[str], cgroups: list[pathlib.Path]) -> None:
                 os.kill(int(pid), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
-    for point in mounts:
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    containerd.unmount(mounts)
     for group in cgroups:  # a cgroup goes once its children and processes have
-        for _ in range(50):  # a killed process leaves its cgroup a moment later
-            try:
-                group.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+        try:
+            podharness.rmdir_cgroup(str(group), timeout=1.0)
+        except OSError:
+            pass  # still busy: found() will count it again
 
 
 def clean_all() -> dict[str, int]:
-    """clean() every leftover found now; returns what was found before."""
-    counts = found()
-    clean(bench_mounts(pathlib.Path("/proc/self/mountinfo").read_text()), pod_cgroups())
-    return counts
+    """clean() every leftover found now; returns how many there were."""
+    mounts, cgroups = bench_mounts(), pod_cgroups()
+    clean(mounts, cgroups)
+    return {"mounts": len(mounts), "pod_cgroups": len(cgroups)}

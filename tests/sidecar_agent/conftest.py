@@ -80,7 +80,7 @@ class SidecarAgent:
     def stop(self) -> None:
         coral_procs.stop_process(self.proc)
         podharness._kill_cgroup(self.cgroup)
-        podharness._rmdir(self.cgroup)
+        podharness.rmdir_cgroup(self.cgroup)
 
 
 @pytest.fixture

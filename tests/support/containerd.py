@@ -130,6 +130,21 @@ def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     return mounts
 
 
+def mounts_under(prefix: str, mountinfo: str | None = None) -> list[str]:
+    """The mount points starting with `prefix` in a /proc/self/mountinfo text (this
+    process's, read now, when not given), deepest first: the order to unmount them in."""
+    if mountinfo is None:
+        mountinfo = pathlib.Path("/proc/self/mountinfo").read_text()
+    points = [line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def unmount(points: list[str]) -> None:
+    """Lazily unmount each of `points` (in the order given); one already gone is skipped."""
+    for point in points:
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 def remove_cgroup_parents(cgroup_parent: str) -> None:
     """runc removes only the leaf cgroups: take the parents away deepest first."""
     parts = [p for p in cgroup_parent.strip("/").split("/") if p]
@@ -285,11 +300,7 @@ class Containerd:
         return pids
 
     def _unmount_leftovers(self) -> None:
-        prefix = str(self.base) + "/"
-        lines = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
-        points = [line.split()[4] for line in lines if line.split()[4].startswith(prefix)]
-        for point in sorted(points, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True)
+        unmount(mounts_under(str(self.base) + "/"))
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -79,7 +79,7 @@ def listening_ports(host_pid: int) -> set[int]:
     return ports
 
 
-def _rmdir(path: str, *, timeout: float = 5.0) -> None:
+def rmdir_cgroup(path: str, *, timeout: float = 5.0) -> None:
     """rmdir a cgroup, waiting while killed processes are still leaving it."""
     deadline = time.monotonic() + timeout
     while True:
@@ -250,7 +250,7 @@ class Pod:
         except subprocess.TimeoutExpired:
             os.killpg(container.popen.pid, signal.SIGKILL)
             container.popen.wait(timeout)
-        _rmdir(container.cgroup)
+        rmdir_cgroup(container.cgroup)
 
     def stop(self) -> None:
         """Kill every process of the pod and remove its cgroups (deepest first)."""
@@ -272,8 +272,8 @@ class Pod:
                 path = os.path.join(self.cgroup, entry)
                 if os.path.isdir(path):
                     _kill_cgroup(path)
-                    _rmdir(path)
-            _rmdir(self.cgroup)
+                    rmdir_cgroup(path)
+            rmdir_cgroup(self.cgroup)
         for parent in (os.path.dirname(self.cgroup), os.path.dirname(os.path.dirname(self.cgroup))):
             try:
                 os.rmdir(parent)  # shared by concurrent pods: only when empty
