@@ -53,6 +53,7 @@ bench's own process (as the unpacking containerd leaves them cached on a node th
 just pulled the image) read the DaemonSet agent's charge about 7 MB lower: about 4 MB of
 page cache that was no file of the image's, and about 3 MB of kernel memory. That run is
 not recorded; the figures here keep the worst case.
+
 Needs root, containerd, runc and the image build tools; skipped otherwise.
 
 The webhook's failurePolicy is Ignore (the manifests' default): a pod the webhook cannot
