@@ -387,5 +387,9 @@ def test_deletion_stops_the_sandbox(cluster, ns):
         items = runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
         return not any(s.metadata.uid == uid for s in items)
     wait_for(removed, what="sandbox removed")
+    # The runner removes the pod's cgroup after RemovePodSandbox returns, and containerd
+    # drops the sandbox from its list before that reply arrives: wait, do not race it.
     cgroup = f"kubepods/besteffort/pod{uid}"
-    assert not any(pathlib.Path(m, cgroup).exists() for m in containerd_.cgroup_mounts())
+    wait_for(lambda: not any(pathlib.Path(m, cgroup).exists()
+                             for m in containerd_.cgroup_mounts()),
+             what="pod cgroup removed")
