@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -61,14 +60,9 @@ def clean(mounts: list[str], cgroups: list[pathlib.Path]) -> None:
     first, as bench_mounts and pod_cgroups list them)."""
     for group in cgroups:
         try:
-            pids = (group / "cgroup.procs").read_text().split()
+            podharness.kill_cgroup(str(group))
         except OSError:
-            continue
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+            pass  # gone meanwhile: nothing left to kill
     containerd.unmount(mounts)
     for group in cgroups:  # a cgroup goes once its children and processes have
         try:

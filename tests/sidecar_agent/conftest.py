@@ -79,7 +79,7 @@ class SidecarAgent:
 
     def stop(self) -> None:
         coral_procs.stop_process(self.proc)
-        podharness._kill_cgroup(self.cgroup)
+        podharness.kill_cgroup(self.cgroup)
         podharness.rmdir_cgroup(self.cgroup)
 
 

@@ -244,7 +244,7 @@ class Pod:
 
     def stop_container(self, name: str, *, timeout: float = 10.0) -> None:
         container = self.containers.pop(name)
-        _kill_cgroup(container.cgroup)
+        kill_cgroup(container.cgroup)
         try:
             container.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -271,7 +271,7 @@ class Pod:
             for entry in os.listdir(self.cgroup):
                 path = os.path.join(self.cgroup, entry)
                 if os.path.isdir(path):
-                    _kill_cgroup(path)
+                    kill_cgroup(path)
                     rmdir_cgroup(path)
             rmdir_cgroup(self.cgroup)
         for parent in (os.path.dirname(self.cgroup), os.path.dirname(os.path.dirname(self.cgroup))):
@@ -367,7 +367,9 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _kill_cgroup(path: str) -> None:
+def kill_cgroup(path: str) -> None:
+    """SIGKILL every process in a cgroup: cgroup.kill where the kernel has it (the whole
+    subtree at once), else each pid of its cgroup.procs."""
     kill_file = os.path.join(path, "cgroup.kill")
     if os.path.exists(kill_file):
         with open(kill_file, "w") as fh:
