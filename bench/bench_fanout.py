@@ -42,9 +42,10 @@ within 1.25x of the floor at N = 200.
 Rounds: every way above except kubectl and k8s_exec runs once per round, back to back, 5
 rounds at N <= 200 and one at N = 1,000. A ratio over the floor is the median of the
 rounds' ratios, each over the floor of its own round (`_over_floor_each_round` lists
-them): two cores shared by containerd, runc, the colony and the agents drift by a third
-from one minute to the next, and a ratio of two medians taken minutes apart measured that
-drift as much as Coral.
+them): on two cores shared by containerd, runc, the colony and the agents the floor moves
+from one minute to the next by much of the gap being measured (`_floor_each_round_s`
+lists it), and a ratio of two medians taken minutes apart measured that drift as much as
+Coral.
 
     .venv/bin/python -m bench --only fanout          # N = 10 and 200
     .venv/bin/python -m bench --only fanout-1000     # opt-in: N = 1,000
