@@ -35,7 +35,6 @@ from collections.abc import Mapping, Sequence
 UNIFIED = "/sys/fs/cgroup/unified"
 CGROUP_ROOT = UNIFIED if os.path.isdir(UNIFIED) else "/sys/fs/cgroup"
 MARKER = "/srv/coral-marker"
-PR_SET_PDEATHSIG = 1
 CLONE_NEWNET = 0x40000000
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
@@ -138,9 +137,15 @@ class Pod:
         pause = os.path.join(self._tmp, "pause")
         os.symlink(shutil.which("sleep"), pause)
         try:
+            # setpriv, not a preexec_fn: gRPC's fork handlers (on in grpcio's wheel) abort
+            # or hang a child forked while other threads of this test process are in gRPC;
+            # without a preexec_fn, subprocess uses vfork and those handlers never run.
+            # The parent-death signal: if the test process dies without cleanup, unshare
+            # dies and takes the pod with it.
             self._unshare = subprocess.Popen(
-                ["unshare", "--pid", "--fork", "--net", "--uts", "--ipc", "--mount-proc",
-                 "--kill-child", pause, "infinity"], env=BASE_ENV, preexec_fn=_die_with_parent)
+                ["setpriv", "--pdeathsig", "KILL",
+                 "unshare", "--pid", "--fork", "--net", "--uts", "--ipc", "--mount-proc",
+                 "--kill-child", pause, "infinity"], env=BASE_ENV)
             self.pause_pid = _wait_for("the pause process", self._find_pause)
             sandbox = os.path.join(self.cgroup, self.sandbox_id)
             _makedirs(sandbox)
@@ -353,11 +358,6 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
                 sending.discard(src)
                 with contextlib.suppress(OSError):
                     peer[src].shutdown(socket.SHUT_WR)
-
-
-def _die_with_parent() -> None:
-    """If the test process dies without cleanup, unshare dies and takes the pod with it."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill(pid: int) -> None:
