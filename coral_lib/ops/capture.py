@@ -7,7 +7,7 @@ import selectors
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from coral_lib.ops import base, procgroup
 
@@ -20,20 +20,21 @@ def run_process(
     stdin: bytes = b"",
     env: dict[str, str] | None = None,
     cwd: str | None = None,
-    preexec_fn: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> base.ExecResult:
     """Start argv, feed stdin, read both streams up to max_output each (never more than
     base.HARD_MAX_OUTPUT), kill its whole session on timeout or when `cancel` is set.
 
     The command leads a new session that the agent's guardian kills if the agent dies
-    while it runs (see ops/procgroup.py)."""
+    while it runs (see ops/procgroup.py). No preexec_fn: the agent calls this from gRPC
+    handlers, and a child that runs Python before exec is forked, not vfork'd, so grpcio's
+    fork handlers run in it and abort it now and then while other threads are in gRPC."""
     max_output = min(max_output, base.HARD_MAX_OUTPUT)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, cwd=cwd or None, preexec_fn=preexec_fn, start_new_session=True,
+            env=env, cwd=cwd or None, start_new_session=True,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise base.OperationError(f"cannot start {argv[0]!r}: {exc}") from exc

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from coral_lib.ops import base, local
+from tests.support import grpcbusy
+
+EXECS_WHILE_BUSY = 300
 
 
 def run(argv, **kw) -> base.ExecResult:
@@ -40,3 +43,12 @@ def test_output_cap_sets_truncated():
 def test_missing_program_is_a_clear_error():
     with pytest.raises(base.OperationError, match="cannot start 'no-such-program-x'"):
         run(["no-such-program-x"])
+
+
+def test_commands_run_while_the_agent_serves_grpc():
+    """The agent starts commands from gRPC handlers while other threads are in gRPC. A
+    child forked with Python code before exec (a preexec_fn) there is aborted by grpcio's
+    fork handlers now and then; run_process must start children without one."""
+    with grpcbusy.busy():
+        codes = [run(["true"]).exit_code for _ in range(EXECS_WHILE_BUSY)]
+    assert codes == [0] * EXECS_WHILE_BUSY
