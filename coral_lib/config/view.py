@@ -139,7 +139,8 @@ def _validate_override_file(path: str) -> Any:
 
 def in_child(validate: Callable[[str | None], Any], arg: str | None) -> Any:
     """validate(arg) in a forked child (its imports die with it); its result rebuilt here,
-    or its ConfigError raised here."""
+    or its ConfigError raised here. The agent calls it at start, before any gRPC thread:
+    grpcio's fork handlers abort or hang a child forked while other threads are in gRPC."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: validate, report, exit without running the parent's cleanup
