@@ -3,7 +3,9 @@ ConfigError with a one-line message, never any other exception."""
 
 from __future__ import annotations
 
+import atexit
 import pathlib
+import shutil
 import tempfile
 
 import yaml
@@ -47,6 +49,7 @@ def mutated(node: object) -> st.SearchStrategy[object]:
 
 ENV = {"NODE_NAME": "n1"}
 _DIR = pathlib.Path(tempfile.mkdtemp(prefix="coral-config-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # made at import: no fixture owns it
 
 
 def _check(content: str | bytes) -> None:

@@ -9,8 +9,10 @@ CORAL_CONFIG_FUZZ_EXAMPLES scales the examples per loader (default 300).
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +55,7 @@ documents = (structures.map(lambda d: yaml.safe_dump(d).encode())
              | st.binary(max_size=200))
 
 _DIR = pathlib.Path(tempfile.mkdtemp(prefix="coral-resilience-config-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # made at import: no fixture owns it
 
 
 def _policy_settings(path):
