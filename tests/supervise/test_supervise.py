@@ -97,6 +97,8 @@ def test_child_that_dies_is_restarted_with_its_output_in_the_log(run_dir):
     state, _ = supervise.start(name="c", argv=["sh", "-c", "echo ran-once; sleep 300"],
                                pid_file=pid_file, log_file=log)
     first = _child_of(state.pid)
+    # killed before its echo (a loaded machine), the first run would print nothing
+    _wait_for(lambda: "ran-once" in open(log).read().splitlines())
     first.kill()
     second = _wait_for(lambda: [c for c in psutil.Process(state.pid).children()
                                 if c.pid != first.pid])[0]
