@@ -24,8 +24,18 @@ def _wait_for(predicate, *, timeout: float = 30.0):  # only a failure waits that
     raise AssertionError("condition not met in time")
 
 
-def _child_of(pid: int) -> psutil.Process:
-    return _wait_for(lambda: (psutil.Process(pid).children() or [None])[0])
+def _child_of(pid: int, argv: list[str]) -> psutil.Process:
+    """pid's child once it runs argv (right after the fork it still shows the supervisor's
+    command line)."""
+    def running() -> psutil.Process | None:
+        for child in psutil.Process(pid).children():
+            try:
+                if child.cmdline() == argv:
+                    return child
+            except psutil.Error:  # gone or a zombie meanwhile
+                pass
+        return None
+    return _wait_for(running)
 
 
 # ---- pure decisions --------------------------------------------------------------------
@@ -71,8 +81,7 @@ def test_start_writes_pid_file_and_stop_removes_it_and_the_child(run_dir):
                                      log_file=log)
     assert changed and state.running and state.argv == ("sleep", "300")
     assert int(open(pid_file).read()) == state.pid
-    child = _child_of(state.pid)
-    assert child.cmdline() == ["sleep", "300"]
+    child = _child_of(state.pid, ["sleep", "300"])
     assert supervise.stop(pid_file) is True
     assert not os.path.exists(pid_file)
     assert not psutil.pid_exists(state.pid) and not child.is_running()
@@ -96,9 +105,9 @@ def test_child_that_dies_is_restarted_with_its_output_in_the_log(run_dir):
     pid_file, log = str(run_dir / "c.pid"), str(run_dir / "c.log")
     state, _ = supervise.start(name="c", argv=["sh", "-c", "echo ran-once; sleep 300"],
                                pid_file=pid_file, log_file=log)
-    first = _child_of(state.pid)
     # killed before its echo (a loaded machine), the first run would print nothing
     _wait_for(lambda: "ran-once" in open(log).read().splitlines())
+    (first,) = psutil.Process(state.pid).children()
     first.kill()
     second = _wait_for(lambda: [c for c in psutil.Process(state.pid).children()
                                 if c.pid != first.pid])[0]
