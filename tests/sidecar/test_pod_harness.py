@@ -54,10 +54,5 @@ def test_a_pod_dies_with_the_process_that_started_it():
                              lambda: not os.path.exists(f"/proc/{pause_pid}"), timeout=10)
     finally:
         owner.kill()
-        if os.path.isdir(cgroup):  # the owner never ran its cleanup: do it here
-            podharness.kill_cgroup(cgroup)
-            for child in os.listdir(cgroup):
-                if os.path.isdir(os.path.join(cgroup, child)):
-                    podharness.rmdir_cgroup(os.path.join(cgroup, child))
-            podharness.rmdir_cgroup(cgroup)
+        podharness.remove_pod_cgroup(cgroup)  # the owner never ran its cleanup
         shutil.rmtree(tmp, ignore_errors=True)

@@ -272,13 +272,7 @@ class Pod:
             _kill(self._unshare.pid)
             self._unshare.wait(10)
             self._unshare = None
-        if os.path.isdir(self.cgroup):
-            for entry in os.listdir(self.cgroup):
-                path = os.path.join(self.cgroup, entry)
-                if os.path.isdir(path):
-                    kill_cgroup(path)
-                    rmdir_cgroup(path)
-            rmdir_cgroup(self.cgroup)
+        remove_pod_cgroup(self.cgroup)
         for parent in (os.path.dirname(self.cgroup), os.path.dirname(os.path.dirname(self.cgroup))):
             try:
                 os.rmdir(parent)  # shared by concurrent pods: only when empty
@@ -365,6 +359,18 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def remove_pod_cgroup(path: str) -> None:
+    """Kill what runs in a pod's cgroup and remove it, its children first; absent is fine."""
+    if not os.path.isdir(path):
+        return
+    for entry in os.listdir(path):
+        child = os.path.join(path, entry)
+        if os.path.isdir(child):
+            kill_cgroup(child)
+            rmdir_cgroup(child)
+    rmdir_cgroup(path)
 
 
 def kill_cgroup(path: str) -> None:
